@@ -70,8 +70,9 @@ class NoConfigsFound(CniError):
 
     code = InvalidConfig.code
 
-    def __init__(self, directory: str) -> None:
-        super().__init__(f"no net configurations found in {directory}")
+    def __init__(self, directory: str, name: str = "") -> None:
+        wanted = f" (looking for network {name!r})" if name else ""
+        super().__init__(f"no net configurations found in {directory}{wanted}")
         self.directory = directory
 
 
@@ -130,7 +131,7 @@ def load_network_conf(directory: str, name: str) -> NetConfList:
 
     singles = conf_files(directory, (".conf", ".json"))
     if not singles:
-        raise NotFound(directory, name) if lists else NoConfigsFound(directory)
+        raise NotFound(directory, name) if lists else NoConfigsFound(directory, name)
     for path in singles:
         plugin = _parse(path, plugin_conf_from_bytes)
         if plugin.name == name:

@@ -1,0 +1,26 @@
+# The two commands a new user runs (as root, on Debian/Ubuntu):
+#   make demo   set everything up and show pycni wiring a network namespace
+#   make test   set everything up and run the whole test suite
+.PHONY: setup demo test unit integration lint bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	.venv/bin/python -m pytest -n 2 tests
+
+unit: setup
+	.venv/bin/python -m pytest -q tests/unit
+
+integration: setup
+	.venv/bin/python -m pytest -q -n 2 tests/integration
+
+lint: setup
+	.venv/bin/ruff check pycni tests
+	.venv/bin/mypy
+
+bench: setup
+	.venv/bin/python benchmarks/run.py

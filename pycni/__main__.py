@@ -1,0 +1,3 @@
+from pycni.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``pycni`` command. Subcommands import what they need when they run."""

@@ -1,0 +1,112 @@
+"""Entry point of the ``pycni`` command: argument parsing and error reporting.
+
+Every subcommand lives in its own module and is imported only when chosen,
+so ``pycni version`` does not pay for the runtime library.
+Errors are one line on stderr and a non-zero exit; ``PYCNI_DEBUG=1`` adds
+the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+ENV_HELP = """\
+environment (as cnitool):
+  NETCONFPATH   directory of network configs (default /etc/cni/net.d)
+  CNI_PATH      plugin directories, ':'-separated (default /opt/cni/bin)
+  CNI_IFNAME    interface name in the container (default eth0)
+  CNI_ARGS      extra plugin arguments, 'K1=V1;K2=V2'
+  CAP_ARGS      capability arguments as a JSON object, e.g. '{"portMappings": [...]}'
+  CNI_CACHE_DIR result cache directory (default /var/lib/cni)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pycni",
+        description="Container Network Interface toolkit: run CNI plugins the way a container runtime does.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=ENV_HELP,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    for name, text in (
+        ("add", "attach the namespace to the network and print the result"),
+        ("check", "check an attachment made by 'add'"),
+        ("del", "detach the namespace from the network"),
+    ):
+        p = sub.add_parser(name, help=text, description=text, epilog=ENV_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("network", help="network name (the 'name' field of a config in NETCONFPATH)")
+        p.add_argument("netns", help="network namespace path, e.g. /run/netns/blue")
+        p.add_argument("-i", "--ifname", help="interface name in the container (overrides CNI_IFNAME)")
+
+    p = sub.add_parser("status", help="ask the network's plugins whether they can serve ADD")
+    p.add_argument("network")
+    p = sub.add_parser(
+        "gc",
+        help="remove attachments of a network whose namespace is gone, then let plugins clean up",
+        description="Cached attachments whose network namespace still exists are valid; the others are "
+        "deleted (DEL with their cached arguments). Plugins then get GC with the valid set.",
+    )
+    p.add_argument("network")
+    p = sub.add_parser("version", help="print pycni's version, or a plugin's supported spec versions")
+    p.add_argument("plugin", nargs="?", help="plugin type to ask (looked up on CNI_PATH)")
+
+    p = sub.add_parser("install", help="install pycni's plugins into a CNI bin dir")
+    p.add_argument("--bin-dir", default="/opt/cni/bin", help="where runtimes look for plugins (default /opt/cni/bin)")
+    p.add_argument("--force", action="store_true", help="replace plugin files that pycni did not install")
+    p.add_argument("plugins", nargs="*", metavar="TYPE", help="plugin types to install (default: all)")
+    p = sub.add_parser("uninstall", help="remove the plugins 'pycni install' put into a CNI bin dir")
+    p.add_argument("--bin-dir", default="/opt/cni/bin")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = _run(args)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # one clear line, never a traceback unless asked
+        if os.environ.get("PYCNI_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        print(f"pycni: {_describe(exc)}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command in ("install", "uninstall"):
+        from pycni.cli import install
+
+        return (install.cmd_install if args.command == "install" else install.cmd_uninstall)(args, os.environ)
+    from pycni.cli import cnitool
+
+    handlers = {
+        "add": cnitool.cmd_add,
+        "check": cnitool.cmd_check,
+        "del": cnitool.cmd_del,
+        "status": cnitool.cmd_status,
+        "gc": cnitool.cmd_gc,
+        "version": cnitool.cmd_version,
+    }
+    return handlers[args.command](args, os.environ)
+
+
+def _describe(exc: BaseException) -> str:
+    from pycni.spec.errors import CniError
+
+    if isinstance(exc, CniError):
+        return f"{exc} (code {exc.code})"
+    return str(exc) or type(exc).__name__
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Fixtures for tests that need root and a real kernel.
+
+Every kernel object gets a unique name and is removed at teardown, even
+when the test fails. Configs, the result cache and IPAM data live in the
+test's tmp_path, never in /etc/cni/net.d, /opt/cni/bin or /var/lib/cni.
+
+Without root (or without Debian's reference plugins) the tests skip; in CI
+``PYCNI_REQUIRE_KERNEL_TESTS=1`` turns those skips into failures so a broken
+setup cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GO_PLUGIN_DIR = "/usr/lib/cni"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _missing_prerequisite() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if not shutil.which("ip"):
+        return "needs iproute2 ('ip')"
+    if not os.path.exists(f"{GO_PLUGIN_DIR}/bridge"):
+        return f"needs Debian's containernetworking-plugins in {GO_PLUGIN_DIR}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _kernel_prerequisites() -> None:
+    reason = _missing_prerequisite()
+    if reason is None:
+        return
+    if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
+        pytest.fail(f"kernel test prerequisite missing: {reason}")
+    pytest.skip(reason)
+
+
+def run(*cmd: str, netns: str | None = None, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run a command, optionally inside a named netns."""
+    full = ["ip", "netns", "exec", netns, *cmd] if netns else list(cmd)
+    return subprocess.run(full, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def ip_json(*args: str, netns: str | None = None) -> Any:
+    out = run("ip", "-j", *args, netns=netns).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def link_exists(name: str, netns: str | None = None) -> bool:
+    return run("ip", "link", "show", "dev", name, netns=netns, check=False).returncode == 0
+
+
+def ping(target: str, netns: str, count: int = 1) -> bool:
+    return run("ping", "-c", str(count), "-W", "2", target, netns=netns, check=False).returncode == 0
+
+
+_counter = itertools.count(1)
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
+@dataclass
+class Netns:
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"/run/netns/{self.name}"
+
+
+@pytest.fixture
+def make_netns() -> Iterator[Any]:
+    """Factory for fresh named network namespaces, deleted at teardown."""
+    made: list[Netns] = []
+
+    def make() -> Netns:
+        ns = Netns(f"pycni-t-{uuid.uuid4().hex[:10]}")
+        run("ip", "netns", "add", ns.name)
+        made.append(ns)
+        run("ip", "link", "set", "lo", "up", netns=ns.name)
+        return ns
+
+    yield make
+    for ns in made:
+        run("ip", "netns", "delete", ns.name, check=False)
+
+
+@dataclass
+class CniLab:
+    """One isolated CNI world: conf dir, cache dir, IPAM dir, unique bridge and subnets."""
+
+    root: Path
+    bridge: str
+    subnet4: str
+    gateway4: str
+    subnet6: str
+    conf_dir: Path = field(init=False)
+    cache_dir: Path = field(init=False)
+    ipam_dir: Path = field(init=False)
+    bin_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.conf_dir = self.root / "net.d"
+        self.cache_dir = self.root / "cache"
+        self.ipam_dir = self.root / "ipam"
+        self.bin_dir = self.root / "bin"
+        for d in (self.conf_dir, self.cache_dir, self.ipam_dir, self.bin_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def cni_path(self) -> list[str]:
+        return [str(self.bin_dir), GO_PLUGIN_DIR]
+
+    def bridge_plugin(self, *, ipv6: bool = False) -> dict[str, Any]:
+        ranges = [[{"subnet": self.subnet4}]]
+        routes = [{"dst": "0.0.0.0/0"}]
+        if ipv6:
+            ranges.append([{"subnet": self.subnet6}])
+            routes.append({"dst": "::/0"})
+        return {
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": True,
+            "ipam": {"type": "host-local", "ranges": ranges, "routes": routes, "dataDir": str(self.ipam_dir)},
+        }
+
+    def write_conflist(self, name: str, plugins: list[dict[str, Any]], version: str = "1.0.0",
+                       filename: str | None = None, **extra: Any) -> Path:
+        doc = {"cniVersion": version, "name": name, **extra, "plugins": plugins}
+        path = self.conf_dir / (filename or f"10-{name}.conflist")
+        path.write_text(json.dumps(doc, indent=2))
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for running the `pycni` CLI against this lab."""
+        env = dict(os.environ)
+        env.update(
+            NETCONFPATH=str(self.conf_dir),
+            CNI_PATH=os.pathsep.join(self.cni_path),
+            CNI_CACHE_DIR=str(self.cache_dir),
+            PYTHONPATH=str(REPO_ROOT),
+        )
+        env.update(extra)
+        return env
+
+    def reserved_ips(self, network: str) -> list[str]:
+        net_dir = self.ipam_dir / network
+        if not net_dir.is_dir():
+            return []
+        return sorted(p.name for p in net_dir.iterdir() if p.name[0].isdigit() or ":" in p.name)
+
+    def install_python_plugin(self, plugin_type: str, script: Path) -> None:
+        """Put a pycni.skel plugin script on CNI_PATH as an executable."""
+        wrapper = self.bin_dir / plugin_type
+        wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{REPO_ROOT}" exec "{sys.executable}" "{script}" "$@"\n')
+        wrapper.chmod(0o755)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[CniLab]:
+    n = next(_counter)
+    w = _worker_index()
+    token = uuid.uuid4().hex[:6]
+    lab = CniLab(
+        root=tmp_path,
+        bridge=f"pcb{token}",
+        subnet4=f"10.{100 + w}.{n}.0/24",
+        gateway4=f"10.{100 + w}.{n}.1",
+        subnet6=f"fd00:{100 + w:x}:{n:x}::/64",
+    )
+    yield lab
+    # The bridge plugin never deletes the bridge (by design); the test does.
+    run("ip", "link", "delete", lab.bridge, check=False)
