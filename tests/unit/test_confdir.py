@@ -109,7 +109,7 @@ def test_no_configs_found(tmp_path: Path, make_dir: bool) -> None:
         write(directory / "README", "not a config")
     with pytest.raises(NoConfigsFound) as err:
         load_network_conf(str(directory), "net")
-    assert err.value.msg == f"no net configurations found in {directory}"
+    assert err.value.msg == f"no net configurations found in {directory} (looking for network 'net')"
 
 
 def test_a_broken_file_aborts_the_search_and_names_the_file(tmp_path: Path) -> None:
