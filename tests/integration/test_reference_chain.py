@@ -84,7 +84,7 @@ def test_two_pods_on_one_bridge_reach_each_other_v4_and_v6(lab: CniLab, make_net
     assert ping(ips_b[4], ns_a.name)
     # IPv6 DAD may take a moment after the link comes up
     assert ping(ips_b[6], ns_a.name, count=3) or ping(ips_b[6], ns_a.name, count=3)
-    for ns, rt, _ in pods:
+    for _ns, rt, _ in pods:
         cni.del_network_list(netlist, rt)
     assert lab.reserved_ips("pynet") == []
 
