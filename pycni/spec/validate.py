@@ -29,7 +29,9 @@ def validate_interface_name(ifname: str) -> None:
     if not ifname:
         raise InvalidEnvironment("interface name is empty")
     if len(ifname.encode()) > IFNAME_MAX_BYTES:
-        raise InvalidEnvironment("interface name is too long", f"interface name should be less than {IFNAME_MAX_BYTES + 1} characters")
+        raise InvalidEnvironment(
+            "interface name is too long", f"interface name should be less than {IFNAME_MAX_BYTES + 1} characters"
+        )
     if ifname in (".", ".."):
         raise InvalidEnvironment("interface name is . or ..")
     if any(c in "/:" or c.isspace() for c in ifname):

@@ -49,7 +49,9 @@ def _kernel_prerequisites() -> None:
     pytest.skip(reason)
 
 
-def run(*cmd: str, netns: str | None = None, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run(
+    *cmd: str, netns: str | None = None, check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """Run a command, optionally inside a named netns."""
     full = ["ip", "netns", "exec", netns, *cmd] if netns else list(cmd)
     return subprocess.run(full, capture_output=True, text=True, check=check, timeout=timeout)
