@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
   iproute2 iputils-ping curl iperf3 nftables iptables conntrack
   containernetworking-plugins busybox-static python3-venv
+  podman runc
 )
 
 missing=()
