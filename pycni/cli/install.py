@@ -27,15 +27,13 @@ run({plugin_type!r})
 
 def import_roots() -> list[str]:
     """Directories a shim needs on sys.path: pycni's and its dependencies'."""
-    import pycni
+    import importlib.util
 
-    roots = [os.path.dirname(os.path.dirname(os.path.abspath(pycni.__file__)))]
-    try:
-        import pyroute2
-
-        roots.append(os.path.dirname(os.path.dirname(os.path.abspath(pyroute2.__file__))))
-    except ImportError:  # pyroute2 is needed only by plugins that touch the kernel
-        pass
+    roots = []
+    for package in ("pycni", "pyroute2"):  # located, not imported
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            roots.append(os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))))
     return list(dict.fromkeys(roots))
 
 
