@@ -9,6 +9,8 @@ before re-raising, so a failed ADD never leaves an address reserved.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -63,3 +65,22 @@ def ipam_status(args: CmdArgs) -> None:
 
 def ipam_gc(args: CmdArgs) -> None:
     delegate(ipam_type(args), "GC", args)
+
+
+@contextmanager
+def released_on_failure(args: CmdArgs) -> Iterator[None]:
+    """Undo the IPAM ADD if the body fails, then re-raise the body's error.
+
+    A failed ADD must not leave an address reserved; a failure of the
+    release itself is reported on stderr, never instead of the real error.
+    """
+    try:
+        yield
+    except BaseException:
+        try:
+            ipam_del(args)
+        except Exception as exc:  # keep the original error; the release is best effort
+            import sys
+
+            print(f"pycni: failed to release IPAM after a failed ADD: {exc}", file=sys.stderr)
+        raise

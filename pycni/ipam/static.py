@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pycni import skel
-from pycni.ipam.common import (
+from pycni.spec.fields import (
     IPAddress,
     IPInterface,
     check_one_address_per_family,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
-from pycni.ipam.common import (
+from pycni.spec.fields import (
     IPAddress,
     IPNetwork,
     check_one_address_per_family,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from functools import partial
 
 from pycni import skel
-from pycni.ipam.common import parse_resolv_conf
+from pycni.spec.fields import parse_resolv_conf
 from pycni.ipam.host_local.allocator import allocate_all
 from pycni.ipam.host_local.config import parse_config
 from pycni.ipam.host_local.store import DiskStore, Store, collect_garbage, find_attachment, release_attachment

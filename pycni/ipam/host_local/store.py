@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Protocol
 
-from pycni.ipam.common import IPAddress, canonical_ip
+from pycni.spec.fields import IPAddress, canonical_ip
 from pycni.spec.errors import IOFailure
 
 __all__ = [

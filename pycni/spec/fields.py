@@ -1,4 +1,4 @@
-"""Readers shared by the IPAM plugins: JSON fields, addresses, routes, DNS.
+"""Config readers shared by every plugin: JSON fields, addresses, routes, DNS.
 
 Contract: every reader takes the JSON path of what it reads and raises
 InvalidConfig whose message starts with that path
@@ -110,13 +110,27 @@ def read_str(obj: Mapping[str, Any], key: str, base: str) -> str:
     return value
 
 
-def _read_uint(obj: Mapping[str, Any], key: str, base: str) -> int | None:
+def read_uint(obj: Mapping[str, Any], key: str, base: str) -> int | None:
     value = lookup(obj, key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidConfig(f"{join(base, key)}: expected a non-negative integer, got {value!r}")
     return value
+
+
+def read_bool(obj: Mapping[str, Any], key: str, base: str, default: bool = False) -> bool:
+    """A JSON boolean; absent and null read as ``default`` (Go's zero value)."""
+    value = lookup(obj, key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidConfig(f"{join(base, key)}: expected a boolean, got {_describe(value)}")
+    return value
+
+
+def read_strings(obj: Mapping[str, Any], key: str, base: str) -> tuple[str, ...]:
+    return _strings(lookup(obj, key), join(base, key))
 
 
 def _strings(value: Any, path: str) -> tuple[str, ...]:
@@ -209,11 +223,11 @@ def _parse_route(raw: Any, path: str) -> Route:
     return Route(
         dst=dst,
         gw=gw,
-        mtu=_read_uint(raw, "mtu", path),
-        advmss=_read_uint(raw, "advmss", path),
-        priority=_read_uint(raw, "priority", path),
-        table=_read_uint(raw, "table", path),
-        scope=_read_uint(raw, "scope", path),
+        mtu=read_uint(raw, "mtu", path),
+        advmss=read_uint(raw, "advmss", path),
+        priority=read_uint(raw, "priority", path),
+        table=read_uint(raw, "table", path),
+        scope=read_uint(raw, "scope", path),
     )
 
 
