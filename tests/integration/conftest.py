@@ -168,6 +168,14 @@ class CniLab:
             return []
         return sorted(p.name for p in net_dir.iterdir() if p.name[0].isdigit() or ":" in p.name)
 
+    def install_pycni(self, *plugin_types: str) -> None:
+        """Install pycni's shims (all, or the named types) into bin_dir, ahead of the Go plugins on CNI_PATH."""
+        import argparse
+
+        from pycni.cli.install import cmd_install
+
+        cmd_install(argparse.Namespace(bin_dir=str(self.bin_dir), plugins=list(plugin_types), force=False), {})
+
     def install_python_plugin(self, plugin_type: str, script: Path) -> None:
         """Put a pycni.skel plugin script on CNI_PATH as an executable."""
         wrapper = self.bin_dir / plugin_type

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pycni.ipam.common import parse_resolv_conf
+from pycni.spec.fields import parse_resolv_conf
 from pycni.ipam.host_local.config import DEFAULT_DATA_DIR, Range, parse_config
 from pycni.spec.args import CniArgs
 from pycni.spec.errors import InvalidConfig, InvalidEnvironment
