@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
-  iproute2 iputils-ping curl iperf3 nftables iptables conntrack
+  iproute2 iputils-ping curl iperf3 nftables libnftables1 iptables conntrack
   containernetworking-plugins busybox-static python3-venv
   podman runc
 )

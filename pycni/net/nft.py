@@ -1,0 +1,107 @@
+"""nftables through libnftables (the ``nftables`` module of pip-nftables).
+
+One process-wide context per thread's network namespace would be ideal;
+libnftables opens its netlink socket per command, in the calling thread's
+namespace, so a plain context is safe to use from run_in_netns threads.
+
+Contract:
+- ``apply(script)`` runs an nft script (``add table ...`` lines) as one
+  atomic transaction; failure raises NftError with nft's own message.
+- ``list_json(what)`` returns the "nftables" array of ``nft -j list <what>``,
+  or [] when the object does not exist (so teardown can be idempotent).
+- ``rule_handles(family, table, chain, comment_prefix)`` finds rules by the
+  owner tag in their comment: that is how DEL and GC remove exactly what an
+  attachment added, even after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from pycni.net.errors import NetError
+
+_local = threading.local()
+
+
+class NftError(NetError):
+    """nft refused a command; the message is nft's."""
+
+
+def _context() -> Any:
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        try:
+            import nftables  # type: ignore[import-untyped]  # pip-nftables: ctypes binding of libnftables1
+        except ImportError as exc:
+            raise NftError(f"nftables support needs the 'pip-nftables' package and libnftables1: {exc}") from exc
+        ctx = nftables.Nftables()
+        ctx.set_json_output(False)
+        ctx.set_handle_output(True)
+        _local.ctx = ctx
+    return ctx
+
+
+def _run(command: str) -> str:
+    rc, output, error = _context().cmd(command)
+    if rc != 0:
+        raise NftError(f"nft: {error.strip() or 'command failed'}", command.strip()[:2000])
+    return str(output)
+
+
+def apply(script: str) -> None:
+    """Run a multi-line nft script atomically (all of it or none of it)."""
+    _run(script)
+
+
+def list_json(what: str) -> list[dict[str, Any]]:
+    """``nft -j list <what>``; [] when the table/chain does not exist."""
+    ctx = _context()
+    ctx.set_json_output(True)
+    try:
+        rc, output, error = ctx.cmd(f"list {what}")
+    finally:
+        ctx.set_json_output(False)
+    if rc != 0:
+        if "No such file or directory" in error or "does not exist" in error:
+            return []
+        raise NftError(f"nft: {error.strip()}", f"list {what}")
+    items: list[dict[str, Any]] = json.loads(output).get("nftables", [])
+    return items
+
+
+def table_exists(family: str, table: str) -> bool:
+    return bool(list_json(f"table {family} {table}"))
+
+
+def rules(family: str, table: str, chain: str | None = None) -> list[dict[str, Any]]:
+    """Every rule of a table (or one chain of it), as nft's JSON rule objects."""
+    what = f"chain {family} {table} {chain}" if chain else f"table {family} {table}"
+    return [item["rule"] for item in list_json(what) if "rule" in item]
+
+
+def rule_handles(family: str, table: str, comment_prefix: str, chain: str | None = None) -> list[tuple[str, int]]:
+    """(chain, handle) of every rule whose comment starts with ``comment_prefix``."""
+    return [
+        (rule["chain"], rule["handle"])
+        for rule in rules(family, table, chain)
+        if str(rule.get("comment", "")).startswith(comment_prefix)
+    ]
+
+
+def delete_rules(family: str, table: str, comment_prefix: str) -> int:
+    """Delete every rule of ``table`` tagged with ``comment_prefix``; return how many."""
+    found = rule_handles(family, table, comment_prefix)
+    if found:
+        apply("\n".join(f"delete rule {family} {table} {chain} handle {handle}" for chain, handle in found))
+    return len(found)
+
+
+def quote_comment(text: str) -> str:
+    """An nft comment literal: quotes removed, at most 128 bytes (nft's limit)."""
+    cleaned = text.replace('"', "").replace("\\", "")
+    return '"' + cleaned.encode()[:128].decode(errors="ignore") + '"'
+
+
+__all__ = ["NftError", "apply", "delete_rules", "list_json", "quote_comment", "rule_handles", "rules", "table_exists"]
