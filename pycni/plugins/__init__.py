@@ -23,6 +23,12 @@ PLUGIN_MODULES: dict[str, str] = {
     "host-device": "pycni.plugins.host_device",
     "dummy": "pycni.plugins.dummy",
     "tap": "pycni.plugins.tap",
+    # meta (chained) plugins
+    "portmap": "pycni.plugins.portmap",
+    "firewall": "pycni.plugins.firewall",
+    "tuning": "pycni.plugins.tuning",
+    "bandwidth": "pycni.plugins.bandwidth",
+    "sbr": "pycni.plugins.sbr",
     # IPAM
     "host-local": "pycni.ipam.host_local.plugin",
     "static": "pycni.ipam.static",

@@ -83,3 +83,28 @@ def find_interface(result: Result, name: str, sandbox: str | None = None) -> tup
         if iface.name == name and (sandbox is None or iface.sandbox == sandbox):
             return index, iface
     return None
+
+
+def owner_tag(plugin_type: str, network: str, container_id: str, ifname: str) -> str:
+    """The tag host-side rules of one attachment carry (nft comments, iptables comments).
+
+    ``pycni/<plugin>/<network>/<container id>/<ifname>``: DEL removes
+    exactly the rules with the attachment's tag, and GC removes those whose
+    (container id, ifname) is not in the valid set, even after a crash
+    between ADD and DEL. Fits nft's 128-byte comment limit for 64-char
+    container IDs and 15-char ifnames with network names up to ~30 chars;
+    longer network names are shortened to a hash (uniqueness kept).
+    """
+    import hashlib
+
+    if len(network) > 30:
+        network = "h" + hashlib.sha256(network.encode()).hexdigest()[:16]
+    return f"pycni/{plugin_type}/{network}/{container_id}/{ifname}"
+
+
+def parse_owner_tag(tag: str) -> tuple[str, str, str, str] | None:
+    """(plugin, network, container id, ifname) of a tag made by owner_tag, else None."""
+    parts = tag.split("/")
+    if len(parts) != 5 or parts[0] != "pycni":
+        return None
+    return parts[1], parts[2], parts[3], parts[4]
