@@ -7,6 +7,7 @@ namespace, so a plain context is safe to use from run_in_netns threads.
 Contract:
 - ``apply(script)`` runs an nft script (``add table ...`` lines) as one
   atomic transaction; failure raises NftError with nft's own message.
+  ``apply_json(commands)`` does the same for libnftables JSON commands.
 - ``list_json(what)`` returns the "nftables" array of ``nft -j list <what>``,
   or [] when the object does not exist (so teardown can be idempotent).
 - ``rule_handles(family, table, chain, comment_prefix)`` finds rules by the
@@ -53,6 +54,20 @@ def _run(command: str) -> str:
 def apply(script: str) -> None:
     """Run a multi-line nft script atomically (all of it or none of it)."""
     _run(script)
+
+
+def apply_json(commands: list[dict[str, Any]]) -> None:
+    """Run libnftables JSON commands (``[{"add": {"rule": {...}}}, ...]``) as one atomic transaction.
+
+    JSON needs no quoting: names and comments are passed as they are (the
+    script syntax rejects quoted chain names and characters some
+    interface names may contain).
+    """
+    if not commands:
+        return
+    rc, _output, error = _context().json_cmd({"nftables": commands})
+    if rc != 0:
+        raise NftError(f"nft: {str(error).strip() or 'command failed'}", json.dumps(commands)[:2000])
 
 
 def list_json(what: str) -> list[dict[str, Any]]:
@@ -104,4 +119,14 @@ def quote_comment(text: str) -> str:
     return '"' + cleaned.encode()[:128].decode(errors="ignore") + '"'
 
 
-__all__ = ["NftError", "apply", "delete_rules", "list_json", "quote_comment", "rule_handles", "rules", "table_exists"]
+__all__ = [
+    "NftError",
+    "apply",
+    "apply_json",
+    "delete_rules",
+    "list_json",
+    "quote_comment",
+    "rule_handles",
+    "rules",
+    "table_exists",
+]
