@@ -1,0 +1,182 @@
+"""ptp: a veth pair routed point-to-point between the host and the container.
+
+Config (spec 6.2): ``ipam`` (required; every IP needs a gateway),
+``mtu``, ``ipMasq``, ``ipMasqBackend`` (iptables or nftables), ``dns``
+(replaces IPAM's when any field is set).
+
+The container end (CNI_IFNAME) gets IPAM's address, but no on-link subnet:
+its connected route is replaced by a /32 (/128) route to the gateway and a
+subnet route via that gateway, so all traffic goes through the host. The
+host end ("veth" + 8 hex digits) carries each gateway as a /32 (/128) and a
+host route to each container IP. Forwarding is enabled for the families in
+use. Deleting the veth (DEL, or a failed ADD) removes the host side's
+addresses and routes with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
+from typing import TYPE_CHECKING, Any
+
+from pycni import skel
+from pycni.ipam.delegate import ipam_add, ipam_del, released_on_failure
+from pycni.plugins.attach import (
+    Expected,
+    check_single_link,
+    container_interface,
+    delete_container_link,
+    gc_ipam,
+    renderable,
+    require_prev_result,
+    status_ipam,
+    undone_on_failure,
+)
+from pycni.plugins.common import assemble_result, dns_from_conf, require_ips
+from pycni.plugins.linkconf import read_choice, read_ipam_type, read_mtu
+from pycni.spec.errors import CniError, InvalidConfig
+from pycni.spec.fields import read_bool
+
+if TYPE_CHECKING:
+    from pycni.spec.result import DNS, IPConfig, Result
+
+MASQ_BACKENDS = ("iptables", "nftables")
+
+
+@dataclass(frozen=True)
+class PtpConf:
+    mtu: int | None
+    ip_masq: bool
+    ip_masq_backend: str  # "" = choose (iptables unless only nftables works)
+    ipam_type: str
+    dns: DNS | None
+
+
+def parse_conf(config: Mapping[str, Any]) -> PtpConf:
+    return PtpConf(
+        mtu=read_mtu(config),
+        ip_masq=read_bool(config, "ipMasq", ""),
+        ip_masq_backend=read_choice(config, "ipMasqBackend", ("", *MASQ_BACKENDS), ""),
+        ipam_type=read_ipam_type(config, required_by="ptp"),
+        dns=dns_from_conf(config),
+    )
+
+
+def _host_prefix(ipc: IPConfig) -> int:
+    return 32 if ipc.family == 4 else 128
+
+
+def _require_gateways(ipam_result: Result) -> None:
+    for ipc in ipam_result.ips:
+        if ipc.gateway is None:
+            raise InvalidConfig(f"ipam: ptp needs a gateway for {ipc.address}, and the IPAM result has none")
+
+
+def _configure_container(ifname: str, result: Result) -> None:
+    """Inside the container: address the veth, then route everything via the gateway."""
+    from pycni.net.configure import configure_iface
+    from pycni.net.routes import RT_SCOPE_LINK, add_route, del_route
+
+    configure_iface(ifname, result)
+    for ipc in result.ips:
+        gw, cidr = ipc.gateway, ipc.address
+        assert gw is not None  # _require_gateways
+        # No on-link subnet: the kernel's connected route becomes "via gateway".
+        del_route(cidr.network, dev=ifname, missing_ok=True)
+        gw_net = ip_network(f"{gw}/{_host_prefix(ipc)}")
+        add_route(gw_net, dev=ifname, scope=RT_SCOPE_LINK if ipc.family == 4 else None, src=cidr.ip, exist_ok=True)
+        if cidr.network != gw_net:
+            add_route(cidr.network, gw=gw, dev=ifname, src=cidr.ip, exist_ok=True)
+
+
+def _configure_host(host_veth: str, result: Result) -> None:
+    """On the host: the gateways on the host veth, a host route to each container IP."""
+    from pycni.net.addrs import add_address
+    from pycni.net.routes import RT_SCOPE_LINK, add_route
+
+    added: set[IPv4Interface | IPv6Interface] = set()
+    for ipc in result.ips:
+        prefix = _host_prefix(ipc)
+        gw_cidr = ip_interface(f"{ipc.gateway}/{prefix}")
+        if gw_cidr not in added:
+            add_address(host_veth, gw_cidr)
+            added.add(gw_cidr)
+        scope = RT_SCOPE_LINK if ipc.family == 4 else None
+        add_route(ip_network(f"{ipc.address.ip}/{prefix}"), dev=host_veth, scope=scope, exist_ok=True)
+
+
+def cmd_add(args: skel.CmdArgs) -> Result:
+    from pycni.net.links import create_veth_pair, delete_link
+    from pycni.net.netns import run_in_netns
+    from pycni.net.sysctl import enable_ip_forward
+    from pycni.spec.result import Interface
+
+    conf = parse_conf(args.config)
+    host, container = create_veth_pair(args.ifname, args.netns, mtu=conf.mtu)
+    # Deleting the host end deletes the pair, and with it every host address and route below.
+    with undone_on_failure(lambda: delete_link(host.name, missing_ok=True), f"veth '{host.name}'"):
+        ipam_result = ipam_add(args)
+        with released_on_failure(args):
+            require_ips(ipam_result, conf.ipam_type)
+            _require_gateways(ipam_result)
+            for family in sorted({ipc.family for ipc in ipam_result.ips}):
+                enable_ip_forward(family)
+            interfaces = [
+                Interface(name=host.name, mac=host.mac),
+                Interface(name=container.name, mac=container.mac, sandbox=args.netns),
+            ]
+            result = assemble_result(args.cni_version, interfaces, 1, ipam_result, conf.dns)
+            renderable(result, args.cni_version)
+            run_in_netns(args.netns, _configure_container, args.ifname, result)
+            _configure_host(host.name, result)
+    return result
+
+
+def cmd_del(args: skel.CmdArgs) -> None:
+    # Only what DEL needs is read: a config that could never ADD must still DEL.
+    if read_ipam_type(args.config):
+        ipam_del(args)
+    if args.netns:
+        # Deleting the container end deletes the host end, its addresses and routes.
+        delete_container_link(args.netns, args.ifname)
+
+
+def cmd_check(args: skel.CmdArgs) -> None:
+    from pycni.net.routes import route_exists
+
+    parse_conf(args.config)
+    check_single_link(args, plugin="ptp", use_ipam=True, expected=Expected(kind="veth"))
+    prev = require_prev_result(args, "ptp")
+    index, _ = container_interface(prev, args)
+    hosts = [iface for iface in prev.interfaces if not iface.sandbox]
+    if not hosts:
+        return  # a result without the host veth (e.g. converted from 0.2.0): nothing more to compare
+    host_veth = hosts[0].name
+    for ipc in prev.ips:
+        if ipc.interface != index:
+            continue
+        dst = ip_network(f"{ipc.address.ip}/{_host_prefix(ipc)}")
+        if not route_exists(dst, dev=host_veth):
+            raise CniError(f"host route to {ipc.address.ip} via '{host_veth}' not found")
+
+
+def cmd_status(args: skel.CmdArgs) -> None:
+    parse_conf(args.config)
+    status_ipam(args)
+
+
+def cmd_gc(args: skel.CmdArgs) -> None:
+    parse_conf(args.config)
+    gc_ipam(args)
+
+
+PLUGIN = skel.Plugin(
+    name="ptp",
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    status=cmd_status,
+    gc=cmd_gc,
+    about="pycni ptp: a veth pair routed point-to-point between host and container",
+)

@@ -1,0 +1,186 @@
+"""pycni's ptp plugin in real namespaces: a routed veth pair, packets to the host, clean DEL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import CniLab, ip_json, link_exists, ping, run
+from tests.integration.plugin_helpers import (
+    VERSIONS,
+    Attach,
+    HostLinks,
+    addresses,
+    host_local,
+    link_details,
+    subnet_host,
+)
+
+
+@pytest.fixture
+def host_links() -> Iterator[HostLinks]:
+    links = HostLinks()
+    yield links
+    links.cleanup()
+
+
+def ptp(lab: CniLab, *, v6: bool = False, **extra: object) -> dict:
+    lab.install_pycni("ptp", "host-local")
+    return {"type": "ptp", "ipam": host_local(lab, v6=v6, range_end=subnet_host(lab.subnet4, 100)), **extra}
+
+
+def host_routes_to(ip: str) -> list[dict]:
+    family = "-6" if ":" in ip else "-4"
+    return ip_json(family, "route", "show", ip)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_ptp_add_check_del(lab: CniLab, make_netns, version: str) -> None:
+    net = Attach(lab, "ptpnet", ptp(lab, mtu=1400), version)
+    ns = make_netns()
+    rt = net.rt(ns.path)
+
+    result = net.add(rt)
+
+    assert result.to_wire()["cniVersion"] == version
+    host_veth, container = result.interfaces
+    assert host_veth.name.startswith("veth") and not host_veth.sandbox
+    assert (container.name, container.sandbox) == ("eth0", ns.path)
+    (ipc,) = result.ips
+    assert ipc.interface == 1 and str(ipc.gateway) == lab.gateway4
+    pod_ip = str(ipc.address.ip)
+    details = link_details("eth0", ns.name)
+    assert details["linkinfo"]["info_kind"] == "veth" and details["mtu"] == 1400
+    assert details["address"] == container.mac
+    # the container has no on-link subnet: a /32 to the gateway and the subnet via it
+    routes = {r["dst"]: r for r in ip_json("-4", "route", "show", netns=ns.name)}
+    assert routes[f"{lab.gateway4}"]["scope"] == "link"
+    assert routes[lab.subnet4]["gateway"] == lab.gateway4
+    assert routes["default"]["gateway"] == lab.gateway4
+    # the host side: the gateway on the host veth and a route to the pod
+    assert f"{lab.gateway4}/32" in addresses(host_veth.name, None)
+    assert [r["dev"] for r in host_routes_to(pod_ip)] == [host_veth.name]
+    assert ping(lab.gateway4, ns.name)
+    assert lab.reserved_ips("ptpnet") == [pod_ip]
+
+    if version != "0.3.1":
+        net.check(rt)
+
+    net.delete(rt)
+    assert not link_exists("eth0", ns.name)
+    assert not link_exists(host_veth.name)
+    assert host_routes_to(pod_ip) == []
+    assert lab.reserved_ips("ptpnet") == []
+    net.delete(rt)  # idempotent
+
+
+def test_ptp_pod_reaches_host_addresses_v4_and_v6(lab: CniLab, make_netns, host_links: HostLinks) -> None:
+    # A host address of our own on a veth pair in the host netns: pods reach the host, not just the gateway.
+    a, _ = host_links.veth_pair()
+    host4 = subnet_host(lab.subnet4, 200)
+    host6 = subnet_host(lab.subnet6, 0x200)
+    run("ip", "addr", "add", f"{host4}/32", "dev", a)
+    run("ip", "-6", "addr", "add", f"{host6}/128", "dev", a, "nodad")
+    net = Attach(lab, "ptpnet", ptp(lab, v6=True))
+    ns = make_netns()
+    rt = net.rt(ns.path)
+    result = net.add(rt)
+
+    gateways = {ipc.address.version: str(ipc.gateway) for ipc in result.ips}
+    assert gateways[4] == lab.gateway4
+    assert ping(gateways[4], ns.name)
+    assert ping(host4, ns.name)
+    # The host veth's gateway address may still be in DAD for a moment.
+    assert ping(gateways[6], ns.name, count=3) or ping(gateways[6], ns.name, count=3)
+    assert ping(host6, ns.name, count=3)
+    net.check(rt)
+
+    net.delete(rt)
+    assert lab.reserved_ips("ptpnet") == []
+    for ipc in result.ips:
+        assert host_routes_to(str(ipc.address.ip)) == []
+
+
+def test_two_ptp_pods_reach_each_other_through_the_host(lab: CniLab, make_netns) -> None:
+    net = Attach(lab, "ptpnet", ptp(lab))
+    pods = []
+    for _ in range(2):
+        ns = make_netns()
+        rt = net.rt(ns.path)
+        pods.append((ns, rt, str(net.add(rt).ips[0].address.ip)))
+    (ns_a, _, _), (_, _, ip_b) = pods
+    assert ping(ip_b, ns_a.name)
+    for _, rt, _ in pods:
+        net.delete(rt)
+    assert lab.reserved_ips("ptpnet") == []
+
+
+def test_ptp_check_detects_removed_route_and_address(lab: CniLab, make_netns) -> None:
+    net = Attach(lab, "ptpnet", ptp(lab))
+    ns = make_netns()
+    rt = net.rt(ns.path)
+    result = net.add(rt)
+    net.check(rt)
+
+    run("ip", "route", "del", "default", netns=ns.name)
+    with pytest.raises(Exception, match=r"route 0\.0\.0\.0/0 via .* not found"):
+        net.check(rt)
+
+    run("ip", "addr", "del", str(result.ips[0].address), "dev", "eth0", netns=ns.name)
+    with pytest.raises(Exception, match=r"address .* not found on interface 'eth0'"):
+        net.check(rt)
+    net.delete(rt)
+    assert lab.reserved_ips("ptpnet") == []
+
+
+def test_ptp_del_after_netns_is_gone_releases_the_ip(lab: CniLab, make_netns) -> None:
+    net = Attach(lab, "ptpnet", ptp(lab))
+    ns = make_netns()
+    rt = net.rt(ns.path)
+    result = net.add(rt)
+    host_veth = result.interfaces[0].name
+    run("ip", "netns", "delete", ns.name)
+    assert not link_exists(host_veth)  # the pair died with the namespace
+    net.delete(rt)
+    assert lab.reserved_ips("ptpnet") == []
+
+
+def test_ptp_failed_add_leaves_nothing(lab: CniLab, make_netns) -> None:
+    net = Attach(lab, "ptpnet", ptp(lab))
+    ns = make_netns()
+    run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", netns=ns.name)
+    before = {link["ifname"] for link in ip_json("link", "show")}
+
+    err = net.add_error(net.rt(ns.path))
+
+    assert "eth0" in str(err) and "already exists" in str(err)
+    assert {link["ifname"] for link in ip_json("link", "show")} == before
+    assert lab.reserved_ips("ptpnet") == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "text"),
+    [
+        ({"mtu": -1}, 7, "mtu: expected a non-negative integer"),
+        ({"mtu": "1500"}, 7, "mtu: expected a non-negative integer"),
+        ({"ipMasq": "yes"}, 7, "ipMasq: expected a boolean"),
+        ({"ipMasqBackend": "pf"}, 7, "ipMasqBackend: 'pf' is not one of"),
+        ({"ipam": {}}, 7, "ipam: ptp requires an IPAM configuration"),
+        ({"ipam": {"type": "../host-local"}}, 7, "ipam.type"),
+    ],
+)
+def test_ptp_rejects_malformed_config(lab: CniLab, make_netns, extra: dict, code: int, text: str) -> None:
+    net = Attach(lab, "ptpnet", {**ptp(lab), **extra})
+    ns = make_netns()
+    err = net.add_error(net.rt(ns.path))
+    assert err.code == code and text in str(err)
+    assert not link_exists("eth0", ns.name)
+    assert lab.reserved_ips("ptpnet") == []
+
+
+def test_ptp_rejects_overlong_ifname(lab: CniLab, make_netns) -> None:
+    net = Attach(lab, "ptpnet", ptp(lab))
+    ns = make_netns()
+    err = net.add_error(net.rt(ns.path, ifname="a" * 16))
+    assert err.code == 4 and "too long" in str(err)
