@@ -261,8 +261,11 @@ def rename_link(name: str, new_name: str) -> None:
 def move_link_to_netns(name: str, netns: NetnsRef, new_name: str | None = None) -> None:
     """Move a link into another namespace, optionally renaming it on the way in one message.
 
-    Renaming during the move means the new name is only checked in the
-    target namespace and no intermediate name is ever visible.
+    The new name is only checked in the target namespace. Only when the
+    current name is taken there does the kernel apply the new name as part
+    of the move; otherwise it moves the link first and renames it after, so
+    a failed rename (the new name is taken) leaves the link moved under its
+    old name (verified on 6.x kernels).
     """
     fd = netns if isinstance(netns, int) else open_netns(netns)
     try:
