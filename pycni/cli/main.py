@@ -61,8 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin-dir", default="/opt/cni/bin", help="where runtimes look for plugins (default /opt/cni/bin)")
     p.add_argument("--force", action="store_true", help="replace plugin files that pycni did not install")
     p.add_argument("plugins", nargs="*", metavar="TYPE", help="plugin types to install (default: all)")
+    p.add_argument("--executor", action="store_true",
+                   help="also install the executor's systemd units and enable its socket (where systemd runs)")
+    p.add_argument("--systemd-dir", default="/etc/systemd/system", help="where --executor writes the units")
     p = sub.add_parser("uninstall", help="remove the plugins 'pycni install' put into a CNI bin dir")
     p.add_argument("--bin-dir", default="/opt/cni/bin")
+
+    from pycni.executor.command import add_arguments as executor_arguments
+
+    p = sub.add_parser("executor", help="run the warm executor daemon that the installed plugins forward to")
+    executor_arguments(p)
     return parser
 
 
@@ -87,6 +95,10 @@ def _run(args: argparse.Namespace) -> int:
         from pycni.cli import install
 
         return (install.cmd_install if args.command == "install" else install.cmd_uninstall)(args, os.environ)
+    if args.command == "executor":
+        from pycni.executor.command import cmd_executor
+
+        return cmd_executor(args, os.environ)
     from pycni.cli import cnitool
 
     handlers = {

@@ -1,0 +1,409 @@
+"""``pycni executor``: the warm daemon that runs plugin calls for the shims.
+
+Contract:
+
+- One unix stream socket (default /run/pycni/executor.sock, mode 0600, or
+  the socket systemd passes); one connection per call (``protocol``).
+  Peers that are not root (SO_PEERCRED) are refused. Modules (pyroute2,
+  every plugin) are imported once at start-up.
+- Each call runs in a fresh worker thread that has entered the *caller's*
+  network namespace (the descriptor the shim sent), so host-side objects
+  land where the runtime lives, not where the daemon does; a plugin then
+  enters the container's namespace itself, exactly as in-process. The
+  plugin sees the caller's environment via ``CmdArgs.environ``; the
+  daemon's own environment, cwd and streams are never changed per call.
+  A caller in another mount namespace is declined (paths such as
+  /run/netns/x or a host-local dataDir would mean other files here).
+- Limits: at most ``max_workers`` calls run at once (more wait up to
+  ``admission_timeout``, then are declined and run in-process by their
+  shim); a request must arrive within ``io_timeout``; a call that outlives
+  ``request_timeout`` is answered with code 11 and its worker is abandoned
+  (it keeps its slot until it ends). An ADD whose outcome never reached
+  its caller (timeout, or the caller went away) is undone with a DEL of
+  the same request once it finishes, so nothing is left half-made.
+- Nothing a plugin does kills the daemon: exceptions become error outcomes
+  (skel's code 999), and a malformed or stalled connection only costs its
+  own thread.
+- Logs are JSON lines (``JsonLog``); ``metrics`` counts calls, latency and
+  errors. SIGTERM/SIGINT stop accepting and let running calls finish;
+  SIGHUP reopens the log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pycni.executor import protocol
+from pycni.executor.call import Call, StderrRouter
+from pycni.executor.logs import JsonLog
+from pycni.executor.metrics import Metrics
+from pycni.executor.outcome import error_code, failed
+from pycni.net.netns import CLONE_NEWNET, NS_GET_NSTYPE
+from pycni.plugins import PLUGIN_MODULES, load_plugin
+from pycni.spec.errors import TryAgainLater
+
+__all__ = ["DEFAULT_SOCKET", "Executor", "Options", "bind_listener", "preload", "run", "systemd_listener"]
+
+DEFAULT_SOCKET = protocol.DEFAULT_SOCKET
+#: systemd passes its sockets from fd 3 on (sd_listen_fds).
+SD_LISTEN_FDS_START = 3
+
+
+@dataclass(frozen=True)
+class Options:
+    socket_path: str = DEFAULT_SOCKET
+    request_timeout: float = 60.0  # a call's whole run, then code 11
+    io_timeout: float = 5.0  # to receive a whole request, and the shim's "go"
+    max_workers: int = 32  # calls running at once
+    admission_timeout: float = 5.0  # how long a call waits for a free worker before being declined
+    max_connections: int = 512  # connections being read or waiting; more are declined at once
+    shutdown_grace: float = 30.0  # how long SIGTERM waits for running calls
+
+
+# --------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str, *, answer: bool = True) -> None:
+        super().__init__(detail)
+        self.reason = reason  # metric label
+        self.answer = answer  # send a decline (False: just close)
+
+
+class Executor:
+    """Accepts connections on ``listener`` and runs their calls until ``shutdown()``."""
+
+    def __init__(self, listener: socket.socket, options: Options, log: JsonLog, metrics: Metrics | None = None) -> None:
+        self.listener = listener
+        self.options = options
+        self.log = log
+        self.metrics = metrics or Metrics()
+        self._workers = threading.BoundedSemaphore(options.max_workers)
+        self._connections = threading.BoundedSemaphore(options.max_connections)
+        self._own_mnt = os.stat("/proc/self/ns/mnt")
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._active = 0
+        self._idle = threading.Condition()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        self.listener.setblocking(False)
+        real_stderr = sys.stderr
+        sys.stderr = StderrRouter(real_stderr)
+        try:
+            self._accept_loop()
+        finally:
+            self._wait_idle(self.options.shutdown_grace)
+            sys.stderr = real_stderr
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def shutdown(self) -> None:
+        """Stop accepting (safe from a signal handler or another thread)."""
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                ready, _, _ = select.select([self.listener.fileno(), self._wake_r], [], [])
+            except InterruptedError:
+                continue
+            if self._wake_r in ready:
+                return
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                self.log("accept_failed", "error", error=str(exc))
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(0.1)
+                continue
+            if not self._connections.acquire(blocking=False):
+                self._refuse(conn, _Refused("busy", "too many connections"))
+                conn.close()
+                continue
+            with self._idle:
+                self._active += 1
+            threading.Thread(target=self._connection, args=(conn,), name="pycni-conn", daemon=True).start()
+
+    def _wait_idle(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._active and (left := deadline - time.monotonic()) > 0:
+                self._idle.wait(left)
+
+    # -- one connection ----------------------------------------------------
+
+    def _connection(self, conn: socket.socket) -> None:
+        fds: list[int] = []
+        peer_pid = 0
+        try:
+            peer_pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            if uid != 0:
+                raise _Refused("not_root", f"peer uid {uid} is not root")
+            request = self._receive(conn, fds)
+            self._serve(conn, request, fds, peer_pid)
+        except _Refused as refused:
+            self._refuse(conn, refused, peer_pid)
+        except Exception as exc:  # a bug here must cost one connection, not the daemon
+            self.log("connection_failed", "error", peer_pid=peer_pid, error=repr(exc))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            self._connections.release()
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _receive(self, conn: socket.socket, fds: list[int]) -> protocol.Request:
+        """Read one whole request (and its descriptors, into ``fds``) within io_timeout."""
+        deadline = time.monotonic() + self.options.io_timeout
+        buf = bytearray()
+        need = protocol.HEADER_SIZE
+        header = b""
+        try:
+            while len(buf) < need:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _Refused("timeout", "request not received in time")
+                conn.settimeout(left)
+                data, ancdata, flags, _ = conn.recvmsg(min(need - len(buf), 1 << 20), socket.CMSG_SPACE(4 * 4))
+                for level, kind, cdata in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        usable = len(cdata) - len(cdata) % 4
+                        fds.extend(int.from_bytes(cdata[i : i + 4], sys.byteorder) for i in range(0, usable, 4))
+                if flags & socket.MSG_CTRUNC:
+                    raise _Refused("malformed", "too many descriptors")
+                if not data:
+                    raise _Refused("malformed", "connection closed mid-request", answer=False)
+                buf += data
+                if not header and len(buf) >= protocol.HEADER_SIZE:
+                    header = bytes(buf[: protocol.HEADER_SIZE])
+                    need = protocol.HEADER_SIZE + protocol.body_size(header)
+            return protocol.decode_request(header, bytes(buf[protocol.HEADER_SIZE :]))
+        except TimeoutError:
+            raise _Refused("timeout", "request not received in time") from None
+        except protocol.ProtocolError as exc:
+            raise _Refused("malformed", f"malformed request: {exc}") from None
+        except OSError as exc:
+            raise _Refused("malformed", f"failed to read request: {exc}", answer=False) from None
+
+    def _check_caller(self, request: protocol.Request, fds: list[int]) -> None:
+        if len(fds) != 2:
+            raise _Refused("malformed", f"expected 2 namespace descriptors, got {len(fds)}")
+        net_fd, mnt_fd = fds
+        try:
+            is_netns = fcntl.ioctl(net_fd, NS_GET_NSTYPE) == CLONE_NEWNET
+            mnt = os.fstat(mnt_fd)
+        except OSError:
+            is_netns, mnt = False, None
+        if not is_netns:
+            raise _Refused("malformed", "the first descriptor is not a network namespace")
+        if mnt is None or (mnt.st_dev, mnt.st_ino) != (self._own_mnt.st_dev, self._own_mnt.st_ino):
+            raise _Refused("foreign_mount_ns", "caller is in another mount namespace")
+        if request.plugin_type not in PLUGIN_MODULES:
+            raise _Refused("unknown_plugin", f"no plugin of type {request.plugin_type!r}")
+        try:
+            load_plugin(request.plugin_type)
+        except Exception as exc:
+            raise _Refused("unknown_plugin", f"plugin {request.plugin_type!r} does not load: {exc}") from None
+
+    def _serve(self, conn: socket.socket, request: protocol.Request, fds: list[int], peer_pid: int) -> None:
+        self._check_caller(request, fds)
+        if not self._workers.acquire(timeout=self.options.admission_timeout):
+            raise _Refused("busy", "all workers busy")
+        net_fd = fds.pop(0)  # from here on the call owns it
+        call = Call(request, net_fd, self._workers.release, self.log)
+        try:
+            conn.settimeout(self.options.io_timeout)
+            conn.sendall(protocol.READY)
+            go = conn.recv(1)
+        except OSError:
+            go = b""
+        if go != protocol.GO:
+            os.close(net_fd)
+            self._workers.release()
+            raise _Refused("no_go", "caller did not confirm the call", answer=False)
+        self._run(conn, call, peer_pid)
+
+    def _run(self, conn: socket.socket, call: Call, peer_pid: int) -> None:
+        request, started = call.request, time.monotonic()
+        self.metrics.adjust(in_flight=1)
+        try:
+            call.start()
+        except RuntimeError as exc:  # no thread to be had: fail the call, keep serving
+            call.abort()
+            call.outcome = failed(request.plugin_type, request.environ, request.stdin,
+                                  TryAgainLater(f"pycni executor: cannot start a worker: {exc}"))
+            call.done.set()
+        finished = call.done.wait(self.options.request_timeout)
+        self.metrics.adjust(in_flight=-1)
+        if finished and call.outcome is not None:
+            outcome = call.outcome
+        else:
+            timeout = TryAgainLater(f"pycni executor: {request.plugin_type} {call.command} did not finish "
+                                    f"within {self.options.request_timeout:g}s")
+            outcome = failed(request.plugin_type, request.environ, request.stdin, timeout)
+            self.metrics.timed_out(request.plugin_type, call.command)
+            self.metrics.adjust(abandoned_running=1)
+            call.settle(False)
+            threading.Thread(target=self._count_abandoned_end, args=(call,), daemon=True).start()
+        delivered = True
+        try:
+            conn.settimeout(self.options.io_timeout)
+            conn.sendall(protocol.encode_outcome(outcome.exit_code, outcome.stdout, outcome.stderr))
+        except OSError:
+            delivered = False
+        if finished:
+            call.settle(delivered)
+        duration = time.monotonic() - started
+        code = error_code(outcome)
+        self.metrics.observe(request.plugin_type, call.command, duration, code)
+        env = request.environ
+        self.log("call", "info" if outcome.exit_code == 0 else "warning", plugin=request.plugin_type,
+                 command=call.command, container_id=env.get("CNI_CONTAINERID", ""), netns=env.get("CNI_NETNS", ""),
+                 ifname=env.get("CNI_IFNAME", ""), peer_pid=peer_pid, exit_code=outcome.exit_code, error_code=code,
+                 duration_ms=round(duration * 1000, 3), timed_out=not finished, delivered=delivered)
+
+    def _count_abandoned_end(self, call: Call) -> None:
+        call.done.wait()
+        self.metrics.adjust(abandoned_running=-1)
+
+    def _refuse(self, conn: socket.socket, refused: _Refused, peer_pid: int = 0) -> None:
+        self.metrics.refused(refused.reason)
+        self.log("refused", "warning", reason=refused.reason, detail=str(refused), peer_pid=peer_pid)
+        if refused.answer:
+            with contextlib.suppress(OSError):
+                conn.settimeout(0.5)
+                conn.sendall(protocol.encode_decline(str(refused)))
+
+
+# --------------------------------------------------------------------------
+# Start-up
+# --------------------------------------------------------------------------
+
+
+def systemd_listener(environ: dict[str, str] | None = None) -> socket.socket | None:
+    """The socket systemd passed (socket activation), else None. Clears the LISTEN_* variables."""
+    env = os.environ if environ is None else environ
+    try:
+        ours = int(env.get("LISTEN_PID", "0")) == os.getpid() and int(env.get("LISTEN_FDS", "0")) >= 1
+    except ValueError:
+        ours = False
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(name, None)  # plugins' children must not think they were activated
+    if not ours:
+        return None
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    os.set_inheritable(sock.fileno(), False)
+    return sock
+
+
+def bind_listener(path: str) -> socket.socket:
+    """Listen on ``path`` (mode 0600); a stale socket file is replaced, a live one is an error."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: left behind by an executor that died
+        else:
+            raise RuntimeError(f"another executor is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # never reachable by others, not even briefly
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+def preload(log: JsonLog) -> None:
+    """Import every plugin and open one netlink handle, so the first call is as fast as the rest."""
+    import importlib
+
+    loaded, missing = [], []
+    for plugin_type in sorted(PLUGIN_MODULES):
+        try:
+            load_plugin(plugin_type)
+            loaded.append(plugin_type)
+        except ModuleNotFoundError as exc:
+            if exc.name != PLUGIN_MODULES[plugin_type]:
+                log("preload_failed", "error", plugin=plugin_type, error=str(exc))
+            missing.append(plugin_type)
+        except Exception as exc:
+            log("preload_failed", "error", plugin=plugin_type, error=repr(exc))
+            missing.append(plugin_type)
+    for module in ("pycni.spec.result", "pycni.spec.config", "pycni.runtime.invoke", "nftables"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    try:
+        from pycni.net.links import link_exists
+
+        link_exists("lo")  # pyroute2 loads most of itself on the first handle
+    except Exception as exc:
+        log("preload_failed", "error", plugin="", error=f"netlink: {exc!r}")
+    log("preloaded", plugins=loaded, unavailable=missing)
+
+
+def run(options: Options, log: JsonLog, *, metrics_addr: str | None = None, do_preload: bool = True,
+        listener: socket.socket | None = None, on_ready: Callable[[], None] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (call from the main thread). Returns the exit status."""
+    activated = listener is not None
+    if listener is None:
+        listener = systemd_listener()
+        activated = listener is not None
+    if listener is None:
+        listener = bind_listener(options.socket_path)
+    metrics = Metrics()
+    executor = Executor(listener, options, log, metrics)
+    if metrics_addr:
+        from pycni.executor.metrics import serve_metrics
+
+        server = serve_metrics(metrics_addr, metrics)
+        host, port = server.server_address[:2]
+        log("metrics_listening", addr=f"{host!s}:{port}")
+    if do_preload:
+        preload(log)
+    signal.signal(signal.SIGTERM, lambda *_: executor.shutdown())
+    signal.signal(signal.SIGINT, lambda *_: executor.shutdown())
+    signal.signal(signal.SIGHUP, lambda *_: log.reopen())
+    socket_name = listener.getsockname()
+    log("listening", socket=socket_name, pid=os.getpid(), socket_activated=activated,
+        max_workers=options.max_workers, request_timeout=options.request_timeout)
+    if on_ready is not None:
+        on_ready()
+    try:
+        executor.serve_forever()
+    finally:
+        if not activated and isinstance(socket_name, str) and socket_name:
+            with contextlib.suppress(OSError):
+                os.unlink(socket_name)
+        listener.close()
+        log("stopped", pid=os.getpid())
+    return 0

@@ -1,0 +1,56 @@
+"""The executor's structured logs: one JSON object per line, to a file (appended) or a stream.
+
+Every line has ``time`` (UTC, ms), ``level`` and ``event`` plus the event's
+fields; ``reopen()`` (on SIGHUP) follows log rotation. Writing never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+
+class JsonLog:
+    """Structured logs: one JSON object per line, to a file (appended) or a stream."""
+
+    def __init__(self, path: str | None = None, stream: TextIO | None = None) -> None:
+        self._path = path
+        self._stream = stream if stream is not None else sys.stderr
+        self._file: TextIO | None = None
+        self._lock = threading.Lock()
+        self.reopen()
+
+    def reopen(self) -> None:
+        """Open the log file again (after rotation)."""
+        if self._path is None:
+            return
+        directory = os.path.dirname(self._path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        new = open(self._path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115  # lives as long as the log
+        with self._lock:
+            old, self._file = self._file, new
+        if old is not None:
+            old.close()
+
+    def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        line = json.dumps({"time": stamp, "level": level, "event": event, **fields}, default=str)
+        with self._lock:
+            out = self._file if self._file is not None else self._stream
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except (OSError, ValueError):
+                pass  # a full disk must not take the daemon down
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
