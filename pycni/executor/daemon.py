@@ -12,8 +12,13 @@ Contract:
   enters the container's namespace itself, exactly as in-process. The
   plugin sees the caller's environment via ``CmdArgs.environ``; the
   daemon's own environment, cwd and streams are never changed per call.
-  A caller in another mount namespace is declined (paths such as
-  /run/netns/x or a host-local dataDir would mean other files here).
+  The executor takes a call only if the caller's files are its files: the
+  same ``/`` (so a host-local dataDir or the CNI cache are the same
+  directories), the same CNI_NETNS file, and for plugins that read
+  netns-dependent sysfs (host-device), the same ``/sys``. A caller in a
+  node namespace entered with ``ip netns exec`` (its own mount namespace,
+  same root) is served; one in a container with another root is declined
+  and its shim runs the plugin in-process.
 - Limits: at most ``max_workers`` calls run at once (more wait up to
   ``admission_timeout``, then are declined and run in-process by their
   shim); a request must arrive within ``io_timeout``; a call that outlives
@@ -57,6 +62,8 @@ from pycni.spec.errors import TryAgainLater
 __all__ = ["DEFAULT_SOCKET", "Executor", "Options", "bind_listener", "preload", "run", "systemd_listener"]
 
 DEFAULT_SOCKET = protocol.DEFAULT_SOCKET
+#: Plugins reading /sys/class/net-style entries, which show the netns of whoever mounted /sys.
+SYSFS_READERS = frozenset({"host-device"})
 #: systemd passes its sockets from fd 3 on (sd_listen_fds).
 SD_LISTEN_FDS_START = 3
 
@@ -94,7 +101,6 @@ class Executor:
         self.metrics = metrics or Metrics()
         self._workers = threading.BoundedSemaphore(options.max_workers)
         self._connections = threading.BoundedSemaphore(options.max_connections)
-        self._own_mnt = os.stat("/proc/self/ns/mnt")
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._active = 0
         self._idle = threading.Condition()
@@ -207,18 +213,25 @@ class Executor:
             raise _Refused("malformed", f"failed to read request: {exc}", answer=False) from None
 
     def _check_caller(self, request: protocol.Request, fds: list[int]) -> None:
-        if len(fds) != 2:
-            raise _Refused("malformed", f"expected 2 namespace descriptors, got {len(fds)}")
-        net_fd, mnt_fd = fds
+        """Decline a call the executor cannot run exactly as the caller would (see the module contract)."""
+        if len(fds) not in (3, 4):
+            raise _Refused("malformed", f"expected 3 or 4 descriptors, got {len(fds)}")
+        net_fd, root_fd, sys_fd, *netns_fd = fds
         try:
             is_netns = fcntl.ioctl(net_fd, NS_GET_NSTYPE) == CLONE_NEWNET
-            mnt = os.fstat(mnt_fd)
         except OSError:
-            is_netns, mnt = False, None
+            is_netns = False
         if not is_netns:
             raise _Refused("malformed", "the first descriptor is not a network namespace")
-        if mnt is None or (mnt.st_dev, mnt.st_ino) != (self._own_mnt.st_dev, self._own_mnt.st_ino):
-            raise _Refused("foreign_mount_ns", "caller is in another mount namespace")
+        if not _same_file(root_fd, "/"):
+            raise _Refused("foreign_root", "caller has another root filesystem")
+        if request.plugin_type in SYSFS_READERS and not _same_file(sys_fd, "/sys"):
+            raise _Refused("foreign_sysfs", "caller sees another /sys")
+        netns = request.environ.get("CNI_NETNS", "")
+        if netns_fd and not netns:
+            raise _Refused("malformed", "a CNI_NETNS descriptor without CNI_NETNS")
+        if netns and not _same_file(netns_fd[0] if netns_fd else None, netns):
+            raise _Refused("foreign_netns_path", f"CNI_NETNS {netns!r} is another file here")
         if request.plugin_type not in PLUGIN_MODULES:
             raise _Refused("unknown_plugin", f"no plugin of type {request.plugin_type!r}")
         try:
@@ -294,6 +307,21 @@ class Executor:
             with contextlib.suppress(OSError):
                 conn.settimeout(0.5)
                 conn.sendall(protocol.encode_decline(str(refused)))
+
+
+def _same_file(fd: int | None, path: str) -> bool:
+    """Whether the caller's ``fd`` (None: the caller could not open it) is what ``path`` names here."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        return fd is None
+    if fd is None:
+        return False
+    try:
+        theirs = os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 # --------------------------------------------------------------------------

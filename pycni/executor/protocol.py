@@ -2,9 +2,10 @@
 
 One connection carries one plugin call, over a unix stream socket:
 
-1. shim -> executor, one request frame sent with SCM_RIGHTS carrying two
-   descriptors: the caller's network namespace, then its mount namespace
-   (``/proc/self/ns/net`` and ``/proc/self/ns/mnt``, opened by the shim)::
+1. shim -> executor, one request frame sent with SCM_RIGHTS carrying three
+   or four descriptors, opened by the shim: its network namespace
+   (``/proc/self/ns/net``), its ``/`` and its ``/sys`` (O_PATH), and, when
+   CNI_NETNS names a file the shim can open, that file (O_PATH)::
 
        "PCX1" | u8 len(type) | u32 len(env) | u32 len(stdin) | type | env | stdin
 
@@ -12,8 +13,9 @@ One connection carries one plugin call, over a unix stream socket:
    integers are big-endian. Limits: type 1-64 bytes, env 1 MiB, stdin 16 MiB.
 2. executor -> shim, one byte: ``R`` (ready: it will run the call once told
    to), or a decline ``D | u16 len | reason`` after which the shim runs the
-   plugin in-process. Malformed requests, peers that are not root, foreign
-   mount namespaces and a full executor are declined (or just closed).
+   plugin in-process. Malformed requests, peers that are not root, callers
+   whose files differ from the executor's (see ``daemon``) and a full
+   executor are declined (or just closed).
 3. shim -> executor: ``G`` (go). From here on the call belongs to the
    executor; before it, either side may walk away and nothing has run.
 4. executor -> shim, the outcome: ``O | u8 exit code | u32 len(stdout) |

@@ -4,9 +4,10 @@ Contract (``main(plugin_type)`` never returns):
 
 - The executor socket is ``$PYCNI_EXECUTOR_SOCKET`` (default
   /run/pycni/executor.sock; empty disables forwarding). The shim sends its
-  whole environment, its stdin and descriptors of its own network and mount
-  namespaces (see ``protocol``), then relays the outcome: stderr, stdout,
-  exit code — the bytes the plugin would have printed in-process.
+  whole environment, its stdin and descriptors of its network namespace,
+  its root, its /sys and CNI_NETNS (see ``protocol``), then relays the
+  outcome: stderr, stdout, exit code — the bytes the plugin would have
+  printed in-process.
 - It runs the plugin in-process when the socket is absent or refuses, when
   the executor declines, and when the connection breaks before the executor
   took the call (before ``G``): nothing has run yet, so nothing runs twice.
@@ -30,6 +31,7 @@ FORWARDED = frozenset((b"ADD", b"DEL", b"CHECK", b"VERSION", b"STATUS", b"GC"))
 #: How long to wait for the executor to take the call (covers a socket-activated start).
 READY_TIMEOUT = 15.0
 _SAFE_TO_REPEAT = frozenset((b"DEL", b"CHECK", b"VERSION", b"STATUS", b"GC"))
+_PATH_ONLY = posix.O_PATH | posix.O_CLOEXEC
 
 
 class _ExecutorDied(Exception):
@@ -80,9 +82,15 @@ def _hand_over(sock: _socket.socket, plugin_type: str, stdin: bytes, environ: di
     fds: list[int] = []
     try:
         frame = protocol.encode_request(plugin_type.encode(), protocol.encode_env(environ), stdin)
-        flags = posix.O_RDONLY | posix.O_CLOEXEC
-        fds.append(posix.open("/proc/self/ns/net", flags))
-        fds.append(posix.open("/proc/self/ns/mnt", flags))
+        fds.append(posix.open("/proc/self/ns/net", posix.O_RDONLY | posix.O_CLOEXEC))
+        fds.append(posix.open("/", _PATH_ONLY))
+        fds.append(posix.open("/sys", _PATH_ONLY))
+        netns = environ.get(b"CNI_NETNS")
+        if netns:
+            try:  # noqa: SIM105  # contextlib is not worth its import here
+                fds.append(posix.open(netns, _PATH_ONLY))
+            except OSError:
+                pass  # absent here (DEL after the netns went): the executor must not see it either
         sock.settimeout(READY_TIMEOUT)
         sock.connect(environ.get(b"PYCNI_EXECUTOR_SOCKET", DEFAULT_SOCKET))
         rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
