@@ -31,7 +31,7 @@ SHIM_TEMPLATE = """#!{python} -IS
 import sys
 sys.path[:0] = {paths!r}
 from pycni.executor.shim import main
-main({plugin_type!r})
+main({call_args})
 """
 
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -50,10 +50,11 @@ def import_roots() -> list[str]:
     return list(dict.fromkeys(roots))
 
 
-def render_shim(plugin_type: str, python: str | None = None) -> str:
-    return SHIM_TEMPLATE.format(
-        python=python or sys.executable, marker=SHIM_MARKER, paths=import_roots(), plugin_type=plugin_type
-    )
+def render_shim(plugin_type: str, python: str | None = None, executor_socket: str | None = None) -> str:
+    """The shim for ``plugin_type``; ``executor_socket`` replaces the default socket it forwards to."""
+    call_args = repr(plugin_type) + (f", {os.fsencode(executor_socket)!r}" if executor_socket else "")
+    return SHIM_TEMPLATE.format(python=python or sys.executable, marker=SHIM_MARKER, paths=import_roots(),
+                                call_args=call_args)
 
 
 def is_pycni_shim(path: str) -> bool:
@@ -76,9 +77,10 @@ def shim_plugin_type(path: str) -> str | None:
     for line in lines:
         for call in (b"main(", b"run("):  # run(): shims from before the executor
             if line.startswith(call) and line.endswith(b")"):
-                inner = line[len(call) : -1]
-                if len(inner) > 2 and inner[:1] in (b"'", b'"') and inner[-1:] == inner[:1]:
-                    return inner[1:-1].decode("ascii", "replace")
+                quote = line[len(call) : len(call) + 1]
+                end = line.find(quote, len(call) + 1) if quote in (b"'", b'"') else -1
+                if end > len(call) + 1:
+                    return line[len(call) + 1 : end].decode("ascii", "replace")
     return None
 
 
@@ -113,21 +115,22 @@ def cmd_install(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"skipped {target}: not installed by pycni (use --force to replace it)", file=sys.stderr)
             status = 1
             continue
-        _write_executable(target, render_shim(plugin_type))
+        _write_executable(target, render_shim(plugin_type, executor_socket=getattr(args, "executor_socket", None)))
         print(f"{'replaced' if foreign else 'installed'} {target}")
     if getattr(args, "executor", False):
-        status |= install_executor(getattr(args, "systemd_dir", None) or SYSTEMD_DIR)
+        status |= install_executor(getattr(args, "systemd_dir", None) or SYSTEMD_DIR,
+                                   getattr(args, "executor_socket", None))
     return status
 
 
-def install_executor(unit_dir: str) -> int:
+def install_executor(unit_dir: str, executor_socket: str | None = None) -> int:
     """Write the executor's systemd units; enable the socket when systemd runs and the dir is the system one."""
     from pycni.executor.systemd import UNITS, render_unit
 
     os.makedirs(unit_dir, exist_ok=True)
     for name in UNITS:
         target = os.path.join(unit_dir, name)
-        _write_file(target, render_unit(name, [sys.executable, "-m", "pycni"]), 0o644)
+        _write_file(target, render_unit(name, [sys.executable, "-m", "pycni"], executor_socket), 0o644)
         print(f"installed {target}")
     systemd_runs = os.path.isdir("/run/systemd/system")
     if systemd_runs and os.path.abspath(unit_dir) == SYSTEMD_DIR:

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", action="store_true",
                    help="also install the executor's systemd units and enable its socket (where systemd runs)")
     p.add_argument("--systemd-dir", default="/etc/systemd/system", help="where --executor writes the units")
+    p.add_argument("--executor-socket",
+                   help="executor socket the plugins forward to (default /run/pycni/executor.sock)")
     p = sub.add_parser("uninstall", help="remove the plugins 'pycni install' put into a CNI bin dir")
     p.add_argument("--bin-dir", default="/opt/cni/bin")
 

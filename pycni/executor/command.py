@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds a plugin call may run before it fails with code 11 "
                    "(default 60)")
     p.add_argument("--max-workers", type=int, help="plugin calls run at once (default 32)")
+    p.add_argument("--io-timeout", type=float, help="seconds a client has to send its request (default 5)")
     p.add_argument("--no-preload", action="store_true", help="import plugins on first use, not at start")
 
 
@@ -37,9 +38,9 @@ def cmd_executor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pycni.executor.daemon import Options, run
     from pycni.executor.logs import JsonLog
 
-    if (args.timeout is not None and args.timeout <= 0) or (args.max_workers is not None and args.max_workers < 1):
-        raise SystemExit("pycni executor: --timeout must be > 0 and --max-workers >= 1")
-    limits = {"request_timeout": args.timeout, "max_workers": args.max_workers}
+    limits = {"request_timeout": args.timeout, "max_workers": args.max_workers, "io_timeout": args.io_timeout}
+    if any(value is not None and value <= 0 for value in limits.values()):
+        raise SystemExit("pycni executor: --timeout, --io-timeout and --max-workers must be positive")
     options = Options(
         socket_path=args.socket or environ.get("PYCNI_EXECUTOR_SOCKET") or DEFAULT_SOCKET,
         **{name: value for name, value in limits.items() if value is not None},

@@ -2,8 +2,9 @@
 
 Contract (``main(plugin_type)`` never returns):
 
-- The executor socket is ``$PYCNI_EXECUTOR_SOCKET`` (default
-  /run/pycni/executor.sock; empty disables forwarding). The shim sends its
+- The executor socket is ``$PYCNI_EXECUTOR_SOCKET``, else the one the shim
+  was installed with (default /run/pycni/executor.sock); empty disables
+  forwarding. The shim sends its
   whole environment, its stdin and descriptors of its network namespace,
   its root, its /sys and CNI_NETNS (see ``protocol``), then relays the
   outcome: stderr, stdout, exit code — the bytes the plugin would have
@@ -38,15 +39,17 @@ class _ExecutorDied(Exception):
     """The connection broke after the executor took the call."""
 
 
-def main(plugin_type: str) -> None:
+def main(plugin_type: str, executor_socket: bytes = DEFAULT_SOCKET) -> None:
+    """Run one call of ``plugin_type``; ``executor_socket`` is the install's socket ($PYCNI_EXECUTOR_SOCKET wins)."""
     environ = posix.environ
     command = environ.get(b"CNI_COMMAND", b"")
+    path = environ.get(b"PYCNI_EXECUTOR_SOCKET", executor_socket)
     stdin = None
-    if command in FORWARDED and environ.get(b"PYCNI_EXECUTOR_SOCKET", DEFAULT_SOCKET):
+    if command in FORWARDED and path:
         stdin = _read_stdin(command)
         if stdin is not None:
             try:
-                outcome = forward(plugin_type, stdin, environ)
+                outcome = forward(plugin_type, stdin, environ, path)
             except _ExecutorDied:
                 outcome = None if command in _SAFE_TO_REPEAT else _undo_add(plugin_type, stdin)
             if outcome is not None:
@@ -54,7 +57,9 @@ def main(plugin_type: str) -> None:
     _run_in_process(plugin_type, stdin)
 
 
-def forward(plugin_type: str, stdin: bytes, environ: dict[bytes, bytes]) -> tuple[int, bytes, bytes] | None:
+def forward(
+    plugin_type: str, stdin: bytes, environ: dict[bytes, bytes], path: bytes
+) -> tuple[int, bytes, bytes] | None:
     """The executor's outcome for this call, or None when it did not take the call.
 
     Raises _ExecutorDied when the executor took the call and then vanished.
@@ -64,7 +69,7 @@ def forward(plugin_type: str, stdin: bytes, environ: dict[bytes, bytes]) -> tupl
     except OSError:
         return None
     try:
-        if not _hand_over(sock, plugin_type, stdin, environ):
+        if not _hand_over(sock, path, plugin_type, stdin, environ):
             return None  # nothing ran: absent, refused, declined or broken before "go"
         try:
             sock.settimeout(None)  # the executor enforces the call's timeout
@@ -77,7 +82,7 @@ def forward(plugin_type: str, stdin: bytes, environ: dict[bytes, bytes]) -> tupl
     return code, body[:out_len], body[out_len:]
 
 
-def _hand_over(sock: _socket.socket, plugin_type: str, stdin: bytes, environ: dict[bytes, bytes]) -> bool:
+def _hand_over(sock: _socket.socket, path: bytes, plugin_type: str, stdin: bytes, environ: dict[bytes, bytes]) -> bool:
     """Send the request; True once the executor is ready and has been told to go."""
     fds: list[int] = []
     try:
@@ -92,7 +97,7 @@ def _hand_over(sock: _socket.socket, plugin_type: str, stdin: bytes, environ: di
             except OSError:
                 pass  # absent here (DEL after the netns went): the executor must not see it either
         sock.settimeout(READY_TIMEOUT)
-        sock.connect(environ.get(b"PYCNI_EXECUTOR_SOCKET", DEFAULT_SOCKET))
+        sock.connect(path)
         rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
         sent = sock.sendmsg([frame], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         if sent < len(frame):

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 from pycni.executor.protocol import DEFAULT_SOCKET
 
-SOCKET_UNIT = f"""\
+SOCKET_UNIT = """\
 [Unit]
 Description=pycni executor socket (CNI plugin calls from /opt/cni/bin)
 
 [Socket]
-ListenStream={DEFAULT_SOCKET}
+ListenStream={socket}
 SocketMode=0600
 SocketUser=root
 SocketGroup=root
@@ -50,10 +50,10 @@ Also=pycni-executor.socket
 UNITS = ("pycni-executor.socket", "pycni-executor.service")
 
 
-def render_unit(name: str, command: Sequence[str]) -> str:
-    """The unit file ``name`` with ExecStart running ``command executor``."""
+def render_unit(name: str, command: Sequence[str], socket: str | None = None) -> str:
+    """The unit file ``name``: ExecStart runs ``command executor``; the socket unit listens on ``socket``."""
     if name == "pycni-executor.socket":
-        return SOCKET_UNIT
+        return SOCKET_UNIT.format(socket=socket or DEFAULT_SOCKET)
     if name == "pycni-executor.service":
         return SERVICE_UNIT.format(command=" ".join(_quote(arg) for arg in command))
     raise KeyError(name)
