@@ -1,0 +1,147 @@
+"""firewall (chained): let a pod's addresses through the host's forwarding filter.
+
+ADD: prevResult required; every address in it gets the allow rules of the
+configured backend, tagged with the attachment's owner tag; with an
+ingressPolicy, the bridge (prevResult's first interface, which must be a
+host-side one) gets its isolation rules. Output: prevResult unchanged.
+DEL: removes exactly the rules tagged for (network, container, ifname);
+prevResult is not needed; idempotent. Isolation rules stay with their
+bridge (as in the reference) unless the bridge itself is gone.
+CHECK: prevResult required; every rule ADD made is present.
+GC: removes this network's rules whose attachment is not valid any more,
+and isolation rules of bridges that no longer exist.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pycni.net.errors import NetError
+from pycni.plugins.firewall.backend import Attachment, Backend, make_backend
+from pycni.plugins.firewall.conf import FirewallConf, parse_conf
+from pycni.plugins.firewall.lock import host_lock
+from pycni.spec.errors import InvalidConfig
+
+if TYPE_CHECKING:
+    from pycni.skel import CmdArgs
+    from pycni.spec.result import Result
+
+__all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "load_conf"]
+
+_BAD_IFNAME_CHARS = frozenset("\"\\'/: \t\n")
+
+
+def _iptables_usable() -> bool:
+    from pycni.net import iptables
+
+    return iptables.available(4)
+
+
+def load_conf(args: CmdArgs) -> FirewallConf:
+    return parse_conf(args.config, iptables_usable=_iptables_usable)
+
+
+def _prev_result(args: CmdArgs) -> Result:
+    prev = args.prev_result()
+    if prev is None:
+        raise InvalidConfig("prevResult: missing; firewall must be called as a chained plugin")
+    return prev
+
+
+def _bridge(prev: Result, policy: str) -> str:
+    if not prev.interfaces:
+        raise InvalidConfig(
+            f"prevResult.interfaces: empty; ingressPolicy '{policy}' needs the bridge"
+            " (chain the firewall plugin after the bridge plugin)"
+        )
+    first = prev.interfaces[0]
+    if first.sandbox:
+        raise InvalidConfig(
+            f"prevResult.interfaces[0]: '{first.name}' is inside the container; ingressPolicy '{policy}'"
+            " needs the host bridge there (chain the firewall plugin after the bridge plugin)"
+        )
+    if not first.name or any(c in _BAD_IFNAME_CHARS for c in first.name) or len(first.name) > 15:
+        raise InvalidConfig(f"prevResult.interfaces[0].name: {first.name!r} is not a usable interface name")
+    return first.name
+
+
+def _attachment(args: CmdArgs, conf: FirewallConf, prev: Result | None) -> Attachment:
+    addresses = tuple(dict.fromkeys(ip.address.ip for ip in prev.ips)) if prev is not None else ()
+    bridge = ""
+    if conf.ingress_policy != "open" and prev is not None:
+        bridge = _bridge(prev, conf.ingress_policy)
+    return Attachment(
+        network=args.network_name,
+        container_id=args.container_id,
+        ifname=args.ifname,
+        addresses=addresses,
+        policy=conf.ingress_policy,
+        bridge=bridge,
+    )
+
+
+def _backend(conf: FirewallConf) -> Backend:
+    return make_backend(conf.backend, conf.admin_chain)
+
+
+def _bridge_present(name: str) -> bool:
+    from pycni.net.linkattrs import link_present
+
+    return link_present(name)
+
+
+def cmd_add(args: CmdArgs) -> Result:
+    conf = load_conf(args)
+    prev = _prev_result(args)
+    att = _attachment(args, conf, prev)
+    with host_lock():
+        _backend(conf).add(att)
+    return prev
+
+
+def cmd_check(args: CmdArgs) -> None:
+    conf = load_conf(args)
+    att = _attachment(args, conf, _prev_result(args))
+    _backend(conf).check(att)
+
+
+def cmd_del(args: CmdArgs) -> None:
+    conf = load_conf(args)
+    try:
+        prev = args.prev_result()
+    except Exception:
+        prev = None  # DEL must work without (or with an unreadable) prevResult
+    try:
+        att = _attachment(args, conf, prev)
+    except InvalidConfig:
+        att = _attachment(args, FirewallConf(backend=conf.backend, admin_chain=conf.admin_chain), prev)
+    backend = _backend(conf)
+    with host_lock():
+        try:
+            backend.delete(att)
+            if att.bridge and not _bridge_present(att.bridge):
+                backend.prune_bridges(lambda bridge: bridge != att.bridge)
+        except NetError:
+            if _usable(conf.backend):
+                raise
+            # a backend this host cannot run holds no rules of ours
+
+
+def _usable(backend: str) -> bool:
+    from pycni.net import iptables, nft
+
+    if backend == "iptables":
+        return iptables.available(4)
+    try:
+        nft.list_json("tables")
+    except NetError:
+        return False
+    return True
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    conf = load_conf(args)
+    backend = _backend(conf)
+    with host_lock():
+        backend.gc(args.network_name, args.valid_attachments())
+        backend.prune_bridges(_bridge_present)
