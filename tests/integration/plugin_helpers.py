@@ -1,150 +1,103 @@
-"""Helpers for the main-plugin tests (ptp, macvlan, ipvlan, vlan, host-device, dummy, tap).
+"""Helpers for the firewall and tuning plugin tests.
 
-``HostLinks`` creates uniquely named veth pairs (as macvlan masters, host
-devices to lend, or "host addresses" to ping) and deletes them at teardown,
-whatever the test did. ``Attach`` drives one network through the runtime
-library as tests/integration/test_reference_chain.py does.
+``exec_plugin`` runs one installed plugin binary directly (CNI_COMMAND,
+env, stdin), as a runtime would. The runtime library always runs a whole
+chain; tests that must look at the pod between one plugin's DEL and the
+next one's (tuning's restore happens before bridge deletes the link), or
+that call GC on one plugin with a chosen valid set, exec the plugin
+themselves.
+
+``relocate`` moves a lab to random subnets that no interface on the host
+uses: other test runs on the same machine (other checkouts, other
+engineers) count their labs' subnets from the same start, and two bridges
+with the same gateway address break both labs.
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+import ipaddress
+import json
+import os
+import random
+import subprocess
+from dataclasses import dataclass
 from typing import Any
 
-from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
-from pycni.spec.errors import CniError
-from pycni.spec.result import Result
-from tests.integration.conftest import CniLab, ip_json, link_exists, run
-
-#: Spec versions whose result shape includes interfaces (all our plugins report them).
-VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+from tests.integration.conftest import REPO_ROOT, CniLab, ip_json
 
 
-def token() -> str:
-    return uuid.uuid4().hex[:6]
+def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    used = []
+    for link in ip_json("addr", "show"):
+        for addr in link.get("addr_info", []):
+            used.append(ipaddress.ip_interface(f"{addr['local']}/{addr['prefixlen']}").network)
+    return used
 
 
-@dataclass
-class HostLinks:
-    """Veth pairs created for one test; ``cleanup`` removes whatever is left of them."""
+def free_subnet4(rng: random.Random | None = None) -> ipaddress.IPv4Network:
+    """A random 10.x.y.0/24 (x in 128..250) that overlaps nothing configured on the host."""
+    rng = rng or random.Random()
+    used = _used_networks()
+    for _ in range(100):
+        candidate = ipaddress.IPv4Network(f"10.{rng.randint(128, 250)}.{rng.randint(0, 255)}.0/24")
+        if not any(candidate.overlaps(net) for net in used if net.version == 4):
+            return candidate
+    raise RuntimeError("no free 10.x.y.0/24 on this host")
 
-    made: list[tuple[str, str | None]] = field(default_factory=list)  # (name, netns or None)
 
-    def veth_pair(self, *, a_netns: str | None = None, b_netns: str | None = None, up: bool = True) -> tuple[str, str]:
-        """A veth pair "pv<token>a" / "pv<token>b", each end optionally moved to a named netns, both up."""
-        tok = token()
-        a, b = f"pv{tok}a", f"pv{tok}b"
-        run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-        self.made += [(a, None), (b, None)]
-        for name, ns in ((a, a_netns), (b, b_netns)):
-            if ns:
-                run("ip", "link", "set", name, "netns", ns)
-                self.made.append((name, ns))
-            if up:
-                run("ip", "link", "set", name, "up", netns=ns)
-        return a, b
-
-    def cleanup(self) -> None:
-        for name, ns in reversed(self.made):
-            if ns is None or run("ip", "netns", "pids", ns, check=False).returncode == 0:
-                run("ip", "link", "delete", name, netns=ns, check=False)
+def relocate(lab: CniLab) -> CniLab:
+    """Give ``lab`` fresh random v4 and v6 subnets nobody on this host uses."""
+    rng = random.Random()
+    net4 = free_subnet4(rng)
+    lab.subnet4 = str(net4)
+    lab.gateway4 = str(net4.network_address + 1)
+    lab.subnet6 = f"fd{rng.randint(0, 255):02x}:{rng.randint(0, 0xFFFF):x}:{rng.randint(0, 0xFFFF):x}::/64"
+    return lab
 
 
 @dataclass
-class Attach:
-    """One network (a one-plugin conflist) attached to namespaces through pycni's runtime library."""
+class PluginRun:
+    code: int
+    stdout: str
+    stderr: str
 
-    lab: CniLab
-    name: str
-    plugin: dict[str, Any]
-    version: str = "1.0.0"
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout) if self.stdout.strip() else None
 
-    def __post_init__(self) -> None:
-        self.lab.write_conflist(self.name, [self.plugin], version=self.version)
-        self.netlist = load_network_conf(str(self.lab.conf_dir), self.name)
-        self.cni = CniConfig(self.lab.cni_path, cache_dir=str(self.lab.cache_dir))
-
-    def rt(self, netns: str, ifname: str = "eth0", container_id: str | None = None, **kw: Any) -> RuntimeConf:
-        return RuntimeConf(container_id=container_id or "ctr-" + netns.rsplit("/", 1)[-1][-10:], netns=netns,
-                           ifname=ifname, **kw)
-
-    def add(self, rt: RuntimeConf) -> Result:
-        return self.cni.add_network_list(self.netlist, rt)
-
-    def check(self, rt: RuntimeConf) -> None:
-        self.cni.check_network_list(self.netlist, rt)
-
-    def delete(self, rt: RuntimeConf) -> None:
-        self.cni.del_network_list(self.netlist, rt)
-
-    def status(self) -> None:
-        self.cni.get_status_network_list(self.netlist)
-
-    def add_error(self, rt: RuntimeConf) -> CniError:
-        try:
-            self.add(rt)
-        except CniError as exc:
-            return exc
-        raise AssertionError(f"ADD of {self.plugin} unexpectedly succeeded")
+    @property
+    def error_code(self) -> int | None:
+        data = self.json
+        return data.get("code") if self.code != 0 and isinstance(data, dict) else None
 
 
-def host_local(lab: CniLab, *, v4: bool = True, v6: bool = False, routes: bool = True,
-               range_start: str = "", range_end: str = "") -> dict[str, Any]:
-    """A host-local IPAM section over the lab's unique subnets, data kept in the lab."""
-    ranges: list[list[dict[str, str]]] = []
-    route_list: list[dict[str, str]] = []
-    if v4:
-        r = {"subnet": lab.subnet4}
-        if range_start:
-            r["rangeStart"] = range_start
-        if range_end:
-            r["rangeEnd"] = range_end
-        ranges.append([r])
-        route_list.append({"dst": "0.0.0.0/0"})
-    if v6:
-        ranges.append([{"subnet": lab.subnet6}])
-        route_list.append({"dst": "::/0"})
-    ipam: dict[str, Any] = {"type": "host-local", "ranges": ranges, "dataDir": str(lab.ipam_dir)}
-    if routes:
-        ipam["routes"] = route_list
-    return ipam
-
-
-def subnet_host(subnet: str, n: int) -> str:
-    """The n-th address of a subnet written "a.b.c.0/24" or "fd00:x:y::/64"."""
-    import ipaddress
-
-    return str(ipaddress.ip_network(subnet)[n])
-
-
-def addresses(ifname: str, netns: str | None, family: str | None = None) -> list[str]:
-    """"addr/prefix" of the global addresses on a link."""
-    out = []
-    for link in ip_json("addr", "show", "dev", ifname, netns=netns):
-        for a in link.get("addr_info", []):
-            if a.get("scope") == "global" and (family is None or a["family"] == family):
-                out.append(f"{a['local']}/{a['prefixlen']}")
-    return out
-
-
-def link_details(ifname: str, netns: str | None) -> dict[str, Any]:
-    (link,) = ip_json("-d", "link", "show", "dev", ifname, netns=netns)
-    return link
-
-
-def kernel_supports(kind: str, netns: str) -> bool:
-    """Whether ``ip link add ... type kind`` works (tried inside a scratch netns the caller owns)."""
-    parent = []
-    if kind in ("ipvlan", "vlan", "macvlan"):
-        run("ip", "link", "add", "kprobe0", "type", "veth", "peer", "name", "kprobe1", netns=netns)
-        parent = ["link", "kprobe0"]
-    extra = ["id", "10"] if kind == "vlan" else []
-    ok = run("ip", "link", "add", *parent, "kprobe2", "type", kind, *extra, netns=netns, check=False).returncode == 0
-    for name in ("kprobe2", "kprobe0"):
-        run("ip", "link", "delete", name, netns=netns, check=False)
-    return ok
-
-
-def assert_gone(ifname: str, netns: str) -> None:
-    assert not link_exists(ifname, netns), f"{ifname} still exists in {netns}"
+def exec_plugin(
+    lab: CniLab,
+    plugin_type: str,
+    command: str,
+    config: dict[str, Any],
+    *,
+    container_id: str = "",
+    netns: str = "",
+    ifname: str = "",
+    cni_args: str = "",
+) -> PluginRun:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "PYTHONPATH": str(REPO_ROOT),
+        "CNI_COMMAND": command,
+        "CNI_PATH": os.pathsep.join(lab.cni_path),
+    }
+    for key, value in (
+        ("CNI_CONTAINERID", container_id),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", ifname),
+        ("CNI_ARGS", cni_args),
+    ):
+        if value:
+            env[key] = value
+    binary = lab.bin_dir / plugin_type
+    proc = subprocess.run(
+        [str(binary)], input=json.dumps(config).encode(), capture_output=True, env=env, timeout=60, check=False
+    )
+    return PluginRun(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
