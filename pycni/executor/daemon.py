@@ -307,6 +307,11 @@ class Executor:
             with contextlib.suppress(OSError):
                 conn.settimeout(0.5)
                 conn.sendall(protocol.encode_decline(str(refused)))
+                # Closing with unread input would reset the connection before the client reads why.
+                conn.setblocking(False)
+                for _ in range(64):
+                    if not conn.recv(1 << 16):
+                        break
 
 
 def _same_file(fd: int | None, path: str) -> bool:

@@ -1,0 +1,38 @@
+"""Running installed shims the way a runtime execs plugins, with or without an executor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+from tests.integration.conftest import CniLab
+
+#: A socket path nobody listens on: the shim runs the plugin in-process.
+NO_EXECUTOR = "/nonexistent/pycni-executor.sock"
+
+
+def shim_env(lab: CniLab, command: str | None, *, socket: str, container_id: str = "", netns: str = "",
+             ifname: str = "eth0", **extra: str) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_PATH": os.pathsep.join(lab.cni_path),
+           "PYCNI_EXECUTOR_SOCKET": socket}
+    if command is not None:
+        env["CNI_COMMAND"] = command
+    for key, value in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname)):
+        if value:
+            env[key] = value
+    env.update(extra)
+    return env
+
+
+def run_shim(lab: CniLab, plugin_type: str, env: dict[str, str], stdin: bytes | dict[str, Any],
+             *, prefix: Sequence[str] = (), timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    data = stdin if isinstance(stdin, bytes) else json.dumps(stdin).encode()
+    return subprocess.run([*prefix, str(lab.bin_dir / plugin_type)], input=data, env=env, capture_output=True,
+                          timeout=timeout, check=False)
+
+
+def bridge_config(lab: CniLab, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    return {"cniVersion": version, "name": "exnet", **lab.bridge_plugin(), **extra}
