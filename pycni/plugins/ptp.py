@@ -33,7 +33,7 @@ from pycni.plugins.attach import (
     status_ipam,
     undone_on_failure,
 )
-from pycni.plugins.common import assemble_result, dns_from_conf, require_ips
+from pycni.plugins.common import assemble_result, dns_from_conf, find_interface, require_ips
 from pycni.plugins.linkconf import read_choice, read_ipam_type, read_mtu
 from pycni.spec.errors import CniError, InvalidConfig
 from pycni.spec.fields import read_bool
@@ -137,9 +137,35 @@ def cmd_del(args: skel.CmdArgs) -> None:
     # Only what DEL needs is read: a config that could never ADD must still DEL.
     if read_ipam_type(args.config):
         ipam_del(args)
-    if args.netns:
-        # Deleting the container end deletes the host end, its addresses and routes.
-        delete_container_link(args.netns, args.ifname)
+    # Deleting the container end deletes the host end, its addresses and routes.
+    if args.netns and delete_container_link(args.netns, args.ifname):
+        return
+    # No container end to delete: CNI_NETNS is empty or its path is gone. The
+    # namespace itself may live on (a process still holds it), and with it the
+    # pair: delete the host end the prevResult names.
+    _delete_orphaned_host_veth(args)
+
+
+def _delete_orphaned_host_veth(args: skel.CmdArgs) -> None:
+    from pycni.net.errors import LinkNotFound
+    from pycni.net.links import delete_link, get_link
+
+    try:
+        prev = args.prev_result()
+    except CniError:
+        return  # an unreadable prevResult must not block DEL
+    if prev is None or find_interface(prev, args.ifname) is None:
+        return
+    for iface in prev.interfaces:
+        if iface.sandbox or not iface.name.startswith("veth"):
+            continue
+        try:
+            link = get_link(iface.name)
+        except LinkNotFound:
+            continue
+        # Only a veth whose peer is in another netns, with the MAC we reported.
+        if link.kind == "veth" and link.link_netnsid is not None and (not iface.mac or iface.mac == link.mac):
+            delete_link(iface.name, missing_ok=True)
 
 
 def cmd_check(args: skel.CmdArgs) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import CniLab, link_exists, ping, run
-from tests.integration.plugin_helpers import (
+from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
     HostLinks,
@@ -15,7 +15,13 @@ from tests.integration.plugin_helpers import (
     host_local,
     link_details,
     subnet_host,
+    use_free_subnets,
 )
+
+
+@pytest.fixture(autouse=True)
+def _free_subnets(lab: CniLab) -> None:
+    use_free_subnets(lab)
 
 
 @pytest.fixture
@@ -35,9 +41,7 @@ def host_device(lab: CniLab, **selector: object) -> dict:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_host_device_moves_a_link_in_and_back_out(
-    lab: CniLab, make_netns, host_links: HostLinks, version: str
-) -> None:
+def test_host_device_moves_a_link_in_and_back_out(lab: CniLab, make_netns, host_links: HostLinks, version: str) -> None:
     pod, peer_ns = make_netns(), make_netns()
     device, peer = host_links.veth_pair(b_netns=peer_ns.name)
     peer_ip = subnet_host(lab.subnet4, 11)
@@ -103,9 +107,7 @@ def test_host_device_by_kernel_path(lab: CniLab, make_netns, host_links: HostLin
     assert link_exists(taken)
 
 
-def test_host_device_del_when_netns_is_gone_still_releases_ipam(
-    lab: CniLab, make_netns, host_links: HostLinks
-) -> None:
+def test_host_device_del_when_netns_is_gone_still_releases_ipam(lab: CniLab, make_netns, host_links: HostLinks) -> None:
     pod = make_netns()
     device, _ = host_links.veth_pair()
     net = Attach(lab, "hdnet", host_device(lab, device=device, ipam=host_local(lab)))

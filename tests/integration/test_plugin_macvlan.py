@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import CniLab, link_exists, ping, run
-from tests.integration.plugin_helpers import (
+from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
     HostLinks,
@@ -15,7 +15,13 @@ from tests.integration.plugin_helpers import (
     host_local,
     link_details,
     subnet_host,
+    use_free_subnets,
 )
+
+
+@pytest.fixture(autouse=True)
+def _free_subnets(lab: CniLab) -> None:
+    use_free_subnets(lab)
 
 
 @pytest.fixture
@@ -105,9 +111,7 @@ def test_macvlan_without_ipam_is_up_with_requested_mac(lab: CniLab, make_netns, 
     assert not link_exists("eth0", ns.name)
 
 
-def test_macvlan_default_master_is_the_default_route_interface(
-    lab: CniLab, make_netns, host_links: HostLinks
-) -> None:
+def test_macvlan_default_master_is_the_default_route_interface(lab: CniLab, make_netns, host_links: HostLinks) -> None:
     # Inside a netns (linkInContainer) so the host's default route is never involved.
     pod, underlay = make_netns(), make_netns()
     master, _ = host_links.veth_pair(a_netns=pod.name, b_netns=underlay.name)
@@ -130,7 +134,7 @@ def test_macvlan_check_detects_removed_address(lab: CniLab, make_netns, host_lin
     result = net.add(rt)
     net.check(rt)
     run("ip", "addr", "del", str(result.ips[0].address), "dev", "eth0", netns=ns.name)
-    with pytest.raises(Exception, match="address .* not found on interface 'eth0'"):
+    with pytest.raises(Exception, match=r"address .* not found on interface 'eth0'"):
         net.check(rt)
     net.delete(rt)
 
@@ -143,7 +147,7 @@ def test_macvlan_check_detects_removed_route(lab: CniLab, make_netns, host_links
     net.add(rt)
     net.check(rt)
     run("ip", "route", "del", "default", netns=ns.name)
-    with pytest.raises(Exception, match="route 0.0.0.0/0 .*not found"):
+    with pytest.raises(Exception, match=r"route 0\.0\.0\.0/0 .*not found"):
         net.check(rt)
     net.delete(rt)
     assert lab.reserved_ips("mvnet") == []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.conftest import CniLab, ip_json, link_exists, ping, run
-from tests.integration.plugin_helpers import (
+from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
     HostLinks,
@@ -15,7 +16,13 @@ from tests.integration.plugin_helpers import (
     host_local,
     link_details,
     subnet_host,
+    use_free_subnets,
 )
+
+
+@pytest.fixture(autouse=True)
+def _free_subnets(lab: CniLab) -> None:
+    use_free_subnets(lab)
 
 
 @pytest.fixture
@@ -28,6 +35,15 @@ def host_links() -> Iterator[HostLinks]:
 def ptp(lab: CniLab, *, v6: bool = False, **extra: object) -> dict:
     lab.install_pycni("ptp", "host-local")
     return {"type": "ptp", "ipam": host_local(lab, v6=v6, range_end=subnet_host(lab.subnet4, 100)), **extra}
+
+
+def host_veths_into(netns: str) -> list[str]:
+    """Host links whose veth peer lives in ``netns``."""
+    ids = {n["name"]: n.get("id") for n in ip_json("netns", "list")}
+    nsid = ids.get(netns)
+    if nsid is None:
+        return []
+    return [link["ifname"] for link in ip_json("link", "show", "type", "veth") if link.get("link_netnsid") == nsid]
 
 
 def host_routes_to(ip: str) -> list[dict]:
@@ -140,22 +156,59 @@ def test_ptp_del_after_netns_is_gone_releases_the_ip(lab: CniLab, make_netns) ->
     rt = net.rt(ns.path)
     result = net.add(rt)
     host_veth = result.interfaces[0].name
-    run("ip", "netns", "delete", ns.name)
-    assert not link_exists(host_veth)  # the pair died with the namespace
+    run("ip", "netns", "delete", ns.name)  # the kernel destroys the pair asynchronously
     net.delete(rt)
     assert lab.reserved_ips("ptpnet") == []
+    assert not link_exists(host_veth)
+    assert host_routes_to(str(result.ips[0].address.ip)) == []
+
+
+def test_ptp_del_removes_the_host_veth_of_a_netns_still_held_elsewhere(lab: CniLab, make_netns) -> None:
+    # The runtime removed the netns path, but a process still holds the namespace: the
+    # pair lives on, and DEL finds the host end through the prevResult.
+    net = Attach(lab, "ptpnet", ptp(lab))
+    ns = make_netns()
+    rt = net.rt(ns.path)
+    holder = subprocess.Popen(["ip", "netns", "exec", ns.name, "sleep", "60"])
+    try:
+        result = net.add(rt)
+        host_veth = result.interfaces[0].name
+        run("ip", "netns", "delete", ns.name)
+        assert link_exists(host_veth)
+        net.delete(rt)
+        assert not link_exists(host_veth)
+        assert lab.reserved_ips("ptpnet") == []
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_ptp_failed_add_leaves_nothing(lab: CniLab, make_netns) -> None:
     net = Attach(lab, "ptpnet", ptp(lab))
     ns = make_netns()
     run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", netns=ns.name)
-    before = {link["ifname"] for link in ip_json("link", "show")}
+    before = {link["ifname"] for link in ip_json("link", "show", netns=ns.name)}
 
     err = net.add_error(net.rt(ns.path))
 
     assert "eth0" in str(err) and "already exists" in str(err)
-    assert {link["ifname"] for link in ip_json("link", "show")} == before
+    assert {link["ifname"] for link in ip_json("link", "show", netns=ns.name)} == before
+    assert host_veths_into(ns.name) == []
+    assert lab.reserved_ips("ptpnet") == []
+
+
+def test_ptp_failed_configure_removes_the_veth_and_releases_the_ip(lab: CniLab, make_netns) -> None:
+    # A route via a gateway that is not on-link: ConfigureIface fails after the veth and IPAM ADD.
+    conf = ptp(lab)
+    conf["ipam"]["routes"] = [{"dst": "198.51.100.0/24", "gw": "203.0.113.1"}]
+    net = Attach(lab, "ptpnet", conf)
+    ns = make_netns()
+
+    err = net.add_error(net.rt(ns.path))
+
+    assert "198.51.100.0/24" in str(err)
+    assert not link_exists("eth0", ns.name)
+    assert host_veths_into(ns.name) == []
     assert lab.reserved_ips("ptpnet") == []
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import CniLab, ip_json, link_exists, run
-from tests.integration.plugin_helpers import VERSIONS, Attach, addresses, host_local, link_details
+from tests.integration.linkplugin_helpers import VERSIONS, Attach, addresses, host_local, link_details, use_free_subnets
+
+
+@pytest.fixture(autouse=True)
+def _free_subnets(lab: CniLab) -> None:
+    use_free_subnets(lab)
 
 
 def host_macs() -> set[str]:
@@ -74,8 +79,10 @@ def test_tap_joins_a_bridge_in_the_pod(lab: CniLab, make_netns) -> None:
 def test_tap_bridge_must_be_a_bridge_in_the_pod(lab: CniLab, make_netns) -> None:
     ns = make_netns()
     run("ip", "link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1", netns=ns.name)
-    for bridge, text in (("br9", 'bridge: link "br9" not found in the container netns'),
-                         ("notbr0", 'bridge: link "notbr0" is not a bridge')):
+    for bridge, text in (
+        ("br9", 'bridge: link "br9" not found in the container netns'),
+        ("notbr0", 'bridge: link "notbr0" is not a bridge'),
+    ):
         net = Attach(lab, f"tapnet{bridge}", tap(lab, bridge=bridge, ipam=host_local(lab)))
         err = net.add_error(net.rt(ns.path))
         assert err.code == 7 and text in str(err), str(err)
