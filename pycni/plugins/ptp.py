@@ -11,14 +11,21 @@ host end ("veth" + 8 hex digits) carries each gateway as a /32 (/128) and a
 host route to each container IP. Forwarding is enabled for the families in
 use. Deleting the veth (DEL, or a failed ADD) removes the host side's
 addresses and routes with it.
+
+``ipMasq`` masquerades traffic from the container IPs leaving their subnet
+(pycni.net.masquerade: nftables or the reference's iptables layout). DEL
+removes those rules even when the netns is gone (addresses from the link,
+else the prevResult), and removes a host veth left behind by a netns whose
+path is gone but which something still holds; CHECK also wants the host
+routes and masquerade rules; GC removes the rules of stale attachments.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pycni import skel
 from pycni.ipam.delegate import ipam_add, ipam_del, released_on_failure
@@ -26,7 +33,6 @@ from pycni.plugins.attach import (
     Expected,
     check_single_link,
     container_interface,
-    delete_container_link,
     gc_ipam,
     renderable,
     require_prev_result,
@@ -42,6 +48,8 @@ if TYPE_CHECKING:
     from pycni.spec.result import DNS, IPConfig, Result
 
 MASQ_BACKENDS = ("iptables", "nftables")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -130,20 +138,87 @@ def cmd_add(args: skel.CmdArgs) -> Result:
             renderable(result, args.cni_version)
             run_in_netns(args.netns, _configure_container, args.ifname, result)
             _configure_host(host.name, result)
+            if conf.ip_masq:
+                _setup_masquerade(args, conf, result)
     return result
 
 
+def _setup_masquerade(args: skel.CmdArgs, conf: PtpConf, result: Result) -> None:
+    from pycni.net.masquerade import setup_masquerade, teardown_masquerade
+
+    addresses = [ipc.address for ipc in result.ips]
+    network, ifname, cid = args.network_name, args.ifname, args.container_id
+    # A partial setup (one family of two) is undone along with everything else.
+    with undone_on_failure(lambda: teardown_masquerade(network, ifname, cid, addresses), "IP masquerade"):
+        setup_masquerade(addresses, network, ifname, cid, conf.ip_masq_backend or None)
+
+
 def cmd_del(args: skel.CmdArgs) -> None:
+    """IPAM DEL, the veth pair, the masquerade rules: every step runs, the first error is raised."""
+    from pycni.net.masquerade import teardown_masquerade
+
     # Only what DEL needs is read: a config that could never ADD must still DEL.
+    ip_masq = read_bool(args.config, "ipMasq", "")
+    errors: list[CniError] = []
     if read_ipam_type(args.config):
-        ipam_del(args)
-    # Deleting the container end deletes the host end, its addresses and routes.
-    if args.netns and delete_container_link(args.netns, args.ifname):
-        return
+        _attempt(errors, ipam_del, args)
+    addresses = _attempt(errors, _delete_veth, args) or _prev_addresses(args)
+    if ip_masq:
+        _attempt(errors, teardown_masquerade, args.network_name, args.ifname, args.container_id, addresses)
+    if errors:
+        raise errors[0]
+
+
+def _attempt(errors: list[CniError], step: Callable[..., T], *step_args: Any) -> T | None:
+    try:
+        return step(*step_args)
+    except CniError as exc:
+        errors.append(exc)
+        return None
+
+
+def _delete_veth(args: skel.CmdArgs) -> list[IPv4Interface | IPv6Interface]:
+    """Delete the pair; return the container end's addresses (for the masquerade teardown)."""
+    from pycni.net.errors import NetnsNotFound, NotANetns
+    from pycni.net.netns import run_in_netns
+
+    if args.netns:
+        try:
+            # Deleting the container end deletes the host end, its addresses and routes.
+            deleted, addresses = run_in_netns(args.netns, _read_and_delete, args.ifname)
+        except (NetnsNotFound, NotANetns):
+            deleted, addresses = False, []
+        if deleted:
+            return addresses
     # No container end to delete: CNI_NETNS is empty or its path is gone. The
     # namespace itself may live on (a process still holds it), and with it the
     # pair: delete the host end the prevResult names.
     _delete_orphaned_host_veth(args)
+    return []
+
+
+def _read_and_delete(ifname: str) -> tuple[bool, list[IPv4Interface | IPv6Interface]]:
+    from pycni.net.addrs import list_addresses
+    from pycni.net.errors import LinkNotFound
+    from pycni.net.links import delete_link
+
+    try:
+        addresses = list_addresses(ifname)
+    except LinkNotFound:
+        return False, []
+    return delete_link(ifname, missing_ok=True), addresses
+
+
+def _prev_addresses(args: skel.CmdArgs) -> list[IPv4Interface | IPv6Interface]:
+    """The container end's addresses per the prevResult ([] without a readable one)."""
+    try:
+        prev = args.prev_result()
+    except CniError:
+        return []
+    found = find_interface(prev, args.ifname) if prev is not None else None
+    if prev is None or found is None:
+        return []
+    return [ipc.address for ipc in prev.ips if ipc.interface == found[0]]
 
 
 def _delete_orphaned_host_veth(args: skel.CmdArgs) -> None:
@@ -169,11 +244,18 @@ def _delete_orphaned_host_veth(args: skel.CmdArgs) -> None:
 
 
 def cmd_check(args: skel.CmdArgs) -> None:
-    from pycni.net.routes import route_exists
-
-    parse_conf(args.config)
+    conf = parse_conf(args.config)
     check_single_link(args, plugin="ptp", use_ipam=True, expected=Expected(kind="veth"))
     prev = require_prev_result(args, "ptp")
+    _check_host_routes(args, prev)
+    if conf.ip_masq:
+        _check_masquerade(args, prev)
+
+
+def _check_host_routes(args: skel.CmdArgs, prev: Result) -> None:
+    """The host veth routes each container IP (else the container is unreachable)."""
+    from pycni.net.routes import route_exists
+
     index, _ = container_interface(prev, args)
     hosts = [iface for iface in prev.interfaces if not iface.sandbox]
     if not hosts:
@@ -187,14 +269,32 @@ def cmd_check(args: skel.CmdArgs) -> None:
             raise CniError(f"host route to {ipc.address.ip} via '{host_veth}' not found")
 
 
+def _check_masquerade(args: skel.CmdArgs, prev: Result) -> None:
+    from pycni.net.masquerade import missing_masquerade
+
+    found = find_interface(prev, args.ifname, sandbox=args.netns)
+    addresses = [ipc.address for ipc in prev.ips if found is not None and ipc.interface == found[0]]
+    missing = missing_masquerade(addresses, args.network_name, args.ifname, args.container_id)
+    if missing:
+        raise CniError(f"no IP masquerade rule for {', '.join(str(a) for a in missing)}")
+
+
 def cmd_status(args: skel.CmdArgs) -> None:
     parse_conf(args.config)
     status_ipam(args)
 
 
 def cmd_gc(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    gc_ipam(args)
+    """IPAM GC, then the masquerade rules of attachments no longer valid; both run."""
+    conf = parse_conf(args.config)
+    errors: list[CniError] = []
+    _attempt(errors, gc_ipam, args)
+    if conf.ip_masq:
+        from pycni.net.masquerade import gc_masquerade
+
+        _attempt(errors, gc_masquerade, args.network_name, args.valid_attachments())
+    if errors:
+        raise errors[0]
 
 
 PLUGIN = skel.Plugin(

@@ -31,8 +31,8 @@ def token() -> str:
     return uuid.uuid4().hex[:6]
 
 
-def use_free_subnets(lab: CniLab) -> None:
-    """Give ``lab`` a random 10.x.y.0/24 (x in 20..90) and ULA /64 that overlap nothing on the host."""
+def free_subnet4() -> ipaddress.IPv4Network:
+    """A random 10.x.y.0/24 (x in 20..90) that overlaps no address or route on the host."""
     used = [
         ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
         for link in ip_json("addr", "show")
@@ -41,9 +41,16 @@ def use_free_subnets(lab: CniLab) -> None:
     used += [ipaddress.ip_network(r["dst"]) for r in ip_json("-4", "route", "show") if r["dst"] != "default"]
     rng = random.Random(os.urandom(8))
     for _ in range(100):
-        net4 = ipaddress.ip_network(f"10.{rng.randint(20, 90)}.{rng.randint(0, 255)}.0/24")
+        net4 = ipaddress.IPv4Network(f"10.{rng.randint(20, 90)}.{rng.randint(0, 255)}.0/24")
         if not any(net4.overlaps(u) for u in used if u.version == 4):
-            break
+            return net4
+    raise RuntimeError("no free 10.x.y.0/24 found")
+
+
+def use_free_subnets(lab: CniLab) -> None:
+    """Give ``lab`` a random free 10.x.y.0/24 and a random ULA /64."""
+    rng = random.Random(os.urandom(8))
+    net4 = free_subnet4()
     lab.subnet4, lab.gateway4 = str(net4), str(net4[1])
     # RFC 4193: fd00::/8 + a random 40-bit global ID + a 16-bit subnet ID of 0.
     lab.subnet6 = str(ipaddress.IPv6Network(((0xFD << 120) | (rng.getrandbits(40) << 80), 64)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ from tests.integration.linkplugin_helpers import (
     Attach,
     HostLinks,
     addresses,
+    free_subnet4,
     host_local,
     link_details,
     subnet_host,
@@ -237,3 +239,95 @@ def test_ptp_rejects_overlong_ifname(lab: CniLab, make_netns) -> None:
     ns = make_netns()
     err = net.add_error(net.rt(ns.path, ifname="a" * 16))
     assert err.code == 4 and "too long" in str(err)
+
+
+def _masq_rules_for(ip: str) -> list[str]:
+    """Host rules (either backend) that name ``ip`` as a source."""
+    found = []
+    nft = run("nft", "list", "table", "inet", "cni_plugins_masquerade", check=False)
+    found += [line.strip() for line in nft.stdout.splitlines() if f"saddr {ip} " in line]
+    for tool in ("iptables", "ip6tables"):
+        out = run(tool, "-t", "nat", "-S", "POSTROUTING", check=False).stdout
+        found += [line for line in out.splitlines() if f"-s {ip}/" in line]
+    return found
+
+
+def _backend_usable(backend: str) -> bool:
+    if backend == "iptables":
+        return run("iptables", "-t", "nat", "-S", check=False).returncode == 0
+    return run("nft", "list", "tables", check=False).returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_ptp_ip_masq_reaches_an_outside_network_that_has_no_route_back(
+    lab: CniLab, make_netns, host_links: HostLinks, backend: str
+) -> None:
+    if not _backend_usable(backend):
+        pytest.skip(f"{backend} is not usable on this host")
+    # "Outside": a netns on a veth from the host, with no route to the pod subnet. Only a
+    # masqueraded ping (source = the host's outside address) gets an answer.
+    outside = make_netns()
+    ext_host, ext = host_links.veth_pair(b_netns=outside.name)
+    ext_net = free_subnet4()
+    run("ip", "addr", "add", f"{ext_net[1]}/24", "dev", ext_host)
+    run("ip", "addr", "add", f"{ext_net[2]}/24", "dev", ext, netns=outside.name)
+    net = Attach(lab, "ptpnet", ptp(lab, ipMasq=True, ipMasqBackend=backend))
+    ns = make_netns()
+    rt = net.rt(ns.path)
+
+    result = net.add(rt)
+
+    pod_ip = str(result.ips[0].address.ip)
+    assert _masq_rules_for(pod_ip)
+    assert ping(str(ext_net[2]), ns.name)
+    net.check(rt)
+
+    net.delete(rt)
+    assert _masq_rules_for(pod_ip) == []
+    assert lab.reserved_ips("ptpnet") == []
+
+
+def test_ptp_check_detects_a_missing_masquerade_rule_and_del_cleans_up_without_netns(lab: CniLab, make_netns) -> None:
+    if not _backend_usable("iptables"):
+        pytest.skip("iptables is not usable on this host")
+    net = Attach(lab, "ptpnet", ptp(lab, ipMasq=True, ipMasqBackend="iptables"))
+    ns = make_netns()
+    rt = net.rt(ns.path)
+    result = net.add(rt)
+    pod_ip = str(result.ips[0].address.ip)
+    (jump,) = _masq_rules_for(pod_ip)
+    run("iptables", "-t", "nat", *shlex.split(jump.replace("-A ", "-D ", 1)))
+    with pytest.raises(Exception, match=f"no IP masquerade rule for {pod_ip}"):
+        net.check(rt)
+    net.delete(rt)
+
+    # The rules go even when the netns is gone (addresses from the prevResult).
+    result = net.add(rt)
+    pod_ip = str(result.ips[0].address.ip)
+    assert _masq_rules_for(pod_ip)
+    run("ip", "netns", "delete", ns.name)
+    net.delete(rt)
+    assert _masq_rules_for(pod_ip) == []
+    chain_rules = run("iptables", "-t", "nat", "-S", check=False).stdout
+    assert rt.container_id not in chain_rules
+
+
+def test_ptp_gc_removes_stale_masquerade_rules_and_reservations(lab: CniLab, make_netns) -> None:
+    from pycni.runtime.libcni import Attachment
+
+    net = Attach(lab, "ptpnet", ptp(lab, ipMasq=True), version="1.1.0")
+    pods = []
+    for _ in range(2):
+        ns = make_netns()
+        rt = net.rt(ns.path)
+        pods.append((rt, str(net.add(rt).ips[0].address.ip)))
+    (keep, keep_ip), (stale, stale_ip) = pods
+    # Forget the stale attachment in the runtime's cache: only the plugin's own GC can clean it up.
+    (lab.cache_dir / "results" / f"ptpnet-{stale.container_id}-eth0").unlink()
+
+    net.cni.gc_network_list(net.netlist, [Attachment(keep.container_id, "eth0")])
+
+    assert _masq_rules_for(keep_ip) and _masq_rules_for(stale_ip) == []
+    assert lab.reserved_ips("ptpnet") == [keep_ip]
+    net.delete(keep)
+    net.status()
