@@ -178,3 +178,17 @@ def test_host_device_rejects_malformed_config(lab: CniLab, make_netns, selector:
     err = net.add_error(net.rt(ns.path))
     assert err.code == code and text in str(err), str(err)
     assert not link_exists("eth0", ns.name)
+
+
+def test_host_device_del_with_empty_netns_releases_ipam(lab: CniLab, make_netns, host_links: HostLinks) -> None:
+    pod = make_netns()
+    device, _ = host_links.veth_pair()
+    net = Attach(lab, "hdnet", host_device(lab, device=device, ipam=host_local(lab)), version="1.1.0")
+    rt = net.rt(pod.path)
+    net.add(rt)
+    net.status()
+    net.delete(net.rt("", container_id=rt.container_id))  # the reference skips IPAM DEL here (cni#1167)
+    assert lab.reserved_ips("hdnet") == []
+    assert link_exists("eth0", pod.name)  # without a netns there is nothing to move back
+    net.delete(rt)  # a DEL with the netns brings it home
+    assert link_exists(device) and not link_exists("eth0", pod.name)

@@ -208,3 +208,23 @@ def test_macvlan_rejects_malformed_config(
     assert err.code == code and text in str(err), str(err)
     assert not link_exists("eth0", ns.name)
     assert lab.reserved_ips("mvnet") == []
+
+
+def test_macvlan_status_reports_ipam_exhaustion_and_del_without_netns_releases(
+    lab: CniLab, make_netns, host_links: HostLinks
+) -> None:
+    master, _ = host_links.veth_pair()
+    only = subnet_host(lab.subnet4, 10)
+    ipam = host_local(lab, routes=False, range_start=only, range_end=only)
+    net = Attach(lab, "mvnet", macvlan(lab, master, ipam=ipam), version="1.1.0")
+    net.status()
+    ns = make_netns()
+    rt = net.rt(ns.path)
+    net.add(rt)
+    with pytest.raises(Exception, match="no IP addresses available") as err:
+        net.status()
+    assert err.value.code == 50  # type: ignore[attr-defined]
+
+    net.delete(net.rt("", container_id=rt.container_id))  # CNI_NETNS empty: IPAM DEL still runs
+    assert lab.reserved_ips("mvnet") == []
+    net.status()
