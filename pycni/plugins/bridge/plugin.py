@@ -17,17 +17,8 @@ leaves no veth, no rules and no reserved address):
 6. result: interfaces [bridge, host veth, container (+ ``<br>.<vlan>``)],
    IPs on interface 2, routes, DNS (the config's replaces IPAM's).
 
-DEL is best effort and idempotent: IPAM DEL (first, while the interface
-still exists, which a DHCP release needs), then the container interface,
-spoof-check and masquerade rules; every step runs even if an earlier one
-failed, and the first error is reported. A missing netns or interface is
-success. The masquerade rules go even when CNI_NETNS is empty or gone (the
-reference then leaks them, plugins#810): nftables rules are found by their
-tag, iptables rules by the addresses of the prevResult or the chain name.
-The bridge, its addresses and forwarding stay.
-
-STATUS and GC go to IPAM when configured; GC also removes the masquerade
-and spoof-check rules of attachments not in the valid set.
+DEL and GC live in ``teardown``, CHECK in ``check``. STATUS goes to IPAM
+when the config has an IPAM type.
 """
 
 from __future__ import annotations
@@ -39,15 +30,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pycni import skel
-from pycni.ipam.delegate import ipam_add, ipam_del, ipam_gc, ipam_status, released_on_failure
+from pycni.ipam.delegate import ipam_add, ipam_status, released_on_failure
 from pycni.plugins.bridge.conf import BridgeConf, parse_conf
-from pycni.plugins.bridge.gateway import CONTAINER_INDEX, apply_gateways, plan_l3
-from pycni.plugins.common import find_interface, requested_mac, require_ips
-from pycni.spec.errors import CniError
+from pycni.plugins.bridge.gateway import apply_gateways, plan_l3
+from pycni.plugins.bridge.teardown import cmd_del, cmd_gc
+from pycni.plugins.common import requested_mac, require_ips
 
 if TYPE_CHECKING:
-    from ipaddress import IPv4Interface, IPv6Interface
-
     from pycni.spec.result import Interface, Result
 
 __all__ = ["PLUGIN", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status"]
@@ -201,75 +190,7 @@ def _finish(conf: BridgeConf, host_veth: str, result: Result) -> Result:
     return replace(result, interfaces=(bridge, *result.interfaces[1:]))
 
 
-# -- DEL ------------------------------------------------------------------------
-
-
-def cmd_del(args: skel.CmdArgs) -> None:
-    conf = parse_conf(args.config)
-    errors: list[CniError] = []
-
-    def attempt(step: Callable[[], Any]) -> Any:
-        try:
-            return step()
-        except CniError as exc:
-            errors.append(exc)
-            return None
-
-    if conf.ipam_type:
-        attempt(lambda: ipam_del(args))
-    addresses = attempt(lambda: _delete_container_link(args)) or _prev_addresses(args)
-    if conf.macspoofchk:
-        from pycni.net.spoofcheck import teardown_spoofcheck
-
-        attempt(lambda: teardown_spoofcheck(args.container_id, args.ifname))
-    if conf.ip_masq:
-        from pycni.net.masquerade import teardown_masquerade
-
-        attempt(lambda: teardown_masquerade(conf.network, args.ifname, args.container_id, addresses))
-    if errors:
-        raise errors[0]
-
-
-def _delete_container_link(args: skel.CmdArgs) -> list[IPv4Interface | IPv6Interface]:
-    """Delete CNI_IFNAME in the container; return the addresses it had ([] if netns or link is gone)."""
-    if not args.netns:
-        return []
-    from pycni.net.errors import NetnsNotFound
-    from pycni.net.netns import run_in_netns
-
-    try:
-        return run_in_netns(args.netns, _read_and_delete, args.ifname)
-    except NetnsNotFound:
-        return []
-
-
-def _read_and_delete(ifname: str) -> list[IPv4Interface | IPv6Interface]:
-    from pycni.net.addrs import list_addresses
-    from pycni.net.errors import LinkNotFound
-    from pycni.net.links import delete_link
-
-    try:
-        addresses = list_addresses(ifname)
-    except LinkNotFound:
-        return []
-    delete_link(ifname, missing_ok=True)
-    return addresses
-
-
-def _prev_addresses(args: skel.CmdArgs) -> list[IPv4Interface | IPv6Interface]:
-    """The container's addresses according to the prevResult ([] without a readable one)."""
-    try:
-        prev = args.prev_result()
-    except CniError:
-        return []
-    if prev is None:
-        return []
-    found = find_interface(prev, args.ifname, args.netns or None)
-    index = found[0] if found else CONTAINER_INDEX
-    return [ipc.address for ipc in prev.ips if ipc.interface is None or ipc.interface == index]
-
-
-# -- CHECK, STATUS, GC -------------------------------------------------------------
+# -- CHECK, STATUS -------------------------------------------------------------
 
 
 def cmd_check(args: skel.CmdArgs) -> None:
@@ -281,30 +202,6 @@ def cmd_check(args: skel.CmdArgs) -> None:
 def cmd_status(args: skel.CmdArgs) -> None:
     if parse_conf(args.config).ipam_type:
         ipam_status(args)
-
-
-def cmd_gc(args: skel.CmdArgs) -> None:
-    """IPAM GC, then the host-side rules of attachments no longer valid; every step runs."""
-    from pycni.net.links import link_exists
-    from pycni.net.masquerade import gc_masquerade
-    from pycni.net.spoofcheck import gc_spoofcheck
-
-    conf = parse_conf(args.config)
-    valid = args.valid_attachments()
-    errors: list[CniError] = []
-    steps: list[Callable[[], Any]] = [
-        lambda: gc_masquerade(conf.network, valid),
-        lambda: gc_spoofcheck(valid, link_exists),
-    ]
-    if conf.ipam_type:
-        steps.insert(0, lambda: ipam_gc(args))
-    for step in steps:
-        try:
-            step()
-        except CniError as exc:
-            errors.append(exc)
-    if errors:
-        raise errors[0]
 
 
 PLUGIN = skel.Plugin(
