@@ -536,3 +536,26 @@ def test_chain_with_go_tuning_and_portmap(pycni_lab: CniLab, make_netns: Any, ho
     # ipv6 dnat: chain ... not found"), whichever main plugin came first.
     cni.del_network_list(netlist, rt)
     assert lab.reserved_ips(network_name(lab)) == []
+
+
+def test_masquerade_rules_are_interchangeable_with_go(
+    lab: CniLab, make_netns: Any, host_rules: HostRules, tmp_path: Path
+) -> None:
+    """Same iptables chain names and comments as the reference: each side tears down the other's rules."""
+    from pycni.net.masquerade import iptables_chain
+
+    install_shims(tmp_path / "py", "bridge", "host-local")
+    conf = [bridge(lab, isGateway=True, ipMasq=True, ipMasqBackend="iptables")]
+    netlist, go = network(lab, conf, cni_path=[GO_PLUGIN_DIR])
+    _, py = network(lab, conf, cni_path=[str(tmp_path / "py"), GO_PLUGIN_DIR])
+    before = masq_rule_lines(host_rules.network)
+
+    for made_by, removed_by in ((go, py), (py, go)):
+        ns = make_netns()
+        rt, result = add_pod(made_by, netlist, ns)
+        chain = iptables_chain(host_rules.network, rt.container_id)
+        rules = masq_rule_lines(host_rules.network)
+        assert any(f"-s {ips_of(result)[4]}/32" in line and f"-j {chain}" in line for line in rules)
+        removed_by.del_network_list(netlist, rt)
+        assert masq_rule_lines(host_rules.network) == before
+        assert f"-N {chain}" not in run("iptables", "-t", "nat", "-S").stdout
