@@ -376,6 +376,8 @@ def test_invalid_config_is_code_7_naming_the_field(
         assert field in str(err.value)
     assert not link_exists("eth0", ns.name)
     assert lab.reserved_ips(network_name(lab)) == []
+    # The runtime DELs after a failed ADD: with nothing made, that succeeds.
+    cni.del_network_list(netlist, RuntimeConf(container_id=ns.name, netns=ns.path, ifname="eth0"))
 
 
 def test_vlan_reports_missing_kernel_support_clearly(pycni_lab: CniLab, make_netns: Any) -> None:

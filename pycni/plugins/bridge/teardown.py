@@ -10,6 +10,10 @@ them, plugins#810): nftables rules are found by their tag, iptables rules
 by the addresses the interface had, else those of the prevResult, else the
 container's chain name. The bridge, its addresses and forwarding stay.
 
+DEL and GC read only what they need (network name, IPAM type, ``ipMasq``,
+``macspoofchk``), leniently: a config that could never ADD must still DEL,
+which a runtime runs after every failed ADD.
+
 GC runs IPAM GC, then removes the masquerade rules of this network and the
 spoof-check rules whose attachment is not in the valid set (see
 pycni.net.spoofcheck.gc_spoofcheck for why those also need their host veth
@@ -19,10 +23,10 @@ gone); every step runs, the first error is reported.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pycni.ipam.delegate import ipam_del, ipam_gc
-from pycni.plugins.bridge.conf import parse_conf
+from pycni.ipam.delegate import ipam_del, ipam_gc, ipam_type
 from pycni.plugins.bridge.gateway import CONTAINER_INDEX
 from pycni.plugins.common import find_interface
 from pycni.spec.errors import CniError
@@ -33,6 +37,26 @@ if TYPE_CHECKING:
     from pycni.skel import CmdArgs
 
 __all__ = ["cmd_del", "cmd_gc"]
+
+
+@dataclass(frozen=True)
+class _TeardownConf:
+    network: str
+    ipam_type: str
+    ip_masq: bool
+    macspoofchk: bool
+
+
+def _teardown_conf(args: CmdArgs) -> _TeardownConf:
+    """The settings DEL and GC act on; anything malformed reads as off (an ADD with it never got that far)."""
+    from pycni.spec.fields import lookup
+
+    return _TeardownConf(
+        network=args.network_name,
+        ipam_type=ipam_type(args),
+        ip_masq=lookup(args.config, "ipMasq") is True,
+        macspoofchk=lookup(args.config, "macspoofchk") is True,
+    )
 
 
 class _Attempts:
@@ -54,7 +78,7 @@ class _Attempts:
 
 
 def cmd_del(args: CmdArgs) -> None:
-    conf = parse_conf(args.config)
+    conf = _teardown_conf(args)
     attempt = _Attempts()
     if conf.ipam_type:
         attempt(lambda: ipam_del(args))
@@ -115,7 +139,7 @@ def cmd_gc(args: CmdArgs) -> None:
     from pycni.net.masquerade import gc_masquerade
     from pycni.net.spoofcheck import gc_spoofcheck
 
-    conf = parse_conf(args.config)
+    conf = _teardown_conf(args)
     valid = args.valid_attachments()
     attempt = _Attempts()
     if conf.ipam_type:
