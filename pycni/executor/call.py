@@ -1,13 +1,21 @@
-"""One plugin call inside the executor: a worker thread in the caller's network namespace.
+"""One plugin call inside the executor, run by a worker thread that lives in the caller's netns.
 
-Contract: ``Call`` owns the caller's netns descriptor and a worker slot
-from ``start()`` until its worker ends. The worker enters the namespace
-(setns, this thread only), runs ``skel.dispatch`` with the caller's
-environment and an own-netns check against the caller's namespace, keeps
-what the plugin writes to sys.stderr for the caller (``StderrRouter``), and
-sets ``done``. It then waits for ``settle(delivered)``: an ADD that
-succeeded but whose outcome did not reach the caller (timeout, caller gone)
-is undone with a DEL of the same request. No exception escapes a worker.
+Contract:
+
+- ``WorkerPool.run(net_fd, job)`` runs ``job`` on a thread that has entered
+  the network namespace ``net_fd`` refers to (setns, that thread only).
+  Threads are kept per namespace and reused, each inside a
+  ``netlink_session()``, so netlink (and nftables) handles stay warm from
+  one call to the next; a thread idle for ``idle_timeout`` ends and closes
+  them. A thread whose namespace changed, or whose call failed with an
+  unexpected error, is not reused.
+- ``Call`` owns the caller's netns descriptor and a worker slot until its
+  job ends. The job runs ``skel.dispatch`` with the caller's environment
+  and an own-netns check against the caller's namespace, keeps what the
+  plugin writes to sys.stderr for the caller (``StderrRouter``), and sets
+  ``done``. It then waits for ``settle(delivered)``: an ADD that succeeded
+  but whose outcome did not reach the caller (timeout, caller gone) is
+  undone with a DEL of the same request. No exception escapes a job.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import TextIO
@@ -22,10 +31,13 @@ from typing import TextIO
 from pycni import skel
 from pycni.executor import protocol
 from pycni.executor.logs import JsonLog
-from pycni.executor.outcome import failed
-from pycni.net.netns import CLONE_NEWNET, setns
+from pycni.executor.outcome import error_code, failed
+from pycni.net.netns import CLONE_NEWNET, netlink_session, setns
 from pycni.plugins import load_plugin
 from pycni.spec.errors import InternalError
+
+#: A job gets the error of entering the namespace (None when it is in); it returns whether its thread may be reused.
+Job = Callable[[BaseException | None], bool]
 
 _local = threading.local()
 
@@ -62,18 +74,99 @@ def captured_stderr() -> Iterator[list[str]]:
 
 
 # --------------------------------------------------------------------------
+# Threads that live in one namespace
+# --------------------------------------------------------------------------
+
+
+class WorkerPool:
+    def __init__(self, idle_timeout: float = 60.0) -> None:
+        self.idle_timeout = idle_timeout
+        self._idle: dict[tuple[int, int], list[_Worker]] = {}
+        self._lock = threading.Lock()
+
+    def run(self, net_fd: int, job: Job) -> None:
+        """Run ``job`` on a thread inside ``net_fd``'s namespace (the fd stays the caller's)."""
+        st = os.fstat(net_fd)
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            idle = self._idle.get(key)
+            worker = idle.pop() if idle else None
+        if worker is None:
+            worker = _Worker(self, key, os.dup(net_fd))
+            try:
+                worker.start()
+            except BaseException:
+                worker.close_fd()
+                raise
+        worker.inbox.put(job)
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return sum(len(workers) for workers in self._idle.values())
+
+    def _park(self, worker: _Worker) -> None:
+        with self._lock:
+            self._idle.setdefault(worker.key, []).append(worker)
+
+    def _retire(self, worker: _Worker) -> bool:
+        """Take an idle worker out of the pool; False if a job was just handed to it."""
+        with self._lock:
+            idle = self._idle.get(worker.key, [])
+            if worker not in idle:
+                return False
+            idle.remove(worker)
+            if not idle:
+                del self._idle[worker.key]
+            return True
+
+
+class _Worker(threading.Thread):
+    def __init__(self, pool: WorkerPool, key: tuple[int, int], net_fd: int) -> None:
+        super().__init__(name="pycni-worker", daemon=True)
+        self.pool = pool
+        self.key = key
+        self.inbox: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._net_fd = net_fd
+
+    def close_fd(self) -> None:
+        os.close(self._net_fd)
+
+    def run(self) -> None:
+        try:
+            setns(self._net_fd, CLONE_NEWNET)
+        except OSError as exc:
+            self.inbox.get()(exc)
+            return
+        finally:
+            self.close_fd()
+        with netlink_session():
+            while True:
+                try:
+                    job = self.inbox.get(timeout=self.pool.idle_timeout)
+                except queue.Empty:
+                    if self.pool._retire(self):
+                        return
+                    job = self.inbox.get()  # handed a job while timing out
+                reusable = job(None)
+                if not reusable or not self._still_in_namespace():
+                    return
+                self.pool._park(self)
+
+    def _still_in_namespace(self) -> bool:
+        try:
+            st = os.stat("/proc/thread-self/ns/net")
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.key
+
+
+# --------------------------------------------------------------------------
 # One call
 # --------------------------------------------------------------------------
 
 
 class Call:
-    """One accepted request, run by a worker thread inside the caller's netns.
-
-    The worker owns the namespace descriptor and the worker slot until it
-    ends. After its outcome is ready it waits for the connection thread's
-    verdict: delivered, or not (timeout, caller gone) — an ADD that
-    succeeded but was not delivered is undone with a DEL.
-    """
+    """One accepted request: its job, its outcome, and what happens when the caller never got it."""
 
     def __init__(self, request: protocol.Request, net_fd: int, release: Callable[[], None], log: JsonLog) -> None:
         self.request = request
@@ -87,11 +180,11 @@ class Call:
         self._verdict = threading.Event()
         self._delivered = False
 
-    def start(self) -> None:
-        threading.Thread(target=self._work, name=f"pycni-call-{self.request.plugin_type}", daemon=True).start()
+    def start(self, pool: WorkerPool) -> None:
+        pool.run(self._net_fd, self._work)
 
     def abort(self) -> None:
-        """Give back the descriptor and the slot of a call whose worker never started."""
+        """Give back the descriptor and the slot of a call that never started."""
         os.close(self._net_fd)
         self._release()
 
@@ -100,23 +193,28 @@ class Call:
         self._delivered = delivered
         self._verdict.set()
 
-    def _work(self) -> None:
+    def _work(self, entering: BaseException | None) -> bool:
+        healthy = entering is None
         try:
             try:
+                if entering is not None:
+                    raise entering
                 self.outcome = self._dispatch(self.request.environ)
+                healthy = error_code(self.outcome) != InternalError.code
             except BaseException as exc:  # setns failed, or a plugin raised SystemExit: never the daemon's problem
+                healthy = False
                 self.outcome = failed(self.request.plugin_type, self.request.environ, self.request.stdin,
                                       InternalError(f"executor: {exc or type(exc).__name__}"))
             self.done.set()
             self._verdict.wait()
-            if not self._delivered and self.command == "ADD" and self.outcome.exit_code == 0:
+            if not self._delivered and self.command == "ADD" and self.outcome.exit_code == 0 and entering is None:
                 self._undo()
         finally:
             os.close(self._net_fd)
             self._release()
+        return healthy
 
     def _dispatch(self, environ: dict[str, str]) -> skel.Outcome:
-        setns(self._net_fd, CLONE_NEWNET)  # this thread only; it dies with the call
         plugin = load_plugin(self.request.plugin_type)
         with captured_stderr() as captured:
             outcome = skel.dispatch(plugin, environ, self.request.stdin, is_own_netns=self._is_own_netns)

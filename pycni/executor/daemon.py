@@ -6,8 +6,9 @@ Contract:
   the socket systemd passes); one connection per call (``protocol``).
   Peers that are not root (SO_PEERCRED) are refused. Modules (pyroute2,
   every plugin) are imported once at start-up.
-- Each call runs in a fresh worker thread that has entered the *caller's*
-  network namespace (the descriptor the shim sent), so host-side objects
+- Each call runs on a worker thread that has entered the *caller's*
+  network namespace (the descriptor the shim sent; threads are reused per
+  namespace, keeping netlink and nftables handles warm), so host-side objects
   land where the runtime lives, not where the daemon does; a plugin then
   enters the container's namespace itself, exactly as in-process. The
   plugin sees the caller's environment via ``CmdArgs.environ``; the
@@ -51,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pycni.executor import protocol
-from pycni.executor.call import Call, StderrRouter
+from pycni.executor.call import Call, StderrRouter, WorkerPool
 from pycni.executor.logs import JsonLog
 from pycni.executor.metrics import Metrics
 from pycni.executor.outcome import error_code, failed
@@ -100,6 +101,7 @@ class Executor:
         self.log = log
         self.metrics = metrics or Metrics()
         self._workers = threading.BoundedSemaphore(options.max_workers)
+        self._pool = WorkerPool()
         self._connections = threading.BoundedSemaphore(options.max_connections)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._active = 0
@@ -261,7 +263,7 @@ class Executor:
         request, started = call.request, time.monotonic()
         self.metrics.adjust(in_flight=1)
         try:
-            call.start()
+            call.start(self._pool)
         except RuntimeError as exc:  # no thread to be had: fail the call, keep serving
             call.abort()
             call.outcome = failed(request.plugin_type, request.environ, request.stdin,

@@ -49,6 +49,30 @@ def _kernel_prerequisites() -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pycni_executor() -> Iterator[None]:
+    """PYCNI_TEST_EXECUTOR=1: every pycni plugin call of the run goes through one warm executor.
+
+    One executor per test process on a private socket: shims the labs install
+    carry that socket, and PYCNI_EXECUTOR_SOCKET is exported for whatever execs
+    them. The executor must survive the whole run.
+    """
+    if os.environ.get("PYCNI_TEST_EXECUTOR") != "1" or _missing_prerequisite() is not None:
+        yield
+        return
+    from tests.executor.running import start_executor
+
+    executor = start_executor()
+    os.environ["PYCNI_EXECUTOR_SOCKET"] = str(executor.socket)
+    try:
+        yield
+    finally:
+        os.environ.pop("PYCNI_EXECUTOR_SOCKET", None)
+        alive = executor.alive()
+        executor.stop()
+    assert alive, f"the executor died during the run: {executor.stderr()}"
+
+
 def run(
     *cmd: str, netns: str | None = None, check: bool = True, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
@@ -174,7 +198,8 @@ class CniLab:
 
         from pycni.cli.install import cmd_install
 
-        cmd_install(argparse.Namespace(bin_dir=str(self.bin_dir), plugins=list(plugin_types), force=False), {})
+        cmd_install(argparse.Namespace(bin_dir=str(self.bin_dir), plugins=list(plugin_types), force=False,
+                                       executor_socket=os.environ.get("PYCNI_EXECUTOR_SOCKET")), {})
 
     def install_python_plugin(self, plugin_type: str, script: Path) -> None:
         """Put a pycni.skel plugin script on CNI_PATH as an executable."""

@@ -1,0 +1,281 @@
+"""What the benchmarks run: plugins exec'd exactly as a runtime does, in fresh namespaces, cleaned up after.
+
+- ``Variant`` is one way to run a chain: Debian's Go plugins, or pycni's
+  shims (with the executor, or in-process). A pycni variant whose plugin
+  type pycni lacks falls back to the Go binary on CNI_PATH, and says so.
+- ``Network`` is one conflist on its own bridge, subnet and host-local
+  dataDir; ``add``/``delete`` run its chain like libcni: one fresh process
+  per plugin, ADD in order with ``prevResult`` chained and
+  ``runtimeConfig`` for the capabilities, DEL in reverse with the final
+  result; CNI_ARGS as podman sets them.
+- ``Cleanup`` remembers what existed before (netns, links, iptables chains,
+  nft tables) and removes what the run made, reporting anything it could
+  not remove.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GO_PLUGIN_DIR = "/usr/lib/cni"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NETNS_PREFIX = "pcxb-"
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+
+
+# --------------------------------------------------------------------------
+# Plugins: Go, or pycni's shims (and the executor)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    name: str  # "go", "pycni+executor", "pycni in-process"
+    cni_path: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    fallbacks: tuple[str, ...] = ()  # plugin types run by Go in a pycni variant
+
+    def label(self) -> str:
+        return self.name + (f" (Go {', '.join(self.fallbacks)})" if self.fallbacks else "")
+
+
+def pycni_types(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(types pycni can run, types it cannot) among ``wanted``."""
+    from pycni.plugins import PLUGIN_MODULES, load_plugin
+
+    have, missing = [], []
+    for plugin_type in wanted:
+        try:
+            if plugin_type not in PLUGIN_MODULES:
+                raise LookupError(plugin_type)
+            load_plugin(plugin_type)
+            have.append(plugin_type)
+        except Exception:
+            missing.append(plugin_type)
+    return have, missing
+
+
+def install_shims(bin_dir: Path, plugin_types: Sequence[str]) -> None:
+    import argparse
+
+    from pycni.cli.install import cmd_install
+
+    with open(os.devnull, "w") as quiet:
+        stdout, sys.stdout = sys.stdout, quiet
+        try:
+            cmd_install(argparse.Namespace(bin_dir=str(bin_dir), plugins=list(plugin_types), force=False), {})
+        finally:
+            sys.stdout = stdout
+
+
+class Executor:
+    """``pycni executor`` on a private socket, started and killed by PID."""
+
+    def __init__(self, directory: Path) -> None:
+        self.socket = directory / "executor.sock"
+        self.log = directory / "executor.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pycni", "executor", "--socket", str(self.socket), "--log-file", str(self.log)],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd="/",
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while '"event": "listening"' not in (self.log.read_text() if self.log.exists() else ""):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the executor did not start: {self.log.read_text() if self.log.exists() else ''}")
+            time.sleep(0.05)
+
+    def calls(self) -> int:
+        return self.log.read_text().count('"event": "call"')
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+# --------------------------------------------------------------------------
+# A network and its chain, run like libcni
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Network:
+    variant: Variant
+    name: str
+    bridge: str
+    subnet: str
+    data_dir: Path
+    plugins: list[dict[str, Any]]
+    version: str = "0.4.0"
+
+    def _stdin(self, plugin: dict[str, Any], prev: dict[str, Any] | None, caps: dict[str, Any]) -> bytes:
+        conf: dict[str, Any] = {"cniVersion": self.version, "name": self.name, **plugin}
+        wanted = {k: v for k, v in caps.items() if plugin.get("capabilities", {}).get(k)}
+        if wanted:
+            conf["runtimeConfig"] = wanted
+        if prev is not None:
+            conf["prevResult"] = prev
+        return json.dumps(conf).encode()
+
+    def _exec(self, command: str, plugin: dict[str, Any], stdin: bytes, pod: Pod) -> bytes:
+        path = next(p for d in self.variant.cni_path if os.path.isfile(p := os.path.join(d, plugin["type"])))
+        env = {
+            "PATH": PATH,
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": pod.container_id,
+            "CNI_NETNS": pod.netns_path,
+            "CNI_IFNAME": "eth0",
+            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={pod.name}",
+            "CNI_PATH": os.pathsep.join(self.variant.cni_path),
+            **self.variant.env,
+        }
+        proc = subprocess.run([path], input=stdin, env=env, capture_output=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.variant.name} {plugin['type']} {command} failed: "
+                               f"{proc.stdout.decode(errors='replace')} {proc.stderr.decode(errors='replace')}")
+        return proc.stdout
+
+    def add(self, pod: Pod) -> None:
+        prev: dict[str, Any] | None = None
+        for plugin in self.plugins:
+            prev = json.loads(self._exec("ADD", plugin, self._stdin(plugin, prev, pod.caps), pod))
+        pod.result = prev
+
+    def delete(self, pod: Pod) -> None:
+        for plugin in reversed(self.plugins):
+            self._exec("DEL", plugin, self._stdin(plugin, pod.result, pod.caps), pod)
+        pod.result = None
+
+    def reserved_ips(self) -> list[str]:
+        net_dir = self.data_dir / self.name
+        if not net_dir.is_dir():
+            return []
+        return [p.name for p in net_dir.iterdir() if p.name[0].isdigit()]
+
+
+@dataclass
+class Pod:
+    name: str
+    container_id: str
+    caps: dict[str, Any]
+    result: dict[str, Any] | None = None
+
+    @property
+    def netns_path(self) -> str:
+        return f"/run/netns/{self.name}"
+
+
+_pod_counter = 0
+
+
+def new_pod(host_port: int | None = None) -> Pod:
+    """A fresh network namespace (lo up) and the pod's identity; ``host_port`` adds one port mapping."""
+    global _pod_counter
+    _pod_counter += 1
+    name = f"{NETNS_PREFIX}{uuid.uuid4().hex[:10]}"
+    sh("ip", "netns", "add", name)
+    sh("ip", "-n", name, "link", "set", "lo", "up")
+    caps: dict[str, Any] = {}
+    if host_port is not None:
+        caps["portMappings"] = [{"hostPort": host_port, "containerPort": 80, "protocol": "tcp"}]
+    return Pod(name, uuid.uuid4().hex, caps)
+
+
+def remove_pod(pod: Pod) -> None:
+    sh("ip", "netns", "delete", pod.name, check=False)
+
+
+def free_subnet() -> str:
+    from tests.integration.plugin_helpers import free_subnet4
+
+    return str(free_subnet4())
+
+
+def bridge_plugin(bridge: str, subnet: str, data_dir: Path, *, podman: bool) -> dict[str, Any]:
+    gateway = subnet.rsplit(".", 1)[0] + ".1"
+    ipam = {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}],
+            "ranges": [[{"subnet": subnet, "gateway": gateway}]], "dataDir": str(data_dir)}
+    plugin: dict[str, Any] = {"type": "bridge", "bridge": bridge, "isGateway": True}
+    if podman:  # exactly what podman 4.3 writes (tests/runtime_podman/conftest.py), plus our dataDir
+        plugin.update({"ipMasq": True, "hairpinMode": True, "ipam": ipam, "capabilities": {"ips": True}})
+    else:
+        plugin["ipam"] = ipam
+    return plugin
+
+
+PODMAN_META = [
+    {"type": "portmap", "capabilities": {"portMappings": True}},
+    {"type": "firewall", "backend": ""},
+    {"type": "tuning"},
+]
+
+
+# --------------------------------------------------------------------------
+# Leaving the host as we found it
+# --------------------------------------------------------------------------
+
+
+class Cleanup:
+    def __init__(self) -> None:
+        from tests.runtime_podman.conftest import HostFirewallSnapshot
+
+        self.firewall = HostFirewallSnapshot.take()
+        self.nft_tables = set(sh("nft", "list", "tables", check=False).stdout.split("\n"))
+        self.bridges: list[str] = []
+        self.dirs: list[Path] = []
+
+    def tmpdir(self) -> Path:
+        path = Path(tempfile.mkdtemp(prefix="pcxb-", dir="/tmp"))
+        self.dirs.append(path)
+        return path
+
+    def run(self) -> list[str]:
+        """Remove what the benchmark made; return what could not be removed."""
+        leftovers: list[str] = []
+        for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
+            name = line.split()[0] if line.strip() else ""
+            if name.startswith(NETNS_PREFIX):
+                sh("ip", "netns", "delete", name, check=False)
+        for bridge in self.bridges:
+            sh("ip", "link", "delete", bridge, check=False)
+        leftovers += self.firewall.remove_new_shared_chains()
+        # pycni's own nft tables (portmap, firewall, masquerade) that this run created and left empty
+        for table in sorted(set(sh("nft", "list", "tables", check=False).stdout.split("\n")) - self.nft_tables):
+            parts = table.split()
+            if len(parts) != 3:
+                continue
+            listing = json.loads(sh("nft", "-j", "list", "table", parts[1], parts[2]).stdout or "{}")
+            rules = [o for o in listing.get("nftables", []) if "rule" in o]
+            if any("pycni/" in str(r["rule"].get("comment", "")) for r in rules):
+                leftovers.append(f"{table} (rules of attachments still in it)")
+            else:
+                sh("nft", "delete", "table", parts[1], parts[2], check=False)
+        for directory in self.dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+        links = sh("ip", "-o", "link", "show", check=False).stdout
+        leftovers += [f"link {b}" for b in self.bridges if f": {b}:" in links or f": {b}@" in links]
+        return leftovers

@@ -1,0 +1,261 @@
+"""pycni against Debian's Go reference plugins, measured in the same run.
+
+Plugins are exec'd exactly as a runtime execs them: one fresh process per
+plugin call, ADD in chain order with prevResult, DEL in reverse, a fresh
+network namespace per pod. Variants are interleaved pod by pod (latency)
+or round by round (churn), so the machine's load hits them alike:
+
+- go                Debian's plugins from /usr/lib/cni
+- pycni+executor    pycni's shims, forwarding to a warm ``pycni executor``
+- pycni in-process  the same shims with no executor running
+
+Scenarios:
+
+1. bridge + host-local: ADD and DEL latency (median over --pods pods)
+2. the chain podman writes (bridge + host-local with ipMasq, portmap with one
+   mapping, firewall, tuning): ADD and DEL latency
+3. churn: pods/s with --workers parallel workers over --churn-pods pods of
+   the podman chain, each pod ADD then DEL
+
+Targets (pycni+executor / go): podman ADD+DEL <= 0.5, bridge ADD+DEL <= 1.2,
+churn >= 2.0. Run as root from the repository: ``python benchmarks/run.py``
+(``make bench``). Everything it creates is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import queue
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import (
+    GO_PLUGIN_DIR,
+    PODMAN_META,
+    Cleanup,
+    Executor,
+    Network,
+    Pod,
+    Variant,
+    bridge_plugin,
+    free_subnet,
+    install_shims,
+    new_pod,
+    pycni_types,
+    remove_pod,
+)
+
+TARGETS = {"bridge": 1.2, "podman": 0.5}
+CHURN_TARGET = 2.0
+_ports = itertools.count(20000)
+
+
+def make_variants(cleanup: Cleanup, types: list[str], executor: Executor | None,
+                  in_process: bool) -> list[Variant]:
+    have, missing = pycni_types(types)
+    shim_dir = cleanup.tmpdir()
+    install_shims(shim_dir, have)
+    pycni_path = (str(shim_dir), GO_PLUGIN_DIR)
+    variants = [Variant("go", (GO_PLUGIN_DIR,))]
+    if executor is not None:
+        variants.append(Variant("pycni+executor", pycni_path, {"PYCNI_EXECUTOR_SOCKET": str(executor.socket)},
+                                tuple(missing)))
+    if in_process:
+        variants.append(Variant("pycni in-process", pycni_path, {"PYCNI_EXECUTOR_SOCKET": "/nonexistent/socket"},
+                                tuple(missing)))
+    return variants
+
+
+def make_network(cleanup: Cleanup, variant: Variant, chain: str) -> Network:
+    tag = "go" if variant.name == "go" else ("ex" if "executor" in variant.name else "ip")
+    bridge = f"pcxb{tag}{next(_ports) % 10000:04d}"
+    cleanup.bridges.append(bridge)
+    data_dir = cleanup.tmpdir()
+    subnet = free_subnet()
+    plugins = [bridge_plugin(bridge, subnet, data_dir, podman=chain == "podman")]
+    if chain == "podman":
+        plugins += PODMAN_META
+    return Network(variant, f"pcxb-{chain}-{tag}", bridge, subnet, data_dir, plugins)
+
+
+def latency(networks: list[Network], pods: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Median ADD and DEL time of each network's chain, pods interleaved across networks."""
+    times: dict[str, dict[str, list[float]]] = {n.variant.name: {"add": [], "del": []} for n in networks}
+    for i in range(warmup + pods):
+        order = networks if i % 2 == 0 else list(reversed(networks))
+        for network in order:
+            pod = new_pod(next(_ports))
+            try:
+                start = time.perf_counter()
+                network.add(pod)
+                added = time.perf_counter()
+                network.delete(pod)
+                deleted = time.perf_counter()
+            finally:
+                remove_pod(pod)
+            if i >= warmup:
+                times[network.variant.name]["add"].append(added - start)
+                times[network.variant.name]["del"].append(deleted - added)
+        print(".", end="", flush=True, file=sys.stderr)
+    print(file=sys.stderr)
+    for network in networks:
+        assert network.reserved_ips() == [], f"{network.variant.name} leaked IPs: {network.reserved_ips()}"
+    return {
+        name: {
+            "add": statistics.median(t["add"]) * 1000,
+            "del": statistics.median(t["del"]) * 1000,
+            "add+del": statistics.median(a + d for a, d in zip(t["add"], t["del"], strict=True)) * 1000,
+        }
+        for name, t in times.items()
+    }
+
+
+def churn_round(network: Network, pods: list[Pod], workers: int) -> float:
+    """Seconds for ``workers`` threads to ADD then DEL every pod."""
+    work: queue.Queue[Pod] = queue.Queue()
+    for pod in pods:
+        work.put(pod)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            try:
+                pod = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                network.add(pod)
+                network.delete(pod)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def churn(networks: list[Network], pods: int, workers: int, rounds: int) -> dict[str, float]:
+    """Pods/s per network over ``pods`` pods, in ``rounds`` interleaved rounds."""
+    per_round = max(workers, pods // rounds)
+    total = {n.variant.name: [0, 0.0] for n in networks}
+    for r in range(rounds):
+        order = networks if r % 2 == 0 else list(reversed(networks))
+        for network in order:
+            batch = [new_pod(next(_ports)) for _ in range(per_round)]
+            try:
+                elapsed = churn_round(network, batch, workers)
+            finally:
+                for pod in batch:
+                    remove_pod(pod)
+            total[network.variant.name][0] += len(batch)
+            total[network.variant.name][1] += elapsed
+            print(".", end="", flush=True, file=sys.stderr)
+        assert all(n.reserved_ips() == [] for n in networks)
+    print(file=sys.stderr)
+    return {name: count / seconds for name, (count, seconds) in total.items()}
+
+
+def report(results: dict[str, object], variants_by_scenario: dict[str, list[Variant]]) -> list[str]:
+    lines = []
+    for scenario in ("bridge", "podman"):
+        data = results.get(scenario)
+        if not isinstance(data, dict):
+            continue
+        title = {"bridge": "bridge + host-local", "podman": "podman chain (bridge+host-local, portmap, firewall, "
+                 "tuning)"}[scenario]
+        lines.append(f"\n{title}, median over {results['pods']} pods (ms)")
+        lines.append(f"  {'variant':<42} {'ADD':>8} {'DEL':>8} {'ADD+DEL':>9}   pycni/Go ADD  DEL  ADD+DEL")
+        go = data["go"]
+        for variant in variants_by_scenario[scenario]:
+            row = data[variant.name]
+            ratios = ""
+            if variant.name != "go":
+                add, dele, both = (row[k] / go[k] for k in ("add", "del", "add+del"))
+                ratios = f"   {add:>10.2f} {dele:>4.2f} {both:>8.2f}"
+            figures = f"{row['add']:>8.1f} {row['del']:>8.1f} {row['add+del']:>9.1f}"
+            lines.append(f"  {variant.label():<42} {figures}{ratios}")
+    data = results.get("churn")
+    if isinstance(data, dict):
+        lines.append(f"\nchurn, podman chain, {results['workers']} workers, {results['churn_pods']} pods per variant")
+        for variant in variants_by_scenario["churn"]:
+            rate = data[variant.name]
+            ratio = "" if variant.name == "go" else f"   pycni/Go {rate / data['go']:.2f}"
+            lines.append(f"  {variant.label():<42} {rate:>8.2f} pods/s{ratio}")
+    lines.append("\ntargets (pycni+executor / go, same run):")
+    for scenario, limit in TARGETS.items():
+        data = results.get(scenario)
+        if isinstance(data, dict) and "pycni+executor" in data:
+            ratio = data["pycni+executor"]["add+del"] / data["go"]["add+del"]
+            verdict = "met" if ratio <= limit else "MISSED"
+            lines.append(f"  {scenario:<8} ADD+DEL {ratio:.2f} (target <= {limit}) {verdict}")
+    data = results.get("churn")
+    if isinstance(data, dict) and "pycni+executor" in data:
+        ratio = data["pycni+executor"] / data["go"]
+        lines.append(f"  churn    pods/s  {ratio:.2f} (target >= {CHURN_TARGET}) "
+                     f"{'met' if ratio >= CHURN_TARGET else 'MISSED'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, default=30, help="pods per variant for the latency scenarios (>= 30)")
+    parser.add_argument("--churn-pods", type=int, default=100, help="pods per variant for churn (>= 100)")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="churn rounds per variant, interleaved")
+    parser.add_argument("--scenarios", default="bridge,podman,churn")
+    parser.add_argument("--no-in-process", action="store_true", help="skip the pycni variant without executor")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    scenarios = [s for s in args.scenarios.split(",") if s]
+
+    cleanup = Cleanup()
+    executor = Executor(cleanup.tmpdir())
+    results: dict[str, object] = {"pods": args.pods, "churn_pods": args.churn_pods, "workers": args.workers}
+    variants_by_scenario: dict[str, list[Variant]] = {}
+    try:
+        runs: dict[str, tuple[str, Callable[[list[Network]], object]]] = {
+            "bridge": ("bridge", lambda nets: latency(nets, args.pods)),
+            "podman": ("podman", lambda nets: latency(nets, args.pods)),
+            "churn": ("podman", lambda nets: churn(nets, args.churn_pods, args.workers, args.rounds)),
+        }
+        for scenario in scenarios:
+            chain, measure = runs[scenario]
+            types = ["bridge", "host-local"] + ([p["type"] for p in PODMAN_META] if chain == "podman" else [])
+            variants = make_variants(cleanup, types, executor, not args.no_in_process)
+            variants_by_scenario[scenario] = variants
+            for variant in variants:
+                if variant.fallbacks:
+                    print(f"note: pycni has no usable {', '.join(variant.fallbacks)}; "
+                          f"{variant.name} runs Debian's Go binary for it", file=sys.stderr)
+            print(f"{scenario}: {', '.join(v.name for v in variants)}", file=sys.stderr)
+            results[scenario] = measure([make_network(cleanup, v, chain) for v in variants])
+        results["executor_calls"] = executor.calls()
+    finally:
+        executor.stop()
+        leftovers = cleanup.run()
+    lines = report(results, variants_by_scenario)
+    print("\n".join(lines))
+    if leftovers:
+        print(f"\nleft on the host (could not remove): {leftovers}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
