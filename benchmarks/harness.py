@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GO_PLUGIN_DIR = "/usr/lib/cni"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETNS_PREFIX = "pcxb-"
+NETWORK_PREFIX = "pcxb-"  # network names; owner tags carry them (pycni/<plugin>/<network>/...)
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -268,11 +269,10 @@ class Cleanup:
             parts = table.split()
             if len(parts) != 3:
                 continue
-            listing = json.loads(sh("nft", "-j", "list", "table", parts[1], parts[2]).stdout or "{}")
-            rules = [o for o in listing.get("nftables", []) if "rule" in o]
-            if any("pycni/" in str(r["rule"].get("comment", "")) for r in rules):
-                leftovers.append(f"{table} (rules of attachments still in it)")
-            else:
+            listing = sh("nft", "list", "table", parts[1], parts[2], check=False).stdout
+            if f"/{NETWORK_PREFIX}" in listing:
+                leftovers.append(f"{table} (rules of this run's attachments still in it)")
+            elif "pycni/" not in listing:  # else: another run's attachments use it now
                 sh("nft", "delete", "table", parts[1], parts[2], check=False)
         for directory in self.dirs:
             shutil.rmtree(directory, ignore_errors=True)

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import (
     GO_PLUGIN_DIR,
+    NETWORK_PREFIX,
     PODMAN_META,
     Cleanup,
     Executor,
@@ -83,7 +84,7 @@ def make_network(cleanup: Cleanup, variant: Variant, chain: str) -> Network:
     plugins = [bridge_plugin(bridge, subnet, data_dir, podman=chain == "podman")]
     if chain == "podman":
         plugins += PODMAN_META
-    return Network(variant, f"pcxb-{chain}-{tag}", bridge, subnet, data_dir, plugins)
+    return Network(variant, f"{NETWORK_PREFIX}{chain}-{tag}", bridge, subnet, data_dir, plugins)
 
 
 def latency(networks: list[Network], pods: int, warmup: int = 2) -> dict[str, dict[str, float]]:
@@ -153,6 +154,13 @@ def churn(networks: list[Network], pods: int, workers: int, rounds: int) -> dict
     """Pods/s per network over ``pods`` pods, in ``rounds`` interleaved rounds."""
     per_round = max(workers, pods // rounds)
     total = {n.variant.name: [0, 0.0] for n in networks}
+    for network in networks:  # the first pod makes the bridge and its gateway address, as on a real node
+        pod = new_pod(next(_ports))
+        try:
+            network.add(pod)
+            network.delete(pod)
+        finally:
+            remove_pod(pod)
     for r in range(rounds):
         order = networks if r % 2 == 0 else list(reversed(networks))
         for network in order:

@@ -36,3 +36,22 @@ def run_shim(lab: CniLab, plugin_type: str, env: dict[str, str], stdin: bytes | 
 
 def bridge_config(lab: CniLab, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
     return {"cniVersion": version, "name": "exnet", **lab.bridge_plugin(), **extra}
+
+
+SLOW_IPAM = """#!/bin/sh
+# An IPAM plugin that takes {seconds} s to answer ADD with 10.x.y.$SLOW_IPAM_HOST in the lab's subnet.
+cat >/dev/null
+case "$CNI_COMMAND" in
+ADD) sleep {seconds}
+     printf '{{"cniVersion":"1.0.0","ips":[{{"address":"{prefix}.%s/24","gateway":"{prefix}.1"}}]}}' "$SLOW_IPAM_HOST";;
+VERSION) printf '{{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}}';;
+esac
+"""
+
+
+def install_slow_ipam(lab: CniLab, seconds: float) -> None:
+    """``slow-ipam`` on the lab's CNI_PATH: ADD sleeps, then hands out 10.x.y.$SLOW_IPAM_HOST; DEL is instant."""
+    prefix = lab.subnet4.rsplit(".", 1)[0]
+    path = lab.bin_dir / "slow-ipam"
+    path.write_text(SLOW_IPAM.format(seconds=seconds, prefix=prefix))
+    path.chmod(0o755)

@@ -24,7 +24,7 @@ from pycni.executor import protocol
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
 from tests.executor.running import REPO_ROOT, RunningExecutor
-from tests.executor.shims import NO_EXECUTOR, bridge_config, run_shim, shim_env
+from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, run_shim, shim_env
 from tests.integration.conftest import CniLab, Netns, ip_json, link_exists
 
 
@@ -185,29 +185,17 @@ def test_a_client_that_never_says_go_runs_nothing(installed: CniLab, make_netns:
 # -- plugins -----------------------------------------------------------------
 
 
-SLOW_IPAM = """#!/bin/sh
-# An IPAM plugin that takes 4 s to answer ADD.
-cat >/dev/null
-case "$CNI_COMMAND" in
-ADD) sleep 4
-     printf '{"cniVersion":"1.0.0","ips":[{"address":"10.%s/24","gateway":"10.%s"}]}' "$SUBNET_HOST" "$SUBNET_GW";;
-VERSION) printf '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}';;
-esac
-"""
 
 
 def test_a_call_that_outlives_its_timeout_fails_with_11_and_is_undone(
     installed: CniLab, make_netns: Callable[[], Netns], executor_factory: Callable[..., RunningExecutor]
 ) -> None:
     executor = executor_factory("--timeout", "1.5")
-    slow = installed.bin_dir / "slow-ipam"
-    prefix = installed.subnet4.split(".", 1)[1].rsplit(".", 1)[0]  # "x.y" of 10.x.y.0/24
-    slow.write_text(SLOW_IPAM)
-    slow.chmod(0o755)
+    install_slow_ipam(installed, seconds=4)
     ns = make_netns()
     conf = {**bridge_config(installed), "ipam": {"type": "slow-ipam"}}
     env = shim_env(installed, "ADD", socket=str(executor.socket), container_id="slow", netns=ns.path,
-                   SUBNET_HOST=f"{prefix}.9", SUBNET_GW=f"{prefix}.1")
+                   SLOW_IPAM_HOST="9")
 
     started = time.monotonic()
     out = run_shim(installed, "bridge", env, conf)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from tests.executor.running import REPO_ROOT, RunningExecutor
-from tests.executor.shims import NO_EXECUTOR, bridge_config, run_shim, shim_env
+from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, run_shim, shim_env
 from tests.integration.conftest import CniLab, Netns, ip_json, link_exists, run
 
 
@@ -175,3 +177,29 @@ def test_a_netns_path_that_is_another_file_for_the_caller_is_declined(
     assert removed.returncode == 0, removed.stdout
     assert not link_exists("eth0", netns=a.name)
     assert lab.reserved_ips("exnet") == []
+
+
+def test_adds_for_different_containers_run_in_parallel(lab: CniLab, make_netns: Callable[[], Netns],
+                                                       executor: RunningExecutor) -> None:
+    """Three ADDs whose IPAM takes 3 s each finish together, not one after another."""
+    lab.install_pycni("bridge", "host-local")
+    install_slow_ipam(lab, seconds=3)
+    conf = {**bridge_config(lab), "ipam": {"type": "slow-ipam"}}
+    pods = [make_netns() for _ in range(3)]
+    envs = [shim_env(lab, "ADD", socket=str(executor.socket), container_id=f"par{i}", netns=ns.path,
+                     SLOW_IPAM_HOST=str(10 + i)) for i, ns in enumerate(pods)]
+    # the bridge and its gateway address exist before the parallel ADDs, as on a node with pods
+    warm = shim_env(lab, "ADD", socket=str(executor.socket), container_id="first", netns=make_netns().path)
+    assert run_shim(lab, "bridge", warm, bridge_config(lab)).returncode == 0
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda env: run_shim(lab, "bridge", env, conf), envs))
+    elapsed = time.monotonic() - started
+
+    assert [o.returncode for o in outs] == [0, 0, 0], [o.stdout for o in outs]
+    assert elapsed < 6, f"the ADDs ran one after another ({elapsed:.1f}s)"
+    assert len(served_calls(executor, "ADD")) == 4
+    for env in envs:
+        assert run_shim(lab, "bridge", {**env, "CNI_COMMAND": "DEL"}, conf).returncode == 0
+    assert run_shim(lab, "bridge", {**warm, "CNI_COMMAND": "DEL"}, bridge_config(lab)).returncode == 0
