@@ -12,7 +12,8 @@ Contract:
 - ``Call`` owns the caller's netns descriptor and a worker slot until its
   job ends. The job runs ``skel.dispatch`` with the caller's environment
   and an own-netns check against the caller's namespace, keeps what the
-  plugin writes to sys.stderr for the caller (``StderrRouter``), and sets
+  plugin prints (sys.stderr, and sys.stdout as skel.main sends it to stderr)
+  for the caller's stderr (``OutputRouter``), and sets
   ``done``. It then waits for ``settle(delivered)``: an ADD that succeeded
   but whose outcome did not reach the caller (timeout, caller gone) is
   undone with a DEL of the same request. No exception escapes a job.
@@ -42,8 +43,8 @@ Job = Callable[[BaseException | None], bool]
 _local = threading.local()
 
 
-class StderrRouter(io.TextIOBase):
-    """sys.stderr for the daemon: text a worker thread writes is kept for its caller."""
+class OutputRouter(io.TextIOBase):
+    """sys.stderr / sys.stdout of the daemon: what a worker thread writes is kept for its caller's stderr."""
 
     def __init__(self, real: TextIO) -> None:
         self._real = real

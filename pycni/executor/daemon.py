@@ -52,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pycni.executor import protocol
-from pycni.executor.call import Call, StderrRouter, WorkerPool
+from pycni.executor.call import Call, OutputRouter, WorkerPool
 from pycni.executor.logs import JsonLog
 from pycni.executor.metrics import Metrics
 from pycni.executor.outcome import error_code, failed
@@ -111,13 +111,13 @@ class Executor:
 
     def serve_forever(self) -> None:
         self.listener.setblocking(False)
-        real_stderr = sys.stderr
-        sys.stderr = StderrRouter(real_stderr)
+        real_stderr, real_stdout = sys.stderr, sys.stdout
+        sys.stderr, sys.stdout = OutputRouter(real_stderr), OutputRouter(real_stdout)
         try:
             self._accept_loop()
         finally:
             self._wait_idle(self.options.shutdown_grace)
-            sys.stderr = real_stderr
+            sys.stderr, sys.stdout = real_stderr, real_stdout
             os.close(self._wake_r)
             os.close(self._wake_w)
 
@@ -198,7 +198,7 @@ class Executor:
                     if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                         usable = len(cdata) - len(cdata) % 4
                         fds.extend(int.from_bytes(cdata[i : i + 4], sys.byteorder) for i in range(0, usable, 4))
-                if flags & socket.MSG_CTRUNC:
+                if flags & socket.MSG_CTRUNC or len(fds) > 4:
                     raise _Refused("malformed", "too many descriptors")
                 if not data:
                     raise _Refused("malformed", "connection closed mid-request", answer=False)

@@ -53,13 +53,23 @@ DETERMINISTIC: dict[str, Callable[[CniLab, Netns], tuple[str, dict[str, str], by
     "del of nothing": lambda lab, ns: ("DEL", {"CNI_CONTAINERID": "c1", "CNI_NETNS": ns.path}, bridge_config(lab)),
     "del without netns": lambda lab, ns: ("DEL", {"CNI_CONTAINERID": "c1"}, bridge_config(lab)),
     "status": lambda lab, ns: ("STATUS", {}, bridge_config(lab, version="1.1.0")),
+    "delegate error and stderr": lambda lab, ns: ("ADD", {"CNI_CONTAINERID": "c1", "CNI_NETNS": ns.path},
+                                                  {**bridge_config(lab), "ipam": {"type": "chatty-ipam"}}),
 }
+
+CHATTY_IPAM = """#!/bin/sh
+echo "chatty-ipam: $CNI_COMMAND for $CNI_CONTAINERID" >&2
+echo '{"cniVersion": "1.0.0", "code": 11, "msg": "pool busy", "details": "try later"}'
+exit 1
+"""
 
 
 @pytest.mark.parametrize("case", sorted(DETERMINISTIC))
 def test_both_paths_print_the_same_bytes(lab: CniLab, make_netns: Callable[[], Netns], executor: RunningExecutor,
                                          case: str) -> None:
     lab.install_pycni("bridge", "host-local")
+    (lab.bin_dir / "chatty-ipam").write_text(CHATTY_IPAM)
+    (lab.bin_dir / "chatty-ipam").chmod(0o755)
     ns = make_netns()
     command, env, stdin = DETERMINISTIC[case](lab, ns)
     base = shim_env(lab, command, socket="", **env)
@@ -68,6 +78,8 @@ def test_both_paths_print_the_same_bytes(lab: CniLab, make_netns: Callable[[], N
 
     assert (forwarded.returncode, forwarded.stdout, forwarded.stderr) == (
         in_process.returncode, in_process.stdout, in_process.stderr)
+    if case == "delegate error and stderr":
+        assert b"chatty-ipam: ADD for c1" in forwarded.stderr and b"pool busy" in forwarded.stdout
     assert served_calls(executor, command), f"{case}: not served by the executor: {executor.events()[-3:]}"
 
 
