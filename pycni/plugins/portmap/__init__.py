@@ -1,0 +1,12 @@
+"""portmap: forward host ports to a container (chained plugin, capability ``portMappings``).
+
+Modules: ``conf`` (config and what to install, pure), ``plugin`` (the
+handlers), ``nft_backend`` (default: one nftables table, map lookups,
+owner-tagged elements) and ``iptables_backend`` (the reference's
+CNI-HOSTPORT-* / CNI-DN-* chains). Only the configured backend's module
+is imported.
+"""
+
+from pycni.plugins.portmap.plugin import PLUGIN
+
+__all__ = ["PLUGIN"]
