@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pycni import skel
+from pycni.spec.args import CniArgs
+from pycni.spec.errors import CniError, InvalidConfig
 from pycni.spec.fields import (
     IPAddress,
     IPInterface,
@@ -40,8 +42,6 @@ from pycni.spec.fields import (
     read_object,
     read_str,
 )
-from pycni.spec.args import CniArgs
-from pycni.spec.errors import CniError, InvalidConfig
 from pycni.spec.result import DNS, IPConfig, Result, Route
 
 __all__ = ["PLUGIN", "StaticAddress", "StaticConfig", "cmd_add", "cmd_check", "cmd_del", "parse_config"]

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pycni.spec.fields import IPAddress
 from pycni.ipam.host_local.allocator import AllocationFailed, allocate, allocate_all, candidates
 from pycni.ipam.host_local.config import RangeSet, parse_range_set
 from pycni.ipam.host_local.store import MemoryStore, Reservation
+from pycni.spec.fields import IPAddress
 from pycni.spec.result import IPConfig
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from pycni.spec.fields import parse_resolv_conf
 from pycni.ipam.host_local.config import DEFAULT_DATA_DIR, Range, parse_config
 from pycni.spec.args import CniArgs
 from pycni.spec.errors import InvalidConfig, InvalidEnvironment
+from pycni.spec.fields import parse_resolv_conf
 from pycni.spec.result import DNS, Route
 
 

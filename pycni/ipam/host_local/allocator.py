@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from ipaddress import ip_interface
 
-from pycni.spec.fields import IPAddress
 from pycni.ipam.host_local.config import Range, RangeSet
 from pycni.ipam.host_local.store import Store, find_attachment
 from pycni.spec.errors import CniError
+from pycni.spec.fields import IPAddress
 from pycni.spec.result import IPConfig
 
 __all__ = ["AllocationFailed", "allocate", "allocate_all", "candidates"]

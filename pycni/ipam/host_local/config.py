@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
+from pycni.spec.args import CniArgs
+from pycni.spec.errors import InvalidConfig
 from pycni.spec.fields import (
     IPAddress,
     IPNetwork,
@@ -46,8 +48,6 @@ from pycni.spec.fields import (
     read_object,
     read_str,
 )
-from pycni.spec.args import CniArgs
-from pycni.spec.errors import InvalidConfig
 from pycni.spec.result import Route
 
 __all__ = ["DEFAULT_DATA_DIR", "HostLocalConfig", "Range", "RangeSet", "parse_config", "parse_range_set"]

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from functools import partial
 
 from pycni import skel
-from pycni.spec.fields import parse_resolv_conf
 from pycni.ipam.host_local.allocator import allocate_all
 from pycni.ipam.host_local.config import parse_config
 from pycni.ipam.host_local.store import DiskStore, Store, collect_garbage, find_attachment, release_attachment
 from pycni.spec.errors import InvalidConfig, PluginNotAvailable, UnknownContainer
+from pycni.spec.fields import parse_resolv_conf
 from pycni.spec.result import DNS, Result
 
 __all__ = ["PLUGIN", "StoreFactory", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status", "make_plugin"]

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Protocol
 
-from pycni.spec.fields import IPAddress, canonical_ip
 from pycni.spec.errors import IOFailure
+from pycni.spec.fields import IPAddress, canonical_ip
 
 __all__ = [
     "LAST_RESERVED_PREFIX",
