@@ -25,6 +25,7 @@ churn >= 2.0. Run as root from the repository: ``python benchmarks/run.py``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import queue
@@ -87,24 +88,51 @@ def make_network(cleanup: Cleanup, variant: Variant, chain: str) -> Network:
     return Network(variant, f"{NETWORK_PREFIX}{chain}-{tag}", bridge, subnet, data_dir, plugins)
 
 
-def latency(networks: list[Network], pods: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+class Failures:
+    """Pods whose chain failed (a test run next to the benchmark can break the Go plugins' iptables chains).
+
+    The pod is DEL'd and another one measured instead; more than ``limit`` failures end the run.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_variant: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def record(self, network: Network, pod: Pod, exc: BaseException) -> None:
+        print(f"\n{network.variant.name}: {exc}", file=sys.stderr)
+        with contextlib.suppress(Exception):
+            network.delete(pod)
+        with self._lock:
+            self.by_variant[network.variant.name] = self.by_variant.get(network.variant.name, 0) + 1
+            if sum(self.by_variant.values()) > self.limit:
+                raise RuntimeError(f"too many failed pods: {self.by_variant}") from exc
+
+
+def latency(networks: list[Network], pods: int, failures: Failures, warmup: int = 2) -> dict[str, dict[str, float]]:
     """Median ADD and DEL time of each network's chain, pods interleaved across networks."""
     times: dict[str, dict[str, list[float]]] = {n.variant.name: {"add": [], "del": []} for n in networks}
-    for i in range(warmup + pods):
+    i = 0
+    while i < warmup + pods:
         order = networks if i % 2 == 0 else list(reversed(networks))
         for network in order:
-            pod = new_pod(next(_ports))
-            try:
-                start = time.perf_counter()
-                network.add(pod)
-                added = time.perf_counter()
-                network.delete(pod)
-                deleted = time.perf_counter()
-            finally:
-                remove_pod(pod)
+            while True:
+                pod = new_pod(next(_ports))
+                try:
+                    start = time.perf_counter()
+                    network.add(pod)
+                    added = time.perf_counter()
+                    network.delete(pod)
+                    deleted = time.perf_counter()
+                    break
+                except RuntimeError as exc:
+                    failures.record(network, pod, exc)
+                finally:
+                    remove_pod(pod)
             if i >= warmup:
                 times[network.variant.name]["add"].append(added - start)
                 times[network.variant.name]["del"].append(deleted - added)
+        i += 1
         print(".", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
     for network in networks:
@@ -119,15 +147,16 @@ def latency(networks: list[Network], pods: int, warmup: int = 2) -> dict[str, di
     }
 
 
-def churn_round(network: Network, pods: list[Pod], workers: int) -> float:
-    """Seconds for ``workers`` threads to ADD then DEL every pod."""
+def churn_round(network: Network, pods: list[Pod], workers: int, failures: Failures) -> tuple[float, int]:
+    """Seconds for ``workers`` threads to ADD then DEL every pod, and how many pods made it."""
     work: queue.Queue[Pod] = queue.Queue()
     for pod in pods:
         work.put(pod)
     errors: list[BaseException] = []
+    done: list[Pod] = []
 
     def worker() -> None:
-        while True:
+        while not errors:
             try:
                 pod = work.get_nowait()
             except queue.Empty:
@@ -135,6 +164,12 @@ def churn_round(network: Network, pods: list[Pod], workers: int) -> float:
             try:
                 network.add(pod)
                 network.delete(pod)
+                done.append(pod)
+            except RuntimeError as exc:
+                try:
+                    failures.record(network, pod, exc)
+                except BaseException as fatal:
+                    errors.append(fatal)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -147,10 +182,10 @@ def churn_round(network: Network, pods: list[Pod], workers: int) -> float:
     elapsed = time.perf_counter() - start
     if errors:
         raise errors[0]
-    return elapsed
+    return elapsed, len(done)
 
 
-def churn(networks: list[Network], pods: int, workers: int, rounds: int) -> dict[str, float]:
+def churn(networks: list[Network], pods: int, workers: int, rounds: int, failures: Failures) -> dict[str, float]:
     """Pods/s per network over ``pods`` pods, in ``rounds`` interleaved rounds."""
     per_round = max(workers, pods // rounds)
     total = {n.variant.name: [0, 0.0] for n in networks}
@@ -166,11 +201,11 @@ def churn(networks: list[Network], pods: int, workers: int, rounds: int) -> dict
         for network in order:
             batch = [new_pod(next(_ports)) for _ in range(per_round)]
             try:
-                elapsed = churn_round(network, batch, workers)
+                elapsed, made = churn_round(network, batch, workers, failures)
             finally:
                 for pod in batch:
                     remove_pod(pod)
-            total[network.variant.name][0] += len(batch)
+            total[network.variant.name][0] += made
             total[network.variant.name][1] += elapsed
             print(".", end="", flush=True, file=sys.stderr)
         assert all(n.reserved_ips() == [] for n in networks)
@@ -235,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     executor = Executor(cleanup.tmpdir())
     results: dict[str, object] = {"pods": args.pods, "churn_pods": args.churn_pods, "workers": args.workers}
     variants_by_scenario: dict[str, list[Variant]] = {}
+    failures = Failures(limit=max(5, args.pods // 3))
     try:
         runs: dict[str, tuple[str, Callable[[list[Network]], object]]] = {
-            "bridge": ("bridge", lambda nets: latency(nets, args.pods)),
-            "podman": ("podman", lambda nets: latency(nets, args.pods)),
-            "churn": ("podman", lambda nets: churn(nets, args.churn_pods, args.workers, args.rounds)),
+            "bridge": ("bridge", lambda nets: latency(nets, args.pods, failures)),
+            "podman": ("podman", lambda nets: latency(nets, args.pods, failures)),
+            "churn": ("podman", lambda nets: churn(nets, args.churn_pods, args.workers, args.rounds, failures)),
         }
         for scenario in scenarios:
             chain, measure = runs[scenario]
@@ -253,10 +289,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario}: {', '.join(v.name for v in variants)}", file=sys.stderr)
             results[scenario] = measure([make_network(cleanup, v, chain) for v in variants])
         results["executor_calls"] = executor.calls()
+        results["failed_pods"] = failures.by_variant
     finally:
         executor.stop()
         leftovers = cleanup.run()
     lines = report(results, variants_by_scenario)
+    if failures.by_variant:
+        lines.append(f"\npods that failed and were measured again: {failures.by_variant}")
     print("\n".join(lines))
     if leftovers:
         print(f"\nleft on the host (could not remove): {leftovers}")
