@@ -11,9 +11,10 @@ setup cannot pass silently.
 
 from __future__ import annotations
 
-import itertools
+import ipaddress
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -92,14 +93,6 @@ def link_exists(name: str, netns: str | None = None) -> bool:
 
 def ping(target: str, netns: str, count: int = 1) -> bool:
     return run("ping", "-c", str(count), "-W", "2", target, netns=netns, check=False).returncode == 0
-
-
-_counter = itertools.count(1)
-
-
-def _worker_index() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
 
 
 @dataclass
@@ -208,17 +201,40 @@ class CniLab:
         wrapper.chmod(0o755)
 
 
+def free_subnet4(rng: random.Random | None = None) -> ipaddress.IPv4Network:
+    """A random 10.x.y.0/24 (x in 20..250) that overlaps no address or route on the host.
+
+    Random rather than counted: several test runs (xdist workers, other
+    checkouts) share this kernel, and two bridges with one gateway address
+    break both labs.
+    """
+    rng = rng or random.Random(os.urandom(8))
+    used = [
+        ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
+        for link in ip_json("addr", "show")
+        for a in link.get("addr_info", [])
+    ]
+    used += [ipaddress.ip_network(r["dst"]) for r in ip_json("-4", "route", "show") if r["dst"] != "default"]
+    for _ in range(200):
+        candidate = ipaddress.IPv4Network(f"10.{rng.randint(20, 250)}.{rng.randint(0, 255)}.0/24")
+        if not any(candidate.overlaps(u) for u in used if u.version == 4):
+            return candidate
+    raise RuntimeError("no free 10.x.y.0/24 on this host")
+
+
+def use_free_subnets(lab: CniLab) -> CniLab:
+    """Give ``lab`` a random free 10.x.y.0/24 and a random ULA /64 (RFC 4193)."""
+    rng = random.Random(os.urandom(8))
+    net4 = free_subnet4(rng)
+    lab.subnet4, lab.gateway4 = str(net4), str(net4[1])
+    lab.subnet6 = str(ipaddress.IPv6Network(((0xFD << 120) | (rng.getrandbits(40) << 80), 64)))
+    return lab
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[CniLab]:
-    n = next(_counter)
-    w = _worker_index()
-    token = uuid.uuid4().hex[:6]
-    lab = CniLab(
-        root=tmp_path,
-        bridge=f"pcb{token}",
-        subnet4=f"10.{100 + w}.{n}.0/24",
-        gateway4=f"10.{100 + w}.{n}.1",
-        subnet6=f"fd00:{100 + w:x}:{n:x}::/64",
+    lab = use_free_subnets(
+        CniLab(root=tmp_path, bridge=f"pcb{uuid.uuid4().hex[:6]}", subnet4="", gateway4="", subnet6="")
     )
     yield lab
     # The bridge plugin never deletes the bridge (by design); the test does.

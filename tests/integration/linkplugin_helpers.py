@@ -4,16 +4,12 @@
 devices to lend, or "host addresses" to ping) and deletes them at teardown,
 whatever the test did. ``Attach`` drives one network through the runtime
 library as tests/integration/test_reference_chain.py does.
-``use_free_subnets`` moves a lab to random subnets no host interface uses:
-ptp puts gateway addresses and pod routes on the host, and another test
-run on this machine counts its labs' subnets from the same start.
+``use_free_subnets`` (from conftest) gives a lab fresh random subnets.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import random
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,31 +25,6 @@ VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
 def token() -> str:
     return uuid.uuid4().hex[:6]
-
-
-def free_subnet4() -> ipaddress.IPv4Network:
-    """A random 10.x.y.0/24 (x in 20..90) that overlaps no address or route on the host."""
-    used = [
-        ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
-        for link in ip_json("addr", "show")
-        for a in link.get("addr_info", [])
-    ]
-    used += [ipaddress.ip_network(r["dst"]) for r in ip_json("-4", "route", "show") if r["dst"] != "default"]
-    rng = random.Random(os.urandom(8))
-    for _ in range(100):
-        net4 = ipaddress.IPv4Network(f"10.{rng.randint(20, 90)}.{rng.randint(0, 255)}.0/24")
-        if not any(net4.overlaps(u) for u in used if u.version == 4):
-            return net4
-    raise RuntimeError("no free 10.x.y.0/24 found")
-
-
-def use_free_subnets(lab: CniLab) -> None:
-    """Give ``lab`` a random free 10.x.y.0/24 and a random ULA /64."""
-    rng = random.Random(os.urandom(8))
-    net4 = free_subnet4()
-    lab.subnet4, lab.gateway4 = str(net4), str(net4[1])
-    # RFC 4193: fd00::/8 + a random 40-bit global ID + a 16-bit subnet ID of 0.
-    lab.subnet6 = str(ipaddress.IPv6Network(((0xFD << 120) | (rng.getrandbits(40) << 80), 64)))
 
 
 @dataclass
@@ -146,7 +117,6 @@ def host_local(
 
 def subnet_host(subnet: str, n: int) -> str:
     """The n-th address of a subnet written "a.b.c.0/24" or "fd00:x:y::/64"."""
-    import ipaddress
 
     return str(ipaddress.ip_network(subnet)[n])
 

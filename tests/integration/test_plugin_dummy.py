@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import CniLab, link_exists
+from tests.integration.conftest import CniLab, link_exists, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -12,7 +12,6 @@ from tests.integration.linkplugin_helpers import (
     host_local,
     kernel_supports,
     link_details,
-    use_free_subnets,
 )
 
 NO_DUMMY = "this kernel lacks the dummy driver (CONFIG_DUMMY): pycni.net raises UnsupportedKernelFeature"

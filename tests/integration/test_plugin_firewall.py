@@ -20,8 +20,8 @@ import pytest
 
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import CniLab, ping, run
-from tests.integration.plugin_helpers import exec_plugin, free_subnet4, relocate
+from tests.integration.conftest import CniLab, free_subnet4, ping, run
+from tests.integration.plugin_helpers import exec_plugin, relocate
 
 BACKENDS = ["iptables", "nftables"]
 NFT_TABLE = "pycni-firewall"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import CniLab, link_exists, ping
+from tests.integration.conftest import CniLab, link_exists, ping, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -14,7 +14,6 @@ from tests.integration.linkplugin_helpers import (
     host_local,
     kernel_supports,
     link_details,
-    use_free_subnets,
 )
 
 NO_IPVLAN = "this kernel lacks ipvlan (CONFIG_IPVLAN): pycni.net raises UnsupportedKernelFeature"

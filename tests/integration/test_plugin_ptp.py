@@ -8,17 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import CniLab, ip_json, link_exists, ping, run
+from tests.integration.conftest import CniLab, free_subnet4, ip_json, link_exists, ping, run, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
     HostLinks,
     addresses,
-    free_subnet4,
     host_local,
     link_details,
     subnet_host,
-    use_free_subnets,
 )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import CniLab, ip_json, link_exists, run
-from tests.integration.linkplugin_helpers import VERSIONS, Attach, addresses, host_local, link_details, use_free_subnets
+from tests.integration.conftest import CniLab, ip_json, link_exists, run, use_free_subnets
+from tests.integration.linkplugin_helpers import VERSIONS, Attach, addresses, host_local, link_details
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import CniLab, link_exists, ping, run
+from tests.integration.conftest import CniLab, link_exists, ping, run, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -15,7 +15,6 @@ from tests.integration.linkplugin_helpers import (
     kernel_supports,
     link_details,
     subnet_host,
-    use_free_subnets,
 )
 
 NO_VLAN = "this kernel lacks 802.1q VLANs (CONFIG_VLAN_8021Q): pycni.net raises UnsupportedKernelFeature"
