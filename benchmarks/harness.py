@@ -211,7 +211,11 @@ def remove_pod(pod: Pod) -> None:
 
 
 def free_subnet() -> str:
-    from tests.integration.plugin_helpers import free_subnet4
+    """A random 10.x.y.0/24 no interface or route on the host uses (the integration tests' picker)."""
+    try:
+        from tests.integration.conftest import free_subnet4
+    except ImportError:  # before it moved there from plugin_helpers
+        from tests.integration.plugin_helpers import free_subnet4  # type: ignore[attr-defined,no-redef]
 
     return str(free_subnet4())
 
@@ -228,7 +232,7 @@ def bridge_plugin(bridge: str, subnet: str, data_dir: Path, *, podman: bool) -> 
     return plugin
 
 
-PODMAN_META = [
+PODMAN_META: list[dict[str, Any]] = [
     {"type": "portmap", "capabilities": {"portMappings": True}},
     {"type": "firewall", "backend": ""},
     {"type": "tuning"},

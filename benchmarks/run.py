@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for scenario in scenarios:
             chain, measure = runs[scenario]
-            types = ["bridge", "host-local"] + ([p["type"] for p in PODMAN_META] if chain == "podman" else [])
+            types = ["bridge", "host-local"] + ([str(p["type"]) for p in PODMAN_META] if chain == "podman" else [])
             variants = make_variants(cleanup, types, executor, not args.no_in_process)
             variants_by_scenario[scenario] = variants
             for variant in variants:
