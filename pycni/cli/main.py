@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("executor", help="run the warm executor daemon that the installed plugins forward to")
     executor_arguments(p)
+
+    from pycni.cli.agent import add_arguments as agent_arguments
+
+    p = sub.add_parser("agent", help="run the cluster node agent (subnet lease, vxlan/host-gw routes, conflist)")
+    agent_arguments(p)
+
+    from pycni.cli.lab import add_arguments as lab_arguments
+
+    p = sub.add_parser("lab", help="a multi-node cluster on this machine, in network namespaces (demos, tests)")
+    lab_arguments(p)
     return parser
 
 
@@ -101,6 +111,14 @@ def _run(args: argparse.Namespace) -> int:
         from pycni.executor.command import cmd_executor
 
         return cmd_executor(args, os.environ)
+    if args.command == "agent":
+        from pycni.cli.agent import cmd_agent
+
+        return cmd_agent(args, os.environ)
+    if args.command == "lab":
+        from pycni.cli.lab import cmd_lab
+
+        return cmd_lab(args, os.environ)
     from pycni.cli import cnitool
 
     handlers = {

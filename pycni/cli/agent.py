@@ -1,0 +1,69 @@
+"""``pycni agent``: the node agent (see pycni.cluster.agent). Runs until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from ipaddress import IPv4Address
+
+__all__ = ["add_arguments", "cmd_agent"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node-name", default=None, help="this node's name (default: the host name)")
+    p.add_argument("--etcd-endpoints", default="http://127.0.0.1:2379",
+                   help="etcd client URLs, comma-separated (default http://127.0.0.1:2379)")
+    p.add_argument("--etcd-cafile", help="CA bundle to verify etcd's certificate")
+    p.add_argument("--etcd-certfile", help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", help="client key for etcd")
+    p.add_argument("--etcd-prefix", default="/pycni", help="key prefix of the cluster in etcd (default /pycni)")
+    p.add_argument("--iface", help="underlay interface peers reach this node by (default: the default route's)")
+    p.add_argument("--public-ip", type=IPv4Address, help="underlay address to publish (default: the iface's first)")
+    p.add_argument("--cni-conf-dir", default="/etc/cni/net.d", help="where the conflist goes (default /etc/cni/net.d)")
+    p.add_argument("--run-dir", default="/run/pycni", help="where subnet.env goes (default /run/pycni)")
+    p.add_argument("--network-name", default="pycni", help="CNI network name in the conflist (default pycni)")
+    p.add_argument("--bridge", default="cni0", help="bridge the pods attach to (default cni0)")
+    p.add_argument("--ipam-data-dir", help="host-local dataDir (default: host-local's, /var/lib/cni/networks)")
+    p.add_argument("--metrics", metavar="ADDR", help="serve Prometheus metrics on HOST:PORT (/metrics)")
+    p.add_argument("--lease-ttl", type=int, default=30, help="subnet lease TTL in seconds (default 30)")
+    p.add_argument("--resync-interval", type=float, default=5.0,
+                   help="seconds between reconcile passes that repair kernel state (default 5)")
+    p.add_argument("--no-masquerade", action="store_true", help="do not masquerade pods leaving the cluster network")
+    p.add_argument("--release-on-exit", action="store_true",
+                   help="release the subnet lease on SIGTERM (default: keep it, so a restart changes nothing)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def cmd_agent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import logging
+    import signal
+    import socket
+    import threading
+
+    from pycni.cluster.agent import AgentOptions, configure_logging, run_agent
+    from pycni.cluster.reconciler import NodeFiles
+
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    options = AgentOptions(
+        node_name=args.node_name or socket.gethostname(),
+        etcd_endpoints=tuple(e.strip() for e in args.etcd_endpoints.split(",") if e.strip()),
+        etcd_prefix=args.etcd_prefix,
+        etcd_ca_file=args.etcd_cafile,
+        etcd_cert_file=args.etcd_certfile,
+        etcd_key_file=args.etcd_keyfile,
+        iface=args.iface,
+        public_ip=args.public_ip,
+        files=NodeFiles(conf_dir=args.cni_conf_dir, run_dir=args.run_dir, network_name=args.network_name,
+                        bridge=args.bridge, ipam_data_dir=args.ipam_data_dir),
+        metrics_addr=args.metrics,
+        lease_ttl=args.lease_ttl,
+        resync=args.resync_interval,
+        masquerade=not args.no_masquerade,
+        release_on_exit=args.release_on_exit,
+    )
+    os.makedirs(options.files.run_dir, exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return run_agent(options, stop)

@@ -1,0 +1,108 @@
+"""``pycni lab``: a multi-node cluster on this machine (see pycni.cluster.lab).
+
+    pycni lab up --nodes 3 --backend vxlan
+    pycni lab pod add n1 web
+    pycni lab exec web -- ping -c1 10.244.2.2
+    pycni lab status
+    pycni lab down
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+
+__all__ = ["add_arguments", "cmd_lab"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lab", default=os.environ.get("PYCNI_LAB"),
+                   help="lab id (default: $PYCNI_LAB, or the only lab that is up)")
+    p.add_argument("--root", default=None, help="where labs keep their state (default /run/pycni-lab)")
+    sub = p.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
+    sub.required = True
+    up = sub.add_parser("up", help="build a lab: underlay, etcd, one namespace and agent per node")
+    up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    up.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    up.add_argument("--network", default="10.244.0.0/16", help="cluster pod network (default 10.244.0.0/16)")
+    up.add_argument("--id", help="lab id (default: pl + 6 random hex digits)")
+    sub.add_parser("down", help="stop and remove everything the lab made")
+    sub.add_parser("status", help="nodes, subnets, pods and their addresses")
+    node = sub.add_parser("node", help="add or remove nodes").add_subparsers(dest="node_command", required=True)
+    node.add_parser("add", help="add a node").add_argument("name", nargs="?")
+    node.add_parser("del", help="remove a node and its pods").add_argument("name")
+    pod = sub.add_parser("pod", help="add or remove pods").add_subparsers(dest="pod_command", required=True)
+    pod_add = pod.add_parser("add", help="create a pod on a node")
+    pod_add.add_argument("node")
+    pod_add.add_argument("name")
+    pod.add_parser("del", help="remove a pod").add_argument("name")
+    ex = sub.add_parser("exec", help="run a command in a pod, node, 'outside' or 'underlay' namespace")
+    ex.add_argument("name")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+                     for row in [header, *rows])
+
+
+def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from ipaddress import IPv4Network
+
+    from pycni.cluster.lab import Lab, LabError, find_lab
+    from pycni.cluster.lab_state import DEFAULT_ROOT
+
+    root = args.root or environ.get("PYCNI_LAB_ROOT") or DEFAULT_ROOT
+    try:
+        if args.lab_command == "up":
+            lab = Lab.up(args.nodes, args.backend, root=root, lab_id=args.id, network=IPv4Network(args.network))
+            print(f"lab {lab.state.id} is up ({args.backend}, {args.nodes} nodes); state in {lab.state.dir}")
+            _print_status(lab)
+            return 0
+        lab = find_lab(root, args.lab)
+        if args.lab_command == "down":
+            for line in lab.down():
+                print(f"removed {line}")
+            print(f"lab {lab.state.id} is down")
+        elif args.lab_command == "status":
+            _print_status(lab)
+        elif args.lab_command == "node":
+            if args.node_command == "add":
+                node = lab.add_node(args.name)
+                print(f"node {node.name} joined: {lab.node_subnet(node.name)} at {node.ip}")
+            else:
+                lab.remove_node(args.name)
+                print(f"node {args.name} removed")
+        elif args.lab_command == "pod":
+            if args.pod_command == "add":
+                pod = lab.add_pod(args.node, args.name)
+                print(f"pod {pod.name} on {pod.node}: {pod.ip}")
+            else:
+                lab.del_pod(args.name)
+                print(f"pod {args.name} removed")
+        elif args.lab_command == "exec":
+            cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+            if not cmd:
+                raise LabError("exec: no command given (pycni lab exec NAME -- CMD ...)")
+            import subprocess
+
+            netns = lab.state.netns_of(args.name)
+            return subprocess.call(["ip", "netns", "exec", netns, *cmd])
+    except (LabError, KeyError, ValueError) as exc:
+        print(f"pycni lab: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_status(lab: object) -> None:
+    from pycni.cluster.lab import Lab
+
+    assert isinstance(lab, Lab)
+    nodes, pods = lab.status_rows()
+    print(_table(["NODE", "NAMESPACE", "UNDERLAY", "SUBNET", "AGENT", "PODS"], nodes))
+    if pods:
+        print()
+        print(_table(["POD", "NODE", "IP", "NAMESPACE"], pods))
