@@ -1,0 +1,135 @@
+"""The node agent: one per node, started by ``pycni agent``.
+
+Wiring only; each job is its own module:
+
+- ``underlay``      which device and address peers reach this node by
+- ``backends``      vxlan or host-gw: what the kernel needs per peer
+- ``lease_keeper``  the node's subnet lease, renewed well within its TTL
+- ``peer_watcher``  every node's lease: snapshot + watch, relisted on any break
+- ``reconciler``    conflist, subnet.env, masquerade and the backend's entries,
+                    on every change and every ``resync`` seconds
+
+``run_agent(options, stop)`` returns when ``stop`` is set (SIGTERM/SIGINT
+in ``pycni agent``). It does not release the lease on exit unless asked:
+a restarted agent finds its lease, its subnet and its kernel state as it
+left them, and running pods never notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
+
+from pycni.cluster.agent_metrics import AgentMetrics
+from pycni.cluster.reconciler import NodeFiles
+
+if TYPE_CHECKING:
+    from pycni.cluster.config import ClusterConfig
+    from pycni.cluster.kv import KV
+    from pycni.cluster.leases import SubnetManager
+
+__all__ = ["AgentOptions", "run_agent"]
+
+log = logging.getLogger("pycni.agent")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    node_name: str
+    etcd_endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
+    etcd_prefix: str = "/pycni"
+    etcd_ca_file: str | None = None
+    etcd_cert_file: str | None = None
+    etcd_key_file: str | None = None
+    iface: str | None = None
+    public_ip: IPv4Address | None = None
+    files: NodeFiles = field(default_factory=lambda: NodeFiles(conf_dir="/etc/cni/net.d", run_dir="/run/pycni"))
+    metrics_addr: str | None = None
+    lease_ttl: int = 30
+    resync: float = 5.0
+    masquerade: bool = True
+    release_on_exit: bool = False
+
+
+def _connect(options: AgentOptions) -> KV:
+    from pycni.cluster.etcd import EtcdKV
+
+    return EtcdKV(list(options.etcd_endpoints), ca_file=options.etcd_ca_file, cert_file=options.etcd_cert_file,
+                  key_file=options.etcd_key_file)
+
+
+def _load_config(manager: SubnetManager, stop: threading.Event) -> ClusterConfig | None:
+    """The cluster config, waiting for the datastore (and for someone to store a config) as long as it takes."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return manager.load_config()
+        except Exception as exc:
+            log.warning("cannot read the cluster config yet (retrying): %s", exc)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+    return None
+
+
+def _start(name: str, target: Callable[[threading.Event], None], stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=target, args=(stop,), name=f"pycni-agent-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = None) -> int:
+    from pycni.cluster.backends import make_backend
+    from pycni.cluster.lease_keeper import LeaseKeeper
+    from pycni.cluster.leases import SubnetManager
+    from pycni.cluster.peer_watcher import PeerWatcher
+    from pycni.cluster.reconciler import Reconciler
+    from pycni.cluster.underlay import find_underlay
+
+    metrics = AgentMetrics()
+    server = None
+    if options.metrics_addr:
+        from pycni.cluster.agent_metrics import serve
+
+        server = serve(options.metrics_addr, metrics)
+        log.info("metrics on http://%s:%d/metrics", *server.server_address[:2])
+    store = kv if kv is not None else _connect(options)
+    manager = SubnetManager(store, options.etcd_prefix, ttl=options.lease_ttl)
+    try:
+        config = _load_config(manager, stop)
+        if config is None:
+            return 0
+        underlay = find_underlay(options.iface, options.public_ip)
+        backend = make_backend(config.backend.type, underlay, options.node_name, vni=config.backend.vni,
+                               port=config.backend.port, mtu=config.backend.mtu)
+        log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name, underlay.ip,
+                 underlay.iface, underlay.mtu, backend.type, backend.pod_mtu())
+        reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade)
+        keeper = LeaseKeeper(manager, options.node_name, underlay.ip, backend.backend_data(), ttl=options.lease_ttl,
+                             on_lease=reconciler.set_own, metrics=metrics)
+        watcher = PeerWatcher(manager, on_peers=reconciler.set_peers, metrics=metrics)
+        threads = [_start("lease", keeper.run, stop), _start("watch", watcher.run, stop)]
+        reconciler.run(stop, options.resync)
+        reconciler.wake.set()
+        for thread in threads:
+            thread.join(timeout=5)
+        if options.release_on_exit:
+            try:
+                manager.release(options.node_name)
+                log.info("lease of %s released", options.node_name)
+            except Exception as exc:
+                log.warning("failed to release the lease of %s: %s", options.node_name, exc)
+        return 0
+    finally:
+        if server is not None:
+            server.shutdown()
+        store.close()
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.Formatter.converter = time.gmtime

@@ -1,0 +1,108 @@
+"""What the agent writes for the node's container runtime: the conflist and ``subnet.env``.
+
+Contract:
+
+- ``render_conflist(settings)`` is pure: the node's network as a conflist
+  using pycni's plugins — bridge (gateway on the bridge, no masquerade of its
+  own: the agent masquerades only traffic leaving the cluster) with
+  host-local over the node subnet, then portmap.
+- ``render_subnet_env(...)`` is pure: flannel's ``subnet.env`` keys under
+  pycni names (``PYCNI_NETWORK``, ``PYCNI_SUBNET``, ``PYCNI_MTU``,
+  ``PYCNI_IPMASQ``, ``PYCNI_BACKEND``).
+- ``write_if_changed(path, text)`` replaces a file atomically, only when its
+  content differs (a restarted agent leaves files untouched): True if written.
+- ``CONFLIST_NAME`` sorts first in a conf dir, where runtimes pick the
+  lexically first file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import Any
+
+__all__ = [
+    "CONFLIST_NAME",
+    "SUBNET_ENV",
+    "NodeNetwork",
+    "render_conflist",
+    "render_subnet_env",
+    "write_if_changed",
+]
+
+CONFLIST_NAME = "00-pycni-cluster.conflist"
+SUBNET_ENV = "subnet.env"
+CNI_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    name: str  # the CNI network name
+    cluster: IPv4Network
+    subnet: IPv4Network
+    mtu: int
+    bridge: str = "cni0"
+    ipam_data_dir: str | None = None  # None: host-local's default (/var/lib/cni/networks)
+
+
+def render_conflist(net: NodeNetwork) -> str:
+    ipam: dict[str, Any] = {
+        "type": "host-local",
+        "ranges": [[{"subnet": str(net.subnet), "gateway": str(net.subnet[1])}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+    }
+    if net.ipam_data_dir:
+        ipam["dataDir"] = net.ipam_data_dir
+    doc = {
+        "cniVersion": CNI_VERSION,
+        "name": net.name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": net.bridge,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "mtu": net.mtu,
+                "ipam": ipam,
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_subnet_env(cluster: IPv4Network, subnet: IPv4Network, mtu: int, backend: str, ipmasq: bool = True) -> str:
+    lines = [
+        f"PYCNI_NETWORK={cluster}",
+        f"PYCNI_SUBNET={subnet[1]}/{subnet.prefixlen}",
+        f"PYCNI_MTU={mtu}",
+        f"PYCNI_IPMASQ={'true' if ipmasq else 'false'}",
+        f"PYCNI_BACKEND={backend}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_if_changed(path: str, text: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pycni-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True

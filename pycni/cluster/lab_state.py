@@ -1,0 +1,154 @@
+"""What a lab is made of, on disk: names, addresses and PIDs (pure apart from reading and writing the file).
+
+A lab ``<id>`` lives in ``<root>/<id>/`` with ``state.json`` recording every
+namespace it created and every process it started, written *before* the
+thing is made, so ``pycni lab down`` can remove everything even after a
+crash half way through ``up``. Every network namespace of a lab is named
+``<id>-<role>`` (``pl3f9a2c-n1``), so labs never collide and a sweep by
+prefix finds leftovers.
+
+Layout (addresses are per lab, inside its own namespaces, so two labs may
+use the same ones)::
+
+    <id>-ul    the underlay: bridge ul0 (UNDERLAY .1), etcd on it, router to the outside
+    <id>-ext   "the outside world": eth0 OUTSIDE_IP, reached via the underlay router
+    <id>-nK    node K: eth0 UNDERLAY .(10+K), an agent, bridge cni0 with its pods
+    <id>-p-P   pod P: eth0 from the node's bridge plugin
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+__all__ = [
+    "DEFAULT_NETWORK",
+    "DEFAULT_ROOT",
+    "OUTSIDE_IP",
+    "UNDERLAY",
+    "LabState",
+    "NodeState",
+    "PodState",
+    "check_name",
+    "node_ip",
+]
+
+DEFAULT_ROOT = "/run/pycni-lab"
+DEFAULT_NETWORK = IPv4Network("10.244.0.0/16")
+UNDERLAY = IPv4Network("192.168.77.0/24")
+OUTSIDE_NET = IPv4Network("203.0.113.0/24")  # TEST-NET-3: never a real destination
+OUTSIDE_IP = IPv4Address("203.0.113.10")
+OUTSIDE_GW = IPv4Address("203.0.113.1")
+ETCD_PORT = 2379
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$")
+
+
+def check_name(name: str, what: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"{what} name {name!r}: use 1-20 lower-case letters, digits and '-'")
+    return name
+
+
+def node_ip(index: int) -> IPv4Address:
+    return UNDERLAY.network_address + 10 + index
+
+
+@dataclass
+class NodeState:
+    name: str
+    index: int
+    netns: str
+    ip: str
+    agent_pid: int | None = None
+
+
+@dataclass
+class PodState:
+    name: str
+    node: str
+    netns: str
+    ip: str = ""
+
+
+@dataclass
+class LabState:
+    id: str
+    root: str
+    backend: str
+    network: str = str(DEFAULT_NETWORK)
+    etcd_pid: int | None = None
+    namespaces: list[str] = field(default_factory=list)
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    pods: dict[str, PodState] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.root, self.id)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dir, "state.json")
+
+    @property
+    def underlay_ns(self) -> str:
+        return f"{self.id}-ul"
+
+    @property
+    def outside_ns(self) -> str:
+        return f"{self.id}-ext"
+
+    @property
+    def etcd_ip(self) -> IPv4Address:
+        return UNDERLAY.network_address + 1
+
+    @property
+    def etcd_endpoint(self) -> str:
+        return f"http://{self.etcd_ip}:{ETCD_PORT}"
+
+    def node_dir(self, node: str) -> str:
+        return os.path.join(self.dir, "nodes", node)
+
+    def pod_netns(self, pod: str) -> str:
+        return f"{self.id}-p-{pod}"
+
+    def next_node_index(self) -> int:
+        return max((n.index for n in self.nodes.values()), default=0) + 1
+
+    def netns_of(self, name: str) -> str:
+        """The namespace behind a pod, node, ``outside`` or ``underlay`` name."""
+        if name in self.pods:
+            return self.pods[name].netns
+        if name in self.nodes:
+            return self.nodes[name].netns
+        if name in ("outside", "ext"):
+            return self.outside_ns
+        if name in ("underlay", "ul", "etcd"):
+            return self.underlay_ns
+        raise KeyError(f"lab {self.id} has no pod or node named {name!r}")
+
+    def save(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(asdict(self), f, indent=2)
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, root: str, lab_id: str) -> LabState:
+        with open(os.path.join(root, lab_id, "state.json"), encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+        nodes = {k: NodeState(**v) for k, v in data.pop("nodes", {}).items()}
+        pods = {k: PodState(**v) for k, v in data.pop("pods", {}).items()}
+        return cls(**data, nodes=nodes, pods=pods)
+
+    @staticmethod
+    def list_ids(root: str) -> list[str]:
+        try:
+            entries = sorted(os.listdir(root))
+        except FileNotFoundError:
+            return []
+        return [e for e in entries if os.path.exists(os.path.join(root, e, "state.json"))]

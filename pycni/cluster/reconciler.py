@@ -1,0 +1,132 @@
+"""Make the node's kernel and files match the leases: on every change, and every few seconds anyway.
+
+``Reconciler.reconcile_once()`` writes the conflist and ``subnet.env`` when
+their content changed, keeps the masquerade table in place, and asks the
+backend to converge its routes / FDB / neighbours to the plan for the
+current peers. It does nothing before the node holds a lease and the peers
+have been listed once: a restarted agent never sweeps a peer's entries just
+because it has not heard of that peer yet. The periodic pass repairs what
+someone deleted by hand and removes what the agent owns but no longer wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import TYPE_CHECKING
+
+from pycni.cluster.agent_metrics import AgentMetrics
+from pycni.cluster.backends.base import Backend, Changes, Peer
+from pycni.cluster.conflist import (
+    CONFLIST_NAME,
+    SUBNET_ENV,
+    NodeNetwork,
+    render_conflist,
+    render_subnet_env,
+    write_if_changed,
+)
+
+if TYPE_CHECKING:
+    from pycni.cluster.leases import Lease
+
+__all__ = ["NodeFiles", "Reconciler", "lease_to_peer"]
+
+log = logging.getLogger("pycni.agent")
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    conf_dir: str
+    run_dir: str
+    network_name: str = "pycni"
+    bridge: str = "cni0"
+    ipam_data_dir: str | None = None
+
+
+def lease_to_peer(lease: Lease) -> Peer:
+    return Peer(node=lease.node, subnet=lease.subnet, public_ip=lease.public_ip,
+                backend_type=lease.backend_type, backend_data=dict(lease.backend_data))
+
+
+class Reconciler:
+    def __init__(self, backend: Backend, cluster: IPv4Network, files: NodeFiles, metrics: AgentMetrics, *,
+                 masquerade: bool = True) -> None:
+        self.backend = backend
+        self.cluster = cluster
+        self.files = files
+        self.metrics = metrics
+        self.masquerade = masquerade
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+        self._own: Lease | None = None
+        self._peers: dict[str, Lease] | None = None
+        self._refused: tuple[str, ...] = ()
+
+    def set_own(self, lease: Lease) -> None:
+        with self._lock:
+            self._own = lease
+        self.wake.set()
+
+    def set_peers(self, peers: dict[str, Lease]) -> None:
+        with self._lock:
+            self._peers = peers
+        self.wake.set()
+
+    def write_files(self, own: Lease) -> None:
+        mtu = self.backend.pod_mtu()
+        net = NodeNetwork(name=self.files.network_name, cluster=self.cluster, subnet=own.subnet, mtu=mtu,
+                          bridge=self.files.bridge, ipam_data_dir=self.files.ipam_data_dir)
+        if write_if_changed(os.path.join(self.files.conf_dir, CONFLIST_NAME), render_conflist(net)):
+            log.info("wrote %s", os.path.join(self.files.conf_dir, CONFLIST_NAME))
+        env = render_subnet_env(self.cluster, own.subnet, mtu, self.backend.type, self.masquerade)
+        write_if_changed(os.path.join(self.files.run_dir, SUBNET_ENV), env)
+
+    def reconcile_once(self) -> Changes | None:
+        with self._lock:
+            own, peers = self._own, self._peers
+        if own is None or peers is None:
+            return None
+        self.write_files(own)
+        if self.masquerade:
+            from pycni.net import cluster_masq
+
+            if not cluster_masq.masquerade_in_place(self.cluster):
+                cluster_masq.ensure_masquerade(self.cluster)
+                log.info("masquerade for pods leaving %s in place", self.cluster)
+        me = lease_to_peer(own)
+        desired = self.backend.plan(me, [lease_to_peer(p) for p in peers.values() if p.node != me.node])
+        if desired.refused != self._refused:
+            for message in desired.refused:
+                log.error("%s", message)
+            self._refused = desired.refused
+        self.metrics.set("pycni_agent_refused_peers", len(desired.refused))
+        changes = self.backend.converge(me, desired)
+        for line in changes.added:
+            log.info("added %s", line)
+        for line in changes.removed:
+            log.info("removed %s", line)
+        if changes.added:
+            self.metrics.inc("pycni_agent_kernel_changes_total", len(changes.added), action="added")
+        if changes.removed:
+            self.metrics.inc("pycni_agent_kernel_changes_total", len(changes.removed), action="removed")
+        return changes
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        """Reconcile when woken (a lease or peer change) and at least every ``interval`` seconds."""
+        while not stop.is_set():
+            self.wake.wait(interval)
+            self.wake.clear()
+            if stop.is_set():
+                break
+            self.metrics.inc("pycni_agent_reconciles_total")
+            try:
+                self.reconcile_once()
+            except Exception as exc:
+                self.metrics.inc("pycni_agent_reconcile_errors_total")
+                log.error("reconcile failed (retried in %.0fs): %s", interval, exc)
+                continue
+            self.metrics.set("pycni_agent_last_reconcile_timestamp_seconds", time.time())
