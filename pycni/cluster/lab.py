@@ -267,10 +267,10 @@ class Lab:
 
     def _store_config(self, network: IPv4Network, backend: str) -> None:
         from pycni.cluster.config import BackendConfig, ClusterConfig
+        from pycni.cluster.leases import SubnetManager
 
         config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend))
-        body = json.dumps(config.to_wire()).encode()
-        self.with_kv(lambda kv: kv.create(f"{PREFIX}/config", body))
+        self.with_kv(lambda kv: SubnetManager(kv, PREFIX).init_config(config))
 
     # -- nodes -------------------------------------------------------------------------
 

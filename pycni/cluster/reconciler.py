@@ -61,6 +61,7 @@ class Reconciler:
         self.metrics = metrics
         self.masquerade = masquerade
         self.wake = threading.Event()
+        self.settle = 0.1
         self._lock = threading.Lock()
         self._own: Lease | None = None
         self._peers: dict[str, Lease] | None = None
@@ -118,7 +119,10 @@ class Reconciler:
     def run(self, stop: threading.Event, interval: float) -> None:
         """Reconcile when woken (a lease or peer change) and at least every ``interval`` seconds."""
         while not stop.is_set():
-            self.wake.wait(interval)
+            if self.wake.wait(interval):
+                # A changed lease arrives as "removed" then "added": let such a burst settle
+                # rather than removing a peer's entries for a moment.
+                stop.wait(self.settle)
             self.wake.clear()
             if stop.is_set():
                 break
