@@ -363,6 +363,13 @@ class Lab:
                 return False
         return True
 
+    def _log_tail(self, node: str, lines: int = 8) -> str:
+        try:
+            with open(os.path.join(self.state.node_dir(node), "agent.log"), encoding="utf-8", errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Wait until the lab has converged; returns the seconds it took."""
         start = time.monotonic()
@@ -370,6 +377,7 @@ class Lab:
             if time.monotonic() - start > timeout:
                 dead = [n.name for n in self.state.nodes.values() if not (n.agent_pid and self._alive(n.agent_pid))]
                 hint = f"; agents not running: {', '.join(dead)}" if dead else ""
+                hint += "".join(f"\n--- {n}'s agent log (last lines):\n{self._log_tail(n)}" for n in self.state.nodes)
                 raise LabError(f"lab {self.state.id} did not converge within {timeout:.0f}s{hint} "
                                f"(logs in {self.state.dir})")
             time.sleep(0.2)
@@ -429,13 +437,13 @@ class Lab:
 
     def status_rows(self) -> tuple[list[list[str]], list[list[str]]]:
         """(node rows, pod rows) for ``pycni lab status``."""
-        nodes = []
+        nodes: list[list[str]] = []
         for node in sorted(self.state.nodes.values(), key=lambda n: n.index):
             alive = bool(node.agent_pid and self._alive(node.agent_pid))
             subnet = self.node_subnet(node.name)
-            pods = sorted(p.name for p in self.state.pods.values() if p.node == node.name)
+            names = sorted(p.name for p in self.state.pods.values() if p.node == node.name)
             nodes.append([node.name, node.netns, node.ip, str(subnet or "-"),
-                          f"running (pid {node.agent_pid})" if alive else "stopped", ",".join(pods) or "-"])
+                          f"running (pid {node.agent_pid})" if alive else "stopped", ",".join(names) or "-"])
         pods = [[p.name, p.node, p.ip or "-", p.netns] for p in sorted(self.state.pods.values(), key=lambda p: p.name)]
         return nodes, pods
 

@@ -93,5 +93,5 @@ def test_diff_is_set_difference_both_ways() -> None:
 def test_make_backend_by_type_name() -> None:
     assert make_backend("vxlan", UNDERLAY, "n1").type == "vxlan"
     assert make_backend("host-gw", UNDERLAY, "n1").type == "host-gw"
-    with pytest.raises(InvalidConfig, match="backend.type"):
+    with pytest.raises(InvalidConfig, match=r"backend\.type"):
         make_backend("udp", UNDERLAY, "n1")

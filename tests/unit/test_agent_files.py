@@ -31,7 +31,8 @@ def test_conflist_is_bridge_with_host_local_over_the_node_subnet_then_portmap() 
         "dataDir": "/var/lib/lab/ipam",
     }
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
-    assert [p.type for p in conflist_from_bytes(render_conflist(NET).encode()).plugins] == ["bridge", "portmap"]  # a valid conflist for the runtime library
+    parsed = conflist_from_bytes(render_conflist(NET).encode())  # valid for the runtime library
+    assert [p.type for p in parsed.plugins] == ["bridge", "portmap"]
 
 
 def test_conflist_sorts_first_and_says_whose_it_is() -> None:
@@ -60,7 +61,8 @@ def test_write_if_changed_leaves_an_identical_file_alone(tmp_path: Path) -> None
 def test_masquerade_transaction_recreates_the_table_with_three_rules() -> None:
     commands = masquerade_commands(IPv4Network("10.244.0.0/16"))
     verbs = [next(iter(c)) for c in commands]
-    assert verbs[:3] == ["add", "delete", "add"] and all("table" in c[v] for c, v in zip(commands[:3], verbs))
+    assert verbs[:3] == ["add", "delete", "add"]
+    assert all("table" in c[v] for c, v in zip(commands[:3], verbs, strict=True))
     rules = [c["add"]["rule"] for c in commands if "rule" in c.get("add", {})]
     assert len(rules) == 3
     assert rules[0]["expr"][1]["match"]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 16}}
