@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
   iproute2 iputils-ping curl iperf3 nftables libnftables1 iptables conntrack
   containernetworking-plugins busybox-static python3-venv
-  podman runc
+  podman runc etcd-server
 )
 
 missing=()
@@ -20,6 +20,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian's etcd-server starts a system etcd on 127.0.0.1:2379 where systemd runs. pycni's tests
+  # start their own on random ports; leave no etcd of ours behind (one that was there stays).
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}

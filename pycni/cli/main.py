@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="a multi-node cluster on this machine, in network namespaces (demos, tests)")
     lab_arguments(p)
+
+    from pycni.cli.cluster import add_cluster_arguments, add_node_arguments
+
+    p = sub.add_parser("cluster", help="the cluster network config in etcd: init, show")
+    add_cluster_arguments(p)
+    p = sub.add_parser("node", help="cluster nodes and their subnet leases: list, remove")
+    add_node_arguments(p)
     return parser
 
 
@@ -115,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
         from pycni.cli.agent import cmd_agent
 
         return cmd_agent(args, os.environ)
+    if args.command in ("cluster", "node"):
+        from pycni.cli import cluster
+
+        return (cluster.cmd_cluster if args.command == "cluster" else cluster.cmd_node)(args, os.environ)
     if args.command == "lab":
         from pycni.cli.lab import cmd_lab
 

@@ -5,13 +5,17 @@ the document stored at ``<prefix>/config``::
 
     {"Network": "10.244.0.0/16", "SubnetLen": 24,
      "SubnetMin": "10.244.1.0", "SubnetMax": "10.244.254.0",
-     "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 1450}}
+     "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 1450},
+     "Quarantine": 300}
 
 As in Flannel, SubnetMin/SubnetMax are written as addresses and default to
 the second and the last subnet of Network (the first, which holds the
 network address, is left out when the network has room), and unknown
 fields are refused rather than silently ignored, so a typo like
-``SubnetLength`` is caught at ``cluster init``. Every error is an
+``SubnetLength`` is caught at ``cluster init``. ``Quarantine`` (seconds an
+expired subnet waits before another node may take it) is pycni's own
+addition: it belongs to the cluster, not to each agent, because the
+shortest quarantine any node applies is the one that holds. Every error is an
 ``InvalidConfig`` naming the field: ``"Network: '10.0.0.0/33' is not a CIDR"``.
 """
 
@@ -99,8 +103,11 @@ class ClusterConfig:
     subnet_min: IPv4Network | None = None
     subnet_max: IPv4Network | None = None
     backend: BackendConfig = field(default_factory=_default_backend)
+    quarantine: int | None = None  # seconds; None: each SubnetManager's default
 
     def __post_init__(self) -> None:
+        if self.quarantine is not None:
+            _check_int("Quarantine", self.quarantine, 0, 30 * 24 * 3600)
         net = self.network
         if not isinstance(net, IPv4Network):
             raise InvalidConfig(f"Network: {_show(net)} is not an IPv4 CIDR")
@@ -183,13 +190,15 @@ class ClusterConfig:
         if self.subnet_max is not None:
             out["SubnetMax"] = str(self.subnet_max.network_address)
         out["Backend"] = self.backend.to_wire()
+        if self.quarantine is not None:
+            out["Quarantine"] = self.quarantine
         return out
 
     @classmethod
     def from_wire(cls, data: Any) -> ClusterConfig:
         if not isinstance(data, Mapping):
             raise InvalidConfig(f"cluster config must be a JSON object, not {_show(data)}")
-        _refuse_unknown("", data, ("Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend"))
+        _refuse_unknown("", data, ("Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "Quarantine"))
         if "Network" not in data:
             raise InvalidConfig("Network: missing (the pod network, e.g. \"10.244.0.0/16\")")
         network = _parse_network("Network", data["Network"])
@@ -203,7 +212,7 @@ class ClusterConfig:
         ]
         backend = BackendConfig.from_wire(data["Backend"]) if "Backend" in data else _default_backend()
         return cls(network=network, subnet_len=subnet_len, subnet_min=bounds[0], subnet_max=bounds[1],
-                   backend=backend)
+                   backend=backend, quarantine=data.get("Quarantine"))
 
     def describe(self) -> str:
         """One line for messages: ``10.244.0.0/16, /24 per node (254 subnets), vxlan VNI 1 port 8472``."""
@@ -212,7 +221,10 @@ class ClusterConfig:
             backend += f" VNI {self.backend.vni} port {self.backend.port}"
         if self.backend.mtu is not None:
             backend += f" MTU {self.backend.mtu}"
-        return f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
+        text = f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
+        if self.quarantine is not None:
+            text += f", quarantine {self.quarantine}s"
+        return text
 
 
 def subnet_key_name(subnet: IPv4Network) -> str:

@@ -29,7 +29,8 @@ Expiry is noticed, not announced: etcd deletes subnets/S when the TTL passes. Th
 finds history/S without ExpiredAt while subnets/S is absent stamps ExpiredAt with its clock (again
 one transaction): ``acquire`` does it on any node, ``watch`` on every node that sees the delete. So
 quarantine lasts at least ``quarantine`` seconds, counted from when the expiry was noticed (usually
-within a second); nodes' clock skew shifts it by the skew.
+within a second); nodes' clock skew shifts it by the skew. Its length is the config's
+``Quarantine`` when set (one value for the whole cluster), else the manager's ``quarantine``.
 """
 
 from __future__ import annotations
@@ -231,7 +232,8 @@ class SubnetManager:
         self.kv = kv
         self.prefix = normalize_prefix(prefix)
         self.ttl = ttl
-        self.quarantine = quarantine
+        self.default_quarantine = quarantine
+        self.quarantine = quarantine  # the config's Quarantine once one is read
         self._clock = clock
         self._rng = rng or random.Random()
         self._last_list: tuple[int, list[Lease]] | None = None
@@ -264,7 +266,9 @@ class SubnetManager:
             raise ClusterNotInitialized(
                 f"no cluster config at {self.config_key}; run 'pycni cluster init' first"
             )
-        return self._parse_config(kv)
+        cfg = self._parse_config(kv)
+        self._use(cfg)
+        return cfg
 
     def init_config(self, cfg: ClusterConfig, *, force: bool = False) -> None:
         """Store ``cfg``. The same config again is fine; a different one needs ``force``, and even
@@ -561,7 +565,11 @@ class SubnetManager:
     def _config_of(self, snap: _Snapshot) -> ClusterConfig:
         if snap.config is None:
             raise ClusterNotInitialized(f"no cluster config at {self.config_key}; run 'pycni cluster init' first")
+        self._use(snap.config)
         return snap.config
+
+    def _use(self, cfg: ClusterConfig) -> None:
+        self.quarantine = float(cfg.quarantine) if cfg.quarantine is not None else self.default_quarantine
 
     def _stamp_expiries(self, snap: _Snapshot, now: float) -> bool:
         stamped = False

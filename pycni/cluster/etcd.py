@@ -1,0 +1,425 @@
+"""``KV`` on etcd v3, through etcd's JSON gateway with the etcd3gw client.
+
+Why etcd3gw: it is maintained and speaks etcd's gRPC gateway (plain HTTP
+and JSON), which Debian's etcd 3.4 serves on the client port; the gRPC
+``etcd3`` package is unmaintained. etcd3gw gives us the connection setup
+(URLs, API version, TLS) and the unary calls; the request bodies are
+written here, so the mapping to the ``KV`` contract (kv.py) is explicit:
+revisions as integers, transactions comparing ``mod_revision``, and a
+watch that reports compaction and survives restarts, which etcd3gw's own
+watch helper does not.
+
+Failover and retries: calls go to the current endpoint; when it cannot be
+reached they move to the next one, round the list with a growing pause,
+for up to ``retry_for`` seconds, then raise ``KVUnavailable``. A write
+whose reply was lost may thus be sent twice. Every write the subnet
+manager makes is conditional (``txn`` with revision checks), so the second
+copy fails its check instead of applying twice, and the manager's next read
+shows what happened.
+
+Watches ride on one HTTP stream each (``/v3/watch``). TCP keepalive
+notices a silent peer within about 25 s; a closed or broken stream is
+reopened from the revision after the last event delivered (or the last
+progress notification), on the next endpoint if need be; a start revision
+that etcd has compacted raises ``Compacted``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
+
+from pycni.cluster.kv import Compacted, KeyValue, KVError, KVUnavailable, LeaseExpired, Put, WatchEvent, prefix_end
+from pycni.spec.errors import InvalidConfig
+
+__all__ = ["EtcdKV", "parse_endpoints"]
+
+log = logging.getLogger("pycni.cluster.etcd")
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+_POLL = 0.2  # how often a blocked watch looks at its stop event
+
+
+def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, str, int]]:
+    """``"http://a:2379,https://[::1]:2379"`` or a list of them -> [(scheme, host, port)]."""
+    items = endpoints.split(",") if isinstance(endpoints, str) else [e for part in endpoints for e in part.split(",")]
+    out = []
+    for raw in (item.strip() for item in items):
+        if not raw:
+            continue
+        url = urlsplit(raw if "://" in raw else f"http://{raw}")
+        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
+            raise InvalidConfig(f"etcd endpoint: {raw!r} is not a URL like http://127.0.0.1:2379")
+        try:
+            port = url.port or 2379
+        except ValueError:
+            raise InvalidConfig(f"etcd endpoint: {raw!r} has a bad port") from None
+        out.append((url.scheme, url.hostname, port))
+    if not out:
+        raise InvalidConfig("etcd endpoint: none given")
+    return out
+
+
+class _KeepaliveAdapter(HTTPAdapter):
+    """TCP keepalive on every connection, so a watch on a vanished peer fails instead of hanging."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        options = [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+        for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, name):
+                options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+        kwargs["socket_options"] = options
+        super().init_poolmanager(*args, **kwargs)
+
+
+class _Endpoint:
+    def __init__(self, scheme: str, host: str, port: int, *, ca_file: str | None, cert_file: str | None,
+                 key_file: str | None, timeout: float) -> None:
+        import etcd3gw
+
+        self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+        self.timeout = timeout
+        session = requests.Session()
+        session.mount("http://", _KeepaliveAdapter())
+        session.mount("https://", _KeepaliveAdapter())
+        if ca_file:
+            session.verify = ca_file
+        if cert_file and key_file:
+            session.cert = (cert_file, key_file)
+        self.client = etcd3gw.client(host=host, port=port, protocol=scheme, timeout=timeout, session=session)
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        result = self.client.post(self.client.get_url(path), json=body)
+        return result if isinstance(result, dict) else {}
+
+    def open_watch(self, body: dict[str, Any]) -> requests.Response:
+        url = self.client.get_url("/watch")
+        response = self.client.session.post(url, json=body, stream=True, timeout=(self.timeout, None))
+        if response.status_code != 200:
+            text = response.text
+            response.close()
+            raise _Refused(_message(text) or f"HTTP {response.status_code}")
+        return response
+
+
+class _Refused(Exception):
+    """etcd answered and said no."""
+
+
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _unb64(data: str) -> bytes:
+    return base64.b64decode(data) if data else b""
+
+
+def _message(text: str | None) -> str:
+    if not text:
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("error") or text).strip()
+    return text.strip()
+
+
+def _kv(item: dict[str, Any]) -> KeyValue:
+    return KeyValue(
+        key=_unb64(item.get("key", "")).decode("utf-8", "replace"),
+        value=_unb64(item.get("value", "")),
+        mod_revision=int(item.get("mod_revision", 0)),
+        create_revision=int(item.get("create_revision", 0)),
+        lease=int(item.get("lease", 0)),
+    )
+
+
+def _revision(result: dict[str, Any]) -> int:
+    return int(result.get("header", {}).get("revision", 0))
+
+
+class EtcdKV:
+    """The ``KV`` protocol on one etcd cluster (several endpoints for failover; TLS with client certs)."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        timeout: float = 5.0,
+        retry_for: float = 10.0,
+    ) -> None:
+        parsed = parse_endpoints(endpoints)
+        if (cert_file is None) != (key_file is None):
+            raise InvalidConfig("etcd TLS: a client certificate needs its key (--etcd-certfile with --etcd-keyfile)")
+        if (ca_file or cert_file) and any(scheme != "https" for scheme, _, _ in parsed):
+            raise InvalidConfig("etcd TLS: certificates given but an endpoint is not https://")
+        self._endpoints = [
+            _Endpoint(scheme, host, port, ca_file=ca_file, cert_file=cert_file, key_file=key_file, timeout=timeout)
+            for scheme, host, port in parsed
+        ]
+        self._current = 0
+        self._lock = threading.Lock()
+        self.retry_for = retry_for
+        self._watches: set[requests.Response] = set()
+        self._closed = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [e.url for e in self._endpoints]
+
+    def __repr__(self) -> str:
+        return f"EtcdKV({','.join(self.endpoints)})"
+
+    # -- KV ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        result = self._call("get", "/kv/range", {"key": _b64(key)})
+        kvs = result.get("kvs") or []
+        return _kv(kvs[0]) if kvs else None
+
+    def list_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
+        body = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix.encode())), "sort_order": "ASCEND",
+                "sort_target": "KEY"}
+        result = self._call("list", "/kv/range", body)
+        return [_kv(item) for item in result.get("kvs") or []], _revision(result)
+
+    def txn(self, checks: Sequence[tuple[str, int]], puts: Sequence[Put] = (), deletes: Sequence[str] = ()) -> int:
+        compare = []
+        for key, revision in checks:
+            if revision == 0:
+                compare.append({"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+            else:
+                compare.append({"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(revision)})
+        success: list[dict[str, Any]] = []
+        for put in puts:
+            request: dict[str, Any] = {"key": _b64(put.key), "value": _b64(put.value)}
+            if put.lease:
+                request["lease"] = str(put.lease)
+            success.append({"request_put": request})
+        success += [{"request_delete_range": {"key": _b64(key)}} for key in deletes]
+        result = self._call("txn", "/kv/txn", {"compare": compare, "success": success, "failure": []},
+                            lease=next((p.lease for p in puts if p.lease), 0))
+        return _revision(result) if result.get("succeeded") else 0
+
+    def create(self, key: str, value: bytes, lease: int = 0) -> bool:
+        return self.txn([(key, 0)], [Put(key, value, lease)]) > 0
+
+    def update(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> bool:
+        if mod_revision <= 0:
+            raise ValueError("update needs the mod_revision of an existing key")
+        return self.txn([(key, mod_revision)], [Put(key, value, lease)]) > 0
+
+    def delete(self, key: str, mod_revision: int | None = None) -> bool:
+        if mod_revision is not None:
+            return self.txn([(key, mod_revision)], (), [key]) > 0
+        result = self._call("delete", "/kv/deleterange", {"key": _b64(key)})
+        return int(result.get("deleted", 0)) > 0
+
+    def grant_lease(self, ttl: int) -> int:
+        if ttl <= 0:
+            raise ValueError("a lease needs a positive TTL")
+        result = self._call("grant lease", "/lease/grant", {"TTL": str(ttl), "ID": "0"})
+        if result.get("error"):
+            raise KVError(f"etcd refused to grant a lease: {result['error']}")
+        return int(result["ID"])
+
+    def keepalive(self, lease_id: int) -> int:
+        result = self._call("keepalive", "/lease/keepalive", {"ID": str(lease_id)}, lease=lease_id)
+        ttl = int(result.get("result", {}).get("TTL", 0))
+        if ttl <= 0:
+            raise LeaseExpired(lease_id)
+        return ttl
+
+    def time_to_live(self, lease_id: int) -> int:
+        result = self._call("lease ttl", "/kv/lease/timetolive", {"ID": str(lease_id)})
+        ttl = int(result.get("TTL", -1))
+        return ttl if ttl >= 0 else -1
+
+    def revoke(self, lease_id: int) -> None:
+        with contextlib.suppress(LeaseExpired):
+            self._call("revoke", "/kv/lease/revoke", {"ID": str(lease_id)}, lease=lease_id)
+
+    def watch_prefix(self, prefix: str, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent]:
+        create = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix.encode())), "progress_notify": True}
+        next_revision = max(start_revision, 1)
+        failing_since: float | None = None
+        delay = 0.1
+        while not stop.is_set() and not self._closed:
+            endpoint = self._endpoint()
+            try:
+                response = endpoint.open_watch({"create_request": {**create, "start_revision": str(next_revision)}})
+            except (requests.RequestException, _Refused) as exc:
+                failing_since = failing_since or time.monotonic()
+                self._failed(endpoint, exc, failing_since, "watch")
+                stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            try:
+                for result in self._stream(response, stop):
+                    if result.get("compact_revision") and int(result["compact_revision"]) > 0:
+                        raise Compacted(int(result["compact_revision"]))
+                    if result.get("canceled"):
+                        reason = result.get("cancel_reason") or "canceled by the server"
+                        raise KVError(f"etcd ended the watch on {prefix}: {reason}")
+                    if result.get("created"):
+                        failing_since, delay = None, 0.1
+                        continue
+                    events = result.get("events") or []
+                    for item in events:
+                        kv = _kv(item["kv"])
+                        next_revision = kv.mod_revision + 1
+                        yield WatchEvent("delete" if item.get("type") == "DELETE" else "put", kv)
+                    if not events and _revision(result):  # progress: nothing up to here is missing
+                        next_revision = max(next_revision, _revision(result) + 1)
+            except _StreamBroken as exc:
+                failing_since = failing_since or time.monotonic()
+                if not stop.is_set():
+                    self._failed(endpoint, exc, failing_since, "watch")
+                    log.info("watch on %s broke (%s); resuming from revision %d", prefix, exc, next_revision)
+                    stop.wait(delay)
+                    delay = min(delay * 2, 2.0)
+            finally:
+                self._close_stream(response)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            streams = list(self._watches)
+        for response in streams:
+            self._close_stream(response)
+        for endpoint in self._endpoints:
+            endpoint.client.session.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def compact(self, revision: int) -> None:
+        """Compact etcd's history up to ``revision`` (for tests and operators)."""
+        self._call("compact", "/kv/compaction", {"revision": str(revision), "physical": True})
+
+    def _endpoint(self) -> _Endpoint:
+        with self._lock:
+            return self._endpoints[self._current]
+
+    def _failed(self, endpoint: _Endpoint, exc: BaseException, since: float, what: str) -> None:
+        """Move on to the next endpoint; give up with KVUnavailable once ``retry_for`` has passed."""
+        with self._lock:
+            if self._endpoints[self._current] is endpoint:
+                self._current = (self._current + 1) % len(self._endpoints)
+        if time.monotonic() - since >= self.retry_for:
+            urls = ", ".join(self.endpoints)
+            raise KVUnavailable(
+                f"etcd is unreachable at {urls} ({what}, tried for {self.retry_for:.0f}s): {_short(exc)}"
+            ) from exc
+
+    def _call(self, what: str, path: str, body: dict[str, Any], *, lease: int = 0) -> dict[str, Any]:
+        from etcd3gw import exceptions as etcd_errors
+
+        if self._closed:
+            raise KVUnavailable("etcd client is closed")
+        since = time.monotonic()
+        attempt = 0
+        while True:
+            endpoint = self._endpoint()
+            try:
+                return endpoint.post(path, body)
+            except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError,
+                    etcd_errors.InternalServerError, requests.RequestException) as exc:
+                self._failed(endpoint, exc, since, what)
+                attempt += 1
+                if attempt % len(self._endpoints) == 0:
+                    time.sleep(min(0.1 * 2 ** (attempt // len(self._endpoints)), 1.0))
+            except etcd_errors.Etcd3Exception as exc:
+                message = _message(exc.detail_text) or str(exc)
+                if "lease not found" in message and lease:
+                    raise LeaseExpired(lease) from None
+                if "compacted" in message:
+                    raise Compacted(0) from None
+                raise KVError(f"etcd refused to {what}: {message}") from None
+
+    def _stream(self, response: requests.Response, stop: threading.Event) -> Iterator[dict[str, Any]]:
+        """The watch responses of one stream until ``stop``; ``_StreamBroken`` when it ends otherwise."""
+        lines: queue.Queue[bytes | BaseException | None] = queue.Queue()
+
+        def read() -> None:
+            try:
+                for line in response.iter_lines(chunk_size=None):  # type: ignore[call-overload]  # as data arrives
+                    lines.put(line)
+                lines.put(None)
+            except BaseException as exc:  # the stream broke; the consumer decides
+                lines.put(exc)
+
+        with self._lock:
+            self._watches.add(response)
+        threading.Thread(target=read, name="etcd-watch-reader", daemon=True).start()
+        while not stop.is_set():
+            try:
+                item = lines.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if item is None:
+                raise _StreamBroken("the server closed the stream")
+            if isinstance(item, BaseException):
+                raise _StreamBroken(_short(item))
+            if not item.strip():
+                continue
+            try:
+                message = json.loads(item)
+            except ValueError:
+                raise _StreamBroken(f"unreadable watch response: {item[:80]!r}") from None
+            if "error" in message and "result" not in message:
+                error = message["error"]
+                text = _message(json.dumps(error)) if isinstance(error, dict) else str(error)
+                raise _StreamBroken(f"watch error: {text}")
+            yield message.get("result") or {}
+
+    def _close_stream(self, response: requests.Response) -> None:
+        with self._lock:
+            self._watches.discard(response)
+        raw = response.raw
+        shutdown = getattr(raw, "shutdown", None)
+        try:
+            if shutdown is not None:
+                shutdown()
+        except Exception:  # already closed, or an urllib3 without shutdown()
+            pass
+        response.close()
+
+
+class _StreamBroken(Exception):
+    pass
+
+
+def _short(exc: BaseException) -> str:
+    """The useful part of a client error ("connection refused", not urllib3's whole story)."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, _StreamBroken):
+        return text
+    detail = getattr(exc, "detail_text", None)
+    if detail:
+        text = _message(detail)
+    for needle, short in (("refused", "connection refused"), ("timed out", "timed out"),
+                          ("Name or service not known", "unknown host"), ("No route to host", "no route to host"),
+                          ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
+                          ("reset by peer", "connection reset")):
+        if needle in text:
+            return short
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
