@@ -116,7 +116,7 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         reconciler.run(stop, options.resync)
         reconciler.wake.set()
         for thread in threads:
-            thread.join(timeout=5)
+            thread.join(timeout=2)
         if options.release_on_exit:
             try:
                 manager.release(options.node_name)

@@ -54,6 +54,11 @@ PLUGINS = ("bridge", "host-local", "portmap", "loopback")
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# Processes this Python process started (agents, etcd), kept so they are reaped here rather than
+# reported as "still running" when their Popen object would be collected.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class LabError(Exception):
     """A lab operation failed; the message says what and how to recover."""
 
@@ -153,6 +158,7 @@ class Lab:
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(["ip", "netns", "exec", netns, *cmd], stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        _children[proc.pid] = proc
         return proc.pid
 
     def _ours(self, pid: int) -> bool:
@@ -181,8 +187,12 @@ class Lab:
 
     @staticmethod
     def _alive(pid: int) -> bool:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        child = _children.get(pid)
+        if child is not None:
+            if child.poll() is None:
+                return True
+            del _children[pid]
+            return False
         try:
             with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
                 return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -70,7 +70,7 @@ def test_tcp_across_nodes(lab: Lab) -> None:
         assert got == f"hello from {server.name} to {client.ip}"  # no NAT inside the cluster
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
 
 
 def test_pods_reach_the_outside_world_through_masquerade(lab: Lab) -> None:
@@ -91,7 +91,7 @@ def test_pods_reach_the_outside_world_through_masquerade(lab: Lab) -> None:
         assert seen == node_ip  # the outside saw the node, never the pod
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
     # and the outside world knows no route to pods: without the masquerade they could not be answered
     assert "10.244." not in lab.exec("outside", ["ip", "route"]).stdout
 
