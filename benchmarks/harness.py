@@ -108,6 +108,17 @@ class Executor:
     def calls(self) -> int:
         return self.log.read_text().count('"event": "call"')
 
+    def durations(self) -> dict[str, float]:
+        """Median ms each plugin call spent inside the executor, by "plugin COMMAND"."""
+        import statistics
+
+        spent: dict[str, list[float]] = {}
+        for line in self.log.read_text().splitlines():
+            event = json.loads(line)
+            if event["event"] == "call":
+                spent.setdefault(f"{event['plugin']} {event['command']}", []).append(event["duration_ms"])
+        return {key: statistics.median(values) for key, values in sorted(spent.items())}
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)

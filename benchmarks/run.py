@@ -239,6 +239,10 @@ def report(results: dict[str, object], variants_by_scenario: dict[str, list[Vari
             rate = data[variant.name]
             ratio = "" if variant.name == "go" else f"   pycni/Go {rate / data['go']:.2f}"
             lines.append(f"  {variant.label():<42} {rate:>8.2f} pods/s{ratio}")
+    inside = results.get("inside_executor_ms")
+    if isinstance(inside, dict) and inside:
+        lines.append("\ntime a call spends inside the executor (median ms; the rest is the shim's process start):")
+        lines.extend(f"  {key:<20} {ms:>7.1f}" for key, ms in inside.items())
     lines.append("\ntargets (pycni+executor / go, same run):")
     for scenario, limit in TARGETS.items():
         data = results.get(scenario)
@@ -289,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario}: {', '.join(v.name for v in variants)}", file=sys.stderr)
             results[scenario] = measure([make_network(cleanup, v, chain) for v in variants])
         results["executor_calls"] = executor.calls()
+        results["inside_executor_ms"] = executor.durations()
         results["failed_pods"] = failures.by_variant
     finally:
         executor.stop()
