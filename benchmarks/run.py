@@ -11,6 +11,7 @@ or round by round (churn), so the machine's load hits them alike:
 
 Scenarios:
 
+0. floor: one VERSION call per variant, and a bare ``python -I -S``
 1. bridge + host-local: ADD and DEL latency (median over --pods pods)
 2. the chain podman writes (bridge + host-local with ipMasq, portmap with one
    mapping, firewall, tuning): ADD and DEL latency
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import queue
 import statistics
 import sys
@@ -147,6 +149,22 @@ def latency(networks: list[Network], pods: int, failures: Failures, warmup: int 
     }
 
 
+def floor(variants: list[Variant], calls: int = 40) -> dict[str, float]:
+    """Median ms of one VERSION call per variant, and of a bare ``python -I -S``: the cost of a process."""
+    import subprocess
+
+    commands = {v.name: ([os.path.join(v.cni_path[0], "bridge")], {"CNI_COMMAND": "VERSION", **v.env})
+                for v in variants}
+    commands["python -I -S -c pass"] = ([sys.executable, "-I", "-S", "-c", "pass"], {})
+    spent: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(calls):
+        for name, (argv, env) in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, input=b"{}", env=env, capture_output=True, check=True)
+            spent[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) * 1000 for name, times in spent.items()}
+
+
 def churn_round(network: Network, pods: list[Pod], workers: int, failures: Failures) -> tuple[float, int]:
     """Seconds for ``workers`` threads to ADD then DEL every pod, and how many pods made it."""
     work: queue.Queue[Pod] = queue.Queue()
@@ -239,6 +257,10 @@ def report(results: dict[str, object], variants_by_scenario: dict[str, list[Vari
             rate = data[variant.name]
             ratio = "" if variant.name == "go" else f"   pycni/Go {rate / data['go']:.2f}"
             lines.append(f"  {variant.label():<42} {rate:>8.2f} pods/s{ratio}")
+    data = results.get("floor")
+    if isinstance(data, dict):
+        lines.append("\none process, no work: VERSION of bridge (median ms)")
+        lines.extend(f"  {name:<42} {ms:>8.1f}" for name, ms in data.items())
     inside = results.get("inside_executor_ms")
     if isinstance(inside, dict) and inside:
         lines.append("\ntime a call spends inside the executor (median ms; the rest is the shim's process start):")
@@ -264,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-pods", type=int, default=100, help="pods per variant for churn (>= 100)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=4, help="churn rounds per variant, interleaved")
-    parser.add_argument("--scenarios", default="bridge,podman,churn")
+    parser.add_argument("--scenarios", default="floor,bridge,podman,churn")
     parser.add_argument("--no-in-process", action="store_true", help="skip the pycni variant without executor")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
@@ -280,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             "bridge": ("bridge", lambda nets: latency(nets, args.pods, failures)),
             "podman": ("podman", lambda nets: latency(nets, args.pods, failures)),
             "churn": ("podman", lambda nets: churn(nets, args.churn_pods, args.workers, args.rounds, failures)),
+            "floor": ("bridge", lambda nets: floor([n.variant for n in nets])),
         }
         for scenario in scenarios:
             chain, measure = runs[scenario]
