@@ -662,6 +662,15 @@ class SubnetManager:
                 cfg = self._config_of(snap)
                 now = self._clock()
                 live = snap.live.get(lease.subnet)
+                if live is not None and live.lease == lease.lease_id and _holder(live) == lease.node:
+                    # etcd says the lease expired but has not deleted its key yet: move it to a new lease
+                    current = decode_lease(live)
+                    lease_id = lease_id or self.kv.grant_lease(self.ttl)
+                    value = self._lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
+                    revision = self._take_over(snap, current, value, lease.node, lease.public_ip, lease_id, now)
+                    if revision:
+                        return replace(lease, expires_at=now + self.ttl, mod_revision=revision, lease_id=lease_id)
+                    continue
                 if live is not None:
                     raise LeaseLost(_lost_message(lease, _holder(live)))
                 if not cfg.contains(lease.subnet):
