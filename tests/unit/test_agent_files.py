@@ -62,7 +62,7 @@ def test_masquerade_transaction_recreates_the_table_with_three_rules() -> None:
     commands = masquerade_commands(IPv4Network("10.244.0.0/16"))
     verbs = [next(iter(c)) for c in commands]
     assert verbs[:3] == ["add", "delete", "add"]
-    assert all("table" in c[v] for c, v in zip(commands[:3], verbs, strict=True))
+    assert all("table" in c[v] for c, v in zip(commands[:3], verbs[:3], strict=True))
     rules = [c["add"]["rule"] for c in commands if "rule" in c.get("add", {})]
     assert len(rules) == 3
     assert rules[0]["expr"][1]["match"]["right"] == {"prefix": {"addr": "10.244.0.0", "len": 16}}
