@@ -99,7 +99,9 @@ class _Endpoint:
             session.verify = ca_file
         if cert_file and key_file:
             session.cert = (cert_file, key_file)
-        self.client = etcd3gw.client(host=host, port=port, protocol=scheme, timeout=timeout, session=session)
+        # etcd 3.4 and later serve the gateway at /v3/ (3.3 had /v3beta/): no discovery round trip
+        self.client = etcd3gw.client(host=host, port=port, protocol=scheme, timeout=timeout, session=session,
+                                     api_path="/v3/")
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         result = self.client.post(self.client.get_url(path), json=body)
@@ -258,6 +260,8 @@ class EtcdKV:
             self._call("revoke", "/kv/lease/revoke", {"ID": str(lease_id)}, lease=lease_id)
 
     def watch_prefix(self, prefix: str, start_revision: int, stop: threading.Event) -> Iterator[WatchEvent]:
+        from etcd3gw import exceptions as etcd_errors
+
         create = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix.encode())), "progress_notify": True}
         next_revision = max(start_revision, 1)
         failing_since: float | None = None
@@ -266,7 +270,7 @@ class EtcdKV:
             endpoint = self._endpoint()
             try:
                 response = endpoint.open_watch({"create_request": {**create, "start_revision": str(next_revision)}})
-            except (requests.RequestException, _Refused) as exc:
+            except (requests.RequestException, _Refused, etcd_errors.Etcd3Exception) as exc:
                 failing_since = failing_since or time.monotonic()
                 self._failed(endpoint, exc, failing_since, "watch")
                 stop.wait(delay)
