@@ -27,9 +27,10 @@ names the holder.
 
 Expiry is noticed, not announced: etcd deletes subnets/S when the TTL passes. The first manager that
 finds history/S without ExpiredAt while subnets/S is absent stamps ExpiredAt with its clock (again
-one transaction): ``acquire`` does it on any node, ``watch`` on every node that sees the delete. So
-quarantine lasts at least ``quarantine`` seconds, counted from when the expiry was noticed (usually
-within a second); nodes' clock skew shifts it by the skew. Its length is the config's
+one transaction): ``acquire`` does it on any node, ``watch`` on every node that sees the delete (a
+random 0.1-1 s later, off the watch's path; the first one wins, the others find it stamped). So
+quarantine lasts at least ``quarantine`` seconds, counted from when the expiry was noticed (about
+a second after it); nodes' clock skew shifts it by the skew. Its length is the config's
 ``Quarantine`` when set (one value for the whole cluster), else the manager's ``quarantine``.
 """
 
@@ -518,7 +519,10 @@ class SubnetManager:
     def _noticing(self, events: list[LeaseEvent], watcher: LeaseWatcher) -> Iterator[LeaseEvent]:
         for event in events:
             if event.type == "removed" and event.lease.key not in watcher.known:
-                self._note_expiry(event.lease)
+                # Off the watch's path, a little later on each node, so the nodes don't all read at once.
+                timer = threading.Timer(self._rng.uniform(0.1, 1.0), self._note_expiry, args=(event.lease,))
+                timer.daemon = True
+                timer.start()
             yield event
 
     def _note_expiry(self, lease: Lease) -> None:

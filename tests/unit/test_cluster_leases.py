@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -317,10 +318,12 @@ def test_watch_follows_leases_and_stamps_expiry(kv: MemoryKV) -> None:
     assert events_of([next(gen)]) == [("added", "b")]
     kv.advance(TTL + 1)  # both expire
     assert sorted(events_of([next(gen), next(gen)])) == [("removed", "a"), ("removed", "b")]
-    # seeing the delete, the watcher stamped the expiry: quarantine runs from now
-    _, states = sm.subnet_states()
-    assert {s.status for s in states} == {"quarantined"}
-    assert {s.free_at for s in states} == {kv.now() + QUARANTINE}
+    # seeing the delete, the watcher stamps the expiry (within a second): quarantine runs from then
+    deadline = time.monotonic() + 5
+    while {s.free_at for s in sm.subnet_states()[1]} != {kv.now() + QUARANTINE}:
+        assert time.monotonic() < deadline, sm.subnet_states()[1]
+        time.sleep(0.05)
+    assert {s.status for s in sm.subnet_states()[1]} == {"quarantined"}
     sm.acquire("b", ip(22), {})
     added = next(gen)
     assert events_of([added]) == [("added", "b")] and added.lease.subnet == b.subnet
