@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
   iproute2 iputils-ping curl iperf3 nftables libnftables1 iptables conntrack
   containernetworking-plugins busybox-static python3-venv
-  podman runc etcd-server
+  podman runc etcd-server openssl
 )
 
 missing=()

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import socket
 import threading
 import time
@@ -95,8 +96,8 @@ class _Endpoint:
         session = requests.Session()
         session.mount("http://", _KeepaliveAdapter())
         session.mount("https://", _KeepaliveAdapter())
-        if ca_file:
-            session.verify = ca_file
+        # Per request, because requests lets $REQUESTS_CA_BUNDLE override a session's CA bundle.
+        self.verify: str | bool = ca_file or True
         if cert_file and key_file:
             session.cert = (cert_file, key_file)
         # etcd 3.4 and later serve the gateway at /v3/ (3.3 had /v3beta/): no discovery round trip
@@ -104,12 +105,13 @@ class _Endpoint:
                                      api_path="/v3/")
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        result = self.client.post(self.client.get_url(path), json=body)
+        result = self.client.post(self.client.get_url(path), json=body, verify=self.verify)
         return result if isinstance(result, dict) else {}
 
     def open_watch(self, body: dict[str, Any]) -> requests.Response:
         url = self.client.get_url("/watch")
-        response = self.client.session.post(url, json=body, stream=True, timeout=(self.timeout, None))
+        response = self.client.session.post(url, json=body, stream=True, timeout=(self.timeout, None),
+                                            verify=self.verify)
         if response.status_code != 200:
             text = response.text
             response.close()
@@ -322,15 +324,17 @@ class EtcdKV:
         with self._lock:
             return self._endpoints[self._current]
 
-    def _failed(self, endpoint: _Endpoint, exc: BaseException, since: float, what: str) -> None:
-        """Move on to the next endpoint; give up with KVUnavailable once ``retry_for`` has passed."""
+    def _failed(self, endpoint: _Endpoint, exc: BaseException, since: float, what: str, attempt: int = 0) -> None:
+        """Move on to the next endpoint; give up with KVUnavailable once ``retry_for`` has passed (at once
+        when every endpoint failed its TLS handshake: waiting does not fix certificates)."""
         with self._lock:
             if self._endpoints[self._current] is endpoint:
                 self._current = (self._current + 1) % len(self._endpoints)
-        if time.monotonic() - since >= self.retry_for:
+        give_up = _permanent(exc) and attempt + 1 >= len(self._endpoints)
+        if give_up or time.monotonic() - since >= self.retry_for:
             urls = ", ".join(self.endpoints)
             raise KVUnavailable(
-                f"etcd is unreachable at {urls} ({what}, tried for {self.retry_for:.0f}s): {_short(exc)}"
+                f"etcd is unreachable at {urls} ({what}, tried for {time.monotonic() - since:.0f}s): {_short(exc)}"
             ) from exc
 
     def _call(self, what: str, path: str, body: dict[str, Any], *, lease: int = 0) -> dict[str, Any]:
@@ -346,7 +350,7 @@ class EtcdKV:
                 return endpoint.post(path, body)
             except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError,
                     etcd_errors.InternalServerError, requests.RequestException) as exc:
-                self._failed(endpoint, exc, since, what)
+                self._failed(endpoint, exc, since, what, attempt)
                 attempt += 1
                 if attempt % len(self._endpoints) == 0:
                     time.sleep(min(0.1 * 2 ** (attempt // len(self._endpoints)), 1.0))
@@ -411,6 +415,15 @@ class _StreamBroken(Exception):
     pass
 
 
+_TLS_VERIFY = "TLS certificate verification failed (is --etcd-cafile the CA that signed etcd's certificate?)"
+_TLS_REFUSED = "etcd refused the client certificate (--etcd-certfile/--etcd-keyfile)"
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A failure that retrying the same endpoint cannot fix (TLS set up wrong)."""
+    return _short(exc).startswith(("TLS", "etcd refused the client"))
+
+
 def _short(exc: BaseException) -> str:
     """The useful part of a client error ("connection refused", not urllib3's whole story)."""
     text = str(exc) or type(exc).__name__
@@ -421,9 +434,14 @@ def _short(exc: BaseException) -> str:
         text = _message(detail)
     for needle, short in (("refused", "connection refused"), ("timed out", "timed out"),
                           ("Name or service not known", "unknown host"), ("No route to host", "no route to host"),
-                          ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
-                          ("reset by peer", "connection reset")):
+                          ("CERTIFICATE_VERIFY_FAILED", _TLS_VERIFY),
+                          ("BAD_CERTIFICATE", _TLS_REFUSED), ("CERTIFICATE_REQUIRED", _TLS_REFUSED),
+                          ("SSLError", "TLS handshake failed"), ("reset by peer", "connection reset")):
         if needle in text:
+            if short.startswith("TLS handshake"):
+                reason = re.search(r"\[SSL: ([A-Z0-9_]+)\]|(EOF occurred[^'\"]*)", text)
+                short += f" ({(reason.group(1) or reason.group(2)) if reason else 'see etcd log'}; check "
+                short += "--etcd-cafile, --etcd-certfile, --etcd-keyfile)"
             return short
     return text.splitlines()[0][:200] if text else type(exc).__name__
 

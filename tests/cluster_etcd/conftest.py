@@ -12,12 +12,13 @@ Without /usr/bin/etcd the etcd tests skip; ``PYCNI_REQUIRE_KERNEL_TESTS=1``
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster_etcd.etcd_server import EtcdServer, etcd_binary
+from tests.cluster_etcd.etcd_server import EtcdServer, etcd_binary, make_tls_files
 
 
 def _need_etcd() -> None:
@@ -48,3 +49,17 @@ def own_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
 @pytest.fixture
 def prefix() -> str:
     return f"/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """An etcd serving https that wants a client certificate (certificates made with openssl)."""
+    _need_etcd()
+    if shutil.which("openssl") is None:
+        if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
+            pytest.fail("etcd TLS test prerequisite missing: openssl")
+        pytest.skip("needs openssl to make certificates")
+    certs = tmp_path_factory.mktemp("etcd-tls")
+    server = EtcdServer(tmp_path_factory.mktemp("etcd-tls-data") / "data", tls=make_tls_files(certs)).start()
+    yield server
+    server.stop()

@@ -3,7 +3,8 @@
 ``EtcdServer(data_dir).start()`` runs ``/usr/bin/etcd`` on two random free
 loopback ports with its data in ``data_dir``; ``stop()`` kills exactly that
 process (by PID) and ``start()`` again brings it back on the same ports with
-the same data, as a restart does. ``endpoint`` is the client URL.
+the same data, as a restart does. ``endpoint`` is the client URL. With
+``tls=make_tls_files(dir)`` it serves https and requires client certificates.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ETCD = os.environ.get("PYCNI_TEST_ETCD", "/usr/bin/etcd")
@@ -27,6 +30,35 @@ def etcd_binary() -> str | None:
     return shutil.which("etcd")
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=pycni-test-ca")
+    # etcd's gateway dials etcd's gRPC with the server certificate, so it needs clientAuth too
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}")
+        (directory / f"{name}.ext").write_text(ext + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key",
+                    directory / "client.pem", directory / "client.key")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -34,8 +66,10 @@ def free_port() -> int:
 
 
 class EtcdServer:
-    def __init__(self, data_dir: Path, *, binary: str | None = None, progress_notify: str = "2s") -> None:
+    def __init__(self, data_dir: Path, *, binary: str | None = None, progress_notify: str = "2s",
+                 tls: TlsFiles | None = None) -> None:
         self.data_dir = data_dir
+        self.tls = tls
         self.binary = binary or etcd_binary() or ETCD
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -45,7 +79,7 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     def start(self, timeout: float = 20.0) -> EtcdServer:
         if self.process is not None:
@@ -63,6 +97,9 @@ class EtcdServer:
             "--experimental-watch-progress-notify-interval", self.progress_notify,
             "--log-level", "warn",
         ]
+        if self.tls:
+            cmd += ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                    "--client-cert-auth", "--trusted-ca-file", str(self.tls.ca)]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -81,8 +118,12 @@ class EtcdServer:
         raise RuntimeError(f"etcd did not become healthy in {timeout}s")
 
     def healthy(self) -> bool:
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
+            context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1) as response:
+            with urllib.request.urlopen(f"{self.endpoint}/health", timeout=1, context=context) as response:
                 return bool(json.loads(response.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
