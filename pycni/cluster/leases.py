@@ -484,9 +484,9 @@ class SubnetManager:
         ``list_leases()`` whose revision is ``start_revision`` or one less (else nothing), and first
         yields what changed since (a fresh snapshot diff). A changed lease (same subnet, new public
         IP or backend data) comes as ``removed`` (old) then ``added`` (new). It rides out outages
-        (``KVUnavailable``: retried with backoff, resumed from the last revision seen) and
-        compaction (re-list and diff), so events are neither lost nor repeated. Seeing a lease
-        removed, it stamps the expiry that starts the subnet's quarantine.
+        (``KVUnavailable``: retried with backoff, resumed from the last revision seen), compaction
+        and watches the server cancels (re-list and diff), so events are neither lost nor repeated.
+        Seeing a lease removed, it stamps the expiry that starts the subnet's quarantine.
         """
         from pycni.cluster.watch import LeaseWatcher
 
@@ -509,7 +509,9 @@ class SubnetManager:
             except Compacted as exc:
                 log.info("lease watch fell behind compaction (%s); re-listing", exc)
                 next_revision = 0
-            except KVUnavailable as exc:
+            except KVError as exc:  # unreachable (resume from the last revision), or the server ended it
+                if not isinstance(exc, KVUnavailable):
+                    next_revision = 0  # start over from a listing
                 log.warning("lease watch: %s; retrying in %.1fs", exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 5.0)
