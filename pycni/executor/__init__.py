@@ -4,8 +4,11 @@
 - ``shim``     — what an installed plugin file runs: forward to the daemon,
                  or run the plugin in-process. Imports only builtins on its
                  fast path.
-- ``daemon``   — ``pycni executor``: the socket server, workers that enter
-                 the caller's netns, timeouts, metrics and logs.
+- ``daemon``   — the server: connections, checks, limits, timeouts.
+- ``call``     — one call on a worker thread inside the caller's netns.
+- ``startup``  — the socket (bound or from systemd), preloading, signals.
+- ``command``  — ``pycni executor`` (foreground or ``--daemon``).
+- ``metrics``, ``logs``, ``outcome``, ``systemd`` — what their names say.
 
 Importing this package imports nothing: the shim's start-up path goes
 through it on every plugin call.

@@ -35,8 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_executor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pycni.executor.daemon import Options, run
+    from pycni.executor.daemon import Options
     from pycni.executor.logs import JsonLog
+    from pycni.executor.startup import run
 
     limits = {"request_timeout": args.timeout, "max_workers": args.max_workers, "io_timeout": args.io_timeout}
     if any(value is not None and value <= 0 for value in limits.values()):

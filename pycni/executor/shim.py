@@ -4,11 +4,10 @@ Contract (``main(plugin_type)`` never returns):
 
 - The executor socket is ``$PYCNI_EXECUTOR_SOCKET``, else the one the shim
   was installed with (default /run/pycni/executor.sock); empty disables
-  forwarding. The shim sends its
-  whole environment, its stdin and descriptors of its network namespace,
-  its root, its /sys and CNI_NETNS (see ``protocol``), then relays the
-  outcome: stderr, stdout, exit code — the bytes the plugin would have
-  printed in-process.
+  forwarding. The shim sends its whole environment, its stdin and
+  descriptors of its network namespace, its root, its /sys and CNI_NETNS
+  (see ``protocol``), then relays the outcome: stderr, stdout, exit code —
+  the bytes the plugin would have printed in-process.
 - It runs the plugin in-process when the socket is absent or refuses, when
   the executor declines, and when the connection breaks before the executor
   took the call (before ``G``): nothing has run yet, so nothing runs twice.
@@ -162,9 +161,13 @@ def _undo_add(plugin_type: str, stdin: bytes) -> tuple[int, bytes, bytes]:
     from pycni.plugins import load_plugin
     from pycni.spec.errors import TryAgainLater
 
-    undo = skel.dispatch(load_plugin(plugin_type), {**os.environ, "CNI_COMMAND": "DEL"}, stdin,
-                         is_own_netns=skel._same_netns)
     msg = "pycni executor exited while running ADD; its partial changes were undone; try again"
+    try:
+        # skel.main's own-netns check: never DEL the caller's own interfaces
+        undo = skel.dispatch(load_plugin(plugin_type), {**os.environ, "CNI_COMMAND": "DEL"}, stdin,
+                             is_own_netns=skel._same_netns)
+    except Exception as exc:
+        undo = skel.Outcome(1, str(exc).encode())
     if undo.exit_code != 0:
         msg = f"pycni executor exited while running ADD; undoing it failed too: {undo.stdout.decode(errors='replace')}"
     outcome = failed(plugin_type, os.environ, stdin, TryAgainLater(msg))
