@@ -215,3 +215,29 @@ def test_adds_for_different_containers_run_in_parallel(lab: CniLab, make_netns: 
     for env in envs:
         assert run_shim(lab, "bridge", {**env, "CNI_COMMAND": "DEL"}, conf).returncode == 0
     assert run_shim(lab, "bridge", {**warm, "CNI_COMMAND": "DEL"}, bridge_config(lab)).returncode == 0
+
+
+def test_host_local_through_the_executor_shares_its_data_dir_with_go(lab: CniLab, executor: RunningExecutor) -> None:
+    """Parallel ADDs, half by Go's host-local and half by pycni's through the executor: no address twice."""
+    lab.install_pycni("host-local")
+    conf = {"cniVersion": "1.0.0", "name": "shared", "type": "bridge",
+            "ipam": {"type": "host-local", "subnet": lab.subnet4, "dataDir": str(lab.ipam_dir)}}
+    go = "/usr/lib/cni/host-local"
+
+    def add(i: int) -> str:
+        env = shim_env(lab, "ADD", socket=str(executor.socket), container_id=f"c{i}", netns="/run/netns/none")
+        argv = [go] if i % 2 else [str(lab.bin_dir / "host-local")]
+        out = subprocess.run(argv, input=json.dumps(conf).encode(), env=env, capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stdout
+        return str(json.loads(out.stdout)["ips"][0]["address"])
+
+    with ThreadPoolExecutor(8) as pool:
+        addresses = list(pool.map(add, range(16)))
+
+    assert len(set(addresses)) == 16
+    assert len(lab.reserved_ips("shared")) == 16
+    assert len(served_calls(executor, "ADD")) == 8
+    for i in range(16):
+        env = shim_env(lab, "DEL", socket=str(executor.socket), container_id=f"c{i}", netns="/run/netns/none")
+        assert run_shim(lab, "host-local", env, conf).returncode == 0
+    assert lab.reserved_ips("shared") == []
