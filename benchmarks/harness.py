@@ -108,12 +108,16 @@ class Executor:
     def calls(self) -> int:
         return self.log.read_text().count('"event": "call"')
 
-    def durations(self) -> dict[str, float]:
+    def mark(self) -> int:
+        """A position in the log: ``durations(since=mark)`` looks only at calls logged after it."""
+        return len(self.log.read_text().splitlines())
+
+    def durations(self, since: int = 0) -> dict[str, float]:
         """Median ms each plugin call spent inside the executor, by "plugin COMMAND"."""
         import statistics
 
         spent: dict[str, list[float]] = {}
-        for line in self.log.read_text().splitlines():
+        for line in self.log.read_text().splitlines()[since:]:
             event = json.loads(line)
             if event["event"] == "call":
                 spent.setdefault(f"{event['plugin']} {event['command']}", []).append(event["duration_ms"])
