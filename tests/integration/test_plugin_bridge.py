@@ -133,9 +133,9 @@ def peer_address_seen(server_ns: str | None, server_port: int, client_ns: str | 
 
 
 def unique_port(lab: CniLab, base: int) -> int:
-    """A TCP port no parallel test uses: derived from the lab's unique subnet (10.<100+worker>.<n>.0/24)."""
-    worker, index = (int(part) for part in lab.subnet4.split(".")[1:3])
-    return base + (worker - 100) * 256 + index
+    """A TCP port no parallel test uses: derived from the lab's unique subnet 10.<x>.<y>.0/24 (x < 256)."""
+    x, y = (int(part) for part in lab.subnet4.split(".")[1:3])
+    return base + (x * 256 + y) % 25000
 
 
 @pytest.fixture
@@ -237,8 +237,10 @@ def test_del_twice_and_after_the_netns_is_gone(pycni_lab: CniLab, make_netns: An
 def outside_world(lab: CniLab, make_netns: Any) -> tuple[Netns, str, str]:
     """An 'outside' namespace on a /30 of its own behind a host veth; (netns, host address, outside address)."""
     outside = make_netns()
-    worker, index = (int(p) for p in lab.subnet4.split(".")[1:3])
-    host_ip, outside_ip = f"172.{16 + worker - 100}.{index}.1", f"172.{16 + worker - 100}.{index}.2"
+    # A /30 in 172.16.0.0/12 as unique as the lab's 10.<x>.<y>.0/24: (x, y) -> 172.(16 + x%16).y.(4 * (x//16))/30
+    x, y = (int(p) for p in lab.subnet4.split(".")[1:3])
+    prefix, first = f"172.{16 + x % 16}.{y}", 4 * (x // 16)
+    host_ip, outside_ip = f"{prefix}.{first + 1}", f"{prefix}.{first + 2}"
     host_end = "pco" + lab.bridge[3:]
     run("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", outside.name)
     run("ip", "addr", "add", f"{host_ip}/30", "dev", host_end)
