@@ -181,9 +181,14 @@ class Network:
             prev = json.loads(self._exec("ADD", plugin, self._stdin(plugin, prev, pod.caps), pod))
         pod.result = prev
 
-    def delete(self, pod: Pod) -> None:
+    def delete(self, pod: Pod, *, best_effort: bool = False) -> None:
+        """DEL the chain in reverse; ``best_effort`` goes on past a failing plugin (cleaning up after a failure)."""
         for plugin in reversed(self.plugins):
-            self._exec("DEL", plugin, self._stdin(plugin, pod.result, pod.caps), pod)
+            try:
+                self._exec("DEL", plugin, self._stdin(plugin, pod.result, pod.caps), pod)
+            except RuntimeError:
+                if not best_effort:
+                    raise
         pod.result = None
 
     def reserved_ips(self) -> list[str]:

@@ -104,7 +104,7 @@ class Failures:
     def record(self, network: Network, pod: Pod, exc: BaseException) -> None:
         print(f"\n{network.variant.name}: {exc}", file=sys.stderr)
         with contextlib.suppress(Exception):
-            network.delete(pod)
+            network.delete(pod, best_effort=True)
         with self._lock:
             self.by_variant[network.variant.name] = self.by_variant.get(network.variant.name, 0) + 1
             if sum(self.by_variant.values()) > self.limit:
