@@ -278,6 +278,27 @@ class Cleanup:
         self.dirs.append(path)
         return path
 
+    def _remove_tagged_iptables_rules(self) -> list[str]:
+        """Rules the Go plugins tagged with our network names that a failed DEL left (and their chains)."""
+        import shlex
+
+        from tests.runtime_podman.conftest import SHARED_CNI_CHAINS
+
+        found: list[str] = []
+        for tool in ("iptables", "ip6tables"):
+            for table in ("nat", "filter"):
+                listing = sh(tool, "-t", table, "-S", check=False).stdout.splitlines()
+                ours = [line for line in listing if line.startswith("-A ") and f'\\"{NETWORK_PREFIX}' in line]
+                for line in ours:
+                    args = shlex.split(line)
+                    sh(tool, "-t", table, "-D", *args[1:], check=False)
+                    found.append(f"{tool} -t {table} {line} (removed)")
+                    target = args[args.index("-j") + 1] if "-j" in args else ""
+                    if target.startswith("CNI-") and target not in SHARED_CNI_CHAINS:  # a per-container chain
+                        sh(tool, "-t", table, "-F", target, check=False)
+                        sh(tool, "-t", table, "-X", target, check=False)
+        return found
+
     def run(self) -> list[str]:
         """Remove what the benchmark made; return what could not be removed."""
         leftovers: list[str] = []
@@ -287,6 +308,7 @@ class Cleanup:
                 sh("ip", "netns", "delete", name, check=False)
         for bridge in self.bridges:
             sh("ip", "link", "delete", bridge, check=False)
+        leftovers += self._remove_tagged_iptables_rules()
         leftovers += self.firewall.remove_new_shared_chains()
         # pycni's own nft tables (portmap, firewall, masquerade) that this run created and left empty
         for table in sorted(set(sh("nft", "list", "tables", check=False).stdout.split("\n")) - self.nft_tables):
