@@ -11,6 +11,8 @@ demo: setup
 
 test: setup
 	.venv/bin/python -m pytest -n 2 tests
+	@echo "== the plugin integration tests again, every pycni plugin call through a warm executor"
+	PYCNI_TEST_EXECUTOR=1 .venv/bin/python -m pytest -n 2 tests/integration
 
 unit: setup
 	.venv/bin/python -m pytest -q tests/unit
@@ -19,7 +21,7 @@ integration: setup
 	.venv/bin/python -m pytest -q -n 2 tests/integration
 
 lint: setup
-	.venv/bin/ruff check pycni tests
+	.venv/bin/ruff check pycni tests benchmarks
 	.venv/bin/mypy
 
 bench: setup

@@ -1,9 +1,8 @@
 """podman (a real runtime, CNI backend) running pycni's plugins.
 
-pycni's shims are installed into a directory that comes first in podman's
-plugin path, so its bridge and host-local serve podman's own conflist;
-portmap, firewall and tuning (not pycni's yet) come from Debian's Go
-plugins behind them: a mixed chain, as users will run it.
+pycni's shims are the only plugins podman can find, so every plugin of the
+chain podman writes (bridge + host-local, portmap, firewall, tuning) is
+pycni's; a second test mixes them with Debian's Go plugins.
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_podman.conftest import GO_PLUGIN_DIR, Podman, link_exists, links_with_master
+from tests.runtime_podman.conftest import Podman, link_exists, links_with_master
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
-PYCNI_TYPES = ("bridge", "host-local", "loopback")
+PYCNI_TYPES = ("bridge", "host-local", "loopback", "portmap", "firewall", "tuning")
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +31,8 @@ def pycni_bin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def go_meta_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Only the Go meta plugins, so bridge and host-local can only be pycni's."""
-    bin_dir = tmp_path_factory.mktemp("go-meta-bin")
-    for plugin_type in ("portmap", "firewall", "tuning"):
-        (bin_dir / plugin_type).symlink_to(f"{GO_PLUGIN_DIR}/{plugin_type}")
-    return bin_dir
-
-
-@pytest.fixture(scope="module")
-def podman_plugin_dirs(pycni_bin: Path, go_meta_bin: Path) -> list[str]:
-    return [str(pycni_bin), str(go_meta_bin)]
+def podman_plugin_dirs(pycni_bin: Path) -> list[str]:
+    return [str(pycni_bin)]
 
 
 def test_podman_containers_on_pycni_bridge_and_host_local(podman: Podman, pycni_bin: Path) -> None:
@@ -50,7 +40,7 @@ def test_podman_containers_on_pycni_bridge_and_host_local(podman: Podman, pycni_
     assert [p["type"] for p in net.conflist["plugins"]] == ["bridge", "portmap", "firewall", "tuning"]
 
     podman.start("a", net.name)
-    podman.start("b", net.name)
+    podman.start("b", net.name, "-p", "18080:8080")
     ip_a, ip_b = podman.ip_of("a"), podman.ip_of("b")
     subnet = ipaddress.ip_network(net.subnet)
     assert ipaddress.ip_address(ip_a) in subnet and ipaddress.ip_address(ip_b) in subnet
@@ -61,8 +51,19 @@ def test_podman_containers_on_pycni_bridge_and_host_local(podman: Podman, pycni_
         assert ping.returncode == 0, ping.stdout + ping.stderr
     veths = links_with_master(net.bridge)
     assert len(veths) == 2
+    # portmap: a server in b answers on the host port, from a (hairpin through the host) and from the host
+    podman.exec("b", "sh", "-c", "echo hello-from-b > /tmp/index.html; busybox httpd -p 8080 -h /tmp", check=True)
+    for address, port in ((ip_b, 8080), (net.gateway, 18080)):  # direct, then hairpin through the host port
+        assert http_get(podman, "a", address, port) == "hello-from-b", (address, port)
 
     podman.rm("a", "b")
     assert net.reserved_ips() == []
     assert [v for v in veths if link_exists(v)] == []
     podman.network_remove(net.name)
+
+
+def http_get(podman: Podman, container: str, address: str, port: int) -> str:
+    """The body of GET /index.html, fetched with busybox nc (busybox-static's wget crashes in this image)."""
+    request = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 " + f"{address} {port}"
+    out = podman.exec(container, "sh", "-c", request).stdout
+    return out.replace("\r\n", "\n").split("\n\n", 1)[-1].strip()  # headers end at the first blank line
