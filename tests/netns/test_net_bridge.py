@@ -131,3 +131,16 @@ def test_real_host_namespace_bridge(host_links: Callable[[str], str]) -> None:
     add_address(name, ip_interface("198.18.255.1/30"))
     assert links.delete_link(name)
     assert run("ip", "link", "show", "dev", name, check=False).returncode != 0
+
+
+def test_concurrent_gateway_setup_on_a_new_bridge(hostns: Netns) -> None:
+    """Pods started at once on a fresh node all put the same gateway on the bridge: none may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    br = unique("br")
+    hostns.call(bridge.ensure_bridge, br)
+    gw4 = ip_interface("10.97.0.1/24")
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: hostns.call(ensure_address_on_bridge, br, gw4), range(16)))
+    assert outcomes == [None] * 16
+    assert hostns.call(list_addresses, br, 4) == [gw4]
