@@ -27,7 +27,8 @@ environment (as cnitool):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pycni",
-        description="Container Network Interface toolkit: run CNI plugins the way a container runtime does.",
+        description="Container Network Interface toolkit: run CNI plugins as a runtime does (cnitool verbs), "
+        "install them, and run the executor, the cluster node agent and a multi-node lab.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=ENV_HELP,
     )
