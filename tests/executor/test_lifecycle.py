@@ -65,6 +65,10 @@ def test_daemon_mode_returns_when_ready_and_stops_cleanly_on_sigterm(lab: CniLab
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600 and stat.S_ISSOCK(sock.stat().st_mode)
         assert os.getsid(pid) == pid or os.getsid(pid) != os.getsid(0)  # detached from our session
         assert version_via(lab, sock).returncode == 0
+        # the daemon logs a call after it has answered it: give the log line a moment
+        deadline = time.monotonic() + 5
+        while '"event": "call"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert '"event": "call"' in log.read_text()
     finally:
         os.kill(pid, signal.SIGTERM)
