@@ -126,8 +126,13 @@ def measure(client_netns: str, server_ip: str, *, reverse: bool) -> float:
     cmd = ["iperf3", "-c", server_ip, "-t", "3", "-O", "1", "-J"]
     if reverse:
         cmd.append("-R")  # the server (the shaped pod) sends
-    out = run(*cmd, netns=client_netns, timeout=30).stdout
-    return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+    for _ in range(5):
+        report = json.loads(run(*cmd, netns=client_netns, timeout=30, check=False).stdout or "{}")
+        if "sum_received" in report.get("end", {}):
+            return float(report["end"]["sum_received"]["bits_per_second"])
+        # e.g. "the server is busy running a test": the previous run's teardown is not finished yet
+        time.sleep(0.5)
+    raise AssertionError(f"iperf3 gave no measurement: {report.get('error', report)}")
 
 
 @pytest.mark.parametrize("main", MAIN_PLUGINS)
