@@ -95,12 +95,12 @@ def iperf_server(tmp_path: Path) -> Iterator[Any]:
     """Start ``iperf3 -s`` in a netns; stopped by PID at teardown."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(netns: str, bind: str) -> None:
+    def start(netns: str, bind: str, port: int = 5201) -> None:
         log = tmp_path / f"iperf3-{uuid.uuid4().hex[:6]}.log"
         with open(log, "wb") as out:
             # ip netns exec execs iperf3 itself, so this PID is the server's.
             proc = subprocess.Popen(
-                ["ip", "netns", "exec", netns, "iperf3", "-s", "-B", bind, "--forceflush"],
+                ["ip", "netns", "exec", netns, "iperf3", "-s", "-B", bind, "-p", str(port), "--forceflush"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -121,9 +121,9 @@ def iperf_server(tmp_path: Path) -> Iterator[Any]:
             proc.wait()
 
 
-def measure(client_netns: str, server_ip: str, *, reverse: bool) -> float:
+def measure(client_netns: str, server_ip: str, *, reverse: bool, port: int = 5201) -> float:
     """Received bits/s of a 3 s TCP run (first second omitted: slow start and the initial burst)."""
-    cmd = ["iperf3", "-c", server_ip, "-t", "3", "-O", "1", "-J"]
+    cmd = ["iperf3", "-c", server_ip, "-p", str(port), "-t", "3", "-O", "1", "-J"]
     if reverse:
         cmd.append("-R")  # the server (the shaped pod) sends
     for _ in range(5):
@@ -160,9 +160,11 @@ def test_rates_are_enforced_in_each_direction(lab: CniLab, make_netns, iperf_ser
         runtime.check_network_list(netlist, peer)
 
         shaped_ip = str(result.ips[0].address.ip)
-        iperf_server(shaped_ns.name, shaped_ip)
-        into_pod = measure(peer_ns.name, shaped_ip, reverse=False)
-        out_of_pod = measure(peer_ns.name, shaped_ip, reverse=True)
+        # one server per direction: a server still winding down the first run refuses or stalls the second
+        iperf_server(shaped_ns.name, shaped_ip, 5201)
+        iperf_server(shaped_ns.name, shaped_ip, 5202)
+        into_pod = measure(peer_ns.name, shaped_ip, reverse=False, port=5201)
+        out_of_pod = measure(peer_ns.name, shaped_ip, reverse=True, port=5202)
         print(
             f"[{main}] ingress {into_pod / 1e6:.2f} Mbit/s (limit {INGRESS_RATE / 1e6:g}), "
             f"egress {out_of_pod / 1e6:.2f} Mbit/s (limit {EGRESS_RATE / 1e6:g})"
@@ -222,26 +224,29 @@ def _make_ifb(name: str, alias: str) -> None:
 
 def test_gc_removes_only_stale_ifbs_of_this_network(lab: CniLab, make_netns) -> None:
     lab.install_pycni("bandwidth")
-    lab.write_conflist("bwnet", [lab.bridge_plugin(), bandwidth(egressRate=EGRESS_RATE, egressBurst=BURST)])
-    netlist = load_network_conf(str(lab.conf_dir), "bwnet")
+    # A network name of its own: GC collects every ifb of the network outside the valid set,
+    # including those of other tests running in parallel if they shared the name.
+    net = f"bwgc-{uuid.uuid4().hex[:6]}"
+    lab.write_conflist(net, [lab.bridge_plugin(), bandwidth(egressRate=EGRESS_RATE, egressBurst=BURST)])
+    netlist = load_network_conf(str(lab.conf_dir), net)
     # GC needs spec 1.1.0, which Debian's Go bridge does not speak: a
     # bandwidth-only list of the same network does the collecting.
     gc_dir = lab.root / "gc"
     gc_dir.mkdir()
-    gc_file = gc_dir / "bwnet.conflist"
-    gc_file.write_text(json.dumps({"cniVersion": "1.1.0", "name": "bwnet", "plugins": [bandwidth()]}))
+    gc_file = gc_dir / f"{net}.conflist"
+    gc_file.write_text(json.dumps({"cniVersion": "1.1.0", "name": net, "plugins": [bandwidth()]}))
     gc_list = load_file(str(gc_file))
     runtime = cni(lab)
     ns = make_netns()
     rt = RuntimeConf(ns.name, ns.path, "eth0")
     token = uuid.uuid4().hex[:8]
-    stale = ifb_name("bwnet", f"ghost-{token}", "eth0")  # an attachment whose DEL never ran
+    stale = ifb_name(net, f"ghost-{token}", "eth0")  # an attachment whose DEL never ran
     other_net = ifb_name("othernet", f"ghost-{token}", "eth0")  # another network's: not ours to collect
     foreign = f"pcf{token}"  # not made by pycni at all
     try:
         runtime.add_network_list(netlist, rt)
-        live = ifb_name("bwnet", rt.container_id, "eth0")
-        _make_ifb(stale, owner_tag("bandwidth", "bwnet", f"ghost-{token}", "eth0"))
+        live = ifb_name(net, rt.container_id, "eth0")
+        _make_ifb(stale, owner_tag("bandwidth", net, f"ghost-{token}", "eth0"))
         _make_ifb(other_net, owner_tag("bandwidth", "othernet", f"ghost-{token}", "eth0"))
         _make_ifb(foreign, "somebody else's")
 
