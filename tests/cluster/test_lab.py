@@ -100,15 +100,16 @@ def test_hand_deleted_state_is_repaired_and_stale_entries_are_swept(lab: Lab) ->
     subnet = lab.node_subnet("n2")
     assert subnet is not None
     lab.exec("n1", ["ip", "route", "del", str(subnet)], check=True)
-    stale = "10.244.250.0/24"
+    # Outside the cluster network (10.244.0.0/16): a node joining in another test may lease any subnet inside it.
+    stale = "10.245.250.0/24"
     lab.exec("n1", ["ip", "route", "add", stale, "via", lab.state.nodes["n2"].ip, "proto", ROUTE_PROTO], check=True)
-    lab.exec("n1", ["ip", "route", "add", "10.244.251.0/24", "via", lab.state.nodes["n2"].ip], check=True)
+    lab.exec("n1", ["ip", "route", "add", "10.245.251.0/24", "via", lab.state.nodes["n2"].ip], check=True)
     if lab.state.backend == "vxlan":
         lab.exec("n1", ["ip", "neigh", "flush", "dev", "pycni.1"], check=True)
     took = wait_until(lambda: lab.owned_routes("n1") == {lab.node_subnet(n) for n in ("n2", "n3")}, 10)
     routes = lab.exec("n1", ["ip", "route"]).stdout
-    assert "10.244.251.0/24" in routes  # not ours: left alone
-    lab.exec("n1", ["ip", "route", "del", "10.244.251.0/24"], check=True)
+    assert "10.245.251.0/24" in routes  # not ours: left alone
+    lab.exec("n1", ["ip", "route", "del", "10.245.251.0/24"], check=True)
     assert unreachable_pairs(lab) == []
     print(f"repaired in {took:.1f}s")
 
