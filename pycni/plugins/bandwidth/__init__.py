@@ -7,49 +7,18 @@ the kernel work. Spec versions 0.3.0 and later, as the reference.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from pycni.plugins.lazy import lazy
 from pycni.skel import Plugin
 from pycni.spec.version import SUPPORTED_VERSIONS
 
-if TYPE_CHECKING:
-    from pycni.skel import CmdArgs
-    from pycni.spec.result import Result
-
-# The handlers import their module on first call: VERSION (and a bare run)
-# only pays for skel.
-
-
-def _add(args: CmdArgs) -> Result:
-    from pycni.plugins.bandwidth.plugin import cmd_add
-
-    return cmd_add(args)
-
-
-def _del(args: CmdArgs) -> None:
-    from pycni.plugins.bandwidth.plugin import cmd_del
-
-    cmd_del(args)
-
-
-def _check(args: CmdArgs) -> None:
-    from pycni.plugins.bandwidth.plugin import cmd_check
-
-    cmd_check(args)
-
-
-def _gc(args: CmdArgs) -> None:
-    from pycni.plugins.bandwidth.plugin import cmd_gc
-
-    cmd_gc(args)
-
+_MODULE = "pycni.plugins.bandwidth.plugin"
 
 PLUGIN = Plugin(
     name="bandwidth",
-    add=_add,
-    delete=_del,
-    check=_check,
-    gc=_gc,
+    add=lazy(_MODULE, "cmd_add"),
+    delete=lazy(_MODULE, "cmd_del"),
+    check=lazy(_MODULE, "cmd_check"),
+    gc=lazy(_MODULE, "cmd_gc"),
     versions=SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.index("0.3.0") :],
     about="pycni bandwidth: ingress/egress rate limits with tbf qdiscs (and an ifb for egress)",
 )

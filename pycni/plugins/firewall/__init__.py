@@ -7,49 +7,21 @@ it speaks spec 0.4.0 and later only (older configs get code 1).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from pycni.plugins.lazy import lazy
 from pycni.skel import Plugin
-
-if TYPE_CHECKING:
-    from pycni.skel import CmdArgs
-    from pycni.spec.result import Result
-
-__all__ = ["PLUGIN"]
 
 VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
 
-
-def _add(args: CmdArgs) -> Result:
-    from pycni.plugins.firewall.plugin import cmd_add
-
-    return cmd_add(args)
-
-
-def _del(args: CmdArgs) -> None:
-    from pycni.plugins.firewall.plugin import cmd_del
-
-    cmd_del(args)
-
-
-def _check(args: CmdArgs) -> None:
-    from pycni.plugins.firewall.plugin import cmd_check
-
-    cmd_check(args)
-
-
-def _gc(args: CmdArgs) -> None:
-    from pycni.plugins.firewall.plugin import cmd_gc
-
-    cmd_gc(args)
-
+_MODULE = "pycni.plugins.firewall.plugin"
 
 PLUGIN = Plugin(
     name="firewall",
-    add=_add,
-    delete=_del,
-    check=_check,
-    gc=_gc,
+    add=lazy(_MODULE, "cmd_add"),
+    delete=lazy(_MODULE, "cmd_del"),
+    check=lazy(_MODULE, "cmd_check"),
+    gc=lazy(_MODULE, "cmd_gc"),
     versions=VERSIONS,
     about="pycni firewall: lets a pod's addresses through the host's forwarding filter (iptables or nftables)",
 )
+
+__all__ = ["PLUGIN"]

@@ -43,41 +43,16 @@ CHECK does nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from pycni.plugins.lazy import lazy
 from pycni.skel import Plugin
 
-if TYPE_CHECKING:
-    from pycni.skel import CmdArgs
-    from pycni.spec.result import Result
-
-# The handlers import their module on first call: VERSION (and a bare run)
-# only pays for skel.
-
-
-def _add(args: CmdArgs) -> Result:
-    from pycni.plugins.sbr.plugin import cmd_add
-
-    return cmd_add(args)
-
-
-def _del(args: CmdArgs) -> None:
-    from pycni.plugins.sbr.plugin import cmd_del
-
-    cmd_del(args)
-
-
-def _check(args: CmdArgs) -> None:
-    from pycni.plugins.sbr.plugin import cmd_check
-
-    cmd_check(args)
-
+_MODULE = "pycni.plugins.sbr.plugin"
 
 PLUGIN = Plugin(
     name="sbr",
-    add=_add,
-    delete=_del,
-    check=_check,
+    add=lazy(_MODULE, "cmd_add"),
+    delete=lazy(_MODULE, "cmd_del"),
+    check=lazy(_MODULE, "cmd_check"),
     about="pycni sbr: source-based routing (a rule and a routing table per container address)",
 )
 
