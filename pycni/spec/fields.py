@@ -70,7 +70,8 @@ def lookup(obj: Mapping[str, Any], key: str) -> Any:
     return None
 
 
-def _describe(value: Any) -> str:
+def describe_json(value: Any) -> str:
+    """What kind of JSON value ``value`` is, for error messages ("a string", "an array", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -87,7 +88,7 @@ def read_object(obj: Mapping[str, Any], key: str, base: str) -> dict[str, Any] |
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise InvalidConfig(f"{join(base, key)}: expected an object, got {_describe(value)}")
+        raise InvalidConfig(f"{join(base, key)}: expected an object, got {describe_json(value)}")
     return value
 
 
@@ -97,7 +98,7 @@ def read_list(obj: Mapping[str, Any], key: str, base: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise InvalidConfig(f"{join(base, key)}: expected an array, got {_describe(value)}")
+        raise InvalidConfig(f"{join(base, key)}: expected an array, got {describe_json(value)}")
     return value
 
 
@@ -106,7 +107,7 @@ def read_str(obj: Mapping[str, Any], key: str, base: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidConfig(f"{join(base, key)}: expected a string, got {_describe(value)}")
+        raise InvalidConfig(f"{join(base, key)}: expected a string, got {describe_json(value)}")
     return value
 
 
@@ -125,7 +126,7 @@ def read_bool(obj: Mapping[str, Any], key: str, base: str, default: bool = False
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise InvalidConfig(f"{join(base, key)}: expected a boolean, got {_describe(value)}")
+        raise InvalidConfig(f"{join(base, key)}: expected a boolean, got {describe_json(value)}")
     return value
 
 
@@ -209,7 +210,7 @@ def parse_network(text: Any, path: str, *, strict: bool = False) -> IPNetwork:
 
 def _parse_route(raw: Any, path: str) -> Route:
     if not isinstance(raw, dict):
-        raise InvalidConfig(f"{path}: expected an object, got {_describe(raw)}")
+        raise InvalidConfig(f"{path}: expected an object, got {describe_json(raw)}")
     dst_text = lookup(raw, "dst")
     if dst_text is None:
         raise InvalidConfig(f"{path}.dst: missing")

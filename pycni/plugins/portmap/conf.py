@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pycni.plugins.common import owner_tag
 from pycni.spec.errors import InvalidConfig
-from pycni.spec.fields import lookup, parse_address, read_bool, read_list, read_str
+from pycni.spec.fields import describe_json, lookup, parse_address, read_bool, read_list, read_str
 
 if TYPE_CHECKING:
     from pycni.spec.result import Result
@@ -172,7 +172,7 @@ def _conditions(config: Mapping[str, Any], family: Family, backend: str) -> tupl
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
-        raise InvalidConfig(f"{key}: expected an array of strings, got {_describe(value)}")
+        raise InvalidConfig(f"{key}: expected an array of strings, got {describe_json(value)}")
     tokens = tuple(value)
     if any(c in token for token in tokens for c in ";\n\r\0"):
         raise InvalidConfig(f"{key}: a condition may not contain ';', a newline or a NUL byte")
@@ -190,7 +190,7 @@ def _mappings(config: Mapping[str, Any]) -> tuple[PortMapping, ...] | None:
     if runtime is None:
         return None
     if not isinstance(runtime, dict):
-        raise InvalidConfig(f"runtimeConfig: expected an object, got {_describe(runtime)}")
+        raise InvalidConfig(f"runtimeConfig: expected an object, got {describe_json(runtime)}")
     if lookup(runtime, "portMappings") is None:
         return None
     seen: dict[tuple[IPAddress | None, str, int], PortMapping] = {}
@@ -213,7 +213,7 @@ def _mappings(config: Mapping[str, Any]) -> tuple[PortMapping, ...] | None:
 def _mapping(raw: Any, index: int) -> PortMapping:
     where = f"runtimeConfig.portMappings[{index}]"
     if not isinstance(raw, dict):
-        raise InvalidConfig(f"{where}: expected an object, got {_describe(raw)}")
+        raise InvalidConfig(f"{where}: expected an object, got {describe_json(raw)}")
     ports = {}
     for key in ("hostPort", "containerPort"):
         value = lookup(raw, key)
@@ -233,20 +233,8 @@ def _mapping(raw: Any, index: int) -> PortMapping:
 
 def _int(value: Any, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"{path}: expected an integer, got {_describe(value)}")
+        raise InvalidConfig(f"{path}: expected an integer, got {describe_json(value)}")
     return value
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 def _valid_chain_name(name: str) -> bool:

@@ -45,7 +45,7 @@ from typing import Any
 
 from pycni.spec.args import CniArgs
 from pycni.spec.errors import InvalidConfig
-from pycni.spec.fields import lookup
+from pycni.spec.fields import describe_json, lookup
 
 __all__ = [
     "ALLOWLIST_PATH",
@@ -157,30 +157,18 @@ def check_allowlist(keys: list[str], allowlist_text: str | None) -> None:
             raise _refuse(key, f"not allowed by {ALLOWLIST_PATH}")
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
 def _sysctl_map(value: Any, path: str) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, dict):
-        raise InvalidConfig(f"{path}: expected an object of strings, got {_describe(value)}")
+        raise InvalidConfig(f"{path}: expected an object of strings, got {describe_json(value)}")
     duplicates = getattr(value, "duplicates", ())
     if duplicates:
         raise InvalidConfig(f'{path}: key "{duplicates[0]}" appears more than once')
     out = []
     for key, item in value.items():
         if not isinstance(item, str):
-            raise InvalidConfig(f'{path}["{key}"]: expected a string, got {_describe(item)}')
+            raise InvalidConfig(f'{path}["{key}"]: expected a string, got {describe_json(item)}')
         out.append((key, item))
     return out
 
@@ -191,7 +179,7 @@ def _mac(value: Any, path: str) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str):
-        raise InvalidConfig(f"{path}: expected a string, got {_describe(value)}")
+        raise InvalidConfig(f"{path}: expected a string, got {describe_json(value)}")
     validate_mac(value, path)
     return value.lower()
 
@@ -200,7 +188,7 @@ def _int(value: Any, path: str, *, minimum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"{path}: expected an integer, got {_describe(value)}")
+        raise InvalidConfig(f"{path}: expected an integer, got {describe_json(value)}")
     if value < minimum:
         raise InvalidConfig(f"{path}: must be at least {minimum}, got {value}")
     return value
@@ -210,7 +198,7 @@ def _bool(value: Any, path: str) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise InvalidConfig(f"{path}: expected a boolean, got {_describe(value)}")
+        raise InvalidConfig(f"{path}: expected a boolean, got {describe_json(value)}")
     return value
 
 
