@@ -22,11 +22,11 @@ pycni.net is imported inside the functions: a VERSION call never pays for it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pycni.ipam.delegate import ipam_add, ipam_check, ipam_del, ipam_gc, ipam_status, ipam_type, released_on_failure
 from pycni.plugins.common import assemble_result, find_interface, require_ips
@@ -121,6 +121,22 @@ def gc_ipam(args: CmdArgs) -> None:
     """GC: forwarded to the IPAM delegate, when the network has IPAM."""
     if ipam_type(args):
         ipam_gc(args)
+
+
+def ipam_status_and_gc(
+    parse_conf: Callable[[Mapping[str, Any]], object],
+) -> tuple[Callable[[CmdArgs], None], Callable[[CmdArgs], None]]:
+    """A link plugin's STATUS and GC: check the config parses, then forward to IPAM (if any)."""
+
+    def cmd_status(args: CmdArgs) -> None:
+        parse_conf(args.config)
+        status_ipam(args)
+
+    def cmd_gc(args: CmdArgs) -> None:
+        parse_conf(args.config)
+        gc_ipam(args)
+
+    return cmd_status, cmd_gc
 
 
 def resolve_master(master: str, args: CmdArgs, *, in_container: bool, max_mtu_of: int | None = None) -> LinkInfo:

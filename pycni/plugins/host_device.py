@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycni import skel
 from pycni.ipam.delegate import ipam_add, ipam_del, released_on_failure
-from pycni.plugins.attach import Expected, add_single_link, check_single_link, gc_ipam, renderable, status_ipam
+from pycni.plugins.attach import Expected, add_single_link, check_single_link, ipam_status_and_gc, renderable
 from pycni.plugins.common import assemble_result, dns_from_conf, require_ips, validate_mac
 from pycni.plugins.linkconf import read_ipam_type, read_link_name
 from pycni.spec.errors import InvalidConfig
@@ -185,14 +185,7 @@ def cmd_check(args: skel.CmdArgs) -> None:
     check_single_link(args, plugin="host-device", use_ipam=bool(conf.ipam_type), expected=Expected())
 
 
-def cmd_status(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    status_ipam(args)
-
-
-def cmd_gc(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    gc_ipam(args)
+cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
 
 PLUGIN = skel.Plugin(

@@ -25,9 +25,8 @@ from pycni.plugins.attach import (
     add_single_link,
     check_single_link,
     del_single_link,
-    gc_ipam,
+    ipam_status_and_gc,
     resolve_master,
-    status_ipam,
 )
 from pycni.plugins.common import dns_from_conf, requested_mac, validate_mac
 from pycni.plugins.linkconf import read_choice, read_ipam_type, read_link_name, read_mtu, read_uint32
@@ -107,14 +106,7 @@ def cmd_check(args: skel.CmdArgs) -> None:
     check_single_link(args, plugin="macvlan", use_ipam=bool(conf.ipam_type), expected=expected)
 
 
-def cmd_status(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    status_ipam(args)
-
-
-def cmd_gc(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    gc_ipam(args)
+cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
 
 PLUGIN = skel.Plugin(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pycni import skel
-from pycni.plugins.attach import Expected, add_single_link, check_single_link, del_single_link, gc_ipam, status_ipam
+from pycni.plugins.attach import Expected, add_single_link, check_single_link, del_single_link, ipam_status_and_gc
 from pycni.plugins.common import dns_from_conf, requested_mac, validate_mac
 from pycni.plugins.linkconf import read_ipam_type, read_link_name, read_mtu, read_uint32
 from pycni.spec.errors import InvalidConfig, UnsupportedField
@@ -121,14 +121,7 @@ def cmd_check(args: skel.CmdArgs) -> None:
     check_single_link(args, plugin="tap", use_ipam=bool(conf.ipam_type), expected=Expected(kind="tun"))
 
 
-def cmd_status(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    status_ipam(args)
-
-
-def cmd_gc(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    gc_ipam(args)
+cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
 
 PLUGIN = skel.Plugin(

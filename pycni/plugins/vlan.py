@@ -23,9 +23,8 @@ from pycni.plugins.attach import (
     add_single_link,
     check_single_link,
     del_single_link,
-    gc_ipam,
+    ipam_status_and_gc,
     resolve_master,
-    status_ipam,
 )
 from pycni.plugins.common import dns_from_conf
 from pycni.plugins.linkconf import read_ipam_type, read_link_name, read_mtu
@@ -96,14 +95,7 @@ def cmd_check(args: skel.CmdArgs) -> None:
     check_single_link(args, plugin="vlan", use_ipam=True, expected=expected)
 
 
-def cmd_status(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    status_ipam(args)
-
-
-def cmd_gc(args: skel.CmdArgs) -> None:
-    parse_conf(args.config)
-    gc_ipam(args)
+cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
 
 PLUGIN = skel.Plugin(
