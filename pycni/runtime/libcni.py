@@ -191,15 +191,10 @@ class CniConfig:
 
         result: Result | None = None
         for plugin in netlist.plugins:
+            prev = None if result is None else result.to_wire()
+            out = self._run_attachment(netlist, plugin, "add", env, rt, prev)
             try:
-                stdin = request_config(
-                    plugin,
-                    name=netlist.name,
-                    cni_version=version,
-                    prev_result=None if result is None else result.to_wire(),
-                    runtime_config=runtime_config_for(plugin, rt.capability_args),
-                )
-                result = _parse_result(self._run(plugin, stdin, env), version)
+                result = _parse_result(out, version)
             except CniError as exc:
                 raise PluginError(exc, plugin_type=plugin.type, network=netlist.name, command="add") from exc
         assert result is not None  # the list is non-empty
@@ -234,19 +229,9 @@ class CniConfig:
             raise WrappedError(f'failed to get network "{netlist.name}" cached result', exc) from exc
         env = self._env("CHECK", rt)
         for plugin in netlist.plugins:
-            try:
-                stdin = request_config(
-                    plugin,
-                    name=netlist.name,
-                    cni_version=version,
-                    prev_result=prev_result,
-                    runtime_config=runtime_config_for(plugin, rt.capability_args),
-                )
-                self._run(plugin, stdin, env)
-            except CniError as exc:
-                # libcni returns CHECK errors bare; naming the plugin costs
-                # nothing (code and details are kept) and tells the operator where to look.
-                raise PluginError(exc, plugin_type=plugin.type, network=netlist.name, command="check") from exc
+            # libcni returns CHECK errors bare; naming the plugin costs
+            # nothing (code and details are kept) and tells the operator where to look.
+            self._run_attachment(netlist, plugin, "check", env, rt, prev_result)
 
     def del_network_list(self, netlist: NetConfList, rt: RuntimeConf) -> None:
         """DEL every plugin in reverse order, then forget the cached result (spec 5.6)."""
@@ -261,19 +246,31 @@ class CniConfig:
                 self._forget(netlist.name, rt)
         env = self._env("DEL", rt)
         for plugin in reversed(netlist.plugins):
-            try:
-                stdin = request_config(
-                    plugin,
-                    name=netlist.name,
-                    cni_version=version,
-                    prev_result=prev_result,
-                    runtime_config=runtime_config_for(plugin, rt.capability_args),
-                )
-                self._run(plugin, stdin, env)
-            except CniError as exc:
-                # The cache entry stays, so a retried DEL gets the same prevResult.
-                raise PluginError(exc, plugin_type=plugin.type, network=netlist.name, command="delete") from exc
+            # On failure the cache entry stays, so a retried DEL gets the same prevResult.
+            self._run_attachment(netlist, plugin, "delete", env, rt, prev_result)
         self._forget(netlist.name, rt)
+
+    def _run_attachment(
+        self,
+        netlist: NetConfList,
+        plugin: PluginConf,
+        command: str,
+        env: Mapping[str, str],
+        rt: RuntimeConf,
+        prev_result: dict[str, Any] | None,
+    ) -> bytes:
+        """One plugin of an attachment's chain (ADD/CHECK/DEL); its error names the plugin and keeps its code."""
+        try:
+            stdin = request_config(
+                plugin,
+                name=netlist.name,
+                cni_version=netlist.negotiated_version,
+                prev_result=prev_result,
+                runtime_config=runtime_config_for(plugin, rt.capability_args),
+            )
+            return self._run(plugin, stdin, env)
+        except CniError as exc:
+            raise PluginError(exc, plugin_type=plugin.type, network=netlist.name, command=command) from exc
 
     # -- GC / STATUS ----------------------------------------------------------
 
