@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pycni.net._netlink import Message, attr, failing, get_link_msg, link_index, rtnl, session
+from pycni.net._netlink import failing, link_index, rtnl, session
 from pycni.net.errors import LinkExists, LinkNotFound, LinkNotUp, NetError, NetnsNotFound, UnsupportedKernelFeature
+from pycni.net.linkquery import RawLink, dump_links, kind_u16, kind_u32, query_link
 from pycni.net.netns import NetnsRef, open_netns, run_in_netns
 from pycni.net.sysctl import iface_key, write_sysctl
 
@@ -113,44 +114,35 @@ class LinkInfo:
         return self.link_index if self.kind == "veth" else None
 
 
-def _decode_mode(kind: str, data: Any) -> str | None:
-    if data is None:
-        return None
-    if kind in ("macvlan", "macvtap"):
-        raw = data.get_attr("IFLA_MACVLAN_MODE")
-        if isinstance(raw, int):
-            return next((k for k, v in _MACVLAN_MODES.items() if v == raw), str(raw))
-        return None if raw is None else str(raw)
-    if kind == "ipvlan":
-        raw = data.get_attr("IFLA_IPVLAN_MODE")
-        return None if raw is None else next((k for k, v in _IPVLAN_MODES.items() if v == raw), str(raw))
+_IFLA_MODE = 1  # IFLA_MACVLAN_MODE (u32), IFLA_IPVLAN_MODE (u16) and IFLA_VLAN_ID (u16) are all type 1
+
+
+def _decode_mode(raw: RawLink) -> str | None:
+    if raw.kind in ("macvlan", "macvtap"):
+        mode = kind_u32(raw, _IFLA_MODE)
+        return None if mode is None else next((k for k, v in _MACVLAN_MODES.items() if v == mode), str(mode))
+    if raw.kind == "ipvlan":
+        mode = kind_u16(raw, _IFLA_MODE)
+        return None if mode is None else next((k for k, v in _IPVLAN_MODES.items() if v == mode), str(mode))
     return None
 
 
-def _to_info(msg: Message) -> LinkInfo:
-    linkinfo = attr(msg, "IFLA_LINKINFO")
-    kind = ""
-    data = None
-    if linkinfo is not None:
-        kind = linkinfo.get_attr("IFLA_INFO_KIND") or ""
-        data = linkinfo.get_attr("IFLA_INFO_DATA")
-    vlan_id = data.get_attr("IFLA_VLAN_ID") if kind == "vlan" and data is not None else None
-    flags = int(msg["flags"])
+def _to_info(raw: RawLink) -> LinkInfo:
     return LinkInfo(
-        name=attr(msg, "IFLA_IFNAME", ""),
-        index=int(msg["index"]),
-        kind=kind,
-        mac=attr(msg, "IFLA_ADDRESS", ""),
-        mtu=int(attr(msg, "IFLA_MTU", 0)),
-        up=bool(flags & IFF_UP),
-        oper_state=_OPER_STATES.get(str(attr(msg, "IFLA_OPERSTATE", "UNKNOWN")), "unknown"),
-        promisc=bool(flags & IFF_PROMISC),
-        master=attr(msg, "IFLA_MASTER"),
-        alias=attr(msg, "IFLA_IFALIAS", ""),
-        link_index=attr(msg, "IFLA_LINK"),
-        link_netnsid=attr(msg, "IFLA_LINK_NETNSID"),
-        mode=_decode_mode(kind, data),
-        vlan_id=vlan_id,
+        name=raw.name,
+        index=raw.index,
+        kind=raw.kind,
+        mac=raw.mac,
+        mtu=raw.mtu,
+        up=bool(raw.flags & IFF_UP),
+        oper_state=_OPER_STATES.get(raw.oper_state, "unknown"),
+        promisc=bool(raw.flags & IFF_PROMISC),
+        master=raw.master,
+        alias=raw.alias,
+        link_index=raw.link,
+        link_netnsid=raw.link_netnsid,
+        mode=_decode_mode(raw),
+        vlan_id=kind_u16(raw, _IFLA_MODE) if raw.kind == "vlan" else None,
     )
 
 
@@ -165,8 +157,7 @@ def random_ifname(prefix: str) -> str:
 
 
 def _get_here(name: str) -> LinkInfo:
-    with rtnl() as ipr:
-        return _to_info(get_link_msg(ipr, name))
+    return _to_info(query_link(name=name))
 
 
 def get_link(name: str, netns: NetnsRef | None = None) -> LinkInfo:
@@ -175,8 +166,7 @@ def get_link(name: str, netns: NetnsRef | None = None) -> LinkInfo:
 
 
 def _get_index_here(index: int) -> LinkInfo:
-    with rtnl() as ipr, failing(f"find link with index {index}", by_errno={errno.ENODEV: LinkNotFound}):
-        return _to_info(ipr.link("get", index=index)[0])
+    return _to_info(query_link(index=index))
 
 
 def get_link_by_index(index: int, netns: NetnsRef | None = None) -> LinkInfo:
@@ -194,8 +184,7 @@ def link_exists(name: str, netns: NetnsRef | None = None) -> bool:
 
 
 def _list_here() -> list[LinkInfo]:
-    with rtnl() as ipr, failing("list links"):
-        return [_to_info(msg) for msg in ipr.link("dump")]
+    return [_to_info(raw) for raw in dump_links()]
 
 
 def list_links(netns: NetnsRef | None = None) -> list[LinkInfo]:
