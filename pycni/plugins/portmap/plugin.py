@@ -10,9 +10,9 @@
   prevResult.
 - DEL: removes exactly this attachment's rules, found by their owner tag
   (not by the mappings), so it also cleans up when runtimeConfig was not
-  re-sent or the plugin crashed mid-ADD; then clears the conntrack entries
-  of the removed mappings, so established UDP (and TCP) flows stop going
-  to the old pod (plugins#1190). An explicitly empty ``portMappings`` list
+  re-sent or the plugin crashed mid-ADD; then clears the UDP conntrack
+  entries of the removed mappings, so established UDP flows stop going to
+  the old pod (plugins#1190). An explicitly empty ``portMappings`` list
   returns at once. A config ADD refused (a bad mapping) does not fail DEL.
 - CHECK: prevResult required; every rule/element of the attachment must be
   present.
@@ -96,9 +96,15 @@ class KernelEffects:
         from pycni.net.conntrack import FlowFilter, delete_flows
         from pycni.net.errors import NetError
 
-        if after_delete:  # the removed mappings' flows, every protocol, DNATed to that pod
+        # UDP only, both ways: a UDP client keeps reusing one 5-tuple, so its
+        # entry (and the NAT decided on its first packet) never expires while
+        # it sends; a TCP client's next connection gets a new entry anyway.
+        # Skipping TCP spares each DEL a conntrack table walk (~10 ms).
+        if after_delete:  # the removed mappings' UDP flows DNATed to that pod (plugins#1190)
             filters = [
-                FlowFilter(f.family, f.protocol, f.host_port, f.host_ip, f.pod_ip, f.container_port) for f in forwards
+                FlowFilter(f.family, "udp", f.host_port, f.host_ip, f.pod_ip, f.container_port)
+                for f in forwards
+                if f.protocol == "udp"
             ]
         else:  # new mappings: any UDP flow to the host port may be stale
             filters = [FlowFilter(f.family, "udp", f.host_port, f.host_ip) for f in forwards if f.protocol == "udp"]
