@@ -18,6 +18,12 @@ Contract (``main(plugin_type)`` never returns):
   runtime never sees a half-made attachment.
 - The fast path imports only builtins (posix, _socket) and ``protocol``;
   the in-process path imports the plugin like ``pycni.plugins.run``.
+
+``pycni install`` normally writes the compiled shim (``cshim.c``), which
+does the forwarding above itself and execs Python only to run the plugin
+here: ``fallback(plugin_type, executor_died)``, with whatever stdin it
+already read put back on fd 0. This module's ``main`` is the installed
+shim where no C compiler is found (``pycni install --shim python``).
 """
 
 import _socket
@@ -54,6 +60,19 @@ def main(plugin_type: str, executor_socket: bytes = DEFAULT_SOCKET) -> None:
             if outcome is not None:
                 _emit(*outcome)
     _run_in_process(plugin_type, stdin)
+
+
+def fallback(plugin_type: str, executor_died: bool) -> None:
+    """What the C shim execs when the executor did not answer the call (never returns).
+
+    ``executor_died`` False: the executor did not take the call; run it here
+    (no second forwarding attempt). True: it took the call and vanished;
+    an ADD is undone and fails with code 11, anything else runs again here.
+    """
+    if executor_died and posix.environ.get(b"CNI_COMMAND") == b"ADD":
+        stdin = _read_stdin(b"ADD")
+        _emit(*_undo_add(plugin_type, stdin if stdin is not None else b""))
+    _run_in_process(plugin_type, None)
 
 
 def forward(
