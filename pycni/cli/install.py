@@ -1,9 +1,14 @@
 """``pycni install`` / ``pycni uninstall``: plugin shims in a CNI bin dir.
 
-Each installed file is a few lines of Python started with ``-I -S``
-(isolated, no site): it puts pycni's own import roots on sys.path and runs
-``pycni.executor.shim``, which forwards the call to the executor daemon or
-runs the plugin in-process. A marker line identifies our files, so install
+Each installed file is a shim that forwards the call to the executor
+daemon or runs the plugin in-process. By default (``--shim auto``) it is the
+compiled C shim (``pycni.executor.cshim``): no Python start-up on a
+forwarded call; its patched configuration area holds the plugin type, the
+socket, the Python and pycni's import roots for the in-process fallback.
+Where no C compiler works (or with ``--shim python``) it is a few lines of
+Python started with ``-I -S`` (isolated, no site) that put the import roots
+on sys.path and run ``pycni.executor.shim``. A marker (a line of the script,
+the configuration area of the binary) identifies our files, so install
 never clobbers a foreign binary without ``--force`` and uninstall removes
 only ours; ``shim_plugin_type`` reads back which plugin a shim runs (used to
 call a delegated IPAM plugin in-process instead of exec'ing it).
@@ -35,6 +40,7 @@ main({call_args})
 """
 
 SYSTEMD_DIR = "/etc/systemd/system"
+SHIM_KINDS = ("auto", "c", "python")
 _SHIM_HEAD = 4096  # enough for the marker, the sys.path line and the call
 
 
@@ -57,8 +63,20 @@ def render_shim(plugin_type: str, python: str | None = None, executor_socket: st
                                 call_args=call_args)
 
 
+def render_cshim(plugin_type: str, python: str | None = None, executor_socket: str | None = None) -> bytes:
+    """The compiled shim for ``plugin_type``; ValueError when it cannot be built or configured."""
+    from pycni.executor.cshim import render_cshim as render
+
+    return render(plugin_type, python or sys.executable, import_roots(), executor_socket)
+
+
 def is_pycni_shim(path: str) -> bool:
-    return SHIM_MARKER.encode() in _read_head(path, 512)
+    head = _read_head(path, 512)
+    if head.startswith(b"\x7fELF"):
+        from pycni.executor.cshim import read_cshim_config
+
+        return read_cshim_config(path) is not None
+    return SHIM_MARKER.encode() in head
 
 
 def shim_plugin_type(path: str) -> str | None:
@@ -68,6 +86,14 @@ def shim_plugin_type(path: str) -> str | None:
     binary is None: the caller then execs it like any other plugin.
     """
     head = _read_head(path, _SHIM_HEAD)
+    if head.startswith(b"\x7fELF"):
+        from pycni.executor.cshim import read_cshim_config
+
+        config = read_cshim_config(path)
+        if config is None or _pycni_root() not in config.get("root", []):
+            return None
+        types = config.get("type", [])
+        return types[0] if types and types[0] else None
     if SHIM_MARKER.encode() not in head:
         return None
     root = repr(_pycni_root()).encode()
@@ -107,20 +133,47 @@ def cmd_install(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     unknown = [p for p in wanted if p not in PLUGIN_MODULES]
     if unknown:
         raise SystemExit(f"pycni: unknown plugin type(s): {', '.join(unknown)}")
+    executor_socket = getattr(args, "executor_socket", None)
+    compiled = _use_compiled_shim(getattr(args, "shim", None) or "auto")
     status = 0
     for plugin_type in wanted:
         target = os.path.join(bin_dir, plugin_type)
         foreign = os.path.lexists(target) and not is_pycni_shim(target)
-        if foreign and not args.force:
+        if foreign and not getattr(args, "force", False):
             print(f"skipped {target}: not installed by pycni (use --force to replace it)", file=sys.stderr)
             status = 1
             continue
-        _write_executable(target, render_shim(plugin_type, executor_socket=getattr(args, "executor_socket", None)))
+        content: str | bytes = ""
+        if compiled:
+            try:
+                content = render_cshim(plugin_type, executor_socket=executor_socket)
+            except ValueError as exc:  # e.g. import roots too long for the configuration area
+                if compiled == "c":
+                    raise SystemExit(f"pycni: --shim c: {exc}") from None
+                print(f"pycni: {target} is a Python shim (slower start-up): {exc}", file=sys.stderr)
+        _write_executable(target, content or render_shim(plugin_type, executor_socket=executor_socket))
         print(f"{'replaced' if foreign else 'installed'} {target}")
     if getattr(args, "executor", False):
         status |= install_executor(getattr(args, "systemd_dir", None) or SYSTEMD_DIR,
                                    getattr(args, "executor_socket", None))
     return status
+
+
+def _use_compiled_shim(kind: str) -> str:
+    """``kind`` ("auto" or "c") when the C shim is to be installed and can be built; "" for the Python shim."""
+    if kind not in SHIM_KINDS:
+        raise SystemExit(f"pycni: --shim must be one of {', '.join(SHIM_KINDS)}, not {kind!r}")
+    if kind == "python":
+        return ""
+    from pycni.executor.cshim import build_error, build_shim_binary
+
+    if build_shim_binary() is not None:
+        return kind
+    if kind == "c":
+        raise SystemExit(f"pycni: --shim c: cannot build the C shim: {build_error()}")
+    print(f"pycni: installing Python shims (slower start-up): cannot build the C shim: {build_error()}",
+          file=sys.stderr)
+    return ""
 
 
 def install_executor(unit_dir: str, executor_socket: str | None = None) -> int:
@@ -161,19 +214,19 @@ def cmd_uninstall(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def _write_executable(path: str, text: str) -> None:
-    _write_file(path, text, 0o755)
+def _write_executable(path: str, content: str | bytes) -> None:
+    _write_file(path, content, 0o755)
 
 
-def _write_file(path: str, text: str, mode: int) -> None:
+def _write_file(path: str, content: str | bytes, mode: int) -> None:
     # Write then rename: a runtime exec'ing the plugin mid-install sees the
     # old file or the new one, never half of one ("text file busy" avoided too).
     import tempfile
 
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".pycni-")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

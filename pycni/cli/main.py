@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--systemd-dir", default="/etc/systemd/system", help="where --executor writes the units")
     p.add_argument("--executor-socket",
                    help="executor socket the plugins forward to (default /run/pycni/executor.sock)")
+    p.add_argument("--shim", choices=("auto", "c", "python"), default="auto",
+                   help="plugin files: 'c' compiled with cc (no Python start-up when the executor answers), "
+                        "'python' scripts, 'auto' (default) c where a C compiler works, else python")
     p = sub.add_parser("uninstall", help="remove the plugins 'pycni install' put into a CNI bin dir")
     p.add_argument("--bin-dir", default="/opt/cni/bin")
 

@@ -31,7 +31,7 @@ def test_shim_runs_the_executor_shim_in_isolated_mode() -> None:
 
 
 def test_shim_can_carry_its_executor_socket(tmp_path: Path) -> None:
-    install(tmp_path, "bridge", executor_socket="/tmp/private executor.sock")
+    install(tmp_path, "bridge", executor_socket="/tmp/private executor.sock", shim="python")
     text = (tmp_path / "bridge").read_text()
     assert text.rstrip().splitlines()[-1] == "main('bridge', b'/tmp/private executor.sock')"
     assert shim_plugin_type(str(tmp_path / "bridge")) == "bridge"
