@@ -9,6 +9,7 @@ DEB_PACKAGES=(
   iproute2 iputils-ping curl iperf3 nftables libnftables1 iptables conntrack
   containernetworking-plugins busybox-static python3-venv
   podman runc etcd-server openssl
+  gcc libc6-dev  # pycni install compiles the plugin shim (pycni/executor/cshim.c)
 )
 
 missing=()
