@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Literal
 
-from pycni.net._netlink import IPRoute, attr, failing, link_index, rtnl
+from pycni.net import _nlsync
+from pycni.net._netlink import attr, failing
 from pycni.net.errors import AddressConflict, NetError
+from pycni.net.linkquery import index_of
 
 __all__ = [
     "AddressState",
@@ -52,12 +54,12 @@ class AddressState:
     dad_failed: bool  # IPv6 DAD found a duplicate
 
 
-def _states(ipr: IPRoute, index: int, family: Literal[4, 6] | None) -> list[AddressState]:
-    query: dict[str, int] = {"index": index}
-    if family is not None:
-        query["family"] = _FAMILIES[family]
+def _states(index: int, family: Literal[4, 6] | None) -> list[AddressState]:
+    request = _nlsync.addr_msg(_FAMILIES[family] if family else socket.AF_UNSPEC, 0, index)
     out: list[AddressState] = []
-    for msg in ipr.addr("dump", **query):
+    for msg in _nlsync.request(request, _nlsync.RTM_GETADDR, _nlsync.NLM_F_DUMP):
+        if msg["index"] != index:  # kernels without strict dump filtering send every link's
+            continue
         # IFA_FLAGS carries all 32 flag bits; the header field only the low 8.
         flags = int(attr(msg, "IFA_FLAGS", msg["flags"]))
         address = attr(msg, "IFA_ADDRESS") if msg["family"] == socket.AF_INET6 else attr(msg, "IFA_LOCAL")
@@ -76,10 +78,9 @@ def _states(ipr: IPRoute, index: int, family: Literal[4, 6] | None) -> list[Addr
 
 def list_address_states(ifname: str, family: Literal[4, 6] | None = None) -> list[AddressState]:
     """Every address on ``ifname`` (any scope) with its DAD state."""
-    with rtnl() as ipr:
-        index = link_index(ipr, ifname)
-        with failing(f"list addresses of link '{ifname}'"):
-            return _states(ipr, index, family)
+    index = index_of(ifname)
+    with failing(f"list addresses of link '{ifname}'"):
+        return _states(index, family)
 
 
 def list_addresses(ifname: str, family: Literal[4, 6] | None = None) -> list[IPInterface]:
@@ -87,26 +88,39 @@ def list_addresses(ifname: str, family: Literal[4, 6] | None = None) -> list[IPI
     return [s.address for s in list_address_states(ifname, family) if s.scope == RT_SCOPE_UNIVERSE]
 
 
-def _add(ipr: IPRoute, index: int, ifname: str, cidr: IPInterface) -> None:
-    spec: dict[str, object] = {"index": index, "address": str(cidr.ip), "prefixlen": cidr.network.prefixlen}
+def _family(cidr: IPInterface) -> int:
+    return socket.AF_INET if isinstance(cidr, IPv4Interface) else socket.AF_INET6
+
+
+def _address_attrs(cidr: IPInterface) -> list[tuple[str, str]]:
+    # IPv4 carries the address twice, IFA_LOCAL being the interface's own (as ip(8) sends it).
+    attrs = [("IFA_ADDRESS", str(cidr.ip))]
+    if isinstance(cidr, IPv4Interface):
+        attrs.append(("IFA_LOCAL", str(cidr.ip)))
+    return attrs
+
+
+def _add(index: int, ifname: str, cidr: IPInterface) -> None:
+    attrs = _address_attrs(cidr)
     if isinstance(cidr, IPv4Interface) and cidr.network.prefixlen < 31:
         # As the Go netlink library does: without IFA_BROADCAST the subnet
         # broadcast address would not be recognised on this link.
-        spec["broadcast"] = str(cidr.network.broadcast_address)
+        attrs.append(("IFA_BROADCAST", str(cidr.network.broadcast_address)))
+    request = _nlsync.addr_msg(_family(cidr), cidr.network.prefixlen, index, attrs)
     with failing(f"add address {cidr} to link '{ifname}'", by_errno={errno.EEXIST: NetError}):
-        ipr.addr("add", **spec)
+        _nlsync.request(request, _nlsync.RTM_NEWADDR, _nlsync.NLM_F_CREATE | _nlsync.NLM_F_EXCL)
 
 
 def add_address(ifname: str, cidr: IPInterface) -> None:
     """Add ``cidr`` (address + prefix) to ``ifname``; the kernel adds the prefix route when the link is up."""
-    with rtnl() as ipr:
-        _add(ipr, link_index(ipr, ifname), ifname, cidr)
+    _add(index_of(ifname), ifname, cidr)
 
 
-def _delete(ipr: IPRoute, index: int, ifname: str, cidr: IPInterface, missing_ok: bool) -> bool:
+def _delete(index: int, ifname: str, cidr: IPInterface, missing_ok: bool) -> bool:
+    request = _nlsync.addr_msg(_family(cidr), cidr.network.prefixlen, index, _address_attrs(cidr))
     try:
         with failing(f"delete address {cidr} from link '{ifname}'"):
-            ipr.addr("del", index=index, address=str(cidr.ip), prefixlen=cidr.network.prefixlen)
+            _nlsync.request(request, _nlsync.RTM_DELADDR)
     except NetError as exc:
         if missing_ok and exc.errno == errno.EADDRNOTAVAIL:
             return False
@@ -116,8 +130,7 @@ def _delete(ipr: IPRoute, index: int, ifname: str, cidr: IPInterface, missing_ok
 
 def del_address(ifname: str, cidr: IPInterface, *, missing_ok: bool = False) -> bool:
     """Remove ``cidr`` from ``ifname``; True if removed (False when absent and ``missing_ok``)."""
-    with rtnl() as ipr:
-        return _delete(ipr, link_index(ipr, ifname), ifname, cidr, missing_ok)
+    return _delete(index_of(ifname), ifname, cidr, missing_ok)
 
 
 def _conflicts(existing: IPInterface, wanted: IPInterface) -> bool:
@@ -135,26 +148,25 @@ def ensure_address_on_bridge(bridge: str, cidr: IPInterface, *, force: bool = Fa
     raises ``"<bridge>" already has an IP address different from <cidr>``,
     or is deleted first when ``force`` is set.
     """
-    with rtnl() as ipr:
-        index = link_index(ipr, bridge)
+    index = index_of(bridge)
+    with failing(f"list addresses of link '{bridge}'"):
+        present = [s.address for s in _states(index, 4 if isinstance(cidr, IPv4Interface) else 6)]
+    if cidr in present:
+        return
+    for existing in present:
+        if not _conflicts(existing, cidr):
+            continue
+        if not force:
+            raise AddressConflict(f'"{bridge}" already has an IP address different from {cidr}')
+        _delete(index, bridge, existing, missing_ok=True)
+    try:
+        _add(index, bridge, cidr)
+    except NetError as exc:
+        # Pods started at once on a new node race to put the gateway on
+        # the bridge: the loser finds exactly the address it wanted.
+        if exc.errno != errno.EEXIST:
+            raise
         with failing(f"list addresses of link '{bridge}'"):
-            present = [s.address for s in _states(ipr, index, 4 if isinstance(cidr, IPv4Interface) else 6)]
-        if cidr in present:
-            return
-        for existing in present:
-            if not _conflicts(existing, cidr):
-                continue
-            if not force:
-                raise AddressConflict(f'"{bridge}" already has an IP address different from {cidr}')
-            _delete(ipr, index, bridge, existing, missing_ok=True)
-        try:
-            _add(ipr, index, bridge, cidr)
-        except NetError as exc:
-            # Pods started at once on a new node race to put the gateway on
-            # the bridge: the loser finds exactly the address it wanted.
-            if exc.errno != errno.EEXIST:
-                raise
-            with failing(f"list addresses of link '{bridge}'"):
-                now = [s.address for s in _states(ipr, index, 4 if isinstance(cidr, IPv4Interface) else 6)]
-            if cidr not in now:
-                raise
+            now = [s.address for s in _states(index, 4 if isinstance(cidr, IPv4Interface) else 6)]
+        if cidr not in now:
+            raise

@@ -17,8 +17,10 @@ import errno
 from dataclasses import dataclass
 from typing import Any
 
+from pycni.net import _nlsync
 from pycni.net._netlink import attr, failing, link_index, rtnl, session
 from pycni.net.errors import LinkExists, LinkNotFound, NetError, UnsupportedKernelFeature
+from pycni.net.linkquery import index_of
 from pycni.net.links import IFF_PROMISC, LinkInfo, get_link, set_link_up
 from pycni.net.sysctl import ensure_sysctl, iface_key
 
@@ -118,27 +120,28 @@ def _enable_vlan_filtering(name: str, index: int) -> None:
 
 def set_promisc(name: str, on: bool) -> None:
     """Turn promiscuous mode on or off for a link."""
-    with rtnl() as ipr:
-        index = link_index(ipr, name)
-        with failing(f"set promisc {'on' if on else 'off'} for link '{name}'"):
-            ipr.link("set", index=index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
+    index = index_of(name)
+    with failing(f"set promisc {'on' if on else 'off'} for link '{name}'"):
+        msg = _nlsync.link_msg(index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
+        _nlsync.request(msg, _nlsync.RTM_NEWLINK)
 
 
-def _set_port(port: str, action: str, **settings: int) -> None:
-    with rtnl() as ipr:
-        index = link_index(ipr, port)
-        with failing(f"{action} on bridge port '{port}'"):
-            ipr.brport("set", index=index, **settings)
+def _set_port(port: str, action: str, setting: str, value: int) -> None:
+    """One IFLA_BRPORT_* setting of a bridge port, as the port's slave data (``ip link set type bridge_slave``)."""
+    index = index_of(port)
+    with failing(f"{action} on bridge port '{port}'"):
+        info = {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"), ("IFLA_INFO_SLAVE_DATA", {"attrs": [(setting, value)]})]}
+        _nlsync.request(_nlsync.link_msg(index, attrs=[("IFLA_LINKINFO", info)]), _nlsync.RTM_NEWLINK)
 
 
 def set_hairpin(port: str, on: bool) -> None:
     """Let frames leave the bridge port they came in on (hairpin / reflective relay)."""
-    _set_port(port, f"set hairpin {'on' if on else 'off'}", mode=int(on))
+    _set_port(port, f"set hairpin {'on' if on else 'off'}", "IFLA_BRPORT_MODE", int(on))
 
 
 def set_port_isolated(port: str, on: bool) -> None:
     """Isolate the port: it can then only talk to non-isolated ports."""
-    _set_port(port, f"set isolated {'on' if on else 'off'}", isolated=int(on))
+    _set_port(port, f"set isolated {'on' if on else 'off'}", "IFLA_BRPORT_ISOLATED", int(on))
 
 
 def _vlan_request(port: str, action: str, command: str, vlan_info: dict[str, Any]) -> None:

@@ -28,9 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pycni.net import _nlsync
 from pycni.net._netlink import failing, link_index, rtnl, session
 from pycni.net.errors import LinkExists, LinkNotFound, LinkNotUp, NetError, NetnsNotFound, UnsupportedKernelFeature
-from pycni.net.linkquery import RawLink, dump_links, kind_u16, kind_u32, query_link
+from pycni.net.linkquery import RawLink, dump_links, index_of, kind_u16, kind_u32, query_link
 from pycni.net.netns import NetnsRef, open_netns, run_in_netns
 from pycni.net.sysctl import iface_key, write_sysctl
 
@@ -197,46 +198,44 @@ def list_links(netns: NetnsRef | None = None) -> list[LinkInfo]:
 # --------------------------------------------------------------------------
 
 
-def _set(name: str, action: str, **changes: Any) -> None:
-    with rtnl() as ipr:
-        index = link_index(ipr, name)
-        with failing(f"{action} of link '{name}'"):
-            ipr.link("set", index=index, **changes)
+def _set(name: str, action: str, *, flags: int = 0, change: int = 0, attrs: _nlsync.Attrs = ()) -> None:
+    index = index_of(name)
+    with failing(f"{action} of link '{name}'"):
+        _nlsync.request(_nlsync.link_msg(index, flags=flags, change=change, attrs=attrs), _nlsync.RTM_NEWLINK)
 
 
 def set_link_up(name: str) -> None:
     """Bring a link administratively up."""
-    _set(name, "set up", state="up")
+    _set(name, "set up", flags=IFF_UP, change=IFF_UP)
 
 
 def set_link_down(name: str) -> None:
     """Bring a link administratively down."""
-    _set(name, "set down", state="down")
+    _set(name, "set down", flags=0, change=IFF_UP)
 
 
 def set_link_mtu(name: str, mtu: int) -> None:
     """Change a link's MTU."""
-    _set(name, f"set mtu {mtu}", mtu=mtu)
+    _set(name, f"set mtu {mtu}", attrs=[("IFLA_MTU", mtu)])
 
 
 def set_link_mac(name: str, mac: str) -> None:
     """Change a link's hardware address (also used to pin a bridge's MAC)."""
-    _set(name, f"set mac {mac}", address=mac)
+    _set(name, f"set mac {mac}", attrs=[("IFLA_ADDRESS", mac)])
 
 
 def set_link_alias(name: str, alias: str) -> None:
     """Set (or, with "", clear) a link's alias; host-device keeps the original name there."""
-    _set(name, "set alias", ifalias=alias)
+    _set(name, "set alias", attrs=[("IFLA_IFALIAS", alias)])
 
 
 def set_master(name: str, master: str | None) -> None:
     """Enslave ``name`` to the bridge ``master``, or release it with ``None``."""
-    with rtnl() as ipr:
-        index = link_index(ipr, name)
-        master_index = 0 if master is None else link_index(ipr, master)
-        action = f"release link '{name}' from its master" if master is None else f"connect '{name}' to '{master}'"
-        with failing(action):
-            ipr.link("set", index=index, master=master_index)
+    index = index_of(name)
+    master_index = 0 if master is None else index_of(master)
+    action = f"release link '{name}' from its master" if master is None else f"connect '{name}' to '{master}'"
+    with failing(action):
+        _nlsync.request(_nlsync.link_msg(index, attrs=[("IFLA_MASTER", master_index)]), _nlsync.RTM_NEWLINK)
 
 
 def rename_link(name: str, new_name: str) -> None:
@@ -272,15 +271,14 @@ def move_link_to_netns(name: str, netns: NetnsRef, new_name: str | None = None) 
 
 
 def _delete_here(name: str, missing_ok: bool) -> bool:
-    with rtnl() as ipr:
-        try:
-            index = link_index(ipr, name)
-            with failing(f"delete link '{name}'"):
-                ipr.link("del", index=index)
-        except LinkNotFound:
-            if missing_ok:
-                return False
-            raise
+    try:
+        index = index_of(name)
+        with failing(f"delete link '{name}'"):
+            _nlsync.request(_nlsync.link_msg(index), _nlsync.RTM_DELLINK)
+    except LinkNotFound:
+        if missing_ok:
+            return False
+        raise
     return True
 
 
@@ -326,20 +324,40 @@ def _create_here(kind: str, ifname: str, netns_fd: int | None, **spec: Any) -> N
     """RTM_NEWLINK in this thread's netns; the link lands in ``netns_fd`` when given."""
     if netns_fd is not None:
         spec["net_ns_fd"] = netns_fd
-    with rtnl() as ipr:
-        try:
-            with failing(f"create {kind} '{ifname}'"):
-                ipr.link("add", ifname=ifname, kind=kind, **spec)
-        except UnsupportedKernelFeature as exc:
-            # EOPNOTSUPP with "Unknown device type" (or no extended ack at
-            # all) means the kind's driver is neither built in nor loadable;
-            # with any other kernel text it is an option of a known kind.
-            text = str(exc)
-            if "Unknown device type" not in text and not text.endswith("operation not supported"):
-                raise
-            raise UnsupportedKernelFeature(
-                f"failed to create {kind} '{ifname}': kernel does not support link type '{kind}'", errno=exc.errno
-            ) from exc
+    try:
+        with failing(f"create {kind} '{ifname}'"):
+            if kind == "veth":  # the hot path: every bridge and ptp ADD makes one
+                _create_veth(ifname, **spec)
+            else:
+                with rtnl() as ipr:
+                    ipr.link("add", ifname=ifname, kind=kind, **spec)
+    except UnsupportedKernelFeature as exc:
+        # EOPNOTSUPP with "Unknown device type" (or no extended ack at
+        # all) means the kind's driver is neither built in nor loadable;
+        # with any other kernel text it is an option of a known kind.
+        text = str(exc)
+        if "Unknown device type" not in text and not text.endswith("operation not supported"):
+            raise
+        raise UnsupportedKernelFeature(
+            f"failed to create {kind} '{ifname}': kernel does not support link type '{kind}'", errno=exc.errno
+        ) from exc
+
+
+def _create_veth(
+    ifname: str, *, peer: dict[str, Any], mtu: int | None = None, address: str | None = None,
+    net_ns_fd: int | None = None,
+) -> None:
+    """RTM_NEWLINK for a veth pair (create, exclusive): ``peer`` takes ifname, net_ns_fd and mtu."""
+    peer_attrs = [("IFLA_IFNAME", peer["ifname"])]
+    peer_attrs += [(name, peer[key]) for key, name in (("net_ns_fd", "IFLA_NET_NS_FD"), ("mtu", "IFLA_MTU"))
+                   if peer.get(key) is not None]
+    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", ifname)]
+    attrs += [(name, value) for name, value in (("IFLA_MTU", mtu), ("IFLA_ADDRESS", address),
+                                                 ("IFLA_NET_NS_FD", net_ns_fd)) if value is not None]
+    info = {"attrs": [("IFLA_INFO_KIND", "veth"),
+                      ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]})]}
+    attrs.append(("IFLA_LINKINFO", info))
+    _nlsync.request(_nlsync.link_msg(attrs=attrs), _nlsync.RTM_NEWLINK, _nlsync.NLM_F_CREATE | _nlsync.NLM_F_EXCL)
 
 
 def _optional(mtu: int | None, mac: str | None) -> dict[str, Any]:
@@ -382,8 +400,7 @@ def _create_stacked(
 def _index_of(name: str, role: str) -> int:
     """The ifindex of ``name`` here, with the role in the error ("failed to find master 'eth9'")."""
     try:
-        with rtnl() as ipr:
-            return link_index(ipr, name)
+        return index_of(name)
     except LinkNotFound as exc:
         raise LinkNotFound(f"failed to find {role} '{name}': no such device", errno=exc.errno) from exc
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any, Literal
 
+from pycni.net import _nlsync
 from pycni.net._netlink import IPRoute, Message, attr, failing, link_index, rtnl
 from pycni.net.errors import LinkNotFound, NetError
+from pycni.net.linkquery import index_of
 
 __all__ = [
     "RT_SCOPE_HOST",
@@ -46,6 +48,9 @@ RT_SCOPE_LINK = 253
 RT_SCOPE_HOST = 254
 # In a delete request: match a route of any scope (the kernel's wildcard).
 _RT_SCOPE_NOWHERE = 255
+_RTPROT_STATIC = 4  # what routes added by pycni carry (as pyroute2 and ip(8) "static" mark them)
+_RTN_UNICAST = 1
+_IP6_RT_PRIO_USER = 1024
 
 _FAMILIES: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
 
@@ -125,22 +130,32 @@ def add_route(
     """
     if replace and append:
         raise ValueError("add_route: replace and append are mutually exclusive")
-    with rtnl() as ipr:
-        spec = _request(ipr, dst, gw, dev, table, priority)
-        if scope is not None:
-            spec["scope"] = scope
-        if src is not None:
-            spec["prefsrc"] = str(src)
-        metrics = {k: v for k, v in (("mtu", mtu), ("advmss", advmss)) if v}
-        if metrics:
-            spec["metrics"] = metrics
-        command = "replace" if replace else "append" if append else "add"
-        try:
-            with failing(f"add {_describe(dst, gw, dev)}", by_errno={errno.EEXIST: NetError}):
-                ipr.route(command, **spec)
-        except NetError as exc:
-            if not (exist_ok and exc.errno == errno.EEXIST):
-                raise
+    attrs: list[tuple[str, Any]] = []
+    if dst.prefixlen:
+        attrs.append(("RTA_DST", str(dst.network_address)))
+    if gw is not None:
+        attrs.append(("RTA_GATEWAY", str(gw)))
+    if dev:
+        attrs.append(("RTA_OIF", index_of(dev)))
+    if priority is not None:
+        # IPv6 reads metric 0 as "the default" (1024); ask for that explicitly, as pyroute2 did
+        attrs.append(("RTA_PRIORITY", _IP6_RT_PRIO_USER if priority == 0 and dst.version == 6 else priority))
+    if src is not None:
+        attrs.append(("RTA_PREFSRC", str(src)))
+    metrics = [(name, value) for name, value in (("RTAX_MTU", mtu), ("RTAX_ADVMSS", advmss)) if value]
+    if metrics:
+        attrs.append(("RTA_METRICS", {"attrs": metrics}))
+    request = _nlsync.route_msg(
+        _family(dst), dst.prefixlen, table=RT_TABLE_MAIN if table is None else table, proto=_RTPROT_STATIC,
+        scope=RT_SCOPE_UNIVERSE if scope is None else scope, rtype=_RTN_UNICAST, attrs=attrs,
+    )
+    mode = _nlsync.NLM_F_REPLACE if replace else _nlsync.NLM_F_APPEND if append else _nlsync.NLM_F_EXCL
+    try:
+        with failing(f"add {_describe(dst, gw, dev)}", by_errno={errno.EEXIST: NetError}):
+            _nlsync.request(request, _nlsync.RTM_NEWROUTE, _nlsync.NLM_F_CREATE | mode)
+    except NetError as exc:
+        if not (exist_ok and exc.errno == errno.EEXIST):
+            raise
 
 
 def del_route(
