@@ -25,6 +25,7 @@ import os
 
 MARKER = b"pycni-shim-config-v1\n"
 CONFIG_SIZE = 4096  # the size of ``config`` in cshim.c
+MAX_ROOTS = 64  # MAX_ROOTS in cshim.c
 #: The area must start this early in the file, so reading a file's head finds it.
 SCAN_LIMIT = 1 << 16
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-s")
@@ -71,6 +72,8 @@ def patch_config(binary: bytes, plugin_type: str, python: str, roots: list[str],
         raise ValueError(f"plugin type must be 1-64 bytes: {plugin_type!r}")
     if not python or not os.path.isabs(python):
         raise ValueError(f"python must be an absolute path: {python!r}")
+    if len(roots) > MAX_ROOTS:
+        raise ValueError(f"at most {MAX_ROOTS} import roots, not {len(roots)}")
     items = [("type", plugin_type), ("socket", socket or _DEFAULT_SOCKET), ("python", python)]
     items += [("root", root) for root in roots]
     lines = []

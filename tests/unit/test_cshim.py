@@ -222,6 +222,7 @@ def test_configuration_round_trips() -> None:
         ("", "/usr/bin/python3", [], "plugin type"),
         ("b" * 65, "/usr/bin/python3", [], "plugin type"),
         ("bridge", "python3", [], "absolute"),
+        ("bridge", "/usr/bin/python3", ["/r"] * 65, "import roots"),
     ],
 )
 def test_configuration_that_cannot_be_written_is_refused(plugin_type: str, python: str, roots: list[str],
