@@ -8,13 +8,25 @@ tool, always with ``-w`` (wait for the xtables lock) and never in a shell.
 
 Contract: ``family`` is 4 or 6. Functions raise NetError with the tool's
 message; the ``*_if_exists`` / ``ensure_*`` forms make setup and teardown
-idempotent.
+idempotent. Each function here costs one process start or more; code that
+reads or changes several rules uses pycni.net.iptables_state (one
+iptables-save and at most one iptables-restore per table) instead.
+
+``variant(family)`` says which iptables the tool is ("nf_tables" or
+"legacy"), from where its binary points (``iptables -V`` only when that
+says nothing), cached per process. ``nft_chains(family, table)`` answers
+in-process, through libnftables, which chains an iptables-nft table holds
+(None when that cannot be known without running the tool: legacy
+iptables, or no libnftables); it is how a caller skips a table that
+provably holds nothing of its own.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -31,11 +43,75 @@ def _binary(family: Family) -> str:
     return "iptables" if family == 4 else "ip6tables"
 
 
+_BUILTIN_CHAINS = frozenset({"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"})
+_cache_lock = threading.Lock()
+_variants: dict[str, str] = {}  # resolved binary -> "nf_tables" | "legacy"
+_usable: set[tuple[str, int]] = set()  # (resolved binary, family) that listed the nat table once
+
+
+def _resolved(family: Family) -> str | None:
+    path = shutil.which(_binary(family))
+    return None if path is None else os.path.realpath(path)
+
+
 def available(family: Family = 4) -> bool:
-    """True when the tool exists and can list the nat table (kernel support present)."""
-    if shutil.which(_binary(family)) is None:
+    """True when the tool exists and can list the nat table (kernel support present).
+
+    A success is remembered per process (the support does not go away); a
+    failure is asked again next time.
+    """
+    real = _resolved(family)
+    if real is None:
         return False
-    return _call(family, ["-t", "nat", "-S", "POSTROUTING"], check=False).returncode == 0
+    if (real, family) in _usable:
+        return True
+    if _call(family, ["-t", "nat", "-S", "POSTROUTING"], check=False).returncode != 0:
+        return False
+    with _cache_lock:
+        _usable.add((real, family))
+    return True
+
+
+def variant(family: Family = 4) -> str:
+    """"nf_tables" or "legacy" for the installed tool, "" when it is not installed."""
+    real = _resolved(family)
+    if real is None:
+        return ""
+    found = _variants.get(real)
+    if found is None:
+        name = os.path.basename(real)
+        if name in ("xtables-nft-multi", "iptables-nft", "ip6tables-nft"):
+            found = "nf_tables"
+        elif name in ("xtables-legacy-multi", "iptables-legacy", "ip6tables-legacy"):
+            found = "legacy"
+        else:  # a copy or wrapper: ask the tool ("iptables v1.8.9 (nf_tables)")
+            try:
+                proc = subprocess.run([real, "-V"], capture_output=True, text=True, timeout=30)
+            except (OSError, subprocess.SubprocessError):
+                return ""
+            found = "nf_tables" if "nf_tables" in proc.stdout else "legacy"
+        with _cache_lock:
+            _variants[real] = found
+    return found
+
+
+def nft_chains(family: Family, table: str) -> frozenset[str] | None:
+    """Names of the chains of iptables-nft's ``table``, read in-process; None when unknowable so.
+
+    Empty when the table does not exist. Built-in chains appear only once
+    the table exists, though ``iptables -S`` shows them anyway.
+    """
+    if variant(family) != "nf_tables":
+        return None
+    from pycni.net import nft
+
+    try:
+        items = nft.list_json("chains ip" if family == 4 else "chains ip6")
+    except NetError:
+        return None
+    return frozenset(
+        item["chain"]["name"] for item in items if "chain" in item and item["chain"].get("table") == table
+    )
 
 
 def _call(family: Family, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -55,6 +131,10 @@ def run(family: Family, *args: str) -> str:
 
 
 def chain_exists(family: Family, table: str, chain: str) -> bool:
+    if chain not in _BUILTIN_CHAINS:
+        known = nft_chains(family, table)
+        if known is not None:
+            return chain in known
     return _call(family, ["-t", table, "-S", chain], check=False).returncode == 0
 
 
@@ -123,6 +203,8 @@ __all__ = [
     "ensure_chain",
     "insert_unique",
     "list_rules",
+    "nft_chains",
     "rule_exists",
     "run",
+    "variant",
 ]
