@@ -24,7 +24,11 @@ a setup is one in-process atomic transaction, and its rules carry the
 interface name, so DEL and GC are exact per attachment (the iptables
 layout is per container). Teardown and GC always try both backends, so a
 config that switched backends, or rules made by the Go plugins, are still
-removed; a backend that is not usable on this host is skipped.
+removed; a backend that is not usable on this host is skipped. Each
+iptables operation reads a family's nat table once and writes it at most
+once (pycni.net.iptables_state); teardown skips a family whose
+per-container chain provably does not exist (iptables-nft, read
+in-process), so tearing down nftables-made rules starts no iptables process.
 
 The table, its base chain and ``masq_checks`` are shared by every
 attachment and never deleted (as in the reference).
@@ -34,14 +38,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shlex
 import shutil
 from collections.abc import Iterable, Sequence
+from functools import partial
 from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from typing import Any, Literal
 
 from pycni.net import iptables, nft
 from pycni.net.errors import NetError
+from pycni.net.iptables_state import TableEdit, TableState, chain_known_missing, change, save
 
 __all__ = [
     "MASQ_CHAIN",
@@ -68,6 +73,7 @@ _SRCNAT_PRIORITY = 100
 _COMMENT_MAX = 128  # nft's limit on a comment, in bytes
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _IPT_COMMENT = re.compile(r'^name: "(?P<network>[^"]*)" id: "(?P<cid>[^"]*)"$')
+_IPT_CHAIN = re.compile(r"^CNI-[0-9a-f]{24}$")
 
 
 # -- names and tags (pure) ----------------------------------------------------
@@ -179,34 +185,33 @@ def _option(tokens: list[str], name: str) -> str | None:
     return tokens[tokens.index(name) + 1] if name in tokens[:-1] else None
 
 
-def _ipt_jumps(family: iptables.Family) -> list[list[str]]:
-    """POSTROUTING rules of the nat table, as ``iptables -S`` token lists (``-A POSTROUTING ...``)."""
-    return [shlex.split(line) for line in iptables.list_rules(family, "nat", "POSTROUTING") if line.startswith("-A ")]
+def _ipt_jumps(edit: TableEdit | TableState, chain: str) -> list[list[str]]:
+    """POSTROUTING's jumps to ``chain`` (rules without the leading ``-A POSTROUTING``)."""
+    return [rule for rule in edit.rules("POSTROUTING") if _option(rule, "-j") == chain]
 
 
-def _ipt_setup(family: iptables.Family, addresses: Sequence[IPInterface], chain: str, comment: str) -> None:
+def _ipt_setup(edit: TableEdit, addresses: Sequence[IPInterface], chain: str, comment: str) -> None:
     tag = ["-m", "comment", "--comment", comment]
-    iptables.ensure_chain(family, "nat", chain)
+    edit.ensure_chain(chain)
     for addr in addresses:  # inserted: every ACCEPT stays ahead of the MASQUERADE
-        iptables.insert_unique(family, "nat", chain, ["-d", str(addr.network), "-j", "ACCEPT", *tag])
-    iptables.append_unique(family, "nat", chain, ["!", "-d", _MULTICAST[family], "-j", "MASQUERADE", *tag])
+        edit.insert_unique(chain, ["-d", str(addr.network), "-j", "ACCEPT", *tag])
+    edit.append_unique(chain, ["!", "-d", _MULTICAST[edit.family], "-j", "MASQUERADE", *tag])
     for addr in addresses:
-        iptables.append_unique(family, "nat", "POSTROUTING", ["-s", str(addr.ip), "-j", chain, *tag])
+        edit.append_unique("POSTROUTING", ["-s", str(addr.ip), "-j", chain, *tag])
 
 
-def _ipt_teardown(family: iptables.Family, chain: str, addresses: Sequence[IPInterface]) -> None:
+def _ipt_teardown(edit: TableEdit, chain: str, addresses: Sequence[IPInterface]) -> None:
     """Remove the jumps from ``addresses`` (all jumps when empty) and then the chain if nothing uses it."""
-    jumps = [tokens for tokens in _ipt_jumps(family) if _option(tokens, "-j") == chain]
     kept = 0
-    for tokens in jumps:
+    for tokens in _ipt_jumps(edit, chain):
         source = _option(tokens, "-s")
         # A source network (the legacy "-s ip/prefix" form) matches the addresses inside it.
         if addresses and not (source and any(a.ip in ip_network(source, strict=False) for a in addresses)):
             kept += 1
             continue
-        iptables.run(family, "-t", "nat", "-D", *tokens[1:])
+        edit.delete("POSTROUTING", tokens)
     if not kept:
-        iptables.delete_chain_if_exists(family, "nat", chain)
+        edit.delete_chain(chain)
 
 
 def _ipt_families() -> list[iptables.Family]:
@@ -252,7 +257,7 @@ def setup_masquerade(
     for family in families:
         mine = [a for a in addresses if a.version == family]
         if mine:
-            _ipt_setup(family, mine, chain, comment)
+            change(family, "nat", partial(_ipt_setup, addresses=mine, chain=chain, comment=comment))
     return chosen
 
 
@@ -273,8 +278,11 @@ def teardown_masquerade(network: str, ifname: str, container_id: str, addresses:
             errors.append(str(exc))
     chain = iptables_chain(network, container_id)
     for family in _ipt_families():
+        if chain_known_missing(family, "nat", chain):
+            continue  # no chain, so no jump to it: nothing of this container's (typical of nftables-made rules)
+        mine = [a for a in addresses if a.version == family]
         try:
-            _ipt_teardown(family, chain, [a for a in addresses if a.version == family])
+            change(family, "nat", partial(_ipt_teardown, chain=chain, addresses=mine))
         except NetError as exc:
             if iptables.available(family):
                 errors.append(str(exc))
@@ -296,10 +304,10 @@ def missing_masquerade(
     chain = iptables_chain(network, container_id)
     for family in _ipt_families():
         wanted = [a for a in missing if a.version == family]
-        if not wanted:
+        if not wanted or chain_known_missing(family, "nat", chain):
             continue
         try:
-            sources = {_option(t, "-s") for t in _ipt_jumps(family) if _option(t, "-j") == chain}
+            sources = {_option(t, "-s") for t in _ipt_jumps(save(family, "nat"), chain)}
         except NetError:
             continue
         hosts = {ip_network(s, strict=False) for s in sources if s}
@@ -323,21 +331,28 @@ def gc_masquerade(network: str, valid: Iterable[tuple[str, str]]) -> None:
         if _nft_usable():
             errors.append(str(exc))
     valid_cids = {cid for cid, _ in valid}
+
+    def collect(edit: TableEdit) -> None:
+        stale: set[str] = set()
+        for tokens in edit.rules("POSTROUTING"):
+            found = _IPT_COMMENT.match(_option(tokens, "--comment") or "")
+            target = _option(tokens, "-j") or ""
+            if (
+                found
+                and found["network"] == network
+                and found["cid"] not in valid_cids
+                and target == iptables_chain(network, found["cid"])
+            ):
+                stale.add(found["cid"])
+        for cid in sorted(stale):
+            _ipt_teardown(edit, iptables_chain(network, cid), [])
+
     for family in _ipt_families():
+        known = iptables.nft_chains(family, "nat")
+        if known is not None and not any(_IPT_CHAIN.match(name) for name in known):
+            continue  # no per-container chain at all: nothing to collect
         try:
-            stale: set[str] = set()
-            for tokens in _ipt_jumps(family):
-                found = _IPT_COMMENT.match(_option(tokens, "--comment") or "")
-                target = _option(tokens, "-j") or ""
-                if (
-                    found
-                    and found["network"] == network
-                    and found["cid"] not in valid_cids
-                    and target == iptables_chain(network, found["cid"])
-                ):
-                    stale.add(found["cid"])
-            for cid in sorted(stale):
-                _ipt_teardown(family, iptables_chain(network, cid), [])
+            change(family, "nat", collect)
         except NetError as exc:
             if iptables.available(family):
                 errors.append(str(exc))

@@ -7,6 +7,7 @@ Go plugins find (and tear down) each other's rules.
 from __future__ import annotations
 
 from ipaddress import ip_interface
+from typing import Any
 
 from pycni.net.masquerade import (
     MASQ_CHAIN,
@@ -87,3 +88,63 @@ def test_spoofcheck_layout_matches_the_reference() -> None:
     assert jump["expr"][1] == {"jump": {"target": "cni-br-iface-ctr1-eth0"}}
     assert rules[-2]["expr"][0]["match"]["right"] == "0a:58:0a:00:00:05"
     assert rules[-1]["expr"] == [{"drop": None}]
+
+
+# -- iptables: one read, at most one write per family ----------------------------------
+
+_EMPTY_NAT = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n"
+
+
+def _ipt_edit(text: str = _EMPTY_NAT, family: int = 4) -> Any:
+    from pycni.net.iptables_state import TableEdit, parse_save
+
+    return TableEdit(parse_save(text, "nat", family))  # type: ignore[arg-type]
+
+
+def test_iptables_setup_lines_are_the_reference_layout() -> None:
+    from pycni.net.masquerade import _ipt_setup
+
+    chain, comment = iptables_chain("mynet", "abc"), iptables_comment("mynet", "abc")
+    edit = _ipt_edit()
+    addresses = [ip_interface("10.1.0.5/24"), ip_interface("10.1.0.6/24")]
+    _ipt_setup(edit, addresses, chain, comment)
+    quoted = '"name: \\"mynet\\" id: \\"abc\\""'
+    assert edit.lines == [
+        f"-N {chain}",
+        f"-I {chain} 1 -d 10.1.0.0/24 -j ACCEPT -m comment --comment {quoted}",  # one ACCEPT for the one subnet
+        f"-A {chain} ! -d 224.0.0.0/4 -j MASQUERADE -m comment --comment {quoted}",
+        f"-A POSTROUTING -s 10.1.0.5 -j {chain} -m comment --comment {quoted}",
+        f"-A POSTROUTING -s 10.1.0.6 -j {chain} -m comment --comment {quoted}",
+    ]
+    # again, over what iptables-save prints of it: nothing to do
+    saved = (
+        f"*nat\n:POSTROUTING ACCEPT [0:0]\n:{chain} - [0:0]\n"
+        f"-A POSTROUTING -s 10.1.0.5/32 -m comment --comment {quoted} -j {chain}\n"
+        f"-A POSTROUTING -s 10.1.0.6/32 -m comment --comment {quoted} -j {chain}\n"
+        f"-A {chain} -d 10.1.0.0/24 -m comment --comment {quoted} -j ACCEPT\n"
+        f"-A {chain} ! -d 224.0.0.0/4 -m comment --comment {quoted} -j MASQUERADE\nCOMMIT\n"
+    )
+    again = _ipt_edit(saved)
+    _ipt_setup(again, addresses, chain, comment)
+    assert again.lines == []
+
+    # teardown of one address keeps the chain for the other; of both removes it
+    from pycni.net.masquerade import _ipt_teardown
+
+    one = _ipt_edit(saved)
+    _ipt_teardown(one, chain, [addresses[0]])
+    assert one.lines == [f"-D POSTROUTING -s 10.1.0.5/32 -m comment --comment {quoted} -j {chain}"]
+    both = _ipt_edit(saved)
+    _ipt_teardown(both, chain, [])
+    assert [line.split()[0] for line in both.lines] == ["-D", "-D", "-F", "-X"]
+    nothing = _ipt_edit()
+    _ipt_teardown(nothing, chain, addresses)
+    assert nothing.lines == []
+
+
+def test_iptables_setup_v6_uses_the_v6_multicast_range() -> None:
+    from pycni.net.masquerade import _ipt_setup
+
+    edit = _ipt_edit(family=6)
+    _ipt_setup(edit, [ip_interface("fd00:1::5/64")], "CNI-x", "c")
+    assert "-A CNI-x ! -d ff00::/8 -j MASQUERADE -m comment --comment c" in edit.lines
