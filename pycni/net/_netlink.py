@@ -34,13 +34,45 @@ IPRoute = Any
 Message = Any
 
 _local = threading.local()
+_import_lock = threading.Lock()
 
 
 def _pyroute2() -> Any:
-    # Deferred: importing pyroute2 costs ~300 ms, which a plugin that only
-    # answers VERSION must not pay.
-    # import_module also keeps mypy from wanting stubs pyroute2 doesn't ship.
+    """The whole pyroute2 package (IPRoute, Conntrack, ...), imported on first use.
+
+    Deferred: importing pyroute2 costs ~400 ms, which a plugin that only
+    answers VERSION must not pay. If ``pyroute2_submodule`` left the
+    package uninitialised, its ``__init__`` runs now, into the same module.
+    import_module also keeps mypy from wanting stubs pyroute2 doesn't ship.
+    """
+    with _import_lock:
+        package = sys.modules.get("pyroute2")
+        if package is not None and getattr(package, "_pycni_uninitialised", False):
+            del package._pycni_uninitialised
+            loader: Any = package.__spec__.loader  # type: ignore[union-attr]  # made from a spec with a loader
+            loader.exec_module(package)
     return importlib.import_module("pyroute2")
+
+
+def pyroute2_submodule(name: str) -> Any:
+    """``pyroute2.<name>`` (e.g. "netlink.rtnl.ifinfmsg") without initialising the whole package.
+
+    pyroute2's ``__init__`` imports every API it has (NDB, IPDB, conntrack,
+    ...): ~400 ms. The message classes the hot path encodes with need ~70
+    ms of it. So when nothing has imported pyroute2 yet, the package is
+    registered uninitialised (a module with its ``__path__`` only) and just
+    the submodule loads; ``_pyroute2()`` finishes the package if asked later.
+    """
+    with _import_lock:
+        if "pyroute2" not in sys.modules:
+            from importlib import util as importlib_util
+
+            spec = importlib_util.find_spec("pyroute2")
+            if spec is not None and spec.loader is not None:
+                package = importlib_util.module_from_spec(spec)
+                package._pycni_uninitialised = True  # type: ignore[attr-defined]
+                sys.modules["pyroute2"] = package
+    return importlib.import_module(f"pyroute2.{name}")
 
 
 def thread_netns_inode() -> int:

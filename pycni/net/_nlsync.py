@@ -24,7 +24,6 @@ Contract:
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import struct
@@ -152,12 +151,14 @@ Attrs = Sequence[tuple[str, Any]]
 
 
 def _new(module: str, name: str) -> Any:
-    return getattr(importlib.import_module(module), name)()
+    from pycni.net._netlink import pyroute2_submodule
+
+    return getattr(pyroute2_submodule(module), name)()
 
 
 def link_msg(index: int = 0, *, flags: int = 0, change: int = 0, attrs: Attrs = ()) -> Any:
     """An ``ifinfmsg`` (RTM_*LINK) for the link ``index`` (0: named by IFLA_IFNAME)."""
-    msg = _new("pyroute2.netlink.rtnl.ifinfmsg", "ifinfmsg")
+    msg = _new("netlink.rtnl.ifinfmsg", "ifinfmsg")
     msg["index"] = index
     msg["flags"] = flags
     msg["change"] = change
@@ -167,7 +168,7 @@ def link_msg(index: int = 0, *, flags: int = 0, change: int = 0, attrs: Attrs = 
 
 def addr_msg(family: int, prefixlen: int, index: int, attrs: Attrs = ()) -> Any:
     """An ``ifaddrmsg`` (RTM_*ADDR) for an address on the link ``index``."""
-    msg = _new("pyroute2.netlink.rtnl.ifaddrmsg", "ifaddrmsg")
+    msg = _new("netlink.rtnl.ifaddrmsg", "ifaddrmsg")
     msg["family"] = family
     msg["prefixlen"] = prefixlen
     msg["index"] = index
@@ -177,7 +178,7 @@ def addr_msg(family: int, prefixlen: int, index: int, attrs: Attrs = ()) -> Any:
 
 def route_msg(family: int, dst_len: int, *, table: int, proto: int, scope: int, rtype: int, attrs: Attrs = ()) -> Any:
     """An ``rtmsg`` (RTM_*ROUTE); the table goes in RTA_TABLE too, for tables above 255."""
-    msg = _new("pyroute2.netlink.rtnl.rtmsg", "rtmsg")
+    msg = _new("netlink.rtnl.rtmsg", "rtmsg")
     msg["family"] = family
     msg["dst_len"] = dst_len
     msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries the real one

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
 
 from pycni.net import linkquery
+from pycni.net._netlink import _pyroute2
 from pycni.net.errors import LinkNotFound
 
 from .conftest import Netns, run
@@ -15,7 +15,7 @@ from .conftest import Netns, run
 
 def _pyroute2_view() -> dict[str, dict[str, Any]]:
     """name -> the fields linkquery decodes, as pyroute2 decodes them (the reference)."""
-    ipr = importlib.import_module("pyroute2").IPRoute()
+    ipr = _pyroute2().IPRoute()  # completes the package if the light import path ran first
     try:
         out = {}
         for msg in ipr.link("dump"):

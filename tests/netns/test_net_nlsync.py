@@ -8,7 +8,6 @@ pycni.net's functions; ``ip -j -d`` must then show the same state.
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 from ipaddress import ip_address, ip_interface, ip_network
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from pycni.net import _nlsync, addrs, links, routes
+from pycni.net._netlink import _pyroute2
 from pycni.net.errors import LinkExists, NetError, UnsupportedKernelFeature
 
 from .conftest import Netns, run
@@ -42,7 +42,7 @@ def _prepare(ns: Netns) -> None:
 
 
 def _with_pyroute2() -> None:
-    ipr = importlib.import_module("pyroute2").IPRoute()
+    ipr = _pyroute2().IPRoute()  # completes the package if the light import path ran first
     try:
         index = ipr.link_lookup(ifname="d0")[0]
         ipr.link("set", index=index, mtu=1450, address="02:00:00:00:61:01", ifalias="the d0")

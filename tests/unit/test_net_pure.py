@@ -118,3 +118,19 @@ def test_random_ifname_fits_ifnamsiz() -> None:
     name = links.random_ifname("veth")
     assert len(name) == 12 and name.startswith("veth")
     assert name != links.random_ifname("veth")
+
+
+def test_message_classes_load_without_the_whole_of_pyroute2_which_still_completes_on_demand() -> None:
+    code = (
+        "import sys\n"
+        "from pycni.net import _nlsync\n"
+        "_nlsync.link_msg()\n"
+        "assert 'pyroute2.netlink.rtnl.ifinfmsg' in sys.modules\n"
+        "assert 'pyroute2.ndb.main' not in sys.modules, 'the package __init__ ran'\n"
+        "from pycni.net._netlink import _pyroute2\n"
+        "assert _pyroute2().IPRoute and _pyroute2().Conntrack\n"
+        "import pyroute2\n"
+        "assert pyroute2.IPRoute is _pyroute2().IPRoute\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
