@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -304,6 +305,12 @@ def test_gc_removes_what_stale_attachments_left(pycni_lab: CniLab, make_netns: A
     # The runtime lost track of one pod (no cache entry, netns gone): only plugin GC can clean up.
     (lab.cache_dir / "results" / f"{network_name(lab)}-{lost.container_id}-eth0").unlink()
     run("ip", "netns", "delete", lost_ns.name)
+    # The kernel destroys a deleted netns's veth pairs asynchronously; GC
+    # removes spoof checks only once their host veth is gone.
+    lost_veth = lost_result.interfaces[1].name
+    deadline = time.monotonic() + 10
+    while link_exists(lost_veth) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
     cni.gc_network_list(netlist, [Attachment(keep.container_id, "eth0")])
 
