@@ -45,6 +45,7 @@ __all__ = [
     "RTM_NEWROUTE",
     "RTM_SETLINK",
     "addr_msg",
+    "exchange",
     "link_msg",
     "request",
     "route_msg",
@@ -84,22 +85,39 @@ def request(msg: Any, msg_type: int, flags: int = 0) -> list[Any]:
     """Send ``msg`` as ``msg_type``; the decoded answers of a dump, else [] once the kernel acknowledged it."""
     dump = flags & NLM_F_DUMP == NLM_F_DUMP
     msg["header"]["type"] = msg_type
-    # A dump ends with NLMSG_DONE; other requests end with the ack we ask for.
-    msg["header"]["flags"] = NLM_F_REQUEST | flags | (0 if dump else NLM_F_ACK)
+    msg["header"]["flags"] = NLM_F_REQUEST | flags
     msg["header"]["sequence_number"] = 1
     msg["header"]["pid"] = 0
     msg.encode()
+    found = []
+    for raw in exchange(msg.data, strict=dump):
+        answer = type(msg)(raw)
+        answer.decode()
+        found.append(answer)
+    return found
+
+
+def exchange(data: bytes, *, strict: bool = False) -> list[bytes]:
+    """Send one encoded request on a fresh socket; the answer messages (raw), after the ack or end of dump.
+
+    ``NLM_F_ACK`` is added to a request that is not a dump (a dump ends with
+    NLMSG_DONE); ``strict`` asks the kernel to honour a dump's filter fields
+    (an ifindex, a family). Kernel errors raise OSError.
+    """
+    flags = _HEADER.unpack_from(data)[2]
+    if flags & NLM_F_DUMP != NLM_F_DUMP:
+        data = data[:6] + struct.pack("=H", flags | NLM_F_ACK) + data[8:]
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
         sock.setsockopt(_SOL_NETLINK, _NETLINK_EXT_ACK, 1)
-        if dump:  # the kernel then honours the filter fields of the request (an ifindex, a family)
+        if strict:
             sock.setsockopt(_SOL_NETLINK, _NETLINK_GET_STRICT_CHK, 1)
         sock.bind((0, 0))
-        sock.send(msg.data)
-        return _answers(sock, type(msg), dump)
+        sock.send(data)
+        return _answers(sock)
 
 
-def _answers(sock: socket.socket, cls: type, dump: bool) -> list[Any]:
-    found: list[Any] = []
+def _answers(sock: socket.socket) -> list[bytes]:
+    found: list[bytes] = []
     while True:
         data = sock.recv(1 << 20)
         offset = 0
@@ -118,10 +136,7 @@ def _answers(sock: socket.socket, cls: type, dump: bool) -> list[Any]:
                     if code:
                         raise OSError(code, os.strerror(code))
                 return found
-            if dump:
-                answer = cls(data[offset : offset + length])
-                answer.decode()
-                found.append(answer)
+            found.append(data[offset : offset + length])
             offset += (length + 3) & ~3
 
 

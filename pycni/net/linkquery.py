@@ -15,7 +15,8 @@ Contract:
 - ``query_link(name=None, index=None)``: a ``RawLink`` snapshot of one link
   in the calling thread's netns, asked with stats skipped; LinkNotFound
   when the kernel says ENODEV (or ERANGE: a name longer than IFNAMSIZ),
-  other kernel errors as NetError "failed to find link ...".
+  other kernel errors as NetError "failed to find link ...". The socket
+  work is ``_nlsync.exchange``; only the encoding and decoding are here.
 - Sockets are opened per call, in the calling thread: a netlink socket's
   namespace is fixed at creation, and threads here move between namespaces.
 """
@@ -28,14 +29,13 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from pycni.net._nlsync import exchange
 from pycni.net.errors import LinkNotFound, NetError
 
 __all__ = ["RawLink", "dump_links", "index_of", "kind_u16", "kind_u32", "query_link"]
 
 _RTM_NEWLINK = 16
 _RTM_GETLINK = 18
-_NLMSG_ERROR = 2
-_NLMSG_DONE = 3
 _NLM_F_REQUEST = 1
 _NLM_F_DUMP = 0x300
 _IFLA_ADDRESS = 1
@@ -101,46 +101,31 @@ def query_link(name: str | None = None, index: int | None = None) -> RawLink:
         if len(raw_name) >= 16 or b"\0" in raw_name:  # the kernel's ERANGE: such a link cannot exist
             raise LinkNotFound(f"failed to find {what}: {_cause(errno_mod.ENODEV)}", errno=errno_mod.ENODEV)
         attrs += _nla(_IFLA_IFNAME, raw_name + b"\0")
-    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index or 0, 0, 0) + attrs
-    request = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _RTM_GETLINK, _NLM_F_REQUEST, 1, 0) + body
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as sock:
-        sock.bind((0, 0))
-        sock.send(request)
-        answer = sock.recv(1 << 16)
-    length, msg_type, _flags, _seq, _pid = _NLMSGHDR.unpack_from(answer)
-    if msg_type == _NLMSG_ERROR:
-        code = -_I32.unpack_from(answer, _NLMSGHDR.size)[0]
-        if code in (errno_mod.ENODEV, errno_mod.ERANGE):
-            raise LinkNotFound(f"failed to find {what}: {_cause(errno_mod.ENODEV)}", errno=errno_mod.ENODEV)
-        raise NetError(f"failed to find {what}: {_cause(code)}", errno=code)
-    if msg_type != _RTM_NEWLINK:
-        raise NetError(f"failed to find {what}: unexpected netlink message type {msg_type}")
-    return _decode(answer[:length])
+    try:
+        answers = exchange(_getlink(attrs, index or 0, dump=False))
+    except OSError as exc:
+        if exc.errno in (errno_mod.ENODEV, errno_mod.ERANGE):
+            raise LinkNotFound(f"failed to find {what}: {_cause(errno_mod.ENODEV)}", errno=errno_mod.ENODEV) from exc
+        raise NetError(f"failed to find {what}: {_cause(exc.errno or 0)}", errno=exc.errno) from exc
+    links = [_decode(raw) for raw in answers if _NLMSGHDR.unpack_from(raw)[1] == _RTM_NEWLINK]
+    if not links:
+        raise NetError(f"failed to find {what}: no answer from the kernel")
+    return links[0]
 
 
 def dump_links() -> list[RawLink]:
     """Every link in the calling thread's netns."""
-    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _nla(_IFLA_EXT_MASK, _U32.pack(_RTEXT_FILTER_SKIP_STATS))
-    request = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _RTM_GETLINK, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0) + body
-    links: list[RawLink] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as sock:
-        sock.bind((0, 0))
-        sock.send(request)
-        while True:
-            data = sock.recv(1 << 20)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, msg_type, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    raise NetError("failed to list links: malformed netlink answer")
-                if msg_type == _NLMSG_DONE:
-                    return links
-                if msg_type == _NLMSG_ERROR:
-                    code = -_I32.unpack_from(data, offset + _NLMSGHDR.size)[0]
-                    raise NetError(f"failed to list links: {_cause(code)}", errno=code)
-                if msg_type == _RTM_NEWLINK:
-                    links.append(_decode(data[offset : offset + length]))
-                offset += (length + 3) & ~3
+    try:
+        answers = exchange(_getlink(_nla(_IFLA_EXT_MASK, _U32.pack(_RTEXT_FILTER_SKIP_STATS)), 0, dump=True))
+    except OSError as exc:
+        raise NetError(f"failed to list links: {_cause(exc.errno or 0)}", errno=exc.errno) from exc
+    return [_decode(raw) for raw in answers if _NLMSGHDR.unpack_from(raw)[1] == _RTM_NEWLINK]
+
+
+def _getlink(attrs: bytes, index: int, *, dump: bool) -> bytes:
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attrs
+    flags = _NLM_F_REQUEST | (_NLM_F_DUMP if dump else 0)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _RTM_GETLINK, flags, 1, 0) + body
 
 
 def _decode(msg: bytes) -> RawLink:
