@@ -55,3 +55,15 @@ def install_slow_ipam(lab: CniLab, seconds: float) -> None:
     path = lab.bin_dir / "slow-ipam"
     path.write_text(SLOW_IPAM.format(seconds=seconds, prefix=prefix))
     path.chmod(0o755)
+
+
+def normalized(result: dict[str, Any]) -> dict[str, Any]:
+    """A result with what differs between two equal ADDs (MACs, veth names, sandbox, host part) blanked."""
+    for iface in result.get("interfaces", []):
+        iface["mac"] = "mac"
+        if iface["name"].startswith("veth"):
+            iface["name"] = "veth"
+        iface.pop("sandbox", None)
+    for ip in result.get("ips", []):
+        ip["address"] = ip["address"].rsplit(".", 1)[0]
+    return result

@@ -25,7 +25,7 @@ from pycni.cli.install import cmd_install, import_roots
 from pycni.executor import cshim
 from tests.executor import test_robustness
 from tests.executor.running import RunningExecutor
-from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, shim_env
+from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, normalized, shim_env
 from tests.integration.conftest import CniLab, Netns, ip_json, link_exists
 
 pytestmark = pytest.mark.skipif(cshim.build_shim_binary() is None, reason=f"no C shim: {cshim.build_error()}")
@@ -64,17 +64,6 @@ def wait_calls(executor: RunningExecutor, count: int) -> None:
     while len(calls(executor)) < count and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(calls(executor)) == count, executor.events()[-4:]
-
-
-def normalized(result: dict[str, Any]) -> dict[str, Any]:
-    for iface in result.get("interfaces", []):
-        iface["mac"] = "mac"
-        if iface["name"].startswith("veth"):
-            iface["name"] = "veth"
-        iface.pop("sandbox", None)
-    for ip in result.get("ips", []):
-        ip["address"] = ip["address"].rsplit(".", 1)[0]
-    return result
 
 
 CASES: dict[str, Callable[[CniLab, Netns], tuple[str, dict[str, str], bytes | dict[str, Any]]]] = {

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.executor.running import REPO_ROOT, RunningExecutor
-from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, run_shim, shim_env
+from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, normalized, run_shim, shim_env
 from tests.integration.conftest import CniLab, Netns, ip_json, link_exists, run
 
 
@@ -89,17 +89,6 @@ def test_both_paths_print_the_same_bytes(lab: CniLab, make_netns: Callable[[], N
     if case == "delegate error and stderr":
         assert b"chatty-ipam: ADD for c1" in forwarded.stderr and b"pool busy" in forwarded.stdout
     assert served_calls(executor, command), f"{case}: not served by the executor: {executor.events()[-3:]}"
-
-
-def normalized(result: dict[str, Any]) -> dict[str, Any]:
-    for iface in result.get("interfaces", []):
-        iface["mac"] = "mac"
-        if iface["name"].startswith("veth"):
-            iface["name"] = "veth"
-        iface.pop("sandbox", None)
-    for ip in result.get("ips", []):
-        ip["address"] = ip["address"].rsplit(".", 1)[0]
-    return result
 
 
 @pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
