@@ -114,6 +114,38 @@ def nft_chains(family: Family, table: str) -> frozenset[str] | None:
     )
 
 
+_VERDICTS = ("accept", "drop", "return", "reject", "masquerade")
+
+
+def nft_rule_verdicts(family: Family, table: str, chain: str) -> list[str] | None:
+    """Each rule's verdict in an iptables-nft chain ("accept", "drop", "jump <chain>", ...), read in-process.
+
+    [] when the chain does not exist; None when unknowable so (iptables-legacy,
+    or libnftables failing). Matches (and iptables comments, which libnftables
+    cannot show) are left out: this is for "is anything but X in there".
+    """
+    if variant(family) != "nf_tables":
+        return None
+    from pycni.net import nft
+
+    try:
+        items = nft.list_json(f"chain {'ip' if family == 4 else 'ip6'} {table} {chain}")
+    except NetError:
+        return None
+    verdicts = []
+    for item in items:
+        if "rule" not in item:
+            continue
+        verdict = "none"
+        for expr in item["rule"].get("expr", []):
+            for kind in ("jump", "goto"):
+                if kind in expr:
+                    verdict = f"{kind} {expr[kind].get('target', '')}"
+            verdict = next((kind for kind in _VERDICTS if kind in expr), verdict)
+        verdicts.append(verdict)
+    return verdicts
+
+
 def _call(family: Family, args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = [_binary(family), "-w", "5", *args]
     try:

@@ -289,8 +289,38 @@ def test_firewall_process_budget(names: Names, starts: Callable[[], list[str]]) 
     assert sorted(starts()) == ["ip6tables-save", "iptables-save"]
     backend.delete(att)
     assert sorted(starts()) == ["ip6tables-restore", "ip6tables-save", "iptables-restore", "iptables-save"]
-    backend.delete(att)  # gone: reads only
-    assert sorted(starts()) == ["ip6tables-save", "iptables-save"]
+    backend.delete(att)  # gone: reads only (none where CNI-FORWARD holds no pod's rules at all)
+    assert set(starts()) <= {"ip6tables-save", "iptables-save"}
+
+
+def test_firewall_del_skips_a_family_holding_no_pod_rules(
+    names: Names, starts: Callable[[], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An IPv4-only cluster's DEL does not read ip6tables when its CNI-FORWARD has only the admin jump."""
+    backend = IptablesBackend("CNI-ADMIN")
+    att = names.att2()  # IPv4 only
+    backend.add(att)
+    starts()
+    real = iptables.nft_rule_verdicts
+    monkeypatch.setattr(iptables, "nft_rule_verdicts", lambda family, table, chain: (
+        ["jump CNI-ADMIN"] if family == 6 else real(family, table, chain)))
+    backend.delete(att)
+    assert sorted(starts()) == ["iptables-restore", "iptables-save"]
+    assert own_lines(names) == [line for line in own_lines(names) if names.cid2 not in line]
+
+
+def test_nft_rule_verdicts_reads_iptables_nft_chains(names: Names) -> None:
+    if iptables.variant(4) != "nf_tables":
+        pytest.skip("iptables-legacy: verdicts are not readable in-process")
+    chain, other = f"PYCNI-T-{uuid.uuid4().hex[:8]}", f"PYCNI-T-{uuid.uuid4().hex[:8]}"
+    lines = [f"-N {chain}", f"-N {other}", f"-A {chain} -m comment --comment {quote('a b')} -j {other}",
+             f"-A {chain} -s 192.0.2.9/32 -j ACCEPT", f"-A {chain} -d 192.0.2.9/32 -j DROP", f"-A {chain} -j RETURN"]
+    try:
+        restore(4, "filter", lines)
+        assert iptables.nft_rule_verdicts(4, "filter", chain) == [f"jump {other}", "accept", "drop", "return"]
+        assert iptables.nft_rule_verdicts(4, "filter", f"{chain}-NONE") == []
+    finally:
+        restore(4, "filter", [f"-F {chain}", f"-X {chain}", f"-X {other}"])
 
 
 def test_masquerade_process_budget(names: Names, starts: Callable[[], list[str]]) -> None:
