@@ -7,17 +7,14 @@ Masquerade, spoof-check and portmap rules live in the host's shared tables
 - on the way out it removes every masquerade rule of the test's network
   and the spoof-check rules of the attachments it recorded, whatever the
   test did;
-- tests running in parallel (xdist workers, other test files) share the
-  tables, so each holds a shared lock on LOCK_PATH while it runs, and the
-  last one out (the one that gets the lock exclusively) deletes the shared
-  tables, portmap's top-level chains included, once nothing uses them.
+- the shared tables and chains themselves stay until the run ends: tests in
+  parallel (xdist workers, other files) use them, and the run-level hook in
+  tests/conftest.py removes what the run created once every worker is done.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +22,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-LOCK_PATH = "/run/lock/pycni-test-host-rules.lock"
 MASQ_TABLE = ("inet", "cni_plugins_masquerade")
 SPOOFCHK_TABLE = ("bridge", "nat")
 _PORTMAP_PREFIX = "CNI-HOSTPORT-"
@@ -90,60 +86,16 @@ def _remove_own(rules: HostRules) -> None:
             teardown_spoofcheck(container_id, ifname)
 
 
-def _remove_unused_portmap_chains(family: int) -> None:
-    tool = "iptables" if family == 4 else "ip6tables"
-    lines = _iptables_lines(family)
-    dnat_rules = [t for t in lines if t[:2] == ["-A", f"{_PORTMAP_PREFIX}DNAT"]]
-    chains = [t[1] for t in lines if t[:1] == ["-N"] and t[1].startswith(_PORTMAP_PREFIX)]
-    if dnat_rules or not chains:
-        return  # in use by some pod, or absent
-    for tokens in lines:
-        if tokens[:1] == ["-A"] and tokens[1] not in chains and _option(tokens, "-j").startswith(_PORTMAP_PREFIX):
-            subprocess.run([tool, "-w", "5", "-t", "nat", "-D", *tokens[1:]], capture_output=True, check=False)
-    for chain in chains:
-        subprocess.run([tool, "-w", "5", "-t", "nat", "-F", chain], capture_output=True, check=False)
-    for chain in chains:
-        subprocess.run([tool, "-w", "5", "-t", "nat", "-X", chain], capture_output=True, check=False)
-
-
-def _delete_table_if(family: str, table: str, unused: bool) -> None:
-    if unused:
-        subprocess.run(["nft", "delete", "table", family, table], capture_output=True, check=False)
-
-
-def _remove_unused_shared() -> None:
-    masq = _nft("list", "table", *MASQ_TABLE)
-    masq_rules = [o for o in masq if o.get("rule", {}).get("chain") == "masq_checks"]
-    _delete_table_if(*MASQ_TABLE, bool(masq) and not masq_rules)
-
-    spoof = _nft("list", "table", *SPOOFCHK_TABLE)
-    extra = [o for o in spoof if "rule" in o or ("chain" in o and o["chain"]["name"] != "PREROUTING")]
-    _delete_table_if(*SPOOFCHK_TABLE, bool(spoof) and not extra)
-
-    for family, nft_family in ((4, "ip"), (6, "ip6")):
-        _remove_unused_portmap_chains(family)
-        objects = _nft("list", "table", nft_family, "nat")
-        used = [o for o in objects if "rule" in o or ("chain" in o and "hook" not in o["chain"])]
-        _delete_table_if(nft_family, "nat", bool(objects) and not used)
-
-
 @contextmanager
 def host_rules_guard(network: str) -> Iterator[HostRules]:
+    """The test's own rules are removed after it; shared tables and chains stay until the run ends.
+
+    Deleting a shared table or chain here once it looked unused raced with
+    the other workers (a plugin could add its rules between the look and the
+    delete, and lose them).
+    """
     rules = HostRules(network)
-    os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
-    fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        try:
-            yield rules
-        finally:
-            _remove_own(rules)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # another test still uses the shared tables: the last one out removes them
-            else:
-                _remove_unused_shared()
+        yield rules
     finally:
-        os.close(fd)
+        _remove_own(rules)

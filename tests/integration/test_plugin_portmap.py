@@ -11,8 +11,9 @@ and the reply says which pod answered.
 Host-wide state: pycni's portmap table (``inet pycni-portmap``) is only
 ours, so portmap tests take a lock and run one at a time; the shared
 ``CNI-HOSTPORT-*`` iptables chains, which portmap never deletes (like the
-reference), are removed by whichever test using them finishes last (the
-shared/exclusive lock protocol of tests/integration/hostrules.py). Before
+reference), are removed by the run-level hook in tests/conftest.py once
+every worker has finished (removing them earlier raced with other workers'
+plugins). Before
 and after comparisons of ``nft list ruleset`` and ``iptables-save`` look
 only at lines that are portmap's or name the test's pods, so other tests
 changing other tables in parallel do not matter.
@@ -51,7 +52,6 @@ from tests.integration.conftest import CniLab, Netns, run
 BACKENDS = ["nftables", "iptables"]
 MAIN_PLUGINS = ["go-bridge"] + (["pycni-bridge"] if importlib.util.find_spec("pycni.plugins.bridge") else [])
 SERIAL_LOCK = "/run/lock/pycni-test-portmap.lock"
-HOST_RULES_LOCK = "/run/lock/pycni-test-host-rules.lock"  # shared with tests/integration/hostrules.py
 COUNTERS = re.compile(r"\[\d+:\d+\]")
 HTTP_PORT = 8000  # in the pod
 UDP_PORT = 5353  # in the pod
@@ -90,46 +90,18 @@ for _ in range(4):
 
 @pytest.fixture(autouse=True)
 def _portmap_tests_one_at_a_time() -> Iterator[None]:
-    """Serialise portmap tests (xdist workers); share the host-rules lock like the bridge tests do."""
+    """Serialise portmap tests (xdist workers); shared chains stay until the run ends (see hostrules)."""
     os.makedirs("/run/lock", exist_ok=True)
     serial = os.open(SERIAL_LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    shared = os.open(HOST_RULES_LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(serial, fcntl.LOCK_EX)
-        fcntl.flock(shared, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(shared, fcntl.LOCK_UN)
-            try:
-                fcntl.flock(shared, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # another test still uses the shared chains; the last one out removes them
-            else:
-                for family in (4, 6):
-                    _remove_unused_hostport_chains(family)
+        yield
     finally:
-        os.close(shared)
         os.close(serial)
 
 
 def _iptables(family: int, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     return run("iptables" if family == 4 else "ip6tables", "-w", "5", *args, check=check)
-
-
-def _remove_unused_hostport_chains(family: int) -> None:
-    lines = [shlex.split(line) for line in _iptables(family, "-t", "nat", "-S").stdout.splitlines()]
-    ours = [t[1] for t in lines if t[:1] == ["-N"] and t[1].startswith("CNI-HOSTPORT-")]
-    if not ours or any(t[:2] == ["-A", "CNI-HOSTPORT-DNAT"] for t in lines):
-        return
-    for tokens in lines:
-        jump = tokens[tokens.index("-j") + 1] if "-j" in tokens[:-1] else ""
-        if tokens[:1] == ["-A"] and tokens[1] not in ours and jump in ours:
-            _iptables(family, "-t", "nat", "-D", *tokens[1:])
-    for chain in ours:
-        _iptables(family, "-t", "nat", "-F", chain)
-    for chain in ours:
-        _iptables(family, "-t", "nat", "-X", chain)
 
 
 def ruleset_lines() -> list[str]:
