@@ -25,7 +25,7 @@ from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
 from tests.executor.running import REPO_ROOT, RunningExecutor
 from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, run_shim, shim_env
-from tests.integration.conftest import CniLab, Netns, ip_json, link_exists
+from tests.integration.conftest import GO_PLUGIN_DIR, CniLab, Netns, ip_json, link_exists
 
 
 def still_serving(lab: CniLab, executor: RunningExecutor) -> None:
@@ -218,12 +218,30 @@ def test_a_call_that_outlives_its_timeout_fails_with_11_and_is_undone(
 # -- the executor dies -------------------------------------------------------
 
 
+HELD_HOST_LOCAL = """#!/bin/sh
+out=$({host_local})
+status=$?
+if [ "$CNI_COMMAND" = ADD ]; then sleep 0.3; fi
+printf '%s' "$out"
+exit $status
+"""
+
+
 def test_killing_the_executor_during_a_stream_of_adds(
     installed: CniLab, make_netns: Callable[[], Netns], executor_factory: Callable[..., RunningExecutor]
 ) -> None:
     """kill -9 while an ADD is half done: every ADD succeeds or fails cleanly, nothing half-made or leaked."""
     executor = executor_factory()
-    installed.write_conflist("exnet", [installed.bridge_plugin()])
+    # An ADD takes ~15 ms: too short to kill reliably between its veth and its
+    # answer. This IPAM is host-local (Go's, same on-disk store) that holds its
+    # answer 0.3 s after reserving, so every ADD has a window with the veth
+    # made, the address reserved and the result not yet returned.
+    plugin = installed.bridge_plugin()
+    plugin["ipam"]["type"] = "held-host-local"
+    held = installed.bin_dir / "held-host-local"
+    held.write_text(HELD_HOST_LOCAL.format(host_local=os.path.join(GO_PLUGIN_DIR, "host-local")))
+    held.chmod(0o755)
+    installed.write_conflist("exnet", [plugin])
     netlist = load_network_conf(str(installed.conf_dir), "exnet")
     pods = [make_netns() for _ in range(12)]
     outcomes: dict[str, Any] = {}
