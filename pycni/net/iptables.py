@@ -114,6 +114,24 @@ def nft_chains(family: Family, table: str) -> frozenset[str] | None:
     )
 
 
+def nft_chains_by_family(table: str) -> dict[Family, frozenset[str]] | None:
+    """``nft_chains`` of both families with one in-process listing; None unless both tools are iptables-nft."""
+    if variant(4) != "nf_tables" or variant(6) != "nf_tables":
+        return None
+    from pycni.net import nft
+
+    try:
+        items = nft.list_json("chains")
+    except NetError:
+        return None
+    found: dict[Family, set[str]] = {4: set(), 6: set()}
+    for item in items:
+        chain = item.get("chain")
+        if chain and chain.get("table") == table and chain.get("family") in ("ip", "ip6"):
+            found[4 if chain["family"] == "ip" else 6].add(chain["name"])
+    return {family: frozenset(names) for family, names in found.items()}
+
+
 _VERDICTS = ("accept", "drop", "return", "reject", "masquerade")
 
 

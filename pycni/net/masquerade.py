@@ -162,11 +162,18 @@ def _nft_delete(handles: Iterable[int]) -> None:
     nft.apply_json([{"delete": {"rule": _obj(chain=MASQ_CHAIN, handle=h)}} for h in handles])
 
 
+_nft_known_usable = False
+
+
 def _nft_usable() -> bool:
-    try:
-        nft.list_json("tables")
-    except NetError:
-        return False
+    """Whether libnftables works here; a success is remembered per process (it does not go away)."""
+    global _nft_known_usable
+    if not _nft_known_usable:
+        try:
+            nft.list_json("tables")
+        except NetError:
+            return False
+        _nft_known_usable = True
     return True
 
 
@@ -277,8 +284,9 @@ def teardown_masquerade(network: str, ifname: str, container_id: str, addresses:
         if _nft_usable():
             errors.append(str(exc))
     chain = iptables_chain(network, container_id)
+    known = iptables.nft_chains_by_family("nat")  # one listing for both families
     for family in _ipt_families():
-        if chain_known_missing(family, "nat", chain):
+        if known is not None and chain not in known[family]:
             continue  # no chain, so no jump to it: nothing of this container's (typical of nftables-made rules)
         mine = [a for a in addresses if a.version == family]
         try:

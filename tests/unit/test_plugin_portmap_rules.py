@@ -215,6 +215,35 @@ def test_backend_shell_locks_only_when_it_writes() -> None:
         backend.check(ATT, [FamilyTarget(4, V4.address, (PortMapping(1, 1, "tcp"),))], conf())
 
 
+def test_removal_applies_what_it_read_and_reads_again_only_if_the_table_moved() -> None:
+    from pycni.net.errors import NetError
+
+    fake = FakeNft(json.loads((FIXTURES / "portmap_nft_table.json").read_text()))
+    reads = 0
+    real_list = fake.list_json
+
+    def counting_list(what: str) -> list[dict[str, Any]]:
+        nonlocal reads
+        reads += 1
+        return real_list(what)
+
+    fake.list_json = counting_list  # type: ignore[method-assign]
+    backend = nft.NftBackend(fake, fake.lock)
+    assert [f.host_port for f in backend.unforward(Attachment("net1", "ctr1", "eth0"))]
+    assert (reads, len(fake.scripts)) == (1, 1)
+
+    failures = ["handle 7 is gone"]
+
+    def racing_apply(script: str) -> None:
+        if failures:
+            raise NetError(failures.pop())
+        fake.scripts.append(script)
+
+    fake.apply = racing_apply  # type: ignore[method-assign]
+    assert [f.host_port for f in backend.unforward(Attachment("net1", "ctr1", "eth0"))]
+    assert (reads, len(fake.scripts)) == (3, 2)  # read, failed apply, read again, apply
+
+
 # -- iptables ------------------------------------------------------------------------
 
 

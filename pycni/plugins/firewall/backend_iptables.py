@@ -155,11 +155,11 @@ class IptablesBackend:
 
     def delete(self, att: Attachment) -> None:
         for family in _families():  # both: the tag alone says what is this attachment's
-            if _may_exist(family, r.CNI_FORWARD) and self._may_hold_attachments(family):
+            if self._may_hold_attachments(family):
                 change(family, FILTER, lambda edit: self._delete_tagged(edit, lambda tag: tag == att.tag))
 
     def _may_hold_attachments(self, family: iptables.Family) -> bool:
-        """False when CNI-FORWARD provably holds nothing but the jump to the admin chain (no pod's rules).
+        """False when CNI-FORWARD provably is missing or holds only the jump to the admin chain (no pod's rules).
 
         Saves an IPv4-only cluster the ip6tables read on every DEL.
         """

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pycni.net.errors import NetError
 from pycni.plugins.common import parse_owner_tag
 from pycni.plugins.portmap.conf import Attachment, Family, FamilyTarget, Forward, PortMapConf, short_hash
 from pycni.spec.errors import CniError, InvalidConfig
@@ -455,13 +456,16 @@ class NftBackend:
         return self._remove(network, stale)
 
     def _remove(self, network: str, owned: Callable[[str], bool]) -> list[Forward]:
-        script, _ = render_remove(self._read(), network, owned)
+        script, removed = render_remove(self._read(), network, owned)
         if not script:  # nothing of ours: no lock, no write
             return []
         with self._lock():
-            script, removed = render_remove(self._read(), network, owned)
-            if script:
+            try:  # what we read is almost always still true: removing by handle fails as a whole if not
                 self._nft.apply(script)
+            except NetError:
+                script, removed = render_remove(self._read(), network, owned)
+                if script:
+                    self._nft.apply(script)
         return forwards_from(removed)
 
 
