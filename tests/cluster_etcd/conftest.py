@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,21 @@ def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
     server = EtcdServer(tmp_path_factory.mktemp("etcd-tls-data") / "data", tls=make_tls_files(certs)).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def open_kv() -> Iterator[Callable[..., Any]]:
+    """``EtcdKV(...)`` closed after the test: an unclosed client's pooled sockets would be
+    garbage-collected in whichever later test, as a ResourceWarning that fails it."""
+    from pycni.cluster.etcd import EtcdKV
+
+    made: list[EtcdKV] = []
+
+    def make(*args: Any, **kwargs: Any) -> EtcdKV:
+        kv = EtcdKV(*args, **kwargs)
+        made.append(kv)
+        return kv
+
+    yield make
+    for kv in made:
+        kv.close()

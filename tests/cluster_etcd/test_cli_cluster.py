@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_init_show_list_remove(etcd_server: EtcdServer, prefix: str) -> None:
+def test_init_show_list_remove(etcd_server: EtcdServer, prefix: str, open_kv: Callable[..., EtcdKV]) -> None:
     e = etcd_server.endpoint
     out = ok(pycni("cluster", "init", "--etcd-endpoints", e, "--etcd-prefix", prefix, "--network", "10.244.0.0/16",
                    "--subnet-len", "24", "--backend", "vxlan", "--vni", "2", "--mtu", "1400", "--quarantine", "120"))
@@ -46,7 +47,7 @@ def test_init_show_list_remove(etcd_server: EtcdServer, prefix: str) -> None:
     again = ok(pycni("cluster", "init", "--etcd-prefix", prefix, "--network", "10.244.0.0/16", "--vni", "2", "--mtu",
                      "1400", "--quarantine", "120", endpoint=e))
     assert again.startswith(f"cluster config unchanged at {prefix}/config")
-    kv = EtcdKV(e)
+    kv = open_kv(e)
     stored = kv.get(f"{prefix}/config")
     assert stored is not None and json.loads(stored.value) == {
         "Network": "10.244.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan", "VNI": 2, "Port": 8472, "MTU": 1400},
@@ -82,7 +83,9 @@ def test_init_show_list_remove(etcd_server: EtcdServer, prefix: str) -> None:
     kv.close()
 
 
-def test_init_refuses_bad_networks_and_changes_in_one_line(etcd_server: EtcdServer, prefix: str) -> None:
+def test_init_refuses_bad_networks_and_changes_in_one_line(
+    etcd_server: EtcdServer, prefix: str, open_kv: Callable[..., EtcdKV]
+) -> None:
     e = etcd_server.endpoint
 
     def init(*args: str) -> subprocess.CompletedProcess[str]:
@@ -96,7 +99,7 @@ def test_init_refuses_bad_networks_and_changes_in_one_line(etcd_server: EtcdServ
         init("--network", "10.1.0.0/16", "--backend", "host-gw", "--vni", "3"))
     ok(init("--network", "10.1.0.0/16", "--backend", "host-gw"))
     assert "a different cluster config exists" in one_line_error(init("--network", "10.2.0.0/16"))
-    SubnetManager(EtcdKV(e), prefix).acquire("n", IPv4Address("192.0.2.1"), {})
+    SubnetManager(open_kv(e), prefix).acquire("n", IPv4Address("192.0.2.1"), {})
     assert "live leases fall outside the new one (n 10.1.1.0/24)" in one_line_error(
         init("--network", "10.2.0.0/16", "--force"))
     assert ok(init("--network", "10.1.0.0/16", "--backend", "vxlan", "--force")).startswith(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -27,8 +28,10 @@ def ip(n: int) -> IPv4Address:
     return IPv4Address(f"192.0.2.{n % 250 + 1}")
 
 
-def test_threads_racing_on_an_almost_full_network_never_share_a_subnet(etcd_server: EtcdServer, prefix: str) -> None:
-    admin = SubnetManager(EtcdKV(etcd_server.endpoint), prefix)
+def test_threads_racing_on_an_almost_full_network_never_share_a_subnet(
+    etcd_server: EtcdServer, prefix: str, open_kv: Callable[..., EtcdKV]
+) -> None:
+    admin = SubnetManager(open_kv(etcd_server.endpoint), prefix)
     admin.init_config(SMALL)
     for i in range(10):
         admin.acquire(f"old{i}", ip(i), {})
@@ -80,8 +83,10 @@ while True:
 """
 
 
-def test_two_processes_filling_the_network_never_share_a_subnet(etcd_server: EtcdServer, prefix: str) -> None:
-    SubnetManager(EtcdKV(etcd_server.endpoint), prefix).init_config(SMALL)
+def test_two_processes_filling_the_network_never_share_a_subnet(
+    etcd_server: EtcdServer, prefix: str, open_kv: Callable[..., EtcdKV]
+) -> None:
+    SubnetManager(open_kv(etcd_server.endpoint), prefix).init_config(SMALL)
     procs = [
         subprocess.Popen([sys.executable, "-c", RACER, etcd_server.endpoint, prefix, name], cwd=REPO,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
