@@ -283,6 +283,18 @@ def plan_targets(conf: PortMapConf, prev: Result, ifname: str) -> tuple[FamilyTa
     return tuple(targets)
 
 
+def masq_sources(target: FamilyTarget, conf: PortMapConf, *, loopback: str) -> list[str]:
+    """Sources whose DNATed traffic gets masqueraded (hairpin, and ``loopback`` for 127.0.0.1:<hostPort>)."""
+    if not conf.snat:
+        return []
+    if conf.masq_all:
+        return ["0.0.0.0/0" if target.family == 4 else "::/0"]
+    sources = [str(target.address.network)]
+    if target.family == 4:
+        sources.append(loopback)
+    return sources
+
+
 def forwards_of(targets: Sequence[FamilyTarget]) -> list[Forward]:
     """The Forward records ADD installs for ``targets`` (what CHECK expects to find)."""
     out = []

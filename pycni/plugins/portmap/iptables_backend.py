@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pycni.plugins.common import owner_tag, parse_owner_tag
-from pycni.plugins.portmap.conf import Attachment, FamilyTarget, Forward, PortMapConf, forwards_of
+from pycni.plugins.portmap.conf import Attachment, FamilyTarget, Forward, PortMapConf, forwards_of, masq_sources
 from pycni.spec.errors import CniError
 
 __all__ = [
@@ -160,7 +160,7 @@ def render_forward(table: NatTable, att: Attachment, target: FamilyTarget, conf:
     lines += [f"-D {DNAT_CHAIN} {_q(r.args)}" for r in table.rules_of(DNAT_CHAIN) if r.jumps_to(chain)]
     lines.append(f":{chain} - [0:0]")  # created, or flushed if it exists
     mark_chain = conf.external_set_mark_chain or SETMARK_CHAIN
-    sources = _masq_sources(target, conf)
+    sources = masq_sources(target, conf, loopback="127.0.0.1")
     for m in target.mappings:
         match = ["-p", m.protocol]
         if m.host_ip is not None and not m.host_ip.is_unspecified:
@@ -183,17 +183,6 @@ def render_forward(table: NatTable, att: Attachment, target: FamilyTarget, conf:
             entry += ["-m", "multiport", "--dports", chunk, *conf.conditions(target.family)]
             lines.append(f"-A {DNAT_CHAIN} {_q(entry)} -j {chain}")
     return lines
-
-
-def _masq_sources(target: FamilyTarget, conf: PortMapConf) -> list[str]:
-    if not conf.snat:
-        return []
-    if conf.masq_all:
-        return ["0.0.0.0/0" if target.family == 4 else "::/0"]
-    sources = [str(target.address.network)]
-    if target.family == 4:
-        sources.append("127.0.0.1")
-    return sources
 
 
 # -- DEL, GC, CHECK --------------------------------------------------------------------

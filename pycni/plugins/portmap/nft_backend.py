@@ -63,7 +63,15 @@ from typing import Any, Protocol
 
 from pycni.net.errors import NetError
 from pycni.plugins.common import parse_owner_tag
-from pycni.plugins.portmap.conf import Attachment, Family, FamilyTarget, Forward, PortMapConf, short_hash
+from pycni.plugins.portmap.conf import (
+    Attachment,
+    Family,
+    FamilyTarget,
+    Forward,
+    PortMapConf,
+    masq_sources,
+    short_hash,
+)
 from pycni.spec.errors import CniError, InvalidConfig
 
 __all__ = [
@@ -260,7 +268,7 @@ def desired_elements(nid: str, tag: str, targets: Sequence[FamilyTarget], conf: 
     for target in targets:
         family = target.family
         pod = str(target.ip)
-        sources = _masq_sources(target, conf)
+        sources = masq_sources(target, conf, loopback="127.0.0.0/8")
         for m in target.mappings:
             value = (pod, str(m.container_port))
             if m.host_ip is not None and not m.host_ip.is_unspecified:
@@ -273,17 +281,6 @@ def desired_elements(nid: str, tag: str, targets: Sequence[FamilyTarget], conf: 
                 if masq not in out:
                     out.append(masq)
     return out
-
-
-def _masq_sources(target: FamilyTarget, conf: PortMapConf) -> list[str]:
-    if not conf.snat:
-        return []
-    if conf.masq_all:
-        return ["0.0.0.0/0" if target.family == 4 else "::/0"]
-    sources = [str(target.address.network)]
-    if target.family == 4:
-        sources.append("127.0.0.0/8")
-    return sources
 
 
 def render_forward(state: TableState, att: Attachment, targets: Sequence[FamilyTarget], conf: PortMapConf) -> str:
