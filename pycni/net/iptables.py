@@ -101,34 +101,33 @@ def nft_chains(family: Family, table: str) -> frozenset[str] | None:
     Empty when the table does not exist. Built-in chains appear only once
     the table exists, though ``iptables -S`` shows them anyway.
     """
-    if variant(family) != "nf_tables":
-        return None
-    from pycni.net import nft
-
-    try:
-        items = nft.list_json("chains ip" if family == 4 else "chains ip6")
-    except NetError:
-        return None
-    return frozenset(
-        item["chain"]["name"] for item in items if "chain" in item and item["chain"].get("table") == table
-    )
+    found = _nft_chain_names((family,), table)
+    return None if found is None else found[family]
 
 
 def nft_chains_by_family(table: str) -> dict[Family, frozenset[str]] | None:
     """``nft_chains`` of both families with one in-process listing; None unless both tools are iptables-nft."""
-    if variant(4) != "nf_tables" or variant(6) != "nf_tables":
+    return _nft_chain_names((4, 6), table)
+
+
+def _nft_chain_names(families: tuple[Family, ...], table: str) -> dict[Family, frozenset[str]] | None:
+    if any(variant(family) != "nf_tables" for family in families):
         return None
     from pycni.net import nft
 
+    nft_families = {4: "ip", 6: "ip6"}
+    what = f"chains {nft_families[families[0]]}" if len(families) == 1 else "chains"
     try:
-        items = nft.list_json("chains")
+        items = nft.list_json(what)
     except NetError:
         return None
-    found: dict[Family, set[str]] = {4: set(), 6: set()}
+    found: dict[Family, set[str]] = {family: set() for family in families}
     for item in items:
         chain = item.get("chain")
-        if chain and chain.get("table") == table and chain.get("family") in ("ip", "ip6"):
-            found[4 if chain["family"] == "ip" else 6].add(chain["name"])
+        if chain and chain.get("table") == table:
+            family = next((f for f in families if nft_families[f] == chain.get("family")), None)
+            if family is not None:
+                found[family].add(chain["name"])
     return {family: frozenset(names) for family, names in found.items()}
 
 
