@@ -1,0 +1,1 @@
+"""Kubernetes NetworkPolicy: the object model, validation, a pure evaluator and compiler, and the enforcer."""
