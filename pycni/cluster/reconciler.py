@@ -93,10 +93,10 @@ class Reconciler:
             return None
         self.write_files(own)
         if self.masquerade:
-            from pycni.net import cluster_masq
+            from pycni.cluster.masquerade import ensure_masquerade, masquerade_in_place
 
-            if not cluster_masq.masquerade_in_place(self.cluster):
-                cluster_masq.ensure_masquerade(self.cluster)
+            if not masquerade_in_place(self.cluster):
+                ensure_masquerade(self.cluster)
                 log.info("masquerade for pods leaving %s in place", self.cluster)
         me = lease_to_peer(own)
         desired = self.backend.plan(me, [lease_to_peer(p) for p in peers.values() if p.node != me.node])

@@ -11,7 +11,7 @@ import pytest
 from pycni.cluster.agent_metrics import AgentMetrics
 from pycni.cluster.conflist import CONFLIST_NAME, NodeNetwork, render_conflist, render_subnet_env, write_if_changed
 from pycni.cluster.lab_state import LabState, NodeState, PodState, check_name, node_ip
-from pycni.net.cluster_masq import masquerade_commands
+from pycni.cluster.masquerade import masquerade_commands
 from pycni.spec.config import conflist_from_bytes
 
 NET = NodeNetwork(name="pycni", cluster=IPv4Network("10.244.0.0/16"), subnet=IPv4Network("10.244.3.0/24"),

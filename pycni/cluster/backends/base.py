@@ -3,7 +3,7 @@
 A backend turns "my lease + the peers' leases" into a ``Desired`` set of
 kernel entries (routes, FDB entries, neighbours) and reconciles the kernel
 to it: what is missing is installed, what is ours but unwanted is removed.
-Routes are ours when they carry ``pycni.net.owned_routes.ROUTE_PROTO``;
+Routes are ours when they carry ``pycni.cluster.owned_routes.ROUTE_PROTO``;
 FDB and neighbour entries are ours when they sit on the VXLAN device, which
 only the agent uses. The planning half is pure (``plan``) so it is tested
 without root; ``Backend.converge`` is the kernel half.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pycni.cluster import owned_routes
 from pycni.cluster.backends.base import Desired, RouteSpec, diff
-from pycni.net import owned_routes
 from pycni.net.routes import RouteInfo
 
 __all__ = ["converge_routes", "current_routes"]
