@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.leases import Lease, SubnetManager
+from pycni.cluster.subnets import Lease, SubnetManager
 from tests.cluster_etcd.etcd_server import EtcdServer
 
 TTL = 30

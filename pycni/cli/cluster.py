@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pycni.cluster.config import ClusterConfig
     from pycni.cluster.etcd import EtcdKV
-    from pycni.cluster.leases import SubnetManager
+    from pycni.cluster.subnets import SubnetManager
 
 __all__ = [
     "add_cluster_arguments",
@@ -96,7 +96,7 @@ def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> EtcdKV:
 
 
 def _manager(args: argparse.Namespace, environ: Mapping[str, str]) -> SubnetManager:
-    from pycni.cluster.leases import SubnetManager
+    from pycni.cluster.subnets import SubnetManager
 
     return SubnetManager(connect(args, environ), args.etcd_prefix)
 
@@ -166,7 +166,7 @@ def _connected_routes() -> list[tuple[IPv4Network, str]]:
 
 
 def _init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pycni.cluster.leases import ClusterNotInitialized
+    from pycni.cluster.subnets import ClusterNotInitialized
     from pycni.spec.errors import InvalidConfig
 
     cfg = config_from_args(args)

@@ -31,7 +31,7 @@ from pycni.cluster.reconciler import NodeFiles
 if TYPE_CHECKING:
     from pycni.cluster.config import ClusterConfig
     from pycni.cluster.kv import KV
-    from pycni.cluster.leases import SubnetManager
+    from pycni.cluster.subnets import SubnetManager
 
 __all__ = ["AgentOptions", "run_agent"]
 
@@ -85,9 +85,9 @@ def _start(name: str, target: Callable[[threading.Event], None], stop: threading
 def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = None) -> int:
     from pycni.cluster.backends import make_backend
     from pycni.cluster.lease_keeper import LeaseKeeper
-    from pycni.cluster.leases import SubnetManager
     from pycni.cluster.peer_watcher import PeerWatcher
     from pycni.cluster.reconciler import Reconciler
+    from pycni.cluster.subnets import SubnetManager
     from pycni.cluster.underlay import find_underlay
 
     metrics = AgentMetrics()

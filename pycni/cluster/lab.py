@@ -277,7 +277,7 @@ class Lab:
 
     def _store_config(self, network: IPv4Network, backend: str) -> None:
         from pycni.cluster.config import BackendConfig, ClusterConfig
-        from pycni.cluster.leases import SubnetManager
+        from pycni.cluster.subnets import SubnetManager
 
         config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend))
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).init_config(config))
@@ -335,7 +335,7 @@ class Lab:
         if name not in self.state.nodes:
             raise LabError(f"lab {self.state.id} has no node '{name}'")
         self.stop_agent(name)
-        from pycni.cluster.leases import SubnetManager
+        from pycni.cluster.subnets import SubnetManager
 
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).release(name))
         for pod in [p for p in self.state.pods.values() if p.node == name]:

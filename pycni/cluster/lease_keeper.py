@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pycni.cluster.agent_metrics import AgentMetrics
 
 if TYPE_CHECKING:
-    from pycni.cluster.leases import Lease, SubnetManager
+    from pycni.cluster.subnets import Lease, SubnetManager
 
 __all__ = ["LeaseKeeper"]
 

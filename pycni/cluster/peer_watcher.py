@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from pycni.cluster.agent_metrics import AgentMetrics
 
 if TYPE_CHECKING:
-    from pycni.cluster.leases import Lease, SubnetManager
+    from pycni.cluster.subnets import Lease, SubnetManager
 
 __all__ = ["PeerWatcher"]
 

@@ -31,7 +31,7 @@ from pycni.cluster.conflist import (
 )
 
 if TYPE_CHECKING:
-    from pycni.cluster.leases import Lease
+    from pycni.cluster.subnets import Lease
 
 __all__ = ["NodeFiles", "Reconciler", "lease_to_peer"]
 

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.leases import SubnetManager
+from pycni.cluster.subnets import SubnetManager
 from tests.cluster_etcd.etcd_server import EtcdServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]

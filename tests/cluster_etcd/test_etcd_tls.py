@@ -10,7 +10,7 @@ import pytest
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KVUnavailable
-from pycni.cluster.leases import SubnetManager
+from pycni.cluster.subnets import SubnetManager
 from pycni.spec.errors import InvalidConfig
 from tests.cluster_etcd.etcd_server import EtcdServer
 from tests.cluster_etcd.test_cli_cluster import ok, one_line_error, pycni

@@ -16,7 +16,7 @@ import pytest
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KVUnavailable, WatchEvent
-from pycni.cluster.leases import Lease, NetworkFull, SubnetManager
+from pycni.cluster.subnets import Lease, NetworkFull, SubnetManager
 from pycni.cluster.watch import LeaseEvent
 from tests.cluster_etcd.etcd_server import EtcdServer, free_port
 
@@ -67,7 +67,7 @@ RACER = """
 import json, sys
 from ipaddress import IPv4Address
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.leases import NetworkFull, SubnetManager
+from pycni.cluster.subnets import NetworkFull, SubnetManager
 endpoint, prefix, name = sys.argv[1:4]
 sm = SubnetManager(EtcdKV(endpoint), prefix)
 sys.stdin.readline()  # start together

@@ -13,8 +13,8 @@ import pytest
 
 from pycni.cluster.config import BackendConfig, ClusterConfig
 from pycni.cluster.kv import KVUnavailable
-from pycni.cluster.leases import ClusterNotInitialized, Lease, LeaseLost, NetworkFull, SubnetManager
 from pycni.cluster.nodes import describe_in, format_table, node_rows
+from pycni.cluster.subnets import ClusterNotInitialized, Lease, LeaseLost, NetworkFull, SubnetManager
 from pycni.cluster.watch import LeaseEvent
 from pycni.spec.errors import InvalidConfig, TryAgainLater
 from pycni.testing_cluster import MemoryKV
