@@ -15,7 +15,6 @@ a thin layer over it.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -208,14 +207,10 @@ class Lab:
         _ip(name, "link", "set", "lo", "up")
 
     def _install_plugins(self) -> None:
-        import argparse
+        from pycni.executor.install import install_plugins
 
-        from pycni.cli.install import cmd_install
-
-        args = argparse.Namespace(bin_dir=os.path.join(self.state.dir, "bin"), plugins=list(PLUGINS), force=False,
-                                  executor_socket=os.environ.get("PYCNI_EXECUTOR_SOCKET"))
-        with contextlib.redirect_stdout(io.StringIO()):
-            cmd_install(args, {})
+        install_plugins(os.path.join(self.state.dir, "bin"), PLUGINS,
+                        executor_socket=os.environ.get("PYCNI_EXECUTOR_SOCKET"))
 
     def _make_underlay(self) -> None:
         ul, ext = self.state.underlay_ns, self.state.outside_ns

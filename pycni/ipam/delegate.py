@@ -37,7 +37,7 @@ def ipam_type(args: CmdArgs) -> str:
 
 def delegate(plugin_type: str, command: str, args: CmdArgs) -> bytes:
     """Run ``plugin_type`` with ``command``; return its stdout."""
-    from pycni.cli.install import shim_plugin_type
+    from pycni.shimfile import shim_plugin_type
 
     path = _find(plugin_type, args.path)
     env = {**args.environ, "CNI_COMMAND": command}

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from pycni.cli.install import cmd_install, import_roots
+from pycni.cli.install import cmd_install
 from pycni.executor import cshim
+from pycni.shimfile import import_roots, patch_config
 from tests.executor import test_robustness
 from tests.executor.running import RunningExecutor
 from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, normalized, shim_env
@@ -240,7 +241,7 @@ def test_a_c_shim_run_by_another_user_falls_back_in_process(lab: CniLab, both: d
     try:
         shims.chmod(0o755)
         shim = shims / "bridge"
-        shim.write_bytes(cshim.patch_config(binary, "bridge", python, import_roots()))
+        shim.write_bytes(patch_config(binary, "bridge", python, import_roots()))
         shim.chmod(0o755)
         os.chmod(executor.directory, 0o755)  # the socket itself stays 0600
         env = shim_env(lab, "VERSION", socket=str(executor.socket), PYTHONDONTWRITEBYTECODE="1", PYCNI_DEBUG="1")

@@ -22,16 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from pycni.cli.install import (
-    cmd_install,
-    cmd_uninstall,
-    import_roots,
-    is_pycni_shim,
-    render_cshim,
-    render_shim,
-    shim_plugin_type,
-)
+from pycni import shimfile
+from pycni.cli.install import cmd_install, cmd_uninstall
 from pycni.executor import cshim, protocol
+from pycni.executor.install import render_cshim, render_shim
+from pycni.shimfile import import_roots, is_pycni_shim, shim_plugin_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,11 +158,11 @@ def fake_executor(tmp_path: Path) -> Iterator[FakeExecutor]:
 def test_the_shim_compiles_to_an_elf_with_one_configuration_area() -> None:
     binary = cshim.build_shim_binary()
     assert binary is not None and binary.startswith(b"\x7fELF")
-    assert binary.count(cshim.MARKER) == 1
-    offset = binary.find(cshim.MARKER)
-    assert offset < cshim.SCAN_LIMIT
-    assert binary[offset + len(cshim.MARKER) : offset + cshim.CONFIG_SIZE] == bytes(
-        cshim.CONFIG_SIZE - len(cshim.MARKER))
+    assert binary.count(shimfile.MARKER) == 1
+    offset = binary.find(shimfile.MARKER)
+    assert offset < shimfile.SCAN_LIMIT
+    assert binary[offset + len(shimfile.MARKER) : offset + shimfile.CONFIG_SIZE] == bytes(
+        shimfile.CONFIG_SIZE - len(shimfile.MARKER))
 
 
 def test_the_build_is_cached_by_source_and_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,7 +173,7 @@ def test_the_build_is_cached_by_source_and_compiler(tmp_path: Path, monkeypatch:
     for _ in range(2):
         monkeypatch.setattr(cshim, "_built", None)
         binary = cshim.build_shim_binary()
-        assert binary is not None and binary.count(cshim.MARKER) == 1
+        assert binary is not None and binary.count(shimfile.MARKER) == 1
     assert len(log.read_text().splitlines()) == 1, "the second build came from the cache"
     assert [p.name for p in (tmp_path / "cache" / "pycni").iterdir() if p.name.startswith("cshim-")]
     assert not [p for p in (tmp_path / "cache" / "pycni").iterdir() if p.name.startswith(".")]
@@ -200,18 +195,18 @@ def test_configuration_round_trips() -> None:
     binary = cshim.build_shim_binary()
     assert binary is not None
     roots = ["/opt/pycni", "/opt/site packages/ü"]
-    patched = cshim.patch_config(binary, "host-local", "/usr/bin/python3", roots, "/run/x.sock")
+    patched = shimfile.patch_config(binary, "host-local", "/usr/bin/python3", roots, "/run/x.sock")
     assert len(patched) == len(binary)
-    offset = binary.find(cshim.MARKER)
-    assert patched[:offset] == binary[:offset] and patched[offset + cshim.CONFIG_SIZE :] == binary[
-        offset + cshim.CONFIG_SIZE :]
+    offset = binary.find(shimfile.MARKER)
+    assert patched[:offset] == binary[:offset] and patched[offset + shimfile.CONFIG_SIZE :] == binary[
+        offset + shimfile.CONFIG_SIZE :]
     expected = {"type": ["host-local"], "socket": ["/run/x.sock"], "python": ["/usr/bin/python3"], "root": roots}
-    assert cshim.read_cshim_config(patched) == expected
-    default = cshim.patch_config(binary, "ptp", "/usr/bin/python3", [])
-    assert cshim.read_cshim_config(default) == {"type": ["ptp"], "socket": [protocol.DEFAULT_SOCKET],
+    assert shimfile.read_cshim_config(patched) == expected
+    default = shimfile.patch_config(binary, "ptp", "/usr/bin/python3", [])
+    assert shimfile.read_cshim_config(default) == {"type": ["ptp"], "socket": [protocol.DEFAULT_SOCKET],
                                                 "python": ["/usr/bin/python3"]}
     # patching a patched binary again is fine (the area is found by its marker)
-    assert cshim.read_cshim_config(cshim.patch_config(patched, "tap", "/p", []))["type"] == ["tap"]  # type: ignore[index]
+    assert shimfile.read_cshim_config(shimfile.patch_config(patched, "tap", "/p", []))["type"] == ["tap"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -230,19 +225,19 @@ def test_configuration_that_cannot_be_written_is_refused(plugin_type: str, pytho
     binary = cshim.build_shim_binary()
     assert binary is not None
     with pytest.raises(ValueError, match=message):
-        cshim.patch_config(binary, plugin_type, python, roots)
+        shimfile.patch_config(binary, plugin_type, python, roots)
 
 
 def test_reading_config_of_other_files(tmp_path: Path) -> None:
     script = write_shim(tmp_path / "script", render_shim("bridge"))
     go = tmp_path / "go"
     go.write_bytes(b"\x7fELF" + bytes(100_000))
-    assert cshim.read_cshim_config(str(script)) is None
-    assert cshim.read_cshim_config(str(go)) is None
-    assert cshim.read_cshim_config(str(tmp_path / "missing")) is None
-    assert cshim.read_cshim_config(b"not an elf " + cshim.MARKER) is None
+    assert shimfile.read_cshim_config(str(script)) is None
+    assert shimfile.read_cshim_config(str(go)) is None
+    assert shimfile.read_cshim_config(str(tmp_path / "missing")) is None
+    assert shimfile.read_cshim_config(b"not an elf " + shimfile.MARKER) is None
     unconfigured = cshim.build_shim_binary()
-    assert unconfigured is not None and cshim.read_cshim_config(unconfigured) == {}
+    assert unconfigured is not None and shimfile.read_cshim_config(unconfigured) == {}
 
 
 # -- install, uninstall, reading back ----------------------------------------------
@@ -255,7 +250,7 @@ def test_install_writes_the_c_shim_by_default_and_scripts_on_request(tmp_path: P
     for path in (tmp_path / "auto" / "bridge", tmp_path / "auto" / "host-local", tmp_path / "c" / "bridge"):
         assert path.read_bytes().startswith(b"\x7fELF") and os.access(path, os.X_OK)
         assert is_pycni_shim(str(path))
-    config = cshim.read_cshim_config(str(tmp_path / "auto" / "host-local"))
+    config = shimfile.read_cshim_config(str(tmp_path / "auto" / "host-local"))
     assert config == {"type": ["host-local"], "socket": [protocol.DEFAULT_SOCKET], "python": [sys.executable],
                       "root": import_roots()}
     script = (tmp_path / "py" / "bridge").read_text()
@@ -265,7 +260,7 @@ def test_install_writes_the_c_shim_by_default_and_scripts_on_request(tmp_path: P
 
 def test_install_carries_the_executor_socket_into_the_c_shim(tmp_path: Path) -> None:
     install(tmp_path, "bridge", executor_socket="/tmp/private executor.sock")
-    assert cshim.read_cshim_config(str(tmp_path / "bridge"))["socket"] == ["/tmp/private executor.sock"]  # type: ignore[index]
+    assert shimfile.read_cshim_config(str(tmp_path / "bridge"))["socket"] == ["/tmp/private executor.sock"]  # type: ignore[index]
     assert shim_plugin_type(str(tmp_path / "bridge")) == "bridge"
 
 
@@ -306,7 +301,7 @@ def test_shim_plugin_type_reads_both_kinds_and_rejects_other_installations(tmp_p
     assert shim_plugin_type(str(copy)) == "static"
     binary = cshim.build_shim_binary()
     assert binary is not None
-    other = write_shim(tmp_path / "other", cshim.patch_config(binary, "bridge", sys.executable,
+    other = write_shim(tmp_path / "other", shimfile.patch_config(binary, "bridge", sys.executable,
                                                               ["/elsewhere/pycni", *import_roots()[1:]]))
     assert is_pycni_shim(str(other)) and shim_plugin_type(str(other)) is None
     unconfigured = write_shim(tmp_path / "unconfigured", binary)
@@ -471,7 +466,7 @@ def test_the_fallback_hands_python_the_stdin_and_no_descriptors(tmp_path: Path, 
     binary = cshim.build_shim_binary()
     assert binary is not None
     fake = write_shim(tmp_path / "fake-python", FAKE_PYTHON.format(python=sys.executable))
-    shim = write_shim(tmp_path / "bridge", cshim.patch_config(binary, "bridge", str(fake), ["/r1", "/r 2"],
+    shim = write_shim(tmp_path / "bridge", shimfile.patch_config(binary, "bridge", str(fake), ["/r1", "/r 2"],
                                                                 fake_executor.path))
     env = base_env("ADD", None, CNI_NETNS="/proc/self/ns/net")
 
@@ -501,7 +496,7 @@ def test_the_fallback_hands_python_the_stdin_and_no_descriptors(tmp_path: Path, 
 def test_a_shim_that_cannot_start_python_prints_a_cni_error(tmp_path: Path) -> None:
     binary = cshim.build_shim_binary()
     assert binary is not None
-    broken = write_shim(tmp_path / "broken", cshim.patch_config(binary, "bridge", "/nonexistent/python \"3\"", []))
+    broken = write_shim(tmp_path / "broken", shimfile.patch_config(binary, "bridge", "/nonexistent/python \"3\"", []))
     out = run(broken, base_env("VERSION", ""), b"{}")
     assert out.returncode == 1
     error = json.loads(out.stdout)

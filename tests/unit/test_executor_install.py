@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pycni.cli.install import SHIM_MARKER, cmd_install, render_shim, shim_plugin_type
+from pycni.cli.install import cmd_install
+from pycni.executor.install import render_shim
 from pycni.executor.metrics import Metrics, parse_addr, serve_metrics
 from pycni.executor.systemd import UNITS, render_unit
+from pycni.shimfile import SHIM_MARKER, shim_plugin_type
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
