@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from ipaddress import IPv4Address
 
+from pycni.rundir import DEFAULT_RUN_DIR
+
 __all__ = ["add_arguments", "cmd_agent"]
 
 
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iface", help="underlay interface peers reach this node by (default: the default route's)")
     p.add_argument("--public-ip", type=IPv4Address, help="underlay address to publish (default: the iface's first)")
     p.add_argument("--cni-conf-dir", default="/etc/cni/net.d", help="where the conflist goes (default /etc/cni/net.d)")
-    p.add_argument("--run-dir", default="/run/pycni", help="where subnet.env goes (default /run/pycni)")
+    p.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help=f"where subnet.env goes (default {DEFAULT_RUN_DIR})")
     p.add_argument("--network-name", default="pycni", help="CNI network name in the conflist (default pycni)")
     p.add_argument("--bridge", default="cni0", help="bridge the pods attach to (default cni0)")
     p.add_argument("--ipam-data-dir", help="host-local dataDir (default: host-local's, /var/lib/cni/networks)")

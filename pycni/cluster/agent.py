@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pycni.cluster.agent_metrics import AgentMetrics
 from pycni.cluster.reconciler import NodeFiles
+from pycni.rundir import DEFAULT_RUN_DIR
 
 if TYPE_CHECKING:
     from pycni.cluster.config import ClusterConfig
@@ -48,7 +49,7 @@ class AgentOptions:
     etcd_key_file: str | None = None
     iface: str | None = None
     public_ip: IPv4Address | None = None
-    files: NodeFiles = field(default_factory=lambda: NodeFiles(conf_dir="/etc/cni/net.d", run_dir="/run/pycni"))
+    files: NodeFiles = field(default_factory=lambda: NodeFiles(conf_dir="/etc/cni/net.d", run_dir=DEFAULT_RUN_DIR))
     metrics_addr: str | None = None
     lease_ttl: int = 30
     resync: float = 5.0

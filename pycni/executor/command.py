@@ -12,8 +12,9 @@ import sys
 from collections.abc import Callable, Mapping
 
 from pycni.executor.protocol import DEFAULT_SOCKET
+from pycni.rundir import DEFAULT_RUN_DIR
 
-DEFAULT_PID_FILE = "/run/pycni/executor.pid"
+DEFAULT_PID_FILE = os.path.join(DEFAULT_RUN_DIR, "executor.pid")
 DEFAULT_DAEMON_LOG = "/var/log/pycni/executor.log"
 
 Serve = Callable[[Callable[[], None] | None], int]

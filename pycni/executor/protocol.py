@@ -25,7 +25,9 @@ One connection carries one plugin call, over a unix stream socket:
 This module imports nothing: the shim loads it on every plugin call.
 """
 
-DEFAULT_SOCKET = "/run/pycni/executor.sock"  # $PYCNI_EXECUTOR_SOCKET overrides it for shim and daemon
+# $PYCNI_EXECUTOR_SOCKET overrides it for shim and daemon. Spelled out, not built from
+# pycni.rundir.DEFAULT_RUN_DIR: this module imports nothing (tests/unit/test_rundir.py keeps them equal).
+DEFAULT_SOCKET = "/run/pycni/executor.sock"
 MAGIC = b"PCX1"
 HEADER_SIZE = 13  # magic, u8, u32, u32
 MAX_TYPE = 64

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from pycni.plugins.sbr.lock import netns_lock
+from pycni.rundir import netns_lock
 from pycni.runtime import CniConfig, RuntimeConf, load_file, load_network_conf
 from pycni.spec.errors import CniError
 from tests.integration.conftest import CniLab, ip_json, ping, run
@@ -157,7 +157,7 @@ def assert_check_waits_for_the_netns_lock(pod: Pod, lock_dir: Path) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    with netns_lock(str(lock_dir), os.stat(pod.netns.path).st_ino):
+    with netns_lock(os.stat(pod.netns.path).st_ino, directory=str(lock_dir)):
         thread = threading.Thread(target=check)
         thread.start()
         thread.join(timeout=1.5)

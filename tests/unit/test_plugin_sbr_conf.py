@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,6 @@ import pytest
 from pycni.net.rules import RuleInfo, _kernel_default_priority
 from pycni.plugins.sbr import PLUGIN
 from pycni.plugins.sbr.conf import SbrConf, parse_conf, relevant_ips
-from pycni.plugins.sbr.lock import netns_lock, run_dir
 from pycni.skel import dispatch
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.result import Interface, IPConfig, Result
@@ -87,51 +83,6 @@ def test_default_priority_is_second_rule_minus_one() -> None:
     assert _kernel_default_priority([rule(0, 255), rule(32766, 254), rule(32767, 253)]) == 32765
     assert _kernel_default_priority([rule(0, 255), rule(32765, 100), rule(32766, 254)]) == 32764
     assert _kernel_default_priority([rule(0, 255)]) == 0
-
-
-# -- the lock ----------------------------------------------------------------------
-
-
-def test_run_dir_defaults_to_run_pycni() -> None:
-    assert run_dir({}) == "/run/pycni"
-    assert run_dir({"PYCNI_RUN_DIR": "/tmp/x"}) == "/tmp/x"
-
-
-def test_lock_file_exists_only_while_held(tmp_path: Path) -> None:
-    with netns_lock(str(tmp_path / "sbr"), 4026532000) as path:
-        assert path == str(tmp_path / "sbr" / "netns-4026532000.lock")
-        assert os.path.exists(path)
-    assert not os.path.exists(path)
-    assert (tmp_path / "sbr").stat().st_mode & 0o777 == 0o700
-
-
-def test_second_holder_waits_and_then_gets_a_fresh_file(tmp_path: Path) -> None:
-    order: list[str] = []
-
-    def second() -> None:
-        with netns_lock(str(tmp_path), 7):
-            order.append("second")
-
-    with netns_lock(str(tmp_path), 7):
-        thread = threading.Thread(target=second)
-        thread.start()
-        time.sleep(0.2)
-        order.append("first")
-    thread.join(timeout=5)
-    assert order == ["first", "second"]
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_different_namespaces_do_not_wait_for_each_other(tmp_path: Path) -> None:
-    with netns_lock(str(tmp_path), 1):
-        done = threading.Event()
-
-        def other() -> None:
-            with netns_lock(str(tmp_path), 2):
-                done.set()
-
-        threading.Thread(target=other).start()
-        assert done.wait(timeout=5)
 
 
 # -- the plugin without a kernel ---------------------------------------------------------

@@ -347,6 +347,6 @@ class IptablesBackend:
 
 
 def _default_lock() -> Any:
-    from pycni.plugins.portmap._lock import host_lock
+    from pycni.rundir import host_lock
 
     return host_lock("portmap-iptables")

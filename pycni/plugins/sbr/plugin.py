@@ -15,7 +15,7 @@ from pycni.net.links import get_link
 from pycni.net.netns import open_netns, run_in_netns
 from pycni.net.rules import RuleInfo, add_rule, del_rule, free_table, list_rules
 from pycni.plugins.sbr.conf import SbrConf, parse_conf, relevant_ips
-from pycni.plugins.sbr.lock import netns_lock, run_dir
+from pycni.rundir import netns_lock, run_dir
 from pycni.spec.errors import CniError, InvalidConfig
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def _in_locked_netns(args: CmdArgs, fn: Callable[..., T], *fn_args: Any) -> T:
     """Run ``fn`` inside the container's netns while holding that namespace's sbr lock."""
     fd = open_netns(args.netns)
     try:
-        with netns_lock(os.path.join(run_dir(args.environ), PLUGIN_TYPE), os.fstat(fd).st_ino):
+        with netns_lock(os.fstat(fd).st_ino, directory=os.path.join(run_dir(args.environ), PLUGIN_TYPE)):
             return run_in_netns(fd, fn, *fn_args)
     finally:
         os.close(fd)

@@ -1,0 +1,380 @@
+"""The NetworkPolicy evaluator: one pure oracle for explain, the compiler's tests and dry-run.
+
+Contract: values in, values out; no I/O. ``evaluate(snapshot, src, dst, port,
+protocol)`` judges one new connection with Kubernetes semantics:
+
+- An end is a ``Pod`` or a bare IP string. An IP is resolved against the
+  snapshot: a node's address (VTEP included) or a host-network pod's address
+  is a *node*, never a pod; an address of a pod is that pod; anything else is
+  *external*. A host-network ``Pod`` given directly is a node too.
+- Egress is judged at the source, ingress at the destination, independently;
+  the connection passes when both directions allow it. A direction is not
+  checked when its end is not a pod. Traffic from a pod's own node (its
+  address, or a host-network pod on it) is never checked for ingress.
+- A pod is isolated in a direction when a policy of its namespace selects it
+  and lists that policy type; then the union of those policies' rules of that
+  direction decides. A rule allows when one of its peers matches (none =
+  every peer) and one of its ports matches (none = every port).
+- Peers: ``podSelector`` alone = pods of the policy's namespace;
+  ``namespaceSelector`` alone = every pod of the matching namespaces; both =
+  AND; ``ipBlock`` = the CIDR minus its exceptions, matched against the
+  address on the wire, pod addresses included. Selectors never match nodes or
+  external addresses.
+- Ports: the protocol must match; a number (to ``endPort`` inclusive) or no
+  number (every port); a name is resolved on the *destination* pod by
+  containerPort name and protocol, so one name can mean different numbers on
+  different pods and never matches a destination that is not a pod.
+- Namespaces always carry ``kubernetes.io/metadata.name=<name>``, as the API
+  server sets it; a namespace the snapshot lacks has only that label.
+
+The address on the wire is chosen from the family both ends have (IPv4
+first). ``reachability`` tabulates every pod pair; ``diff`` compares two tables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pycni.policy.model import (
+    Direction,
+    IPBlock,
+    Labels,
+    Namespace,
+    NetworkPolicy,
+    Pod,
+    PolicyPeer,
+    PolicyPort,
+    PolicyRule,
+    Protocol,
+)
+from pycni.policy.selectors import selector_matches
+
+__all__ = [
+    "NAMESPACE_NAME_LABEL",
+    "DirectionVerdict",
+    "Endpoint",
+    "Match",
+    "Miss",
+    "Node",
+    "Party",
+    "ReachabilityDiff",
+    "Snapshot",
+    "Verdict",
+    "diff",
+    "evaluate",
+    "isolating",
+    "named_port_number",
+    "reachability",
+    "resolve",
+]
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+Endpoint = Pod | str
+PartyKind = Literal["pod", "node", "external"]
+Status = Literal["not-a-pod", "own-node", "not-isolated", "allowed", "denied"]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A cluster node and every address it owns (primary, VTEP ``S.0``, ...)."""
+
+    name: str
+    ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the evaluator judges against: the objects in force and the nodes' addresses."""
+
+    namespaces: tuple[Namespace, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    policies: tuple[NetworkPolicy, ...] = ()
+    nodes: tuple[Node, ...] = ()
+
+    def namespace_labels(self, name: str) -> Labels:
+        """The namespace's labels with the API server's ``kubernetes.io/metadata.name``."""
+        labels = dict(next((ns.labels for ns in self.namespaces if ns.name == name), ()))
+        labels.setdefault(NAMESPACE_NAME_LABEL, name)
+        return tuple(sorted(labels.items()))
+
+    def pod(self, key: str) -> Pod | None:
+        return next((pod for pod in self.pods if pod.key == key), None)
+
+
+@dataclass(frozen=True)
+class Party:
+    """One end of a connection as policy sees it. ``pod`` is set only when ``kind == "pod"``;
+    ``node`` is the node a pod runs on or the node owning the address; ``ip`` is the
+    address on the wire (None for a pod with no address yet)."""
+
+    kind: PartyKind
+    ip: str | None = None
+    pod: Pod | None = None
+    node: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.pod is not None:
+            return self.pod.key
+        return self.ip or "?"
+
+
+@dataclass(frozen=True)
+class Match:
+    """A rule that allows the connection: ``peer``/``port`` are indexes, None = all."""
+
+    policy: str
+    direction: Direction
+    rule: int
+    peer: int | None
+    port: int | None
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A nearest miss: a rule that matched the port but no peer, or a peer but no port.
+
+    ``rule`` and ``namespace`` (the policy's) let ``explain`` word it; ``other`` is the
+    end the rule's peers are about (the source for ingress, the destination for egress);
+    ``dst_pod`` is where named ports were resolved."""
+
+    policy: str
+    direction: Direction
+    rule_index: int
+    kind: Literal["peer", "port"]
+    rule: PolicyRule
+    namespace: str
+    other: Party
+    dst_pod: Pod | None
+
+
+@dataclass(frozen=True)
+class DirectionVerdict:
+    direction: Direction
+    status: Status
+    party: Party  # the end judged: the source for egress, the destination for ingress
+    isolated_by: tuple[str, ...] = ()
+    allowed_by: tuple[Match, ...] = ()
+    misses: tuple[Miss, ...] = ()
+    empty_policies: tuple[str, ...] = ()  # isolating policies with no rules in this direction
+
+    @property
+    def allowed(self) -> bool:
+        return self.status != "denied"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    src: Party
+    dst: Party
+    port: int
+    protocol: Protocol
+    egress: DirectionVerdict
+    ingress: DirectionVerdict
+
+    @property
+    def allowed(self) -> bool:
+        return self.egress.allowed and self.ingress.allowed
+
+
+# --- resolving ends --------------------------------------------------------------------
+
+
+def _family(ip: str) -> int:
+    return ipaddress.ip_address(ip).version
+
+
+def _node_of_ip(snapshot: Snapshot, ip: str) -> str | None:
+    for node in snapshot.nodes:
+        if ip in node.ips:
+            return node.name
+    for pod in snapshot.pods:
+        if pod.host_network and ip in pod.ips:
+            return pod.node
+    return None
+
+
+def _candidates(snapshot: Snapshot, end: Endpoint) -> tuple[Party, tuple[str, ...]]:
+    """The party (ip not yet chosen) and the addresses it may use on the wire."""
+    if isinstance(end, Pod):
+        kind: PartyKind = "node" if end.host_network else "pod"
+        return Party(kind, pod=None if end.host_network else end, node=end.node), end.ips
+    ip = str(ipaddress.ip_address(end))
+    node = _node_of_ip(snapshot, ip)
+    if node is not None:
+        return Party("node", node=node), (ip,)
+    pod = next((p for p in snapshot.pods if not p.host_network and ip in p.ips), None)
+    if pod is not None:
+        return Party("pod", pod=pod, node=pod.node), (ip,)
+    return Party("external"), (ip,)
+
+
+def _pick(ips: tuple[str, ...], family: int | None) -> str | None:
+    return next((ip for ip in ips if family is None or _family(ip) == family), None)
+
+
+def resolve(snapshot: Snapshot, src: Endpoint, dst: Endpoint) -> tuple[Party, Party]:
+    """Both ends as parties, with the addresses of one family both have (IPv4 first)."""
+    src_party, src_ips = _candidates(snapshot, src)
+    dst_party, dst_ips = _candidates(snapshot, dst)
+    common = {_family(ip) for ip in src_ips} & {_family(ip) for ip in dst_ips}
+    family = min(common) if common else None
+    return (
+        Party(src_party.kind, _pick(src_ips, family), src_party.pod, src_party.node),
+        Party(dst_party.kind, _pick(dst_ips, family), dst_party.pod, dst_party.node),
+    )
+
+
+# --- matching ----------------------------------------------------------------------------
+
+
+def isolating(snapshot: Snapshot, pod: Pod, direction: Direction) -> list[NetworkPolicy]:
+    """The policies that select ``pod`` and list ``direction``; host-network pods have none."""
+    if pod.host_network:
+        return []
+    return [
+        policy
+        for policy in snapshot.policies
+        if policy.namespace == pod.namespace
+        and direction in policy.policy_types
+        and selector_matches(policy.pod_selector, pod.labels)
+    ]
+
+
+def _in_block(ip: str | None, block: IPBlock) -> bool:
+    if ip is None:
+        return False
+    address = ipaddress.ip_address(ip)
+    cidr = ipaddress.ip_network(block.cidr, strict=False)
+    if address.version != cidr.version or address not in cidr:
+        return False
+    return not any(address in ipaddress.ip_network(exc, strict=False) for exc in block.except_)
+
+
+def peer_matches(snapshot: Snapshot, peer: PolicyPeer, policy_namespace: str, party: Party) -> bool:
+    """One from/to entry against the other end of the connection."""
+    if peer.ip_block is not None:
+        return _in_block(party.ip, peer.ip_block)
+    if party.pod is None:
+        return False  # selectors select pods; nodes and outside addresses are never pods
+    if peer.namespace_selector is None:
+        if party.pod.namespace != policy_namespace:
+            return False
+    elif not selector_matches(peer.namespace_selector, snapshot.namespace_labels(party.pod.namespace)):
+        return False
+    return peer.pod_selector is None or selector_matches(peer.pod_selector, party.pod.labels)
+
+
+def named_port_number(pod: Pod | None, name: str, protocol: Protocol) -> int | None:
+    """The number ``name`` stands for on ``pod`` for ``protocol``; None when it has no such port."""
+    if pod is None:
+        return None
+    return next(
+        (cp.container_port for cp in pod.ports if cp.name == name and cp.protocol == protocol),
+        None,
+    )
+
+
+def port_matches(policy_port: PolicyPort, port: int, protocol: Protocol, dst_pod: Pod | None) -> bool:
+    if policy_port.protocol != protocol:
+        return False
+    if policy_port.port is None:
+        return True
+    if isinstance(policy_port.port, str):
+        return named_port_number(dst_pod, policy_port.port, protocol) == port
+    end = policy_port.end_port if policy_port.end_port is not None else policy_port.port
+    return policy_port.port <= port <= end
+
+
+def _first(indexes: Iterable[int]) -> int | None:
+    return next(iter(indexes), None)
+
+
+def _judge(
+    snapshot: Snapshot,
+    direction: Direction,
+    party: Party,
+    other: Party,
+    dst_pod: Pod | None,
+    port: int,
+    protocol: Protocol,
+) -> DirectionVerdict:
+    """Egress at the source or ingress at the destination, for a party that is a pod."""
+    assert party.pod is not None
+    policies = isolating(snapshot, party.pod, direction)
+    if not policies:
+        return DirectionVerdict(direction, "not-isolated", party)
+    matches: list[Match] = []
+    misses: list[Miss] = []
+    empty: list[str] = []
+    for policy in policies:
+        rules = policy.ingress if direction == "Ingress" else policy.egress
+        if not rules:
+            empty.append(policy.key)
+        for index, rule in enumerate(rules):
+            peer_hits = [
+                i for i, peer in enumerate(rule.peers) if peer_matches(snapshot, peer, policy.namespace, other)
+            ]
+            port_hits = [i for i, pp in enumerate(rule.ports) if port_matches(pp, port, protocol, dst_pod)]
+            peer_ok = not rule.peers or bool(peer_hits)
+            port_ok = not rule.ports or bool(port_hits)
+            if peer_ok and port_ok:
+                matches.append(Match(policy.key, direction, index, _first(peer_hits), _first(port_hits)))
+            elif peer_ok or port_ok:
+                kind: Literal["peer", "port"] = "port" if peer_ok else "peer"
+                misses.append(Miss(policy.key, direction, index, kind, rule, policy.namespace, other, dst_pod))
+    keys = tuple(policy.key for policy in policies)
+    if matches:
+        return DirectionVerdict(direction, "allowed", party, keys, tuple(matches))
+    return DirectionVerdict(direction, "denied", party, keys, (), tuple(misses), tuple(empty))
+
+
+def evaluate(snapshot: Snapshot, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol) -> Verdict:
+    """The verdict on a new ``protocol`` connection from ``src`` to ``dst`` port ``port``."""
+    src_party, dst_party = resolve(snapshot, src, dst)
+    dst_pod = dst_party.pod
+    if src_party.pod is None:
+        egress = DirectionVerdict("Egress", "not-a-pod", src_party)
+    else:
+        egress = _judge(snapshot, "Egress", src_party, dst_party, dst_pod, port, protocol)
+    if dst_party.pod is None:
+        ingress = DirectionVerdict("Ingress", "not-a-pod", dst_party)
+    elif src_party.kind == "node" and src_party.node and src_party.node == dst_party.node:
+        ingress = DirectionVerdict("Ingress", "own-node", dst_party)
+    else:
+        ingress = _judge(snapshot, "Ingress", dst_party, src_party, dst_pod, port, protocol)
+    return Verdict(src_party, dst_party, port, protocol, egress, ingress)
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def reachability(snapshot: Snapshot, port: int, protocol: Protocol) -> dict[tuple[str, str], bool]:
+    """Every ordered pair of (non-host-network) pods: may a new connection pass?"""
+    pods = [pod for pod in snapshot.pods if not pod.host_network]
+    return {
+        (src.key, dst.key): evaluate(snapshot, src, dst, port, protocol).allowed for src in pods for dst in pods
+    }
+
+
+@dataclass(frozen=True)
+class ReachabilityDiff:
+    """Pairs known before and after that change: what ``apply --dry-run`` reports."""
+
+    gained: tuple[tuple[str, str], ...] = field(default=())
+    lost: tuple[tuple[str, str], ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return bool(self.gained or self.lost)
+
+
+def diff(before: Mapping[tuple[str, str], bool], after: Mapping[tuple[str, str], bool]) -> ReachabilityDiff:
+    """Pairs present in both tables whose answer changed; pairs only in one are not compared."""
+    common = sorted(before.keys() & after.keys())
+    gained = tuple(pair for pair in common if after[pair] and not before[pair])
+    lost = tuple(pair for pair in common if before[pair] and not after[pair])
+    return ReachabilityDiff(gained, lost)
