@@ -10,12 +10,10 @@ Contract:
   bytes; None when there is no compiler or compilation fails
   (``build_error()`` says why). Cache entries are written to a temporary
   name and renamed: parallel builds just race to write the same bytes.
-- ``render_cshim(...)`` is those bytes with the configuration area patched:
-  the marker line, then ``type=``, ``socket=``, ``python=`` and one
-  ``root=`` per import root, NUL padded to ``CONFIG_SIZE``. ValueError when
-  a value cannot be written (a newline or NUL in it, or too long).
-- ``read_cshim_config(path_or_bytes)`` reads such an area back (``{key:
-  [values]}``), None when it is not a pycni C shim.
+- ``render_cshim(...)`` is those bytes with the configuration area patched
+  (``pycni.shimfile.patch_config``: the file format, and how to read it
+  back, live there, where every layer may read a shim). ValueError when a
+  value cannot be written (a newline or NUL in it, or too long).
 """
 
 from __future__ import annotations
@@ -23,15 +21,10 @@ from __future__ import annotations
 import contextlib
 import os
 
-MARKER = b"pycni-shim-config-v1\n"
-CONFIG_SIZE = 4096  # the size of ``config`` in cshim.c
-MAX_ROOTS = 64  # MAX_ROOTS in cshim.c
-#: The area must start this early in the file, so reading a file's head finds it.
-SCAN_LIMIT = 1 << 16
+from pycni.shimfile import config_area_offset, patch_config
+
 CFLAGS = ("-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-s")
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cshim.c")
-ELF_MAGIC = b"\x7fELF"
-_DEFAULT_SOCKET = "/run/pycni/executor.sock"
 
 _built: bytes | None = None
 _error = ""
@@ -63,76 +56,11 @@ def render_cshim(plugin_type: str, python: str, roots: list[str], socket: str | 
     return patch_config(binary, plugin_type, python, roots, socket)
 
 
-def patch_config(binary: bytes, plugin_type: str, python: str, roots: list[str], socket: str | None = None) -> bytes:
-    """``binary`` (an unconfigured shim) with its configuration area written."""
-    offset = _area_offset(binary)
-    if offset is None:
-        raise ValueError("not a pycni C shim (no configuration area)")
-    if not 0 < len(plugin_type.encode()) <= 64:
-        raise ValueError(f"plugin type must be 1-64 bytes: {plugin_type!r}")
-    if not python or not os.path.isabs(python):
-        raise ValueError(f"python must be an absolute path: {python!r}")
-    if len(roots) > MAX_ROOTS:
-        raise ValueError(f"at most {MAX_ROOTS} import roots, not {len(roots)}")
-    items = [("type", plugin_type), ("socket", socket or _DEFAULT_SOCKET), ("python", python)]
-    items += [("root", root) for root in roots]
-    lines = []
-    for key, value in items:
-        raw = os.fsencode(value)
-        if b"\n" in raw or b"\0" in raw:
-            raise ValueError(f"{key} {value!r} contains a newline or NUL")
-        lines.append(key.encode() + b"=" + raw + b"\n")
-    area = MARKER + b"".join(lines)
-    if len(area) >= CONFIG_SIZE:  # at least one NUL must end it
-        raise ValueError(f"the shim's configuration ({len(area)} bytes) does not fit in {CONFIG_SIZE - 1} bytes")
-    return binary[:offset] + area.ljust(CONFIG_SIZE, b"\0") + binary[offset + CONFIG_SIZE :]
-
-
-def read_cshim_config(source: str | bytes) -> dict[str, list[str]] | None:
-    """The configuration of the C shim at path ``source`` (or in the bytes of one); None for any other file."""
-    if isinstance(source, str):
-        try:
-            with open(source, "rb") as f:
-                if f.read(4) != ELF_MAGIC:
-                    return None
-                data = ELF_MAGIC + f.read(SCAN_LIMIT + CONFIG_SIZE)
-        except OSError:
-            return None
-    else:
-        data = source
-    if not data.startswith(ELF_MAGIC):
-        return None
-    offset = data.find(MARKER, 0, SCAN_LIMIT + len(MARKER))
-    if offset < 0:
-        return None
-    area = data[offset + len(MARKER) : offset + CONFIG_SIZE].split(b"\0", 1)[0]
-    config: dict[str, list[str]] = {}
-    for line in area.split(b"\n")[:-1]:  # each line ends with a newline
-        key, sep, value = line.partition(b"=")
-        if sep:
-            config.setdefault(key.decode("ascii", "replace"), []).append(os.fsdecode(value))
-    return config
-
-
 # -- building ------------------------------------------------------------------
 
 
 class _BuildError(Exception):
     pass
-
-
-def _area_offset(binary: bytes) -> int | None:
-    """Where the configuration area starts: the only marker, early enough, in an ELF file."""
-    offset = binary.find(MARKER)
-    if (
-        not binary.startswith(ELF_MAGIC)
-        or offset < 0
-        or offset > SCAN_LIMIT
-        or binary.find(MARKER, offset + 1) >= 0
-        or len(binary) < offset + CONFIG_SIZE
-    ):
-        return None
-    return offset
 
 
 def _compiler() -> list[str]:
@@ -212,7 +140,7 @@ def _read_valid(path: str) -> bytes | None:
             binary = f.read()
     except OSError:
         return None
-    return binary if _area_offset(binary) is not None else None
+    return binary if config_area_offset(binary) is not None else None
 
 
 def _cache_dir() -> str | None:
