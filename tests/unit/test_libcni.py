@@ -307,6 +307,7 @@ def test_del_tolerates_a_corrupt_cache(cni: CniConfig, fake: FakeExec, tmp_path:
 
 def test_del_without_cache(cni: CniConfig, fake: FakeExec) -> None:
     cni.del_network_list(netlist(), RT)
+    assert fake.commands() == [("tuning", "DEL"), ("bridge", "DEL")]
     assert all("prevResult" not in c.stdin for c in fake.calls)
 
 
@@ -320,6 +321,7 @@ def test_del_before_0_4_0_sends_no_prev_result_but_drops_the_cache(
     cni.add_network_list(conf, RT)
     fake.calls.clear()
     cni.del_network_list(conf, RT)
+    assert fake.commands() == [("tuning", "DEL"), ("bridge", "DEL")]
     assert all("prevResult" not in c.stdin for c in fake.calls)
     assert not cache_file(tmp_path).exists()
 
@@ -394,6 +396,7 @@ def test_check_with_corrupt_cache_fails(cni: CniConfig, fake: FakeExec, tmp_path
 
 def test_check_without_cache_omits_prev_result(cni: CniConfig, fake: FakeExec) -> None:
     cni.check_network_list(netlist(), RT)
+    assert fake.commands() == [("bridge", "CHECK"), ("tuning", "CHECK")]
     assert all("prevResult" not in c.stdin for c in fake.calls)
 
 
@@ -480,6 +483,7 @@ def test_gc_without_valid_set_deletes_everything_of_the_network(cni: CniConfig, 
 
 def test_gc_with_empty_valid_set_sends_empty_lists(cni: CniConfig, fake: FakeExec) -> None:
     cni.gc_network_list(netlist(), [])
+    assert fake.commands() == [("bridge", "GC"), ("tuning", "GC")]
     assert all(c.stdin["cni.dev/valid-attachments"] == [] for c in fake.calls)
 
 

@@ -143,7 +143,7 @@ def test_remove_deletes_only_the_owners_elements() -> None:
     script, removed = nft.render_remove(kernel_state(), "net1", lambda c: c == TAG)
     assert {e.comment for e in removed} == {TAG}
     lines = script.splitlines()
-    assert all(line.startswith("delete ") for line in lines)
+    assert len(lines) == 21 and all(line.startswith("delete ") for line in lines)  # 9 elements, 6 rules, 6 maps/sets
     n1 = nft.network_id("net1")
     assert f"delete element inet pycni-portmap {n1}_hostip4 {{ 192.0.2.1 . tcp . 8081 }}" in lines
     # net1 is now empty: its lookup rules and sets go; net2 keeps the table alive
