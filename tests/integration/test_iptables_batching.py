@@ -30,7 +30,7 @@ from pycni.net.iptables import Family
 from pycni.net.iptables_restore import quote, restore
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment
-from pycni.plugins.firewall.backend_iptables import IptablesBackend
+from pycni.plugins.firewall.iptables_backend import IptablesBackend
 from tests.integration.hostrules import host_rules_guard
 
 GOLDEN = r"""

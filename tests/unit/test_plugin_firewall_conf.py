@@ -178,7 +178,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
     backend = FakeBackend()
 
     @contextlib.contextmanager
-    def no_lock() -> Iterator[None]:
+    def no_lock(name: str) -> Iterator[None]:
         yield
 
     monkeypatch.setattr(fw_plugin, "make_backend", lambda name, admin: backend)

@@ -1,12 +1,13 @@
-"""What a firewall backend does, and which one a config gets.
+"""The contract between the firewall plugin and its backends (iptables_backend, nft_backend).
 
-A backend is four operations over an ``Attachment`` (the pod addresses
+A backend is five operations over an ``Attachment`` (the pod addresses
 and, with an ingressPolicy, the bridge): ``add`` (idempotent), ``check``
 (raise when a rule is missing), ``delete`` (exactly this attachment's
 rules, by owner tag; missing rules are fine), ``gc`` (a network's rules
 of attachments not in the valid set) and ``prune_bridges`` (isolation
 rules of the bridges ``keep`` says no: those that no longer exist). The
-plugin calls them under the host lock.
+plugin chooses the backend and calls it under the host lock; backends
+import this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol
 
 from pycni.plugins.common import owner_tag, parse_owner_tag
 
-__all__ = ["Attachment", "Backend", "make_backend", "network_of_tag", "same_network"]
+__all__ = ["Attachment", "Backend", "network_of_tag", "same_network", "stale_tags"]
 
 IPAddress = IPv4Address | IPv6Address
 PLUGIN_TYPE = "firewall"
@@ -79,12 +80,3 @@ class Backend(Protocol):
 
     def prune_bridges(self, keep: Callable[[str], bool]) -> None: ...
 
-
-def make_backend(name: str, admin_chain: str) -> Backend:
-    if name == "nftables":
-        from pycni.plugins.firewall.backend_nft import NftBackend
-
-        return NftBackend()
-    from pycni.plugins.firewall.backend_iptables import IptablesBackend
-
-    return IptablesBackend(admin_chain)

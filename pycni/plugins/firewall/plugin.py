@@ -10,6 +10,11 @@ bridge (as in the reference) unless the bridge itself is gone.
 CHECK: prevResult required; every rule ADD made is present.
 GC: removes this network's rules whose attachment is not valid any more,
 and isolation rules of bridges that no longer exist.
+
+The backend is chosen here (``make_backend``; only its module is
+imported) and every change runs under one host lock, held for the whole
+command: DEL's delete-then-prune and GC's gc-then-prune are one critical
+section, so an ADD on a bridge of the same name cannot slip in between.
 """
 
 from __future__ import annotations
@@ -17,16 +22,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pycni.net.errors import NetError
-from pycni.plugins.firewall.backend import Attachment, Backend, make_backend
+from pycni.plugins.firewall.backend import Attachment, Backend
 from pycni.plugins.firewall.conf import FirewallConf, parse_conf
-from pycni.plugins.firewall.lock import host_lock
+from pycni.rundir import host_lock
 from pycni.spec.errors import InvalidConfig
 
 if TYPE_CHECKING:
     from pycni.skel import CmdArgs
     from pycni.spec.result import Result
 
-__all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "load_conf"]
+__all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "load_conf", "make_backend"]
+
+LOCK_NAME = "firewall"  # /run/pycni/firewall.lock
 
 _BAD_IFNAME_CHARS = frozenset("\"\\'/: \t\n")
 
@@ -80,6 +87,17 @@ def _attachment(args: CmdArgs, conf: FirewallConf, prev: Result | None) -> Attac
     )
 
 
+def make_backend(name: str, admin_chain: str) -> Backend:
+    """The backend called ``name`` (conf.BACKENDS); its module is imported only now."""
+    if name == "nftables":
+        from pycni.plugins.firewall.nft_backend import NftBackend
+
+        return NftBackend()
+    from pycni.plugins.firewall.iptables_backend import IptablesBackend
+
+    return IptablesBackend(admin_chain)
+
+
 def _backend(conf: FirewallConf) -> Backend:
     return make_backend(conf.backend, conf.admin_chain)
 
@@ -94,7 +112,7 @@ def cmd_add(args: CmdArgs) -> Result:
     conf = load_conf(args)
     prev = _prev_result(args)
     att = _attachment(args, conf, prev)
-    with host_lock():
+    with host_lock(LOCK_NAME):
         _backend(conf).add(att)
     return prev
 
@@ -116,7 +134,7 @@ def cmd_del(args: CmdArgs) -> None:
     except InvalidConfig:
         att = _attachment(args, FirewallConf(backend=conf.backend, admin_chain=conf.admin_chain), prev)
     backend = _backend(conf)
-    with host_lock():
+    with host_lock(LOCK_NAME):
         try:
             backend.delete(att)
             if att.bridge and not _bridge_present(att.bridge):
@@ -142,6 +160,6 @@ def _usable(backend: str) -> bool:
 def cmd_gc(args: CmdArgs) -> None:
     conf = load_conf(args)
     backend = _backend(conf)
-    with host_lock():
+    with host_lock(LOCK_NAME):
         backend.gc(args.network_name, args.valid_attachments())
         backend.prune_bridges(_bridge_present)

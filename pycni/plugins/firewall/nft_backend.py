@@ -1,28 +1,37 @@
 """The nftables backend: a table of pycni's own, ``inet pycni-firewall`` (layout in rules.py).
 
-Every change is one libnftables transaction. The table is created on the
+Every operation reads the table once (one ``list table``) and makes its
+change as one libnftables JSON transaction. The table is created on the
 first ADD and deleted once it holds no rule (after a DEL, GC or prune);
 the plugin's host lock keeps that from racing an ADD. See rules.py for
 what an accept in our own table can and cannot do.
+
+The kernel is reached through an ``NftRunner`` (pycni.net.nft by
+default), so unit tests replay a listing and read the commands it would
+apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Protocol
 
-from pycni.net import nft
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment, stale_tags
 from pycni.spec.errors import CniError
 
-__all__ = ["NftBackend"]
+__all__ = ["NftBackend", "NftRunner"]
 
 _BRIDGE_COMMENT_PREFIX = "pycni firewall ingressPolicy "
+_TABLE = f"table {r.NFT_FAMILY} {r.NFT_TABLE}"
 
 
-def _table_rules() -> list[dict[str, Any]]:
-    return nft.rules(r.NFT_FAMILY, r.NFT_TABLE)
+class NftRunner(Protocol):
+    """What the backend needs from pycni.net.nft (a fake in tests)."""
+
+    def list_json(self, what: str) -> list[dict[str, Any]]: ...
+
+    def apply_json(self, commands: list[dict[str, Any]]) -> None: ...
 
 
 def _delete_commands(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,6 +45,10 @@ def _delete_commands(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _delete_table() -> list[dict[str, Any]]:
+    return [{"delete": {"table": {"family": r.NFT_FAMILY, "name": r.NFT_TABLE}}}]
+
+
 def _bridge_of(rule: dict[str, Any]) -> str | None:
     comment = str(rule.get("comment", ""))
     if not comment.startswith(_BRIDGE_COMMENT_PREFIX):
@@ -44,8 +57,20 @@ def _bridge_of(rule: dict[str, Any]) -> str | None:
 
 
 class NftBackend:
+    def __init__(self, runner: NftRunner | None = None) -> None:
+        if runner is None:
+            from pycni.net import nft
+
+            runner = nft
+        self._nft = runner
+
+    def _read(self) -> tuple[bool, list[dict[str, Any]]]:
+        """(whether the table exists, its rules as nft lists them)."""
+        items = self._nft.list_json(_TABLE)
+        return bool(items), [item["rule"] for item in items if "rule" in item]
+
     def add(self, att: Attachment) -> None:
-        existing = _table_rules()
+        _exists, existing = self._read()
         commands = r.nft_skeleton(isolation=att.policy != "open")
         # A repeated ADD replaces the attachment's rules rather than doubling them.
         commands += _delete_commands([rule for rule in existing if rule.get("comment") == att.tag])
@@ -55,11 +80,11 @@ class NftBackend:
             comment = r.nft_bridge_comment(att.bridge, att.policy)
             if not any(rule.get("comment") == comment for rule in existing):
                 commands += r.nft_bridge_rules(att.bridge, att.policy)
-        nft.apply_json(commands)
+        self._nft.apply_json(commands)
 
     def check(self, att: Attachment) -> None:
-        existing = _table_rules()
-        if not existing and not nft.table_exists(r.NFT_FAMILY, r.NFT_TABLE):
+        exists, existing = self._read()
+        if not exists:
             raise CniError(f"firewall: nftables table {r.NFT_FAMILY} {r.NFT_TABLE} is missing")
         found = {r.nft_rule_address(rule) for rule in existing if rule.get("comment") == att.tag}
         for ip in att.addresses:
@@ -78,21 +103,21 @@ class NftBackend:
 
     def _remove(self, doomed: Callable[[dict[str, Any]], bool]) -> None:
         """Delete the rules ``doomed`` picks; drop the table when nothing else is left in it."""
-        existing = _table_rules()
+        exists, existing = self._read()
         gone = [rule for rule in existing if doomed(rule)]
         if gone and len(gone) == len(existing):
-            nft.apply_json([{"delete": {"table": {"family": r.NFT_FAMILY, "name": r.NFT_TABLE}}}])
+            self._nft.apply_json(_delete_table())
         elif gone:
-            nft.apply_json(_delete_commands(gone))
-        elif not existing and nft.table_exists(r.NFT_FAMILY, r.NFT_TABLE):
-            nft.apply_json([{"delete": {"table": {"family": r.NFT_FAMILY, "name": r.NFT_TABLE}}}])
+            self._nft.apply_json(_delete_commands(gone))
+        elif not existing and exists:
+            self._nft.apply_json(_delete_table())
 
     def delete(self, att: Attachment) -> None:
         self._remove(lambda rule: rule.get("comment") == att.tag)
 
     def gc(self, network: str, valid: Collection[tuple[str, str]]) -> None:
-        tags = {str(rule.get("comment", "")) for rule in _table_rules()}
-        stale = stale_tags(tags, network, valid)
+        _exists, existing = self._read()
+        stale = stale_tags({str(rule.get("comment", "")) for rule in existing}, network, valid)
         self._remove(lambda rule: rule.get("comment") in stale)
 
     def prune_bridges(self, keep: Callable[[str], bool]) -> None:
