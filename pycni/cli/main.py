@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_arguments(p)
     p = sub.add_parser("node", help="cluster nodes and their subnet leases: list, remove")
     add_node_arguments(p)
+
+    from pycni.cli.objects import add_object_commands
+
+    add_object_commands(sub)  # apply, delete, get, label: Kubernetes objects in etcd
     return parser
 
 
@@ -130,6 +134,10 @@ def _run(args: argparse.Namespace) -> int:
         from pycni.cli import cluster
 
         return (cluster.cmd_cluster if args.command == "cluster" else cluster.cmd_node)(args, os.environ)
+    if args.command in ("apply", "delete", "get", "label"):
+        from pycni.cli.objects import cmd_objects
+
+        return cmd_objects(args, os.environ)
     if args.command == "lab":
         from pycni.cli.lab import cmd_lab
 
