@@ -48,6 +48,7 @@ from pycni.spec.errors import (
     InvalidNetns,
     IOFailure,
 )
+from pycni.spec.readers import describe_json
 from pycni.spec.validate import validate_container_id, validate_interface_name, validate_network_name
 from pycni.spec.version import CURRENT_VERSION, SUPPORTED_VERSIONS, check_supported, command_allowed
 
@@ -105,7 +106,7 @@ class CmdArgs:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise InvalidConfig(f"runtimeConfig: expected an object, got {_json_type(value)}")
+            raise InvalidConfig(f"runtimeConfig: expected an object, got {describe_json(value)}")
         return value
 
     def prev_result(self) -> Result | None:
@@ -148,17 +149,17 @@ class CmdArgs:
             return ()
         raw = self.config[key]
         if not isinstance(raw, list):
-            raise InvalidConfig(f"{key}: expected a list of attachments, got {_json_type(raw)}")
+            raise InvalidConfig(f"{key}: expected a list of attachments, got {describe_json(raw)}")
         pairs: list[tuple[str, str]] = []
         for index, item in enumerate(raw):
             where = f"{key}[{index}]"
             if not isinstance(item, dict):
-                raise InvalidConfig(f"{where}: expected an object, got {_json_type(item)}")
+                raise InvalidConfig(f"{where}: expected an object, got {describe_json(item)}")
             container_id, ifname = item.get("containerID"), item.get("ifname")
             if not isinstance(container_id, str):
-                raise InvalidConfig(f"{where}.containerID: expected a string, got {_json_type(container_id)}")
+                raise InvalidConfig(f"{where}.containerID: expected a string, got {describe_json(container_id)}")
             if not isinstance(ifname, str):
-                raise InvalidConfig(f"{where}.ifname: expected a string, got {_json_type(ifname)}")
+                raise InvalidConfig(f"{where}.ifname: expected a string, got {describe_json(ifname)}")
             pairs.append((container_id, ifname))
         return tuple(pairs)
 
@@ -318,11 +319,13 @@ def _parse_config(data: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise DecodingFailure(f"error unmarshall network config: {exc}") from exc
     if not isinstance(config, dict):
-        raise DecodingFailure(f"error unmarshall network config: expected an object, got {_json_type(config)}")
+        raise DecodingFailure(f"error unmarshall network config: expected an object, got {describe_json(config)}")
     for key in ("name", "cniVersion"):
         value = config.get(key)
         if value is not None and not isinstance(value, str):
-            raise DecodingFailure(f"error unmarshall network config: {key!r} must be a string, got {_json_type(value)}")
+            raise DecodingFailure(
+                f"error unmarshall network config: {key!r} must be a string, got {describe_json(value)}"
+            )
     validate_network_name(config.get("name") or "")
     return config
 
@@ -370,22 +373,6 @@ def _call(plugin: Plugin, args: CmdArgs) -> bytes:
 def _dumps(obj: dict[str, Any]) -> bytes:
     """Error objects, encoded exactly as pycni.spec.result.dumps (not imported: it pulls in ipaddress)."""
     return json.dumps(obj, indent=4).encode("utf-8")
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
 
 
 def _under(prefix: str, msg: str) -> str:

@@ -28,11 +28,10 @@ if TYPE_CHECKING:
 
 
 def ipam_type(args: CmdArgs) -> str:
-    """The ``ipam.type`` of the config, or "" when the network has no IPAM."""
-    ipam = args.config.get("ipam")
-    if isinstance(ipam, dict) and isinstance(ipam.get("type"), str):
-        return str(ipam["type"])
-    return ""
+    """The ``ipam.type`` of the config, or "" when the network has no IPAM (read as every plugin reads it)."""
+    from pycni.spec.config import ipam_type_of
+
+    return ipam_type_of(args.config)
 
 
 def delegate(plugin_type: str, command: str, args: CmdArgs) -> bytes:

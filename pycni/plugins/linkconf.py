@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pycni.spec import readers
+from pycni.spec.config import ipam_type_of
 from pycni.spec.errors import CniError, InvalidConfig
-from pycni.spec.fields import lookup, read_object, read_str, read_uint
+from pycni.spec.readers import read_str, read_uint
 from pycni.spec.validate import validate_interface_name
 
 __all__ = [
@@ -46,39 +48,26 @@ def read_link_name(config: Mapping[str, Any], key: str, *, required: bool = Fals
 
 def read_mtu(config: Mapping[str, Any], key: str = "mtu") -> int | None:
     """An MTU; absent, null and 0 all mean "the kernel's default" (None)."""
-    mtu = read_uint(config, key, "")
-    if mtu is not None and mtu > MAX_MTU:
-        raise InvalidConfig(f"{key}: {mtu} is out of range (0-{MAX_MTU})")
-    return mtu or None
+    return read_uint(config, key, "", max=MAX_MTU, out_of_range="{value} is out of range (0-{max})") or None
 
 
 def read_uint32(config: Mapping[str, Any], key: str) -> int | None:
-    value = read_uint(config, key, "")
-    if value is not None and value > _UINT32_MAX:
-        raise InvalidConfig(f"{key}: {value} does not fit in 32 bits")
-    return value
+    return read_uint(config, key, "", max=_UINT32_MAX, out_of_range="{value} does not fit in 32 bits")
 
 
 def read_choice(config: Mapping[str, Any], key: str, choices: Sequence[str], default: str) -> str:
     """One of ``choices``; absent or "" is ``default``."""
-    value = read_str(config, key, "") or default
-    if value not in choices:
-        raise InvalidConfig(f"{key}: {value!r} is not one of {', '.join(choices)}")
-    return value
+    return readers.read_choice(config, key, "", choices, default)
 
 
 def read_ipam_type(config: Mapping[str, Any], *, required_by: str = "") -> str:
-    """``ipam.type``; "" means no IPAM (``ipam: {}`` or no ``ipam``).
+    """``ipam.type`` (see pycni.spec.config.ipam_type_of); "" means no IPAM (``ipam: {}`` or no ``ipam``).
 
     ``required_by`` names the plugin that cannot work without IPAM.
     """
-    ipam = read_object(config, "ipam", "")
-    ipam_type = read_str(ipam, "type", "ipam") if ipam is not None else ""
+    ipam_type = ipam_type_of(config)
     if not ipam_type and required_by:
         raise InvalidConfig(f'ipam: {required_by} requires an IPAM configuration ("ipam": {{"type": ...}})')
     if ipam_type and ("/" in ipam_type or "\\" in ipam_type or ipam_type in (".", "..")):
         raise InvalidConfig(f"ipam.type: {ipam_type!r} is not a plugin name (no path separators)")
-    if ipam is not None and ipam_type and lookup(ipam, "type") != ipam.get("type"):
-        # the delegation helper reads the exact key; a "Type" spelling would be ignored there
-        raise InvalidConfig('ipam.type: spell the key "type" (lower case)')
     return ipam_type

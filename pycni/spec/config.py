@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pycni.spec.errors import CniError, DecodingFailure, InvalidConfig
+from pycni.spec.readers import CONFLISTS, describe_value, join, read_object, read_str
 from pycni.spec.validate import validate_network_name
 from pycni.spec.version import negotiate, parse_version
 
@@ -36,6 +37,7 @@ __all__ = [
     "PluginConf",
     "conflist_from_bytes",
     "conflist_from_conf",
+    "ipam_type_of",
     "plugin_conf_from_bytes",
     "request_config",
     "runtime_config_for",
@@ -70,8 +72,7 @@ class PluginConf:
 
     @property
     def ipam_type(self) -> str:
-        ipam = self.raw.get("ipam") or {}
-        return str(ipam.get("type", ""))
+        return ipam_type_of(self.raw)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def conflist_from_bytes(data: bytes, *, require_plugins: bool = True) -> NetConf
     if "plugins" in doc:
         raw_plugins = doc["plugins"]
         if not isinstance(raw_plugins, list) or not raw_plugins:
-            raise InvalidConfig(f"plugins: must be a non-empty list, got {_describe(raw_plugins)}")
+            raise InvalidConfig(f"plugins: must be a non-empty list, got {describe_value(raw_plugins)}")
         plugins = tuple(_plugin_from_object(p, f"plugins[{i}]") for i, p in enumerate(raw_plugins))
     elif load_only_inlined:
         raise InvalidConfig("plugins: missing, and loadOnlyInlinedPlugins is true")
@@ -213,7 +214,7 @@ def _load_object(data: bytes, what: str) -> dict[str, Any]:
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise DecodingFailure(f"failed to parse {what}: {exc}") from exc
     if not isinstance(doc, dict):
-        raise DecodingFailure(f"failed to parse {what}: expected a JSON object, got {_describe(doc)}")
+        raise DecodingFailure(f"failed to parse {what}: expected a JSON object, got {describe_value(doc)}")
     return doc
 
 
@@ -221,31 +222,8 @@ def _encode(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _join(base: str, key: str) -> str:
-    return f"{base}.{key}" if base else key
-
-
-def _describe(value: Any) -> str:
-    """A value as it appears in messages: scalars shown, containers named."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    return "an object"
-
-
 def _read_name(doc: dict[str, Any]) -> str:
-    if "name" not in doc:
-        raise InvalidConfig("name: missing")
-    name = doc["name"]
-    if not isinstance(name, str):
-        raise InvalidConfig(f"name: expected a string, got {_describe(name)}")
+    name = CONFLISTS.read_str(doc, "name", "", required=True)
     try:
         validate_network_name(name)
     except CniError as exc:
@@ -261,24 +239,19 @@ def _check_version(text: str, path: str) -> None:
 
 
 def _read_version(doc: Mapping[str, Any], key: str, base: str = "") -> str:
-    path = _join(base, key)
-    value = doc.get(key, "")
-    if not isinstance(value, str):
-        raise InvalidConfig(f"{path}: expected a string, got {_describe(value)}")
+    value = CONFLISTS.read_str(doc, key, base)
     if value:
-        _check_version(value, path)
+        _check_version(value, join(base, key))
     return value
 
 
 def _read_versions(doc: dict[str, Any]) -> tuple[str, ...]:
-    value = doc.get("cniVersions", [])
-    if not isinstance(value, list):
-        raise InvalidConfig(f"cniVersions: expected a list, got {_describe(value)}")
-    for i, item in enumerate(value):
+    versions = CONFLISTS.read_list(doc, "cniVersions", "")
+    for i, item in enumerate(versions):
         if not isinstance(item, str):
-            raise InvalidConfig(f"cniVersions[{i}]: expected a string, got {_describe(item)}")
+            raise CONFLISTS.wrong_type(f"cniVersions[{i}]", "a string", item)
         _check_version(item, f"cniVersions[{i}]")
-    return tuple(value)
+    return tuple(versions)
 
 
 def _read_bool(doc: dict[str, Any], key: str) -> bool:
@@ -288,37 +261,42 @@ def _read_bool(doc: dict[str, Any], key: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise InvalidConfig(f"{key}: expected a boolean, got {_describe(value)}")
-
-
-def _read_optional_str(obj: Mapping[str, Any], key: str, base: str) -> None:
-    if key in obj and not isinstance(obj[key], str):
-        raise InvalidConfig(f"{_join(base, key)}: expected a string, got {_describe(obj[key])}")
+    raise CONFLISTS.wrong_type(key, "a boolean", value)
 
 
 def _plugin_from_object(obj: Any, base: str) -> PluginConf:
     """Validate the keys the runtime relies on; leave every other key to the plugin."""
-    if not isinstance(obj, dict):
-        raise InvalidConfig(f"{base or 'plugin'}: expected an object, got {_describe(obj)}")
-    type_path = _join(base, "type")
-    if "type" not in obj or obj["type"] == "":
-        raise InvalidConfig(f"{type_path}: missing")
-    if not isinstance(obj["type"], str):
-        raise InvalidConfig(f"{type_path}: expected a string, got {_describe(obj['type'])}")
-    _read_optional_str(obj, "cniVersion", base)
-    _read_optional_str(obj, "name", base)
+    obj = CONFLISTS.as_object(obj, base or "plugin")
+    if obj.get("type") == "":
+        raise InvalidConfig(f"{join(base, 'type')}: missing")
+    CONFLISTS.read_str(obj, "type", base, required=True)
+    CONFLISTS.read_str(obj, "cniVersion", base)
+    CONFLISTS.read_str(obj, "name", base)
 
-    capabilities = obj.get("capabilities", {})
-    caps_path = _join(base, "capabilities")
-    if not isinstance(capabilities, dict):
-        raise InvalidConfig(f"{caps_path}: expected an object, got {_describe(capabilities)}")
+    capabilities = CONFLISTS.read_object(obj, "capabilities", base) or {}
+    caps_path = join(base, "capabilities")
     for cap, enabled in capabilities.items():
         if not isinstance(enabled, bool):
-            raise InvalidConfig(f"{caps_path}.{cap}: expected a boolean, got {_describe(enabled)}")
+            raise CONFLISTS.wrong_type(f"{caps_path}.{cap}", "a boolean", enabled)
 
-    for section in ("ipam", "dns"):
-        value = obj.get(section, {})
-        if not isinstance(value, dict):
-            raise InvalidConfig(f"{_join(base, section)}: expected an object, got {_describe(value)}")
-    _read_optional_str(obj.get("ipam", {}), "type", _join(base, "ipam"))
+    ipam = CONFLISTS.read_object(obj, "ipam", base) or {}
+    CONFLISTS.read_object(obj, "dns", base)
+    CONFLISTS.read_str(ipam, "type", join(base, "ipam"))
+    try:
+        ipam_type_of(obj)  # what plugins will read, other spellings of the keys included
+    except InvalidConfig as exc:
+        raise InvalidConfig(join(base, exc.msg)) from exc
     return PluginConf(MappingProxyType(obj))
+
+
+def ipam_type_of(config: Mapping[str, Any]) -> str:
+    """``ipam.type`` of a plugin config, "" when it has no IPAM (no ``ipam``, or ``ipam: {}``).
+
+    The one reading of it: the runtime (``PluginConf.ipam_type``), the IPAM
+    delegation and every plugin's config use this, so they cannot disagree
+    about a config. Keys are matched as plugins match them (Go's
+    encoding/json); a non-object ``ipam`` or a non-string ``type`` is
+    InvalidConfig.
+    """
+    ipam = read_object(config, "ipam", "")
+    return read_str(ipam, "type", "ipam") if ipam is not None else ""

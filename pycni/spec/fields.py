@@ -1,4 +1,8 @@
-"""Config readers shared by every plugin: JSON fields, addresses, routes, DNS.
+"""Config readers shared by every plugin: addresses, routes, DNS (and the JSON fields).
+
+The JSON field readers (``read_str``, ``read_uint``, ...) live in
+pycni.spec.readers and are re-exported here, so a plugin imports all its
+readers from one place.
 
 Contract: every reader takes the JSON path of what it reads and raises
 InvalidConfig whose message starts with that path
@@ -27,6 +31,20 @@ from ipaddress import (
 from typing import Any
 
 from pycni.spec.errors import InvalidConfig
+from pycni.spec.readers import (
+    describe_json,
+    join,
+    lookup,
+    read_bool,
+    read_choice,
+    read_int,
+    read_list,
+    read_object,
+    read_optional_bool,
+    read_str,
+    read_strings,
+    read_uint,
+)
 from pycni.spec.result import DNS, Route
 from pycni.spec.version import parse_version
 
@@ -36,6 +54,7 @@ __all__ = [
     "IPNetwork",
     "canonical_ip",
     "check_one_address_per_family",
+    "describe_json",
     "join",
     "lookup",
     "parse_address",
@@ -45,101 +64,20 @@ __all__ = [
     "parse_network",
     "parse_resolv_conf",
     "parse_routes",
+    "read_bool",
+    "read_choice",
+    "read_int",
     "read_list",
     "read_object",
+    "read_optional_bool",
     "read_str",
+    "read_strings",
+    "read_uint",
 ]
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 IPNetwork = IPv4Network | IPv6Network
-
-
-def join(base: str, key: str) -> str:
-    return f"{base}.{key}" if base else key
-
-
-def lookup(obj: Mapping[str, Any], key: str) -> Any:
-    """``obj[key]``, else the first key equal to it ignoring case (Go's json), else None."""
-    if key in obj:
-        return obj[key]
-    folded = key.casefold()
-    for name, value in obj.items():
-        if name.casefold() == folded:
-            return value
-    return None
-
-
-def describe_json(value: Any) -> str:
-    """What kind of JSON value ``value`` is, for error messages ("a string", "an array", ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def read_object(obj: Mapping[str, Any], key: str, base: str) -> dict[str, Any] | None:
-    value = lookup(obj, key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidConfig(f"{join(base, key)}: expected an object, got {describe_json(value)}")
-    return value
-
-
-def read_list(obj: Mapping[str, Any], key: str, base: str) -> list[Any]:
-    """A JSON array; absent and null both read as empty, as in Go."""
-    value = lookup(obj, key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidConfig(f"{join(base, key)}: expected an array, got {describe_json(value)}")
-    return value
-
-
-def read_str(obj: Mapping[str, Any], key: str, base: str) -> str:
-    value = lookup(obj, key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidConfig(f"{join(base, key)}: expected a string, got {describe_json(value)}")
-    return value
-
-
-def read_uint(obj: Mapping[str, Any], key: str, base: str) -> int | None:
-    value = lookup(obj, key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidConfig(f"{join(base, key)}: expected a non-negative integer, got {value!r}")
-    return value
-
-
-def read_bool(obj: Mapping[str, Any], key: str, base: str, default: bool = False) -> bool:
-    """A JSON boolean; absent and null read as ``default`` (Go's zero value)."""
-    value = lookup(obj, key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidConfig(f"{join(base, key)}: expected a boolean, got {describe_json(value)}")
-    return value
-
-
-def read_strings(obj: Mapping[str, Any], key: str, base: str) -> tuple[str, ...]:
-    return _strings(lookup(obj, key), join(base, key))
-
-
-def _strings(value: Any, path: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise InvalidConfig(f"{path}: expected an array of strings")
-    return tuple(value)
 
 
 # -- addresses ---------------------------------------------------------------
@@ -244,10 +182,10 @@ def parse_dns(obj: Mapping[str, Any], key: str, base: str) -> DNS:
         return DNS()
     path = join(base, key)
     return DNS(
-        nameservers=_strings(lookup(raw, "nameservers"), f"{path}.nameservers"),
+        nameservers=read_strings(raw, "nameservers", path),
         domain=read_str(raw, "domain", path),
-        search=_strings(lookup(raw, "search"), f"{path}.search"),
-        options=_strings(lookup(raw, "options"), f"{path}.options"),
+        search=read_strings(raw, "search", path),
+        options=read_strings(raw, "options", path),
     )
 
 

@@ -34,7 +34,8 @@ from ipaddress import (
 )
 from typing import Any, Literal
 
-from pycni.spec.errors import DecodingFailure, IncompatibleVersion
+from pycni.spec.errors import IncompatibleVersion
+from pycni.spec.readers import RESULTS, join
 from pycni.spec.version import SUPPORTED_VERSIONS, result_family, version_at_least
 
 __all__ = [
@@ -148,8 +149,8 @@ class Result:
         ``default_version``; libcni passes the request config's version here.
         ``""`` means 0.1.0.
         """
-        obj = _as_object(data, "result")
-        version = _read_str(obj, "cniVersion", "") or default_version or "0.1.0"
+        obj = RESULTS.as_object(data, "result")
+        version = RESULTS.read_str(obj, "cniVersion", "") or default_version or "0.1.0"
         _check_supported(version)
         family = result_family(version)
         if family == "0.2":
@@ -183,60 +184,8 @@ def _check_supported(version: str) -> None:
 
 
 # --------------------------------------------------------------------------
-# Parsing: small readers that know the JSON path they are looking at
+# Parsing: pycni.spec.readers (RESULTS) plus the address and block readers
 # --------------------------------------------------------------------------
-
-
-def _path(base: str, key: str) -> str:
-    return f"{base}.{key}" if base else key
-
-
-def _fail(path: str, problem: str) -> DecodingFailure:
-    return DecodingFailure(f"{path}: {problem}")
-
-
-def _as_object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(path, "must be an object")
-    return value
-
-
-def _read_list(obj: dict[str, Any], key: str, base: str) -> list[Any]:
-    value = obj.get(key)
-    if value is None:  # absent and null both mean "none", as in Go
-        return []
-    if not isinstance(value, list):
-        raise _fail(_path(base, key), "must be a list")
-    return value
-
-
-def _read_str(obj: dict[str, Any], key: str, base: str, *, required: bool = False) -> str:
-    value = obj.get(key)
-    if value is None:
-        if required:
-            raise _fail(_path(base, key), "missing")
-        return ""
-    if not isinstance(value, str):
-        raise _fail(_path(base, key), "must be a string")
-    return value
-
-
-def _read_strings(obj: dict[str, Any], key: str, base: str) -> tuple[str, ...]:
-    items = _read_list(obj, key, base)
-    for index, item in enumerate(items):
-        if not isinstance(item, str):
-            raise _fail(f"{_path(base, key)}[{index}]", "must be a string")
-    return tuple(items)
-
-
-def _read_uint(obj: dict[str, Any], key: str, base: str) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    # bool is an int in Python but not in JSON; Go also rejects 1.0 for an int.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(_path(base, key), "must be a non-negative integer")
-    return value
 
 
 def _has_plain_prefix(text: str) -> bool:
@@ -251,7 +200,7 @@ def _parse_cidr(text: str, path: str) -> IPCidr:
             return ip_interface(text)
         except ValueError:
             pass
-    raise _fail(path, f"{text!r} is not an IP address with prefix")
+    raise RESULTS.fail(path, f"{text!r} is not an IP address with prefix")
 
 
 def _parse_network(text: str, path: str) -> IPNetwork:
@@ -262,7 +211,7 @@ def _parse_network(text: str, path: str) -> IPNetwork:
             return ip_network(text, strict=False)
         except ValueError:
             pass
-    raise _fail(path, f"{text!r} is not a CIDR")
+    raise RESULTS.fail(path, f"{text!r} is not a CIDR")
 
 
 def _parse_address(text: str, path: str) -> IPAddress:
@@ -271,100 +220,100 @@ def _parse_address(text: str, path: str) -> IPAddress:
             return ip_address(text)
         except ValueError:
             pass
-    raise _fail(path, f"{text!r} is not an IP address")
+    raise RESULTS.fail(path, f"{text!r} is not an IP address")
 
 
 def _read_gateway(obj: dict[str, Any], key: str, base: str, family: int, owner: str) -> IPAddress | None:
     """An optional address that must share ``family`` with ``owner`` (the address or dst it belongs to)."""
-    text = _read_str(obj, key, base)
+    text = RESULTS.read_str(obj, key, base)
     if not text:  # Go's net.IP decodes "" as nil
         return None
-    path = _path(base, key)
+    path = join(base, key)
     gateway = _parse_address(text, path)
     if gateway.version != family:
-        raise _fail(path, f"{text!r} is IPv{gateway.version} but {owner} is IPv{family}")
+        raise RESULTS.fail(path, f"{text!r} is IPv{gateway.version} but {owner} is IPv{family}")
     return gateway
 
 
 def _parse_route(raw: Any, path: str) -> Route:
-    obj = _as_object(raw, path)
-    dst = _parse_network(_read_str(obj, "dst", path, required=True), _path(path, "dst"))
+    obj = RESULTS.as_object(raw, path)
+    dst = _parse_network(RESULTS.read_str(obj, "dst", path, required=True), join(path, "dst"))
     # Every version reads the 1.1 route fields: Go shares one Route type
     # across all result versions, so a Go plugin may have written them.
     return Route(
         dst=dst,
         gw=_read_gateway(obj, "gw", path, dst.version, f"dst {dst}"),
-        mtu=_read_uint(obj, "mtu", path),
-        advmss=_read_uint(obj, "advmss", path),
-        priority=_read_uint(obj, "priority", path),
-        table=_read_uint(obj, "table", path),
-        scope=_read_uint(obj, "scope", path),
+        mtu=RESULTS.read_uint(obj, "mtu", path),
+        advmss=RESULTS.read_uint(obj, "advmss", path),
+        priority=RESULTS.read_uint(obj, "priority", path),
+        table=RESULTS.read_uint(obj, "table", path),
+        scope=RESULTS.read_uint(obj, "scope", path),
     )
 
 
 def _parse_routes(obj: dict[str, Any], base: str) -> tuple[Route, ...]:
-    key = _path(base, "routes")
-    return tuple(_parse_route(raw, f"{key}[{i}]") for i, raw in enumerate(_read_list(obj, "routes", base)))
+    key = join(base, "routes")
+    return tuple(_parse_route(raw, f"{key}[{i}]") for i, raw in enumerate(RESULTS.read_list(obj, "routes", base)))
 
 
 def _parse_dns(obj: dict[str, Any]) -> DNS:
     raw = obj.get("dns")
     if raw is None:
         return DNS()
-    dns = _as_object(raw, "dns")
+    dns = RESULTS.as_object(raw, "dns")
     return DNS(
-        nameservers=_read_strings(dns, "nameservers", "dns"),
-        domain=_read_str(dns, "domain", "dns"),
-        search=_read_strings(dns, "search", "dns"),
-        options=_read_strings(dns, "options", "dns"),
+        nameservers=RESULTS.read_strings(dns, "nameservers", "dns"),
+        domain=RESULTS.read_str(dns, "domain", "dns"),
+        search=RESULTS.read_strings(dns, "search", "dns"),
+        options=RESULTS.read_strings(dns, "options", "dns"),
     )
 
 
 def _parse_interface(raw: Any, path: str, *, extended: bool) -> Interface:
-    obj = _as_object(raw, path)
-    name = _read_str(obj, "name", path, required=True)
+    obj = RESULTS.as_object(raw, path)
+    name = RESULTS.read_str(obj, "name", path, required=True)
     if not name:
-        raise _fail(_path(path, "name"), "must not be empty")
-    iface = Interface(name=name, mac=_read_str(obj, "mac", path), sandbox=_read_str(obj, "sandbox", path))
+        raise RESULTS.fail(join(path, "name"), "must not be empty")
+    iface = Interface(name=name, mac=RESULTS.read_str(obj, "mac", path), sandbox=RESULTS.read_str(obj, "sandbox", path))
     if not extended:
         # 0.3.x/0.4.0 interfaces have no such fields; Go ignores them there too.
         return iface
     return replace(
         iface,
-        mtu=_read_uint(obj, "mtu", path),
-        socket_path=_read_str(obj, "socketPath", path),
-        pci_id=_read_str(obj, "pciID", path),
+        mtu=RESULTS.read_uint(obj, "mtu", path),
+        socket_path=RESULTS.read_str(obj, "socketPath", path),
+        pci_id=RESULTS.read_str(obj, "pciID", path),
     )
 
 
 def _parse_interfaces(obj: dict[str, Any], *, extended: bool) -> tuple[Interface, ...]:
-    items = _read_list(obj, "interfaces", "")
+    items = RESULTS.read_list(obj, "interfaces", "")
     return tuple(_parse_interface(raw, f"interfaces[{i}]", extended=extended) for i, raw in enumerate(items))
 
 
 def _parse_ip(raw: Any, path: str, n_interfaces: int, *, versioned: bool) -> IPConfig:
-    obj = _as_object(raw, path)
-    address = _parse_cidr(_read_str(obj, "address", path, required=True), _path(path, "address"))
+    obj = RESULTS.as_object(raw, path)
+    address = _parse_cidr(RESULTS.read_str(obj, "address", path, required=True), join(path, "address"))
     if versioned:
         _check_ip_version(obj, path, address)
-    index = _read_uint(obj, "interface", path)
+    index = RESULTS.read_uint(obj, "interface", path)
     if index is not None and index >= n_interfaces:
-        raise _fail(_path(path, "interface"), f"index {index} out of range ({n_interfaces} interfaces)")
+        raise RESULTS.fail(join(path, "interface"), f"index {index} out of range ({n_interfaces} interfaces)")
     gateway = _read_gateway(obj, "gateway", path, address.version, f"address {address}")
     return IPConfig(address=address, gateway=gateway, interface=index)
 
 
 def _check_ip_version(obj: dict[str, Any], path: str, address: IPCidr) -> None:
     """0.3.x/0.4.0 require ``version``; a wrong one would misfile the IP when converting to 0.2.0."""
-    version = _read_str(obj, "version", path, required=True)
+    version = RESULTS.read_str(obj, "version", path, required=True)
     if version not in ("4", "6"):
-        raise _fail(_path(path, "version"), f'{version!r} is not "4" or "6"')
+        raise RESULTS.fail(join(path, "version"), f'{version!r} is not "4" or "6"')
     if int(version) != address.version:
-        raise _fail(_path(path, "version"), f'"{version}" does not match IPv{address.version} address {address}')
+        raise RESULTS.fail(join(path, "version"), f'"{version}" does not match IPv{address.version} address {address}')
 
 
 def _parse_ips(obj: dict[str, Any], n_interfaces: int, *, versioned: bool) -> tuple[IPConfig, ...]:
-    items = _read_list(obj, "ips", "")
+    items = RESULTS.read_list(obj, "ips", "")
     return tuple(_parse_ip(raw, f"ips[{i}]", n_interfaces, versioned=versioned) for i, raw in enumerate(items))
 
 
@@ -376,11 +325,11 @@ def _parse_legacy_ips(obj: dict[str, Any]) -> tuple[tuple[IPConfig, ...], tuple[
         raw = obj.get(key)
         if raw is None:
             continue
-        block = _as_object(raw, key)
-        text = _read_str(block, "ip", key, required=True)
+        block = RESULTS.as_object(raw, key)
+        text = RESULTS.read_str(block, "ip", key, required=True)
         address = _parse_cidr(text, f"{key}.ip")
         if address.version != family:
-            raise _fail(f"{key}.ip", f"{text!r} is not an IPv{family} address")
+            raise RESULTS.fail(f"{key}.ip", f"{text!r} is not an IPv{family} address")
         gateway = _read_gateway(block, "gateway", key, family, f"{key}.ip")
         ips.append(IPConfig(address=address, gateway=gateway))
         routes.extend(_parse_routes(block, key))

@@ -31,13 +31,13 @@ from typing import Any
 from pycni.net.tc import MAX_TBF_RATE_BITS
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.fields import join, read_object, read_uint
+from pycni.spec.validate import IFNAME_MAX_BYTES
 
 __all__ = ["BandwidthConf", "Limit", "ifb_name", "parse_conf"]
 
 #: The reference rejects bursts whose byte count does not fit below a u32.
 MAX_BURST_BITS = 0xFFFFFFFF * 8 - 1
 _IFB_PREFIX = "bwp"
-_IFNAMSIZ = 15
 
 
 @dataclass(frozen=True)
@@ -100,4 +100,4 @@ def ifb_name(network: str, container_id: str, ifname: str) -> str:
     attachments of one container to one network get two ifbs.
     """
     digest = hashlib.sha512(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
-    return _IFB_PREFIX + digest[: _IFNAMSIZ - len(_IFB_PREFIX)]
+    return _IFB_PREFIX + digest[: IFNAME_MAX_BYTES - len(_IFB_PREFIX)]

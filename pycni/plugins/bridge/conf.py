@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pycni.spec.config import ipam_type_of
 from pycni.spec.errors import InvalidConfig
-from pycni.spec.fields import lookup, read_bool, read_list, read_object, read_str
+from pycni.spec.readers import read_bool, read_choice, read_int, read_list, read_str
 from pycni.spec.result import DNS
 from pycni.spec.validate import IFNAME_MAX_BYTES
 
@@ -55,15 +56,6 @@ class BridgeConf:
         return self.vlan != 0 or bool(self.vlan_trunk)
 
 
-def _int(config: Mapping[str, Any], key: str, path: str) -> int | None:
-    value = lookup(config, key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"{path}: expected an integer, got {value!r}")
-    return value
-
-
 def _check_ifname(name: str, path: str) -> None:
     if not name or len(name.encode()) > IFNAME_MAX_BYTES:
         raise InvalidConfig(f"{path}: {name!r} is not an interface name (1 to {IFNAME_MAX_BYTES} bytes)")
@@ -71,10 +63,9 @@ def _check_ifname(name: str, path: str) -> None:
         raise InvalidConfig(f"{path}: {name!r} is not an interface name (no '/', ':' or whitespace)")
 
 
-def _vlan_id(value: int | None, path: str, *, allow_zero: bool) -> int | None:
-    if value is not None and not ((0 if allow_zero else 1) <= value <= _MAX_VLAN):
-        raise InvalidConfig(f"{path}: {value} is not a VLAN ID ({0 if allow_zero else 1}-{_MAX_VLAN})")
-    return value
+def _vlan_id(obj: Mapping[str, Any], key: str, base: str, *, allow_zero: bool) -> int | None:
+    low = 0 if allow_zero else 1
+    return read_int(obj, key, base, min=low, max=_MAX_VLAN, out_of_range="{value} is not a VLAN ID ({min}-{max})")
 
 
 def _vlan_trunk(config: Mapping[str, Any]) -> tuple[int, ...]:
@@ -83,8 +74,8 @@ def _vlan_trunk(config: Mapping[str, Any]) -> tuple[int, ...]:
         path = f"vlanTrunk[{index}]"
         if not isinstance(item, dict):
             raise InvalidConfig(f"{path}: expected an object with 'id' or 'minID' and 'maxID'")
-        low = _vlan_id(_int(item, "minID", f"{path}.minID"), f"{path}.minID", allow_zero=False)
-        high = _vlan_id(_int(item, "maxID", f"{path}.maxID"), f"{path}.maxID", allow_zero=False)
+        low = _vlan_id(item, "minID", path, allow_zero=False)
+        high = _vlan_id(item, "maxID", path, allow_zero=False)
         if (low is None) != (high is None):
             missing = "minID" if low is None else "maxID"
             raise InvalidConfig(f"{path}.{missing}: missing (minID and maxID go together)")
@@ -92,7 +83,7 @@ def _vlan_trunk(config: Mapping[str, Any]) -> tuple[int, ...]:
             if low > high:
                 raise InvalidConfig(f"{path}: minID {low} is greater than maxID {high}")
             vids.update(range(low, high + 1))
-        single = _vlan_id(_int(item, "id", f"{path}.id"), f"{path}.id", allow_zero=False)
+        single = _vlan_id(item, "id", path, allow_zero=False)
         if single is not None:
             vids.add(single)
         if low is None and single is None:
@@ -107,20 +98,18 @@ def parse_conf(config: Mapping[str, Any]) -> BridgeConf:
     bridge = read_str(config, "bridge", "") or DEFAULT_BRIDGE
     _check_ifname(bridge, "bridge")
 
-    mtu = _int(config, "mtu", "mtu")
+    mtu = read_int(config, "mtu", "")
     if mtu is not None and mtu != 0 and not _MTU_RANGE[0] <= mtu <= _MTU_RANGE[1]:
         raise InvalidConfig(f"mtu: {mtu} is out of range ({_MTU_RANGE[0]}-{_MTU_RANGE[1]}, or 0 for the default)")
 
-    backend = read_str(config, "ipMasqBackend", "")
-    if backend and backend not in MASQ_BACKENDS:
-        raise InvalidConfig(f"ipMasqBackend: {backend!r} is not one of {', '.join(MASQ_BACKENDS)}")
+    backend = read_choice(config, "ipMasqBackend", "", MASQ_BACKENDS, "")
 
     hairpin = read_bool(config, "hairpinMode", "")
     promisc = read_bool(config, "promiscMode", "")
     if hairpin and promisc:
         raise InvalidConfig("hairpinMode, promiscMode: cannot set hairpin mode and promiscuous mode at the same time")
 
-    vlan = _vlan_id(_int(config, "vlan", "vlan"), "vlan", allow_zero=True) or 0
+    vlan = _vlan_id(config, "vlan", "", allow_zero=True) or 0
     is_default_gateway = read_bool(config, "isDefaultGateway", "")
     is_gateway = read_bool(config, "isGateway", "") or is_default_gateway
     if vlan and is_gateway:
@@ -131,8 +120,7 @@ def parse_conf(config: Mapping[str, Any]) -> BridgeConf:
     if mac:
         validate_mac(mac, "mac")
 
-    ipam = read_object(config, "ipam", "") or {}
-    ipam_type = read_str(ipam, "type", "ipam")
+    ipam_type = ipam_type_of(config)
     disable_container_interface = read_bool(config, "disableContainerInterface", "")
     if disable_container_interface and ipam_type:
         raise InvalidConfig("disableContainerInterface: cannot use IPAM when the container interface is disabled")

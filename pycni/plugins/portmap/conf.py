@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pycni.plugins.common import owner_tag
 from pycni.spec.errors import InvalidConfig
-from pycni.spec.fields import describe_json, lookup, parse_address, read_bool, read_list, read_str
+from pycni.spec.fields import parse_address
+from pycni.spec.readers import describe_json, lookup, read_bool, read_choice, read_int, read_list, read_str
 
 if TYPE_CHECKING:
     from pycni.spec.result import Result
@@ -132,16 +133,11 @@ class Forward:
 def parse_conf(config: Mapping[str, Any]) -> PortMapConf:
     """The plugin config with defaults filled in; InvalidConfig names the bad field."""
     name, version = config.get("name"), config.get("cniVersion")
-    mark_bit_raw = lookup(config, "markMasqBit")
     external = read_str(config, "externalSetMarkChain", "")
-    if mark_bit_raw is not None and external:
+    if lookup(config, "markMasqBit") is not None and external:
         raise InvalidConfig("markMasqBit: cannot be set together with externalSetMarkChain")
-    mark_bit = DEFAULT_MARK_BIT if mark_bit_raw is None else _int(mark_bit_raw, "markMasqBit")
-    if not 0 <= mark_bit <= 31:
-        raise InvalidConfig(f"markMasqBit: {mark_bit} is out of range 0-31")
-    backend = read_str(config, "backend", "") or "nftables"
-    if backend not in BACKENDS:
-        raise InvalidConfig(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    mark_bit = read_int(config, "markMasqBit", "", min=0, max=31)
+    backend = read_choice(config, "backend", "", BACKENDS, "nftables")
     conditions = {family: _conditions(config, family, backend) for family in (4, 6)}
     if backend == "nftables" and external:
         raise InvalidConfig("externalSetMarkChain: only the iptables backend uses a mark chain")
@@ -153,7 +149,7 @@ def parse_conf(config: Mapping[str, Any]) -> PortMapConf:
         mappings=_mappings(config),
         snat=read_bool(config, "snat", "", default=True),
         masq_all=read_bool(config, "masqAll", ""),
-        mark_masq_bit=mark_bit,
+        mark_masq_bit=DEFAULT_MARK_BIT if mark_bit is None else mark_bit,
         external_set_mark_chain=external,
         conditions_v4=conditions[4],
         conditions_v6=conditions[6],
@@ -216,25 +212,14 @@ def _mapping(raw: Any, index: int) -> PortMapping:
         raise InvalidConfig(f"{where}: expected an object, got {describe_json(raw)}")
     ports = {}
     for key in ("hostPort", "containerPort"):
-        value = lookup(raw, key)
-        if value is None:
+        port = read_int(raw, key, where, min=1, max=65535)
+        if port is None:
             raise InvalidConfig(f"{where}.{key}: missing")
-        port = _int(value, f"{where}.{key}")
-        if not 1 <= port <= 65535:
-            raise InvalidConfig(f"{where}.{key}: {port} is out of range 1-65535")
         ports[key] = port
-    protocol = (read_str(raw, "protocol", where) or "tcp").lower()
-    if protocol not in PROTOCOLS:
-        raise InvalidConfig(f"{where}.protocol: {lookup(raw, 'protocol')!r} is not one of {', '.join(PROTOCOLS)}")
+    protocol = read_choice(raw, "protocol", where, PROTOCOLS, "tcp", ignore_case=True)
     host_ip_text = read_str(raw, "hostIP", where)
     host_ip = parse_address(host_ip_text, f"{where}.hostIP") if host_ip_text else None
     return PortMapping(ports["hostPort"], ports["containerPort"], protocol, host_ip, index)
-
-
-def _int(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"{path}: expected an integer, got {describe_json(value)}")
-    return value
 
 
 def _valid_chain_name(name: str) -> bool:

@@ -45,7 +45,7 @@ from typing import Any
 
 from pycni.spec.args import CniArgs
 from pycni.spec.errors import InvalidConfig
-from pycni.spec.fields import describe_json, lookup
+from pycni.spec.readers import describe_json, lookup, read_bool, read_optional_bool, read_uint
 
 __all__ = [
     "ALLOWLIST_PATH",
@@ -184,24 +184,6 @@ def _mac(value: Any, path: str) -> str:
     return value.lower()
 
 
-def _int(value: Any, path: str, *, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"{path}: expected an integer, got {describe_json(value)}")
-    if value < minimum:
-        raise InvalidConfig(f"{path}: must be at least {minimum}, got {value}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool | None:
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise InvalidConfig(f"{path}: expected a boolean, got {describe_json(value)}")
-    return value
-
-
 def parse_conf(
     config: Mapping[str, Any],
     *,
@@ -212,10 +194,10 @@ def parse_conf(
     """The effective tuning settings of one invocation (see the module doc for precedence and sysctl rules)."""
     sysctls = dict(_sysctl_map(lookup(config, "sysctl"), "sysctl"))
     mac = _mac(lookup(config, "mac"), "mac")
-    mtu = _int(lookup(config, "mtu"), "mtu", minimum=0) or 0
-    promisc = bool(_bool(lookup(config, "promisc"), "promisc"))
-    allmulti = _bool(lookup(config, "allmulti"), "allmulti")
-    txqlen = _int(lookup(config, "txQLen"), "txQLen", minimum=0)
+    mtu = read_uint(config, "mtu", "") or 0
+    promisc = read_bool(config, "promisc", "")
+    allmulti = read_optional_bool(config, "allmulti", "")
+    txqlen = read_uint(config, "txQLen", "")
     data_dir = lookup(config, "dataDir")
     if data_dir is not None and (not isinstance(data_dir, str) or not data_dir.startswith("/")):
         raise InvalidConfig(f"dataDir: expected an absolute path, got {data_dir!r}")
@@ -233,16 +215,16 @@ def parse_conf(
         sysctls.update(_sysctl_map(lookup(section, "sysctl"), "args.cni.sysctl"))
         if lookup(section, "mac"):
             mac = _mac(lookup(section, "mac"), "args.cni.mac")
-        arg_mtu = _int(lookup(section, "mtu"), "args.cni.mtu", minimum=0)
+        arg_mtu = read_uint(section, "mtu", "args.cni")
         if arg_mtu:
             mtu = arg_mtu
-        arg_promisc = _bool(lookup(section, "promisc"), "args.cni.promisc")
+        arg_promisc = read_optional_bool(section, "promisc", "args.cni")
         if arg_promisc is not None:
             promisc = arg_promisc
-        arg_allmulti = _bool(lookup(section, "allmulti"), "args.cni.allmulti")
+        arg_allmulti = read_optional_bool(section, "allmulti", "args.cni")
         if arg_allmulti is not None:
             allmulti = arg_allmulti
-        arg_txqlen = _int(lookup(section, "txQLen"), "args.cni.txQLen", minimum=0)
+        arg_txqlen = read_uint(section, "txQLen", "args.cni")
         if arg_txqlen is not None:
             txqlen = arg_txqlen
 
