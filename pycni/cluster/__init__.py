@@ -2,7 +2,7 @@
 
 - ``config``: the cluster config document (Flannel's field names), pure.
 - ``kv``: the narrow revisioned key-value seam; ``etcd.EtcdKV`` implements it on etcd's
-  v3 gateway, ``pycni.testing_cluster.MemoryKV`` in memory.
+  v3 gateway, ``pycni.testing.kv.MemoryKV`` in memory.
 - ``leases``: ``SubnetManager`` (acquire, renew, release, list, watch) and the key layout.
 - ``watch``: the pure lease watcher (snapshots and events in, added/removed out).
 - ``nodes``: the per-node view ``pycni node list`` prints.

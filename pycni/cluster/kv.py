@@ -2,7 +2,7 @@
 
 Everything above this module (subnet leases, the lease watcher, the
 agent) sees etcd only through ``KV``: a handful of operations with etcd's
-semantics, so an in-memory fake (``pycni.testing_cluster.MemoryKV``) and
+semantics, so an in-memory fake (``pycni.testing.kv.MemoryKV``) and
 the real client (``pycni.cluster.etcd.EtcdKV``) are interchangeable.
 
 Semantics both implementations keep:

@@ -29,6 +29,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pycni.cluster.kv import Compacted, KeyValue, KVUnavailable, LeaseExpired, Put, WatchEvent
@@ -209,19 +210,17 @@ class MemoryKV:
 
     # -- internals (lock held) ----------------------------------------------------------
 
-    def _enter(self, name: str) -> _Held:
-        self._lock.acquire()
-        try:
+    @contextmanager
+    def _enter(self, name: str) -> Iterator[None]:
+        """Hold the lock for one operation: count it, refuse it when unavailable or closed, expire leases."""
+        with self._lock:
             self.calls[name] += 1
             if not self._available:
                 raise KVUnavailable(f"memory KV is unavailable (set_available(False)) during {name}")
             if self._closed:
                 raise KVUnavailable(f"memory KV is closed ({name})")
             self._expire()
-        except BaseException:
-            self._lock.release()
-            raise
-        return _Held(self._lock)
+            yield
 
     def _put(self, put: Put) -> None:
         old = self._data.get(put.key)
@@ -262,17 +261,4 @@ class MemoryKV:
             self._end_lease(lease_id)
         if expired:
             self._changed.notify_all()
-
-
-class _Held:
-    """Releases the lock taken by ``_enter`` when the ``with`` block ends."""
-
-    def __init__(self, lock: threading.RLock) -> None:
-        self._lock = lock
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
 

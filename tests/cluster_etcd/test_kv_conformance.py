@@ -16,7 +16,7 @@ import pytest
 
 from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KV, Compacted, KVUnavailable, LeaseExpired, Put, WatchEvent
-from pycni.testing_cluster import MemoryKV
+from pycni.testing.kv import MemoryKV
 from tests.cluster_etcd.etcd_server import EtcdServer
 
 

@@ -18,7 +18,7 @@ from pycni.cluster.lease_keeper import LeaseKeeper
 from pycni.cluster.peer_watcher import PeerWatcher, describe_changes
 from pycni.cluster.reconciler import NodeFiles, Reconciler
 from pycni.cluster.subnets import Lease, SubnetManager
-from pycni.testing_cluster import MemoryKV
+from pycni.testing.kv import MemoryKV
 
 CLUSTER = IPv4Network("10.244.0.0/16")
 

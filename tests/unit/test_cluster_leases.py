@@ -17,7 +17,7 @@ from pycni.cluster.nodes import describe_in, format_table, node_rows
 from pycni.cluster.subnets import ClusterNotInitialized, Lease, LeaseLost, NetworkFull, SubnetManager
 from pycni.cluster.watch import LeaseEvent
 from pycni.spec.errors import InvalidConfig, TryAgainLater
-from pycni.testing_cluster import MemoryKV
+from pycni.testing.kv import MemoryKV
 
 TTL = 10
 QUARANTINE = 60.0

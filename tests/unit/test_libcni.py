@@ -34,7 +34,7 @@ from pycni.spec.errors import (
     UnknownContainer,
 )
 from pycni.spec.result import Result
-from pycni.testing import FakeExec, passes_through, returns_result
+from pycni.testing.exec import FakeExec, passes_through, returns_result
 
 PATH = ["/opt/cni/bin", "/usr/local/lib/cni"]
 BRIDGE_RESULT = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import ip_address, ip_interface
 from pathlib import Path
@@ -15,6 +15,8 @@ from pycni.plugins.portmap import iptables_backend as ipt
 from pycni.plugins.portmap import nft_backend as nft
 from pycni.plugins.portmap.conf import Attachment, FamilyTarget, Forward, PortMapConf, PortMapping
 from pycni.spec.errors import CniError, InvalidConfig
+from pycni.testing.iptables import FakeIptables
+from pycni.testing.nft import FakeNft
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ATT = Attachment("net1", "ctr1", "eth0")
@@ -182,29 +184,8 @@ def test_check_state() -> None:
     assert nft.check_state(nft.TableState(), ATT, [V4], conf()) == ["table inet pycni-portmap does not exist"]
 
 
-class FakeNft:
-    """An nft runner that replays a fixed listing and records scripts."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-        self.scripts: list[str] = []
-        self.locks = 0
-
-    def list_json(self, what: str) -> list[dict[str, Any]]:
-        assert what == "table inet pycni-portmap"
-        return self.items
-
-    def apply(self, script: str) -> None:
-        self.scripts.append(script)
-
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        self.locks += 1
-        yield
-
-
 def test_backend_shell_locks_only_when_it_writes() -> None:
-    fake = FakeNft(json.loads((FIXTURES / "portmap_nft_table.json").read_text()))
+    fake = FakeNft(json.loads((FIXTURES / "portmap_nft_table.json").read_text()), listing="table inet pycni-portmap")
     backend = nft.NftBackend(fake, fake.lock)
     assert backend.unforward(Attachment("net1", "gone", "eth0")) == []
     assert fake.locks == 0 and fake.scripts == []
@@ -218,7 +199,7 @@ def test_backend_shell_locks_only_when_it_writes() -> None:
 def test_removal_applies_what_it_read_and_reads_again_only_if_the_table_moved() -> None:
     from pycni.net.errors import NetError
 
-    fake = FakeNft(json.loads((FIXTURES / "portmap_nft_table.json").read_text()))
+    fake = FakeNft(json.loads((FIXTURES / "portmap_nft_table.json").read_text()), listing="table inet pycni-portmap")
     reads = 0
     real_list = fake.list_json
 
@@ -346,18 +327,6 @@ def test_iptables_check() -> None:
         f"no rule in CNI-HOSTPORT-DNAT sends tcp port 8082 to {ipt.dn_chain_name(ATT)}",
     ]
     assert ipt.check_table(ipt.NatTable(), ATT, target, conf())[-1].endswith("does not exist")
-
-
-class FakeIptables:
-    def __init__(self, lines: Sequence[str]) -> None:
-        self.lines = list(lines)
-        self.restored: list[tuple[int, list[str]]] = []
-
-    def list_nat(self, family: int) -> list[str] | None:
-        return self.lines if family == 4 else None
-
-    def restore(self, family: int, lines: Sequence[str]) -> None:
-        self.restored.append((family, list(lines)))
 
 
 def test_iptables_backend_shell() -> None:
