@@ -24,7 +24,9 @@ Semantics both implementations keep:
   and raises ``KVUnavailable`` after its deadline, or ``Compacted`` when
   the history it needs is gone; the caller then re-lists.
 - Failures to reach the store are ``KVUnavailable`` (after retries);
-  nothing else of a client library escapes.
+  nothing else of a client library escapes. Every error of the seam is a
+  ``KVError``: ``KVUnavailable``, ``Compacted``, ``LeaseExpired``, or a
+  plain ``KVError`` for anything else the store refused.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class KVUnavailable(KVError, TryAgainLater):
     code = TryAgainLater.code
 
 
-class Compacted(Exception):
+class Compacted(KVError):
     """The revision a watch asked for was compacted away; re-list and watch from the new revision."""
 
     def __init__(self, revision: int) -> None:
@@ -93,7 +95,7 @@ class Compacted(Exception):
         self.revision = revision
 
 
-class LeaseExpired(Exception):
+class LeaseExpired(KVError):
     """The lease does not exist any more (expired or revoked)."""
 
     def __init__(self, lease_id: int) -> None:
