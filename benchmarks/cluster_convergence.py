@@ -3,7 +3,7 @@
 Each simulated node is what the agent runs for leases, minus the kernel:
 its own etcd client (``EtcdKV``), a ``SubnetManager`` holding its lease
 (renewed every TTL/3) and a watcher thread (``list_leases`` then
-``SubnetManager.watch``, i.e. the pure ``LeaseWatcher`` over an etcd watch).
+``watch_leases``, i.e. the pure ``LeaseWatcher`` over an etcd watch).
 Per round a newcomer acquires a subnet; convergence is the time from the
 start of its ``acquire`` until the last node's watcher has reported it
 ``added``. Then the newcomer is removed (``release``, what ``pycni node
@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.subnets import Lease, SubnetManager
+from pycni.cluster.lease import Lease
+from pycni.cluster.subnets import SubnetManager
+from pycni.cluster.watch_loop import watch_leases
 from tests.cluster_etcd.etcd_server import EtcdServer
 
 TTL = 30
@@ -63,8 +65,8 @@ class SimNode:
             self.lease = self.sm.renew(self.lease)
 
     def _watch(self, stop: threading.Event) -> None:
-        _, revision = self.sm.list_leases()
-        for event in self.sm.watch(revision + 1, stop):
+        leases, _ = self.sm.list_leases()
+        for event in watch_leases(self.sm, stop, known=leases):
             now = time.perf_counter()
             with self.cond:
                 self.seen[(event.type, event.lease.node)] = now

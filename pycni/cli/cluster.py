@@ -166,7 +166,7 @@ def _connected_routes() -> list[tuple[IPv4Network, str]]:
 
 
 def _init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pycni.cluster.subnets import ClusterNotInitialized
+    from pycni.cluster.lease import ClusterNotInitialized
     from pycni.spec.errors import InvalidConfig
 
     cfg = config_from_args(args)

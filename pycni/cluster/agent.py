@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pycni.cluster.agent_metrics import AgentMetrics
 from pycni.cluster.reconciler import NodeFiles
+from pycni.cluster.retry import Backoff, retry_until_stopped
 from pycni.rundir import DEFAULT_RUN_DIR
 
 if TYPE_CHECKING:
@@ -66,15 +67,11 @@ def _connect(options: AgentOptions) -> KV:
 
 def _load_config(manager: SubnetManager, stop: threading.Event) -> ClusterConfig | None:
     """The cluster config, waiting for the datastore (and for someone to store a config) as long as it takes."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            return manager.load_config()
-        except Exception as exc:
-            log.warning("cannot read the cluster config yet (retrying): %s", exc)
-            stop.wait(delay)
-            delay = min(delay * 2, 5.0)
-    return None
+
+    def report(exc: Exception, delay: float) -> None:
+        log.warning("cannot read the cluster config yet (retrying): %s", exc)
+
+    return retry_until_stopped(manager.load_config, stop, Backoff(0.5, 5.0), on_error=report)
 
 
 def _start(name: str, target: Callable[[threading.Event], None], stop: threading.Event) -> threading.Thread:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from pycni.cluster.agent_metrics import AgentMetrics
 
 if TYPE_CHECKING:
-    from pycni.cluster.subnets import Lease, SubnetManager
+    from pycni.cluster.lease import Lease
+    from pycni.cluster.subnets import SubnetManager
 
 __all__ = ["LeaseKeeper"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Literal
 
-from pycni.cluster.subnets import SubnetState
+from pycni.cluster.lease import SubnetState
 
 __all__ = ["NodeRow", "describe_in", "format_table", "node_rows"]
 

@@ -1,12 +1,14 @@
-"""Follow every node's lease: a snapshot, then a watch from the snapshot's revision.
+"""Follow every node's lease: a snapshot, then the lease watch from that snapshot.
 
 ``PeerWatcher.run(stop)`` is a thread body. It lists the leases, hands the
-whole set to ``on_peers`` (node name -> lease), then applies watch events as
-they come and hands the new set over after each. When the watch breaks (the
-datastore restarted, the network blipped, the revision was compacted) it
-lists again and resumes from the new snapshot's revision: a missed event is
-just a difference between two snapshots. The last known set is kept while
-the datastore is unreachable, so the kernel state built on it stays.
+whole set to ``on_peers`` (node name -> lease), then applies the events of
+``watch_loop.watch_leases`` as they come and hands the new set over after
+each. The watch rides out datastore outages, restarts and compaction itself
+(a missed event is just a difference between two snapshots); anything else
+that breaks the loop, and a first listing that fails, is retried with
+retry.py's helper, listing again after ``retry_delay``. The last known set
+is kept while the datastore is unreachable, so the kernel state built on it
+stays.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pycni.cluster.agent_metrics import AgentMetrics
+from pycni.cluster.retry import Backoff, retry_until_stopped
+from pycni.cluster.watch_loop import watch_leases
 
 if TYPE_CHECKING:
-    from pycni.cluster.subnets import Lease, SubnetManager
+    from pycni.cluster.lease import Lease
+    from pycni.cluster.subnets import SubnetManager
 
 __all__ = ["PeerWatcher"]
 
@@ -61,10 +66,10 @@ class PeerWatcher:
 
     def sync_once(self, stop: threading.Event) -> None:
         """One snapshot and the watch that follows it, until the watch ends or fails."""
-        leases, revision = self.manager.list_leases()
+        leases, _ = self.manager.list_leases()
         self._publish({lease.node: lease for lease in leases})
         self.synced.set()
-        for event in self.manager.watch(revision + 1, stop):
+        for event in watch_leases(self.manager, stop, known=leases):
             peers = dict(self.peers)
             if event.type == "removed":
                 current = peers.get(event.lease.node)
@@ -75,12 +80,11 @@ class PeerWatcher:
             self._publish(peers)
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.sync_once(stop)
-            except Exception as exc:  # any failure: list again (Compacted, KVUnavailable, a broken stream)
-                if stop.is_set():
-                    break
+        def interrupted(exc: Exception, delay: float) -> None:
+            if not stop.is_set():
                 self.metrics.inc("pycni_agent_datastore_errors_total", component="watch")
                 log.warning("lease watch interrupted, listing again: %s", exc)
-                stop.wait(self.retry_delay)
+
+        # sync_once returns only once stop is set: the lease watch runs until then
+        retry_until_stopped(lambda: self.sync_once(stop), stop, Backoff(self.retry_delay, self.retry_delay),
+                            on_error=interrupted)

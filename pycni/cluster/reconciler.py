@@ -31,7 +31,7 @@ from pycni.cluster.conflist import (
 )
 
 if TYPE_CHECKING:
-    from pycni.cluster.subnets import Lease
+    from pycni.cluster.lease import Lease
 
 __all__ = ["NodeFiles", "Reconciler", "lease_to_peer"]
 

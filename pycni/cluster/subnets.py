@@ -1,25 +1,14 @@
-"""Subnet leases: which node owns which piece of the pod network.
+"""Subnet leases in the store: which node owns which piece of the pod network.
 
-The domain logic over the ``KV`` seam (kv.py); no I/O of its own, so it
-runs against ``MemoryKV`` in unit tests and ``EtcdKV`` in production.
-
-Key layout under the prefix (default ``/pycni``)::
-
-    <prefix>/config                   the ClusterConfig document (config.py); no TTL
-    <prefix>/subnets/10.244.3.0-24    a live lease, attached to an etcd lease of ``ttl`` seconds that the
-                                      node's agent keeps alive: {"Node", "PublicIP", "BackendType",
-                                      "BackendData"} (BackendData is the backend's, e.g. {"VtepMAC": ...})
-    <prefix>/history/10.244.3.0-24    no TTL: the subnet's last owner and how its lease ended:
-                                      {"Node", "PublicIP", "AcquiredAt", "ExpiredAt", "Released"}
+``SubnetManager`` runs the domain transactions over the ``KV`` seam (kv.py), so it runs against
+``MemoryKV`` in unit tests and ``EtcdKV`` in production. The key layout and the values are lease.py's;
+which subnet a node gets is allocation.py's choice; following changes is watch_loop.py's.
 
 How a node gets a subnet (``acquire``), in order:
 
 1. its own live lease, taken over with a fresh etcd lease (the agent restarted within the TTL);
-2. the subnet the history says it held last, if no one holds it now (a node that comes back gets
-   its old subnet; quarantine does not apply to the subnet's own last owner);
-3. a free subnet: no live lease, and no history, or released by ``release`` (``pycni node remove``),
-   or expired more than ``quarantine`` seconds ago. The lowest first; after losing a race, a random
-   one, so agents starting together spread out instead of colliding again.
+2. otherwise the subnet ``allocation.choose_subnet`` picks: the node's last one, else a free one
+   (after losing a race, from a random start).
 
 Every claim is one transaction: "subnets/S is absent and history/S is unchanged since I read it"
 then write both. Two nodes can never hold one subnet, whatever the timing, and the history always
@@ -27,11 +16,11 @@ names the holder.
 
 Expiry is noticed, not announced: etcd deletes subnets/S when the TTL passes. The first manager that
 finds history/S without ExpiredAt while subnets/S is absent stamps ExpiredAt with its clock (again
-one transaction): ``acquire`` does it on any node, ``watch`` on every node that sees the delete (a
-random 0.1-1 s later, off the watch's path; the first one wins, the others find it stamped). So
-quarantine lasts at least ``quarantine`` seconds, counted from when the expiry was noticed (about
-a second after it); nodes' clock skew shifts it by the skew. Its length is the config's
-``Quarantine`` when set (one value for the whole cluster), else the manager's ``quarantine``.
+one transaction): ``acquire`` does it on any node, ``note_expiry`` on every node whose lease watch
+sees the delete (a random 0.1-1 s later, off the watch's path; the first one wins, the others find it
+stamped). So quarantine lasts at least ``quarantine`` seconds, counted from when the expiry was
+noticed (about a second after it); nodes' clock skew shifts it by the skew. Its length is the
+config's ``Quarantine`` when set (one value for the whole cluster), else the manager's ``quarantine``.
 """
 
 from __future__ import annotations
@@ -39,167 +28,37 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network, ip_address
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Literal
 
+from pycni.cluster.allocation import choose_subnet
 from pycni.cluster.config import ClusterConfig, subnet_key_name
-from pycni.cluster.kv import KV, Compacted, KeyValue, KVError, KVUnavailable, LeaseExpired, Put
-from pycni.spec.errors import CniError, InvalidConfig, TryAgainLater
+from pycni.cluster.kv import KV, KeyValue, KVError, LeaseExpired, Put
+from pycni.cluster.lease import (
+    DEFAULT_PREFIX,
+    ClusterNotInitialized,
+    History,
+    Lease,
+    LeaseLost,
+    SubnetState,
+    decode_history,
+    decode_lease,
+    encode,
+    history_value,
+    lease_value,
+    normalize_prefix,
+    subnet_from_key,
+)
+from pycni.spec.errors import InvalidConfig, TryAgainLater
 
-if TYPE_CHECKING:
-    from pycni.cluster.watch import LeaseEvent, LeaseWatcher
-
-__all__ = [
-    "ClusterNotInitialized",
-    "History",
-    "Lease",
-    "LeaseLost",
-    "NetworkFull",
-    "SubnetManager",
-    "SubnetState",
-    "decode_lease",
-    "normalize_prefix",
-    "subnet_from_key",
-]
+__all__ = ["SubnetManager"]
 
 log = logging.getLogger("pycni.cluster")
 
-DEFAULT_PREFIX = "/pycni"
 _MAX_ATTEMPTS = 100
-
-
-class NetworkFull(TryAgainLater):
-    """Every subnet is leased or quarantined."""
-
-
-class LeaseLost(CniError):
-    """The node's subnet went to someone else (or out of the network) while its lease was expired."""
-
-
-class ClusterNotInitialized(InvalidConfig):
-    """No cluster config under the prefix."""
-
-
-@dataclass(frozen=True)
-class Lease:
-    node: str
-    subnet: IPv4Network
-    public_ip: IPv4Address
-    backend_type: str
-    backend_data: Mapping[str, Any] = field(hash=False)
-    expires_at: float | None  # clock time the lease ends unless renewed; None when not known
-    key: str
-    mod_revision: int
-    lease_id: int = 0  # the etcd lease the key is attached to
-
-    def same_endpoint(self, other: Lease) -> bool:
-        """Whether peers would program the same routes for both (everything but timing and revisions)."""
-        return (
-            self.node == other.node
-            and self.subnet == other.subnet
-            and self.public_ip == other.public_ip
-            and self.backend_type == other.backend_type
-            and dict(self.backend_data) == dict(other.backend_data)
-        )
-
-
-@dataclass(frozen=True)
-class History:
-    """The last owner of a subnet and how its lease ended."""
-
-    subnet: IPv4Network
-    node: str
-    public_ip: str
-    acquired_at: float | None
-    expired_at: float | None  # None while the lease lives, or until its expiry is noticed
-    released: bool
-    mod_revision: int
-
-    def free_at(self, quarantine: float) -> float | None:
-        """When other nodes may take the subnet (-inf: now); None when its expiry is not noticed yet."""
-        if self.released:
-            return float("-inf")
-        if self.expired_at is None:
-            return None
-        return self.expired_at + quarantine
-
-
-@dataclass(frozen=True)
-class SubnetState:
-    """One subnet as ``pycni cluster show`` reports it."""
-
-    subnet: IPv4Network
-    status: Literal["leased", "quarantined", "free"]
-    lease: Lease | None
-    history: History | None
-    free_at: float | None  # for quarantined subnets: when others may take it (None: not noticed yet)
-
-
-def normalize_prefix(prefix: str) -> str:
-    prefix = "/" + prefix.strip().strip("/")
-    if prefix == "/":
-        raise InvalidConfig("etcd prefix: must not be '/' (use e.g. /pycni)")
-    return prefix
-
-
-def subnet_from_key(key: str) -> IPv4Network:
-    """``.../subnets/10.244.3.0-24`` -> 10.244.3.0/24 (ValueError when the key is not one)."""
-    name = key.rsplit("/", 1)[-1]
-    address, _, length = name.partition("-")
-    net = IPv4Network(f"{address}/{length}")
-    if subnet_key_name(net) != name:
-        raise ValueError(f"not a subnet key: {key!r}")
-    return net
-
-
-def decode_lease(kv: KeyValue) -> Lease:
-    """A live lease from its ``subnets/`` key (ValueError when malformed)."""
-    subnet = subnet_from_key(kv.key)
-    try:
-        data = json.loads(kv.value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"lease {kv.key}: not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"lease {kv.key}: not a JSON object")
-    node, public_ip = data.get("Node"), data.get("PublicIP")
-    backend_type, backend_data = data.get("BackendType", ""), data.get("BackendData") or {}
-    if not isinstance(node, str) or not node:
-        raise ValueError(f"lease {kv.key}: Node missing")
-    if not isinstance(backend_type, str) or not isinstance(backend_data, dict):
-        raise ValueError(f"lease {kv.key}: BackendType/BackendData malformed")
-    try:
-        ip = ip_address(public_ip if isinstance(public_ip, str) else "")
-    except ValueError:
-        raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not an address") from None
-    if not isinstance(ip, IPv4Address):
-        raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not IPv4")
-    return Lease(node, subnet, ip, backend_type, backend_data, None, kv.key, kv.mod_revision, kv.lease)
-
-
-def _decode_history(kv: KeyValue) -> History:
-    subnet = subnet_from_key(kv.key)
-    data = json.loads(kv.value)
-    if not isinstance(data, dict) or not isinstance(data.get("Node"), str):
-        raise ValueError(f"history {kv.key}: malformed")
-
-    def when(name: str) -> float | None:
-        value = data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ValueError(f"history {kv.key}: {name} is not a number")
-        return float(value)
-
-    return History(subnet, data["Node"], str(data.get("PublicIP", "")), when("AcquiredAt"), when("ExpiredAt"),
-                   bool(data.get("Released", False)), kv.mod_revision)
-
-
-def _encode(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -214,7 +73,7 @@ class _Snapshot:
 
 
 class SubnetManager:
-    """Acquire, renew, release and watch subnet leases under one prefix of a KV store."""
+    """Acquire, renew, release and list subnet leases under one prefix of a KV store."""
 
     def __init__(
         self,
@@ -237,7 +96,6 @@ class SubnetManager:
         self.quarantine = quarantine  # the config's Quarantine once one is read
         self._clock = clock
         self._rng = rng or random.Random()
-        self._last_list: tuple[int, list[Lease]] | None = None
 
     # -- keys --------------------------------------------------------------------------
 
@@ -274,7 +132,7 @@ class SubnetManager:
     def init_config(self, cfg: ClusterConfig, *, force: bool = False) -> None:
         """Store ``cfg``. The same config again is fine; a different one needs ``force``, and even
         then every live lease must still fit (no shrinking under running nodes)."""
-        value = _encode(cfg.to_wire())
+        value = encode(cfg.to_wire())
         for _ in range(_MAX_ATTEMPTS):
             current = self.kv.get(self.config_key)
             if current is None:
@@ -326,7 +184,7 @@ class SubnetManager:
         _check_node(node)
         public_ip = IPv4Address(public_ip)
         data = dict(backend_data)
-        _encode(data)  # fails early on values that are not JSON
+        encode(data)  # fails early on values that are not JSON
         lease_id = 0
         collided = False
         try:
@@ -336,7 +194,7 @@ class SubnetManager:
                 now = self._clock()
                 if self._stamp_expiries(snap, now):
                     continue  # histories changed: read them again
-                value = self._lease_value(node, public_ip, cfg.backend.type, data)
+                value = lease_value(node, public_ip, cfg.backend.type, data)
                 mine = [lease for lease in snap.leases.values() if lease.node == node]
                 current = next((lease for lease in mine if cfg.contains(lease.subnet)), None)
                 if current is not None:
@@ -347,7 +205,8 @@ class SubnetManager:
                         log.info("node %s keeps its subnet %s", node, current.subnet)
                         return self._made(node, current.subnet, public_ip, cfg, data, revision, lease_id, now)
                     continue
-                subnet = self._choose(snap, cfg, node, now, randomly=collided)
+                subnet = choose_subnet(cfg, snap.live, snap.history, node, quarantine=self.quarantine, now=now,
+                                       rng=self._rng if collided else None)
                 lease_id = lease_id or self.kv.grant_lease(self.ttl)
                 try:
                     revision = self._claim(snap, subnet, value, node, public_ip, lease_id, now)
@@ -397,7 +256,7 @@ class SubnetManager:
                 if lease.node != node:
                     continue
                 hist = snap.history.get(subnet)
-                value = self._history_value(node, str(lease.public_ip), hist.acquired_at if hist else None,
+                value = history_value(node, str(lease.public_ip), hist.acquired_at if hist else None,
                                             now, released=True)
                 ok = self.kv.txn(
                     [(lease.key, lease.mod_revision), (self.history_key(subnet), hist.mod_revision if hist else 0)],
@@ -415,7 +274,7 @@ class SubnetManager:
             for subnet, hist in sorted(snap.history.items()):
                 if hist.node != node or hist.released or subnet in snap.live:
                     continue
-                value = self._history_value(node, hist.public_ip, hist.acquired_at, hist.expired_at or now,
+                value = history_value(node, hist.public_ip, hist.acquired_at, hist.expired_at or now,
                                             released=True)
                 if not self.kv.txn([(self.subnet_key(subnet), 0), (self.history_key(subnet), hist.mod_revision)],
                                    [Put(self.history_key(subnet), value)]):
@@ -445,7 +304,6 @@ class SubnetManager:
                 lease = replace(lease, expires_at=self._clock() + ttl if ttl >= 0 else None)
             leases.append(lease)
         leases.sort(key=lambda lease: lease.subnet)
-        self._last_list = (revision, leases)
         return leases, revision
 
     def subnet_states(self) -> tuple[ClusterConfig, list[SubnetState]]:
@@ -468,76 +326,20 @@ class SubnetManager:
                 states.append(SubnetState(subnet, status, None, hist, free_at))
         return cfg, states
 
-    def watch(
-        self, start_revision: int, stop: threading.Event, *, known: Iterable[Lease] | None = None
-    ) -> Iterator[LeaseEvent]:
-        """Lease changes as ``added`` / ``removed`` events until ``stop`` is set.
-
-        The usual pattern::
-
-            leases, revision = sm.list_leases()
-            ... program routes for ``leases`` ...
-            for event in sm.watch(revision + 1, stop):
-                ...
-
-        It starts from the caller's view, which is ``known`` or else the result of the last
-        ``list_leases()`` whose revision is ``start_revision`` or one less (else nothing), and first
-        yields what changed since (a fresh snapshot diff). A changed lease (same subnet, new public
-        IP or backend data) comes as ``removed`` (old) then ``added`` (new). It rides out outages
-        (``KVUnavailable``: retried with backoff, resumed from the last revision seen), compaction
-        and watches the server cancels (re-list and diff), so events are neither lost nor repeated.
-        Seeing a lease removed, it stamps the expiry that starts the subnet's quarantine.
-        """
-        from pycni.cluster.watch import LeaseWatcher
-
-        watcher = LeaseWatcher(self.prefix)
-        if known is None and self._last_list and self._last_list[0] in (start_revision, start_revision - 1):
-            known = self._last_list[1]
-        watcher.apply_snapshot(known or ())
-        delay = 0.2
-        next_revision = 0
-        while not stop.is_set():
-            try:
-                if not next_revision:
-                    leases, revision = self.list_leases()
-                    yield from self._noticing(watcher.apply_snapshot(leases), watcher)
-                    next_revision = revision + 1
-                for event in self.kv.watch_prefix(self.subnets_prefix, next_revision, stop):
-                    next_revision = event.kv.mod_revision  # inclusive: a replay is dropped by the watcher
-                    yield from self._noticing(watcher.apply_events([event]), watcher)
-                    delay = 0.2
-            except Compacted as exc:
-                log.info("lease watch fell behind compaction (%s); re-listing", exc)
-                next_revision = 0
-            except KVError as exc:  # unreachable (resume from the last revision), or the server ended it
-                if not isinstance(exc, KVUnavailable):
-                    next_revision = 0  # start over from a listing
-                log.warning("lease watch: %s; retrying in %.1fs", exc, delay)
-                stop.wait(delay)
-                delay = min(delay * 2, 5.0)
-
-    # -- internals ----------------------------------------------------------------------
-
-    def _noticing(self, events: list[LeaseEvent], watcher: LeaseWatcher) -> Iterator[LeaseEvent]:
-        for event in events:
-            if event.type == "removed" and event.lease.key not in watcher.known:
-                # Off the watch's path, a little later on each node, so the nodes don't all read at once.
-                timer = threading.Timer(self._rng.uniform(0.1, 1.0), self._note_expiry, args=(event.lease,))
-                timer.daemon = True
-                timer.start()
-            yield event
-
-    def _note_expiry(self, lease: Lease) -> None:
-        """Stamp ExpiredAt on the history of a subnet whose lease just went away (best effort)."""
+    def note_expiry(self, lease: Lease) -> None:
+        """Stamp ExpiredAt on the history of a subnet whose lease just went away (best effort: the
+        lease watch calls it on every node that sees the delete; the first one wins)."""
         try:
             current = self.kv.get(self.history_key(lease.subnet))
             if current is None:
                 return
-            hist = _decode_history(current)
+            hist = decode_history(current)
             if hist.node == lease.node and hist.expired_at is None and not hist.released:
                 self._stamp(hist, self._clock())
         except (KVError, ValueError) as exc:
             log.debug("could not note the expiry of %s: %s", lease.subnet, exc)
+
+    # -- internals ----------------------------------------------------------------------
 
     def _read(self) -> _Snapshot:
         kvs, revision = self.kv.list_prefix(self.prefix + "/")
@@ -561,7 +363,7 @@ class SubnetManager:
                     log.warning("subnet %s is held by a lease that does not parse: %s", subnet, exc)
             elif kv.key.startswith(self.history_prefix):
                 try:
-                    hist = _decode_history(kv)
+                    hist = decode_history(kv)
                 except (ValueError, UnicodeDecodeError) as exc:
                     log.warning("ignoring unreadable history %s: %s", kv.key, exc)
                     continue
@@ -586,59 +388,11 @@ class SubnetManager:
         return stamped
 
     def _stamp(self, hist: History, now: float) -> None:
-        value = self._history_value(hist.node, hist.public_ip, hist.acquired_at, now, released=False)
+        value = history_value(hist.node, hist.public_ip, hist.acquired_at, now, released=False)
         if self.kv.txn([(self.subnet_key(hist.subnet), 0), (self.history_key(hist.subnet), hist.mod_revision)],
                        [Put(self.history_key(hist.subnet), value)]):
             log.info("lease of node %s on %s expired; quarantined for %.0fs", hist.node, hist.subnet,
                      self.quarantine)
-
-    def _blocked(self, snap: _Snapshot, cfg: ClusterConfig, now: float) -> tuple[set[IPv4Network], int, float | None]:
-        """Subnets of ``cfg`` others may not take: (blocked, how many quarantined, first free_at)."""
-        blocked: set[IPv4Network] = set()
-        for subnet in snap.live:
-            blocked.update(_within(cfg, subnet))
-        quarantined = 0
-        first_free: float | None = None
-        for subnet, hist in snap.history.items():
-            if subnet in snap.live:
-                continue
-            free_at = hist.free_at(self.quarantine)
-            if free_at is None or free_at > now:
-                inside = _within(cfg, subnet) - blocked
-                blocked.update(inside)
-                quarantined += len(inside)
-                at = free_at if free_at is not None else now + self.quarantine
-                first_free = at if first_free is None else min(first_free, at)
-        return blocked, quarantined, first_free
-
-    def _choose(self, snap: _Snapshot, cfg: ClusterConfig, node: str, now: float, *, randomly: bool) -> IPv4Network:
-        own = [h for h in snap.history.values() if h.node == node and h.subnet not in snap.live
-               and cfg.contains(h.subnet)]
-        if own:
-            return max(own, key=lambda h: h.acquired_at or 0.0).subnet
-        blocked, quarantined, first_free = self._blocked(snap, cfg, now)
-        total = cfg.subnet_count
-        if len(blocked) >= total:
-            msg = f"no free subnet left in {cfg.network} ({len(blocked)} of {total} leased or quarantined)"
-            if quarantined and first_free is not None:
-                msg += f"; {quarantined} quarantined, the first is free again in {max(0, first_free - now):.0f}s"
-            raise NetworkFull(msg)
-        size = 1 << (32 - cfg.subnet_len)
-        base = int(cfg.first.network_address)
-        start = self._rng.randrange(total) if randomly else 0
-        for step in range(total):
-            candidate = IPv4Network((base + ((start + step) % total) * size, cfg.subnet_len))
-            if candidate not in blocked:
-                return candidate
-        raise AssertionError("a free subnet was counted but not found")  # pragma: no cover
-
-    def _lease_value(self, node: str, public_ip: IPv4Address, backend_type: str, data: Mapping[str, Any]) -> bytes:
-        return _encode({"Node": node, "PublicIP": str(public_ip), "BackendType": backend_type, "BackendData": data})
-
-    def _history_value(self, node: str, public_ip: str, acquired_at: float | None, expired_at: float | None,
-                       *, released: bool) -> bytes:
-        return _encode({"Node": node, "PublicIP": public_ip, "AcquiredAt": acquired_at, "ExpiredAt": expired_at,
-                        "Released": released})
 
     def _claim(self, snap: _Snapshot, subnet: IPv4Network, value: bytes, node: str, public_ip: IPv4Address,
                lease_id: int, now: float) -> int:
@@ -646,7 +400,7 @@ class SubnetManager:
         return self.kv.txn(
             [(self.subnet_key(subnet), 0), (self.history_key(subnet), hist.mod_revision if hist else 0)],
             [Put(self.subnet_key(subnet), value, lease_id),
-             Put(self.history_key(subnet), self._history_value(node, str(public_ip), now, None, released=False))],
+             Put(self.history_key(subnet), history_value(node, str(public_ip), now, None, released=False))],
         )
 
     def _take_over(self, snap: _Snapshot, current: Lease, value: bytes, node: str, public_ip: IPv4Address,
@@ -657,7 +411,7 @@ class SubnetManager:
             [(current.key, current.mod_revision), (self.history_key(current.subnet), hist.mod_revision if hist else 0)],
             [Put(current.key, value, lease_id),
              Put(self.history_key(current.subnet),
-                 self._history_value(node, str(public_ip), acquired, None, released=False))],
+                 history_value(node, str(public_ip), acquired, None, released=False))],
         )
 
     def _reclaim(self, lease: Lease) -> Lease:
@@ -672,7 +426,7 @@ class SubnetManager:
                     # etcd says the lease expired but has not deleted its key yet: move it to a new lease
                     current = decode_lease(live)
                     lease_id = lease_id or self.kv.grant_lease(self.ttl)
-                    value = self._lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
+                    value = lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
                     revision = self._take_over(snap, current, value, lease.node, lease.public_ip, lease_id, now)
                     if revision:
                         return replace(lease, expires_at=now + self.ttl, mod_revision=revision, lease_id=lease_id)
@@ -688,7 +442,7 @@ class SubnetManager:
                     if free_at is None or free_at > now:
                         raise LeaseLost(f"subnet {lease.subnet} of node {lease.node} was last held by {hist.node} "
                                         "and is quarantined")
-                value = self._lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
+                value = lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
                 lease_id = lease_id or self.kv.grant_lease(self.ttl)
                 revision = self._claim(snap, lease.subnet, value, lease.node, lease.public_ip, lease_id, now)
                 if revision:
@@ -713,19 +467,6 @@ class SubnetManager:
             self.kv.revoke(lease_id)
         except KVError as exc:  # it expires by itself anyway
             log.debug("could not revoke lease %x: %s", lease_id, exc)
-
-
-def _within(cfg: ClusterConfig, subnet: IPv4Network) -> set[IPv4Network]:
-    """The subnets of ``cfg`` that overlap ``subnet`` (which may have another length after a config change)."""
-    if subnet.prefixlen == cfg.subnet_len:
-        return {subnet} if cfg.contains(subnet) else set()
-    if not subnet.overlaps(cfg.network):
-        return set()
-    if subnet.prefixlen > cfg.subnet_len:
-        parent = subnet.supernet(new_prefix=cfg.subnet_len)
-        return {parent} if cfg.contains(parent) else set()
-    inner = subnet if subnet.subnet_of(cfg.network) else cfg.network
-    return {s for s in inner.subnets(new_prefix=cfg.subnet_len) if cfg.contains(s)}
 
 
 def _holder(kv: KeyValue) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pycni.cluster.kv import WatchEvent
-from pycni.cluster.subnets import DEFAULT_PREFIX, Lease, decode_lease, normalize_prefix
+from pycni.cluster.lease import DEFAULT_PREFIX, Lease, decode_lease, normalize_prefix
 
 __all__ = ["LeaseEvent", "LeaseWatcher"]
 

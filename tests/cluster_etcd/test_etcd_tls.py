@@ -11,6 +11,7 @@ from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KVUnavailable
 from pycni.cluster.subnets import SubnetManager
+from pycni.cluster.watch_loop import watch_leases
 from pycni.spec.errors import InvalidConfig
 from tests.cluster_etcd.etcd_server import EtcdServer
 from tests.cluster_etcd.test_cli_cluster import ok, one_line_error, pycni
@@ -28,8 +29,8 @@ def test_leases_and_watch_over_tls_with_a_client_certificate(tls_etcd: EtcdServe
     kv = client(tls_etcd)
     sm = SubnetManager(kv, prefix)
     sm.init_config(ClusterConfig(network=IPv4Network("10.60.0.0/16")))
-    _, revision = sm.list_leases()
-    gen = sm.watch(revision + 1, threading.Event())
+    leases, _ = sm.list_leases()
+    gen = watch_leases(sm, threading.Event(), known=leases)
     lease = sm.acquire("a", IPv4Address("192.0.2.1"), {})
     event = next(gen)
     assert (event.type, event.lease.subnet) == ("added", lease.subnet)

@@ -16,8 +16,10 @@ import pytest
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KVUnavailable, WatchEvent
-from pycni.cluster.subnets import Lease, NetworkFull, SubnetManager
+from pycni.cluster.lease import Lease, NetworkFull
+from pycni.cluster.subnets import SubnetManager
 from pycni.cluster.watch import LeaseEvent
+from pycni.cluster.watch_loop import watch_leases
 from tests.cluster_etcd.etcd_server import EtcdServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +69,8 @@ RACER = """
 import json, sys
 from ipaddress import IPv4Address
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.subnets import NetworkFull, SubnetManager
+from pycni.cluster.lease import NetworkFull
+from pycni.cluster.subnets import SubnetManager
 endpoint, prefix, name = sys.argv[1:4]
 sm = SubnetManager(EtcdKV(endpoint), prefix)
 sys.stdin.readline()  # start together
@@ -129,10 +132,10 @@ def test_expiry_and_return_with_real_ttls(etcd_server: EtcdServer, prefix: str) 
     kv.close()
 
 
-def collect_lease_events(sm: SubnetManager, start: int, stop: threading.Event, out: list[LeaseEvent],
+def collect_lease_events(sm: SubnetManager, known: list[Lease], stop: threading.Event, out: list[LeaseEvent],
                          cond: threading.Condition) -> threading.Thread:
     def run() -> None:
-        for event in sm.watch(start, stop):
+        for event in watch_leases(sm, stop, known=known):
             with cond:
                 out.append(event)
                 cond.notify_all()
@@ -146,10 +149,10 @@ def test_lease_watch_resumes_after_etcd_restarts(own_etcd: EtcdServer, prefix: s
     kv, writer_kv = EtcdKV(own_etcd.endpoint, retry_for=30), EtcdKV(own_etcd.endpoint, retry_for=30)
     sm, writer = SubnetManager(kv, prefix), SubnetManager(writer_kv, prefix)
     writer.init_config(ClusterConfig(network=IPv4Network("10.8.0.0/16")))
-    _, revision = sm.list_leases()
+    leases, _ = sm.list_leases()
     stop, cond = threading.Event(), threading.Condition()
     events: list[LeaseEvent] = []
-    thread = collect_lease_events(sm, revision + 1, stop, events, cond)
+    thread = collect_lease_events(sm, leases, stop, events, cond)
     writer.acquire("a", ip(1), {})
     with cond:
         assert cond.wait_for(lambda: len(events) == 1, 10)

@@ -14,10 +14,11 @@ from pycni.cluster.agent_metrics import AgentMetrics
 from pycni.cluster.backends.base import Changes, Desired, Peer, RouteSpec
 from pycni.cluster.config import BackendConfig, ClusterConfig
 from pycni.cluster.conflist import CONFLIST_NAME
+from pycni.cluster.lease import Lease
 from pycni.cluster.lease_keeper import LeaseKeeper
 from pycni.cluster.peer_watcher import PeerWatcher, describe_changes
 from pycni.cluster.reconciler import NodeFiles, Reconciler
-from pycni.cluster.subnets import Lease, SubnetManager
+from pycni.cluster.subnets import SubnetManager
 from pycni.testing.kv import MemoryKV
 
 CLUSTER = IPv4Network("10.244.0.0/16")

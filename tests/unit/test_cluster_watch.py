@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from pycni.cluster.kv import KeyValue, WatchEvent
-from pycni.cluster.subnets import Lease
+from pycni.cluster.lease import Lease
 from pycni.cluster.watch import LeaseWatcher
 
 P = "/pycni"

@@ -1,10 +1,9 @@
-"""SubnetManager on the in-memory KV with a hand-driven clock: leases, quarantine, races, watch."""
+"""SubnetManager on the in-memory KV with a hand-driven clock: leases, quarantine, races, the node view."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -12,10 +11,9 @@ from typing import Any
 import pytest
 
 from pycni.cluster.config import BackendConfig, ClusterConfig
-from pycni.cluster.kv import KVUnavailable
+from pycni.cluster.lease import ClusterNotInitialized, Lease, LeaseLost, NetworkFull
 from pycni.cluster.nodes import describe_in, format_table, node_rows
-from pycni.cluster.subnets import ClusterNotInitialized, Lease, LeaseLost, NetworkFull, SubnetManager
-from pycni.cluster.watch import LeaseEvent
+from pycni.cluster.subnets import SubnetManager
 from pycni.spec.errors import InvalidConfig, TryAgainLater
 from pycni.testing.kv import MemoryKV
 
@@ -299,100 +297,6 @@ def test_bad_node_names_are_refused(kv: MemoryKV) -> None:
     for name in ("", "a b", "a/b", "x" * 254):
         with pytest.raises(InvalidConfig, match=r"node name"):
             sm.acquire(name, ip(1), {})
-
-
-# -- watch ------------------------------------------------------------------------------
-
-
-def events_of(items: list[LeaseEvent]) -> list[tuple[str, str]]:
-    return [(e.type, e.lease.node) for e in items]
-
-
-def test_watch_follows_leases_and_stamps_expiry(kv: MemoryKV) -> None:
-    sm = manager(kv, config())
-    sm.acquire("a", ip(1), {})
-    _, revision = sm.list_leases()
-    stop = threading.Event()
-    gen = sm.watch(revision + 1, stop)
-    b = sm.acquire("b", ip(2), {})
-    assert events_of([next(gen)]) == [("added", "b")]
-    kv.advance(TTL + 1)  # both expire
-    assert sorted(events_of([next(gen), next(gen)])) == [("removed", "a"), ("removed", "b")]
-    # seeing the delete, the watcher stamps the expiry (within a second): quarantine runs from then
-    deadline = time.monotonic() + 5
-    while {s.free_at for s in sm.subnet_states()[1]} != {kv.now() + QUARANTINE}:
-        assert time.monotonic() < deadline, sm.subnet_states()[1]
-        time.sleep(0.05)
-    assert {s.status for s in sm.subnet_states()[1]} == {"quarantined"}
-    sm.acquire("b", ip(22), {})
-    added = next(gen)
-    assert events_of([added]) == [("added", "b")] and added.lease.subnet == b.subnet
-    stop.set()
-    assert list(gen) == []
-
-
-def test_watch_reports_what_changed_since_the_callers_listing(kv: MemoryKV) -> None:
-    sm = manager(kv, config())
-    sm.acquire("a", ip(1), {})
-    _, revision = sm.list_leases()
-    sm.release("a")  # between the listing and the watch
-    sm.acquire("b", ip(2), {})
-    gen = sm.watch(revision + 1, threading.Event())
-    assert events_of([next(gen), next(gen)]) == [("removed", "a"), ("added", "b")]
-
-
-def test_watch_with_known_leases_and_a_changed_one(kv: MemoryKV) -> None:
-    sm = manager(kv, config())
-    a = sm.acquire("a", ip(1), {})
-    gen = sm.watch(0, threading.Event(), known=[a])
-    sm.acquire("a", ip(9), {})  # same subnet, new public IP
-    changed = [next(gen), next(gen)]
-    assert [(e.type, str(e.lease.public_ip)) for e in changed] == [("removed", "192.0.2.1"), ("added", "192.0.2.9")]
-
-
-def test_watch_catches_up_after_compaction_with_a_snapshot_diff(kv: MemoryKV) -> None:
-    sm = manager(kv, config())
-    _, revision = sm.list_leases()
-    gen = sm.watch(revision + 1, threading.Event())
-    sm.acquire("a", ip(1), {})
-    assert events_of([next(gen)]) == [("added", "a")]
-    sm.acquire("b", ip(2), {})
-    sm.acquire("c", ip(3), {})
-    sm.release("a")
-    kv.compact(kv.revision)  # the watch has not read b, c and a's release: they are gone from history
-    got = events_of([next(gen), next(gen), next(gen)])
-    assert got == [("removed", "a"), ("added", "b"), ("added", "c")]
-
-
-def test_watch_rides_out_an_outage(kv: MemoryKV) -> None:
-    sm = manager(kv, config())
-    _, revision = sm.list_leases()
-    stop = threading.Event()
-    got: list[tuple[str, str]] = []
-    seen = threading.Condition()
-
-    def run() -> None:
-        for event in sm.watch(revision + 1, stop):
-            with seen:
-                got.append((event.type, event.lease.node))
-                seen.notify_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    sm.acquire("a", ip(1), {})
-    with seen:
-        assert seen.wait_for(lambda: len(got) == 1, 5)
-    kv.set_available(False)
-    with pytest.raises(KVUnavailable):
-        sm.acquire("b", ip(2), {})
-    threading.Event().wait(0.5)  # the watch retries meanwhile
-    kv.set_available(True)
-    sm.acquire("b", ip(2), {})
-    with seen:
-        assert seen.wait_for(lambda: len(got) == 2, 5)
-    stop.set()
-    thread.join(5)
-    assert got == [("added", "a"), ("added", "b")]
 
 
 # -- the node view (pycni node list) ------------------------------------------------

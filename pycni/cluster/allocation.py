@@ -1,0 +1,86 @@
+"""Which subnet a node may take: a pure choice over one read of the leases and histories.
+
+``choose_subnet`` gets the cluster config, the subnets held by a live key
+(parsable or not: each one blocks its subnet), the histories and the
+quarantine, and returns, in order:
+
+1. the subnet the history says the node held last, if no live key holds it
+   (quarantine does not apply to a subnet's own last owner);
+2. a free subnet: no live key, and no history, or released, or expired more
+   than ``quarantine`` seconds ago. The lowest first, or, given an ``rng``
+   (after losing a race), from a random start, so agents starting together
+   spread out instead of colliding again.
+
+``NetworkFull`` when none is left, saying when the first quarantined one is
+free again. A live key or history of another length than the config's
+subnets (after a config change) blocks every subnet it overlaps. Nothing
+here reads the store or the clock: subnets.py passes both in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping
+from ipaddress import IPv4Network
+
+from pycni.cluster.config import ClusterConfig
+from pycni.cluster.lease import History, NetworkFull
+
+__all__ = ["blocked", "choose_subnet", "within"]
+
+
+def within(cfg: ClusterConfig, subnet: IPv4Network) -> set[IPv4Network]:
+    """The subnets of ``cfg`` that overlap ``subnet`` (which may have another length after a config change)."""
+    if subnet.prefixlen == cfg.subnet_len:
+        return {subnet} if cfg.contains(subnet) else set()
+    if not subnet.overlaps(cfg.network):
+        return set()
+    if subnet.prefixlen > cfg.subnet_len:
+        parent = subnet.supernet(new_prefix=cfg.subnet_len)
+        return {parent} if cfg.contains(parent) else set()
+    inner = subnet if subnet.subnet_of(cfg.network) else cfg.network
+    return {s for s in inner.subnets(new_prefix=cfg.subnet_len) if cfg.contains(s)}
+
+
+def blocked(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
+            quarantine: float, now: float) -> tuple[set[IPv4Network], int, float | None]:
+    """Subnets of ``cfg`` others may not take: (blocked, how many quarantined, first free_at)."""
+    taken: set[IPv4Network] = set()
+    for subnet in live:
+        taken.update(within(cfg, subnet))
+    quarantined = 0
+    first_free: float | None = None
+    for subnet, hist in history.items():
+        if subnet in live:
+            continue
+        free_at = hist.free_at(quarantine)
+        if free_at is None or free_at > now:
+            inside = within(cfg, subnet) - taken
+            taken.update(inside)
+            quarantined += len(inside)
+            at = free_at if free_at is not None else now + quarantine
+            first_free = at if first_free is None else min(first_free, at)
+    return taken, quarantined, first_free
+
+
+def choose_subnet(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
+                  node: str, *, quarantine: float, now: float, rng: random.Random | None = None) -> IPv4Network:
+    """The subnet ``node`` should claim (see the module docstring); ``rng`` picks a random start."""
+    own = [h for h in history.values() if h.node == node and h.subnet not in live and cfg.contains(h.subnet)]
+    if own:
+        return max(own, key=lambda h: h.acquired_at or 0.0).subnet
+    taken, quarantined, first_free = blocked(cfg, live, history, quarantine, now)
+    total = cfg.subnet_count
+    if len(taken) >= total:
+        msg = f"no free subnet left in {cfg.network} ({len(taken)} of {total} leased or quarantined)"
+        if quarantined and first_free is not None:
+            msg += f"; {quarantined} quarantined, the first is free again in {max(0, first_free - now):.0f}s"
+        raise NetworkFull(msg)
+    size = 1 << (32 - cfg.subnet_len)
+    base = int(cfg.first.network_address)
+    start = rng.randrange(total) if rng is not None else 0
+    for step in range(total):
+        candidate = IPv4Network((base + ((start + step) % total) * size, cfg.subnet_len))
+        if candidate not in taken:
+            return candidate
+    raise AssertionError("a free subnet was counted but not found")  # pragma: no cover

@@ -1,0 +1,191 @@
+"""Subnet leases as values: the types, the errors and the key/value codec. Pure.
+
+Key layout under the prefix (default ``/pycni``)::
+
+    <prefix>/config                   the ClusterConfig document (config.py); no TTL
+    <prefix>/subnets/10.244.3.0-24    a live lease, attached to an etcd lease of ``ttl`` seconds that the
+                                      node's agent keeps alive: {"Node", "PublicIP", "BackendType",
+                                      "BackendData"} (BackendData is the backend's, e.g. {"VtepMAC": ...})
+    <prefix>/history/10.244.3.0-24    no TTL: the subnet's last owner and how its lease ended:
+                                      {"Node", "PublicIP", "AcquiredAt", "ExpiredAt", "Released"}
+
+Contract:
+
+- ``decode_lease`` / ``decode_history`` turn a stored key and value into a ``Lease`` / ``History``
+  and raise ``ValueError`` for anything malformed; ``lease_value`` / ``history_value`` are their
+  inverses (compact JSON with sorted keys, so equal values are equal bytes).
+- Nothing here reads or writes the store: subnets.py does, over the ``KV`` seam.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, ip_address
+from typing import Any, Literal
+
+from pycni.cluster.config import subnet_key_name
+from pycni.cluster.kv import KeyValue
+from pycni.spec.errors import CniError, InvalidConfig, TryAgainLater
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "ClusterNotInitialized",
+    "History",
+    "Lease",
+    "LeaseLost",
+    "NetworkFull",
+    "SubnetState",
+    "decode_history",
+    "decode_lease",
+    "encode",
+    "history_value",
+    "lease_value",
+    "normalize_prefix",
+    "subnet_from_key",
+]
+
+DEFAULT_PREFIX = "/pycni"
+
+
+class NetworkFull(TryAgainLater):
+    """Every subnet is leased or quarantined."""
+
+
+class LeaseLost(CniError):
+    """The node's subnet went to someone else (or out of the network) while its lease was expired."""
+
+
+class ClusterNotInitialized(InvalidConfig):
+    """No cluster config under the prefix."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    node: str
+    subnet: IPv4Network
+    public_ip: IPv4Address
+    backend_type: str
+    backend_data: Mapping[str, Any] = field(hash=False)
+    expires_at: float | None  # clock time the lease ends unless renewed; None when not known
+    key: str
+    mod_revision: int
+    lease_id: int = 0  # the etcd lease the key is attached to
+
+    def same_endpoint(self, other: Lease) -> bool:
+        """Whether peers would program the same routes for both (everything but timing and revisions)."""
+        return (
+            self.node == other.node
+            and self.subnet == other.subnet
+            and self.public_ip == other.public_ip
+            and self.backend_type == other.backend_type
+            and dict(self.backend_data) == dict(other.backend_data)
+        )
+
+
+@dataclass(frozen=True)
+class History:
+    """The last owner of a subnet and how its lease ended."""
+
+    subnet: IPv4Network
+    node: str
+    public_ip: str
+    acquired_at: float | None
+    expired_at: float | None  # None while the lease lives, or until its expiry is noticed
+    released: bool
+    mod_revision: int
+
+    def free_at(self, quarantine: float) -> float | None:
+        """When other nodes may take the subnet (-inf: now); None when its expiry is not noticed yet."""
+        if self.released:
+            return float("-inf")
+        if self.expired_at is None:
+            return None
+        return self.expired_at + quarantine
+
+
+@dataclass(frozen=True)
+class SubnetState:
+    """One subnet as ``pycni cluster show`` reports it."""
+
+    subnet: IPv4Network
+    status: Literal["leased", "quarantined", "free"]
+    lease: Lease | None
+    history: History | None
+    free_at: float | None  # for quarantined subnets: when others may take it (None: not noticed yet)
+
+
+def normalize_prefix(prefix: str) -> str:
+    prefix = "/" + prefix.strip().strip("/")
+    if prefix == "/":
+        raise InvalidConfig("etcd prefix: must not be '/' (use e.g. /pycni)")
+    return prefix
+
+
+def subnet_from_key(key: str) -> IPv4Network:
+    """``.../subnets/10.244.3.0-24`` -> 10.244.3.0/24 (ValueError when the key is not one)."""
+    name = key.rsplit("/", 1)[-1]
+    address, _, length = name.partition("-")
+    net = IPv4Network(f"{address}/{length}")
+    if subnet_key_name(net) != name:
+        raise ValueError(f"not a subnet key: {key!r}")
+    return net
+
+
+def decode_lease(kv: KeyValue) -> Lease:
+    """A live lease from its ``subnets/`` key (ValueError when malformed)."""
+    subnet = subnet_from_key(kv.key)
+    try:
+        data = json.loads(kv.value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"lease {kv.key}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"lease {kv.key}: not a JSON object")
+    node, public_ip = data.get("Node"), data.get("PublicIP")
+    backend_type, backend_data = data.get("BackendType", ""), data.get("BackendData") or {}
+    if not isinstance(node, str) or not node:
+        raise ValueError(f"lease {kv.key}: Node missing")
+    if not isinstance(backend_type, str) or not isinstance(backend_data, dict):
+        raise ValueError(f"lease {kv.key}: BackendType/BackendData malformed")
+    try:
+        ip = ip_address(public_ip if isinstance(public_ip, str) else "")
+    except ValueError:
+        raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not an address") from None
+    if not isinstance(ip, IPv4Address):
+        raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not IPv4")
+    return Lease(node, subnet, ip, backend_type, backend_data, None, kv.key, kv.mod_revision, kv.lease)
+
+
+def decode_history(kv: KeyValue) -> History:
+    """A subnet's history from its ``history/`` key (ValueError or UnicodeDecodeError when malformed)."""
+    subnet = subnet_from_key(kv.key)
+    data = json.loads(kv.value)
+    if not isinstance(data, dict) or not isinstance(data.get("Node"), str):
+        raise ValueError(f"history {kv.key}: malformed")
+
+    def when(name: str) -> float | None:
+        value = data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"history {kv.key}: {name} is not a number")
+        return float(value)
+
+    return History(subnet, data["Node"], str(data.get("PublicIP", "")), when("AcquiredAt"), when("ExpiredAt"),
+                   bool(data.get("Released", False)), kv.mod_revision)
+
+
+def encode(data: Mapping[str, Any]) -> bytes:
+    """Compact JSON with sorted keys (TypeError for values that are not JSON)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def lease_value(node: str, public_ip: IPv4Address, backend_type: str, data: Mapping[str, Any]) -> bytes:
+    return encode({"Node": node, "PublicIP": str(public_ip), "BackendType": backend_type, "BackendData": data})
+
+
+def history_value(node: str, public_ip: str, acquired_at: float | None, expired_at: float | None, *,
+                  released: bool) -> bytes:
+    return encode({"Node": node, "PublicIP": public_ip, "AcquiredAt": acquired_at, "ExpiredAt": expired_at,
+                   "Released": released})
