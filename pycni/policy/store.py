@@ -364,6 +364,9 @@ class ObjectStore:
             wanted = json.loads(kv.value)
             wanted.setdefault("metadata", {})["labels"] = labels
             manifest = to_manifest(to_model(wanted))
+            kept = manifest.get("metadata", {}).get("labels") or {}
+            if to_set and not kept:  # Kubernetes itself may override a label (a namespace's name), not drop all
+                raise StoreError(f"{ref}: pycni keeps no labels on a {ref.kind.name} (its model has none)")
             if _same(old, manifest):
                 return Labeled(self.decode(kv), changed=False, absent=absent)
             value = self._encode(manifest, old)
