@@ -1,0 +1,94 @@
+"""What a node's policy agent knows, built from the store's keys and kept current by their events.
+
+Contract: pure bookkeeping, no I/O. ``PolicyState`` is fed key/value pairs
+from a snapshot (``load``) and watch events (``put`` / ``delete``) under the
+cluster prefix; keys outside the object and endpoint layouts are ignored,
+and a value that does not decode drops the key (as if deleted) and is
+reported by ``put``'s return value, never raised: one bad record must not
+stop enforcement for everyone else. ``view(node)`` is the compiler's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pycni.cluster.kv import KeyValue
+from pycni.policy.compile import NodeView
+from pycni.policy.endpoints import Endpoint, EndpointError, endpoints_prefix, pods_with_endpoints
+from pycni.policy.endpoints import decode as decode_endpoint
+from pycni.policy.model import Namespace, NetworkPolicy, Pod
+from pycni.policy.store import ObjectStore, StoreError
+from pycni.policy.validate import ValidationError
+
+__all__ = ["PolicyState"]
+
+
+class PolicyState:
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.endpoint_prefix = endpoints_prefix(store.prefix)
+        self.namespaces: dict[str, Namespace] = {}
+        self.pod_objects: dict[str, Pod] = {}
+        self.policies: dict[str, NetworkPolicy] = {}
+        self.endpoints: dict[str, Endpoint] = {}  # by key
+        self.revision = 0
+
+    def load(self, kvs: Iterable[KeyValue], revision: int) -> list[str]:
+        """Replace everything with a snapshot; returns the keys that did not decode."""
+        self.namespaces.clear()
+        self.pod_objects.clear()
+        self.policies.clear()
+        self.endpoints.clear()
+        bad = [kv.key for kv in kvs if not self.put(kv)]
+        self.revision = revision
+        return bad
+
+    def put(self, kv: KeyValue) -> bool:
+        """Take one key's new value; False when it did not decode (the key is then dropped)."""
+        self.revision = max(self.revision, kv.mod_revision)
+        if kv.key.startswith(self.endpoint_prefix):
+            try:
+                self.endpoints[kv.key] = decode_endpoint(kv.value)
+            except EndpointError:
+                self.endpoints.pop(kv.key, None)
+                return False
+            return True
+        ref = self.store.ref_of_key(kv.key)
+        if ref is None:
+            return True
+        try:
+            model = self.store.decode(kv).model()
+        except (StoreError, ValidationError):
+            self._drop(kv.key)
+            return False
+        if isinstance(model, Namespace):
+            self.namespaces[model.name] = model
+        elif isinstance(model, Pod):
+            self.pod_objects[model.key] = model
+        else:
+            self.policies[model.key] = model
+        return True
+
+    def delete(self, key: str, revision: int = 0) -> None:
+        self.revision = max(self.revision, revision)
+        self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        if key.startswith(self.endpoint_prefix):
+            self.endpoints.pop(key, None)
+            return
+        ref = self.store.ref_of_key(key)
+        if ref is None:
+            return
+        if ref.kind.name == "Namespace":
+            self.namespaces.pop(ref.name, None)
+        elif ref.kind.name == "Pod":
+            self.pod_objects.pop(f"{ref.namespace}/{ref.name}", None)
+        else:
+            self.policies.pop(f"{ref.namespace}/{ref.name}", None)
+
+    def pods(self) -> list[Pod]:
+        return pods_with_endpoints(self.pod_objects.values(), self.endpoints.values())
+
+    def view(self, node: str) -> NodeView:
+        return NodeView(node, dict(self.namespaces), self.pods(), list(self.policies.values()))
