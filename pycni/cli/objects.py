@@ -293,6 +293,11 @@ def resolve_kind(word: str) -> Kind:
 def _get(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
     from pycni.policy.store import NotFound, ObjectRef
 
+    if "/" in args.kind:  # kubectl's other spelling: get netpol/deny [netpol/allow]
+        refs = _refs_from_args([args.kind, *args.names], args.namespace)
+        if len({r.kind for r in refs}) > 1:
+            raise UsageError("pycni get takes one kind at a time")
+        args.kind, args.names = args.kind.partition("/")[0], [r.name for r in refs]
     kind = resolve_kind(args.kind)
     if args.names and args.all_namespaces:
         raise UsageError("a resource cannot be retrieved by name across all namespaces")

@@ -311,7 +311,7 @@ class ObjectStore:
                 kv = current.get(ref)
                 key = self.key(ref)
                 checks.append((key, kv.mod_revision if kv else 0))
-                old = json.loads(kv.value) if kv else None
+                old = _readable(kv.value) if kv else None  # an unreadable value is replaced ("configured")
                 if old is not None and _same(old, manifest):
                     applied.append(Applied(ref, "unchanged"))
                     continue
@@ -351,8 +351,8 @@ class ObjectStore:
             kv = self.kv.get(self.key(ref))
             if kv is None:
                 raise NotFound(ref)
-            old = json.loads(kv.value)
-            labels = dict(old.get("metadata", {}).get("labels") or {})
+            old = self.decode(kv).manifest  # StoreError if someone stored garbage there
+            labels = dict(old["metadata"].get("labels") or {})
             if not overwrite:
                 for key in to_set:
                     if key in labels:
@@ -361,8 +361,8 @@ class ObjectStore:
             labels.update(to_set)
             for key in remove:
                 labels.pop(key, None)
-            wanted = json.loads(kv.value)
-            wanted.setdefault("metadata", {})["labels"] = labels
+            wanted = json.loads(json.dumps(old))
+            wanted["metadata"]["labels"] = labels
             manifest = to_manifest(to_model(wanted))
             kept = manifest.get("metadata", {}).get("labels") or {}
             if to_set and not kept:  # Kubernetes itself may override a label (a namespace's name), not drop all
@@ -433,6 +433,14 @@ class ObjectStore:
                     "(its --max-txn-ops, 128 by default): apply fewer at once, or raise the limit"
                 ) from None
             raise
+
+
+def _readable(value: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("metadata", {}), dict) else None
 
 
 def _same(stored: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:

@@ -173,6 +173,8 @@ def test_get_tables(cli: Cli, objects_file: str) -> None:
     assert cli.ok("get", "po", "-n", "x", "-o", "wide") == (
         "NAME   AGE     IP       NODE\na      3m20s   <none>   <none>\n")
     assert cli.ok("get", "Pods", "-n", "x", "-o", "name") == "pod/a\n"
+    assert cli.ok("get", "pod/a", "-n", "x", "-o", "name") == "pod/a\n"
+    assert cli.error("get", "pod/a", "ns/x") == "error: pycni get takes one kind at a time"
 
 
 def test_get_pod_wide_shows_ip_and_node_once_known(cli: Cli) -> None:

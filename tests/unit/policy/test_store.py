@@ -288,3 +288,12 @@ def test_an_apply_larger_than_etcd_takes_says_so() -> None:
 def test_prefix_must_not_be_the_root() -> None:
     with pytest.raises(StoreError, match="must not be '/'"):
         ObjectStore(MemoryKV(), "/")
+
+
+def test_a_garbled_value_is_replaced_by_apply_and_refused_by_label(store: ObjectStore, kv: MemoryKV) -> None:
+    store.apply([ns("x")])
+    kv.create("/pycni/k8s/pods/x/a", b"{not json")
+    with pytest.raises(StoreError, match="/pycni/k8s/pods/x/a: stored value is not JSON"):
+        store.label(ref(POD, "x", "a"), {"app": "web"})
+    assert store.apply([pod("x", "a")]) == [Applied(ref(POD, "x", "a"), "configured")]
+    assert store.get(ref(POD, "x", "a")).created_at == T0
