@@ -127,6 +127,8 @@ class NetworkPolicy:
     policy_types: frozenset[Direction]
     ingress: tuple[PolicyRule, ...] = ()
     egress: tuple[PolicyRule, ...] = ()
+    # The policy's own metadata.labels: kept so `get` shows and `label` changes them; enforcement ignores them.
+    labels: Labels = ()
 
     @property
     def key(self) -> str:

@@ -86,7 +86,7 @@ def _container_port(port: ContainerPort) -> dict[str, Any]:
 
 
 def _network_policy(policy: NetworkPolicy) -> dict[str, Any]:
-    out = _header("NetworkPolicy", _metadata(policy.name, policy.namespace, ()))
+    out = _header("NetworkPolicy", _metadata(policy.name, policy.namespace, policy.labels))
     spec: dict[str, Any] = {"podSelector": _selector(policy.pod_selector)}
     if policy.ingress:
         spec["ingress"] = [_rule(rule, "from") for rule in policy.ingress]

@@ -146,7 +146,7 @@ def to_model(obj: Mapping[str, Any]) -> Model:
     elif kind == "Pod":
         model = checker.pod(obj, namespace, name, labels)
     elif kind == "NetworkPolicy":
-        model = checker.network_policy(obj, namespace, name)
+        model = checker.network_policy(obj, namespace, name, labels)
     if checker.errors or model is None:
         raw_kind = obj.get("kind")
         shown_kind = raw_kind if isinstance(raw_kind, str) and raw_kind else "object"
@@ -305,7 +305,7 @@ class _Checker:
 
     # -- NetworkPolicy -------------------------------------------------------
 
-    def network_policy(self, obj: Mapping[str, Any], namespace: str, name: str) -> NetworkPolicy:
+    def network_policy(self, obj: Mapping[str, Any], namespace: str, name: str, labels: Labels) -> NetworkPolicy:
         spec = self.mapping(obj.get("spec"), "spec")
         pod_selector = self.selector(spec.get("podSelector"), "spec.podSelector")
         ingress = self.rules(spec.get("ingress"), "spec.ingress", "from")
@@ -321,6 +321,7 @@ class _Checker:
             policy_types=frozenset(cast(set[Direction], policy_types)),
             ingress=ingress,
             egress=egress,
+            labels=labels,
         )
 
     def rules(self, value: object, path: str, peers_field: str) -> tuple[PolicyRule, ...]:

@@ -39,7 +39,7 @@ def test_policy_defaults_are_explicit() -> None:
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
-            "metadata": {"name": "web", "namespace": "x", "labels": {"ignored": "yes"}},
+            "metadata": {"name": "web", "namespace": "x", "labels": {"team": "a"}},
             "spec": {
                 "podSelector": {"matchLabels": {"app": "web"}},
                 "ingress": [
@@ -52,7 +52,7 @@ def test_policy_defaults_are_explicit() -> None:
     assert to_manifest(policy) == {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "web", "namespace": "x"},
+        "metadata": {"name": "web", "namespace": "x", "labels": {"team": "a"}},
         "spec": {
             "podSelector": {"matchLabels": {"app": "web"}},
             "ingress": [
@@ -224,6 +224,7 @@ policies = st.builds(
     policy_types=st.sampled_from([{"Ingress"}, {"Egress"}, {"Ingress", "Egress"}]).map(frozenset),
     ingress=st.lists(rules, max_size=2).map(tuple),
     egress=st.lists(rules, max_size=2).map(tuple),
+    labels=labels,
 )
 
 namespaces = st.tuples(dns_label, st.dictionaries(label_key, label_value, max_size=3)).map(

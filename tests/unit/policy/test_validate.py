@@ -592,6 +592,11 @@ VALID: list[tuple[str, dict[str, Any], Any]] = [
         ),
     ),
     ("name may have dots", netpol(name="allow.web"), policy(name="allow.web")),
+    (
+        "policy labels kept",
+        {**netpol(), "metadata": {"name": "deny", "namespace": "x", "labels": {"team": "a"}}},
+        policy(labels=(("team", "a"),)),
+    ),
     ("namespace defaults", netpol(namespace=None), policy(namespace="default")),
     (
         "unknown fields ignored",
