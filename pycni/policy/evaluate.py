@@ -132,6 +132,9 @@ class Match:
     rule: int
     peer: int | None
     port: int | None
+    # for wording only: the rule itself and its policy's namespace
+    body: PolicyRule | None = field(default=None, compare=False)
+    namespace: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,8 @@ class Miss:
     """A nearest miss: a rule that matched the port but no peer, or a peer but no port.
 
     ``rule`` and ``namespace`` (the policy's) let ``explain`` word it; ``other`` is the
-    end the rule's peers are about (the source for ingress, the destination for egress);
-    ``dst_pod`` is where named ports were resolved."""
+    end the rule's peers are about (the source for ingress, the destination for egress),
+    with its namespace's labels; ``dst_pod`` is where named ports were resolved."""
 
     policy: str
     direction: Direction
@@ -150,6 +153,7 @@ class Miss:
     namespace: str
     other: Party
     dst_pod: Pod | None
+    other_namespace_labels: Labels = ()
 
 
 @dataclass(frozen=True)
@@ -323,10 +327,14 @@ def _judge(
             peer_ok = not rule.peers or bool(peer_hits)
             port_ok = not rule.ports or bool(port_hits)
             if peer_ok and port_ok:
-                matches.append(Match(policy.key, direction, index, _first(peer_hits), _first(port_hits)))
+                first_peer, first_port = _first(peer_hits), _first(port_hits)
+                matches.append(Match(policy.key, direction, index, first_peer, first_port, rule, policy.namespace))
             elif peer_ok or port_ok:
                 kind: Literal["peer", "port"] = "port" if peer_ok else "peer"
-                misses.append(Miss(policy.key, direction, index, kind, rule, policy.namespace, other, dst_pod))
+                ns_labels = snapshot.namespace_labels(other.pod.namespace) if other.pod is not None else ()
+                misses.append(
+                    Miss(policy.key, direction, index, kind, rule, policy.namespace, other, dst_pod, ns_labels)
+                )
     keys = tuple(policy.key for policy in policies)
     if matches:
         return DirectionVerdict(direction, "allowed", party, keys, tuple(matches))

@@ -15,8 +15,16 @@ Rule parts are named as in the policy: ``ingress[0]``, ``from[1]``/``to[1]``,
 
 from __future__ import annotations
 
-from pycni.policy.evaluate import DirectionVerdict, Match, Miss, Party, Verdict, named_port_number
-from pycni.policy.model import Direction, LabelSelector, Pod, PolicyPeer, PolicyPort, PolicyRule, Protocol
+from pycni.policy.evaluate import (
+    NAMESPACE_NAME_LABEL,
+    DirectionVerdict,
+    Match,
+    Miss,
+    Party,
+    Verdict,
+    named_port_number,
+)
+from pycni.policy.model import Direction, Labels, LabelSelector, Pod, PolicyPeer, PolicyPort, PolicyRule, Protocol
 from pycni.policy.selectors import labels_text, selector_text
 
 __all__ = ["explain", "match_text", "miss_text", "peer_text", "port_text", "rule_text"]
@@ -61,14 +69,18 @@ def _rule_name(policy: str, direction: Direction, index: int) -> str:
 
 
 def match_text(match: Match) -> str:
-    """``x/allow ingress[0] from[1] ports[0]`` (``all peers``/``all ports`` for empty lists)."""
+    """``x/allow ingress[0] from[1] ports[0]: <what the rule allows>`` (``all peers``/``all ports``
+    stand for empty lists)."""
     word = "from" if match.direction == "Ingress" else "to"
     peer = f"{word}[{match.peer}]" if match.peer is not None else "all peers"
     port = f"ports[{match.port}]" if match.port is not None else "all ports"
-    return f"{_rule_name(match.policy, match.direction, match.rule)} {peer} {port}"
+    text = f"{_rule_name(match.policy, match.direction, match.rule)} {peer} {port}"
+    if match.body is None:
+        return text
+    return f"{text}: {rule_text(match.body, match.direction, match.namespace)}"
 
 
-def _party_facts(party: Party, rule: PolicyRule) -> str:
+def _party_facts(party: Party, rule: PolicyRule, namespace_labels: Labels) -> str:
     """What the rule's peers looked at: labels, namespace labels, the address."""
     wants_ns = any(peer.namespace_selector is not None for peer in rule.peers)
     wants_ip = any(peer.ip_block is not None for peer in rule.peers)
@@ -79,6 +91,8 @@ def _party_facts(party: Party, rule: PolicyRule) -> str:
     facts = f"{party.name} has {labels}" if labels else f"{party.name} has no labels"
     if wants_ns:
         facts += f" in namespace {party.pod.namespace}"
+        ns_labels = labels_text(tuple(kv for kv in namespace_labels if kv[0] != NAMESPACE_NAME_LABEL))
+        facts += f" with {ns_labels}" if ns_labels else ""
     if wants_ip:
         facts += f" and address {party.ip}" if party.ip else " and no address yet"
     return facts
@@ -104,7 +118,7 @@ def miss_text(miss: Miss, port: int, protocol: Protocol) -> str:
     head += rule_text(miss.rule, miss.direction, miss.namespace)
     if miss.kind == "peer":
         role = "source" if miss.direction == "Ingress" else "destination"
-        return f"{head}; the {role} {_party_facts(miss.other, miss.rule)}"
+        return f"{head}; the {role} {_party_facts(miss.other, miss.rule, miss.other_namespace_labels)}"
     return f"{head}; the connection is {protocol}/{port}{_named_port_note(miss.rule, protocol, miss.dst_pod)}"
 
 
