@@ -5,7 +5,8 @@ Contract:
 - ``render_conflist(settings)`` is pure: the node's network as a conflist
   using pycni's plugins — bridge (gateway on the bridge, no masquerade of its
   own: the agent masquerades only traffic leaving the cluster) with
-  host-local over the node subnet, then portmap.
+  host-local over the node subnet, then portmap, then (with NetworkPolicy
+  on) netpol, which returns only when the pod's policy is enforced.
 - ``render_subnet_env(...)`` is pure: flannel's ``subnet.env`` keys under
   pycni names (``PYCNI_NETWORK``, ``PYCNI_SUBNET``, ``PYCNI_MTU``,
   ``PYCNI_IPMASQ``, ``PYCNI_BACKEND``).
@@ -46,6 +47,8 @@ class NodeNetwork:
     mtu: int
     bridge: str = "cni0"
     ipam_data_dir: str | None = None  # None: host-local's default (/var/lib/cni/networks)
+    policy_socket: str | None = None  # the policy agent's socket: chains netpol last; None: no policy
+    policy_timeout: float = 10.0  # how long a pod's ADD waits for its policy
 
 
 def render_conflist(net: NodeNetwork) -> str:
@@ -56,22 +59,21 @@ def render_conflist(net: NodeNetwork) -> str:
     }
     if net.ipam_data_dir:
         ipam["dataDir"] = net.ipam_data_dir
-    doc = {
-        "cniVersion": CNI_VERSION,
-        "name": net.name,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": net.bridge,
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "mtu": net.mtu,
-                "ipam": ipam,
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ],
-    }
+    plugins: list[dict[str, Any]] = [
+        {
+            "type": "bridge",
+            "bridge": net.bridge,
+            "isGateway": True,
+            "ipMasq": False,
+            "hairpinMode": True,
+            "mtu": net.mtu,
+            "ipam": ipam,
+        },
+        {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+    ]
+    if net.policy_socket:
+        plugins.append({"type": "netpol", "agentSocket": net.policy_socket, "timeoutSeconds": net.policy_timeout})
+    doc = {"cniVersion": CNI_VERSION, "name": net.name, "plugins": plugins}
     return json.dumps(doc, indent=2) + "\n"
 
 

@@ -51,3 +51,11 @@ def test_write_if_changed_leaves_an_identical_file_alone(tmp_path: Path) -> None
     assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
     assert write_if_changed(str(path), "b\n") is True and path.read_text() == "b\n"
     assert [p.name for p in path.parent.iterdir()] == ["f"]
+
+
+def test_policy_chains_netpol_last_with_the_agent_socket() -> None:
+    net = NodeNetwork("pycni", IPv4Network("10.244.0.0/16"), IPv4Network("10.244.1.0/24"), 1450,
+                      policy_socket="/run/pycni/policy.sock", policy_timeout=5.0)
+    plugins = json.loads(render_conflist(net))["plugins"]
+    assert [p["type"] for p in plugins] == ["bridge", "portmap", "netpol"]
+    assert plugins[-1] == {"type": "netpol", "agentSocket": "/run/pycni/policy.sock", "timeoutSeconds": 5.0}
