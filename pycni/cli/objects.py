@@ -228,7 +228,7 @@ def _delete(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
     failed = False
     for ref in dict.fromkeys(refs):
         try:
-            store.delete(ref)
+            store.delete(ref.kind, ref.namespace, ref.name)
         except NotFound as exc:
             if not args.ignore_not_found:
                 print(_server_error(exc), file=io.err)
@@ -291,7 +291,7 @@ def resolve_kind(word: str) -> Kind:
 
 
 def _get(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
-    from pycni.policy.store import NotFound, ObjectRef
+    from pycni.policy.store import NotFound
 
     if "/" in args.kind:  # kubectl's other spelling: get netpol/deny [netpol/allow]
         refs = _refs_from_args([args.kind, *args.names], args.namespace)
@@ -307,7 +307,7 @@ def _get(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
         found = []
         for name in dict.fromkeys(args.names):
             try:
-                found.append(store.get(ObjectRef(kind, namespace if kind.namespaced else "", name)))
+                found.append(store.get(kind, namespace, name))
             except NotFound as exc:
                 print(_server_error(exc), file=io.err)
                 failed = True
@@ -440,7 +440,7 @@ def _label(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
     kind = resolve_kind(args.kind)
     to_set, to_remove = parse_label_args(args.labels)
     ref = ObjectRef(kind, (args.namespace or "default") if kind.namespaced else "", args.name)
-    result = store.label(ref, to_set, to_remove, overwrite=args.overwrite)
+    result = store.label(kind, ref.namespace, ref.name, to_set, to_remove, overwrite=args.overwrite)
     for key in result.absent:
         print(f'label "{key}" not found.', file=io.out)
     print(f"{ref} {'labeled' if result.changed else 'not labeled'}", file=io.out)

@@ -20,6 +20,9 @@ Contract:
   to the stored one is not written ("unchanged"). A namespaced object needs
   its Namespace, stored or in the same apply; ``default`` is created the
   first time something needs it, as the API server bootstraps it.
+- ``get``, ``delete`` and ``label`` name an object as ``(kind, namespace,
+  name)``, the kind as a ``Kind``, its name or its resource
+  (``"NetworkPolicy"``, ``"networkpolicies"``); ``list(kind, namespace)``.
 - ``delete`` of a Namespace deletes its pods and policies in the same
   transaction (Kubernetes does it asynchronously; here it is immediate);
   ``default`` cannot be deleted.
@@ -65,6 +68,8 @@ __all__ = [
     "Snapshot",
     "StoreError",
     "StoredObject",
+    "kind_of",
+    "object_ref",
     "ref_of",
 ]
 
@@ -113,6 +118,22 @@ class ObjectRef:
 
     def __str__(self) -> str:
         return f"{self.kind.qualified_kind}/{self.name}"
+
+
+def kind_of(kind: Kind | str) -> Kind:
+    """A Kind from itself, its name (``NetworkPolicy``) or its resource (``networkpolicies``)."""
+    if isinstance(kind, Kind):
+        return kind
+    found = KINDS.get(kind) or _BY_RESOURCE.get(kind)
+    if found is None:
+        raise StoreError(f"unknown kind {kind!r} (pycni stores {', '.join(KINDS)})")
+    return found
+
+
+def object_ref(kind: Kind | str, namespace: str, name: str) -> ObjectRef:
+    """The ref of an object; a Namespace's ``namespace`` is ignored (it has none)."""
+    found = kind_of(kind)
+    return ObjectRef(found, namespace if found.namespaced else "", name)
 
 
 def ref_of(obj: Model) -> ObjectRef:
@@ -254,15 +275,16 @@ class ObjectStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, ref: ObjectRef) -> StoredObject:
+    def get(self, kind: Kind | str, namespace: str, name: str) -> StoredObject:
+        ref = object_ref(kind, namespace, name)
         kv = self.kv.get(self.key(ref))
         if kv is None:
             raise NotFound(ref)
         return self.decode(kv)
 
-    def list(self, kind: Kind, namespace: str | None = None) -> list[StoredObject]:
+    def list(self, kind: Kind | str, namespace: str | None = None) -> list[StoredObject]:
         """Objects of ``kind`` in key order (namespace, then name); ``namespace`` None means all."""
-        kvs, _ = self.kv.list_prefix(self.kind_prefix(kind, namespace))
+        kvs, _ = self.kv.list_prefix(self.kind_prefix(kind_of(kind), namespace))
         out = []
         for kv in kvs:
             if self.ref_of_key(kv.key) is not None:
@@ -323,8 +345,9 @@ class ObjectStore:
                 return applied
         raise StoreError(f"apply: the objects kept changing under it ({_ATTEMPTS} attempts); try again")
 
-    def delete(self, ref: ObjectRef) -> StoredObject:
+    def delete(self, kind: Kind | str, namespace: str, name: str) -> StoredObject:
         """Delete one object (a Namespace with everything in it); the object as it was, or ``NotFound``."""
+        ref = object_ref(kind, namespace, name)
         if ref.kind is NAMESPACE and ref.name == "default":
             raise Forbidden('namespaces "default" is forbidden: this namespace may not be deleted')
         for _ in range(_ATTEMPTS):
@@ -340,12 +363,13 @@ class ObjectStore:
                 return self.decode(kv)
         raise StoreError(f"delete {ref}: it kept changing under it ({_ATTEMPTS} attempts); try again")
 
-    def label(self, ref: ObjectRef, set: Mapping[str, str] | None = None, remove: Sequence[str] = (), *,
-              overwrite: bool = False) -> Labeled:
+    def label(self, kind: Kind | str, namespace: str, name: str, set: Mapping[str, str] | None = None,
+              remove: Sequence[str] = (), *, overwrite: bool = False) -> Labeled:
         """Set and remove labels of one object as a compare-and-swap; ``LabelConflict`` when a key to set
         exists and not ``overwrite`` (even with the same value, as kubectl)."""
         from pycni.policy.validate import to_manifest, to_model
 
+        ref = object_ref(kind, namespace, name)
         to_set = dict(set or {})
         for _ in range(_ATTEMPTS):
             kv = self.kv.get(self.key(ref))

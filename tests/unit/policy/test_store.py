@@ -84,7 +84,7 @@ def test_keys_follow_the_layout_and_values_are_the_normalised_manifest(store: Ob
 
 def test_reads_fill_in_resource_version_from_the_mod_revision(store: ObjectStore, kv: MemoryKV) -> None:
     store.apply([ns("x"), pod("x", "a")])
-    got = store.get(ref(POD, "x", "a"))
+    got = store.get(POD, "x", "a")
     assert got.manifest["metadata"]["resourceVersion"] == str(kv.revision) == str(got.mod_revision)
     assert got.created_at == T0
     assert got.model() == pod("x", "a")
@@ -109,7 +109,7 @@ def test_reapply_reports_unchanged_and_configured_and_replaces_labels(store: Obj
     assert kv.revision == revision  # nothing written
     later = ObjectStore(kv, "/pycni", clock=lambda: T0 + 60)
     assert later.apply([pod("x", "a", app="api")]) == [Applied(ref(POD, "x", "a"), "configured")]
-    got = store.get(ref(POD, "x", "a"))
+    got = store.get(POD, "x", "a")
     assert got.labels == {"app": "api"}  # tier is gone: apply replaces the object
     assert got.created_at == T0  # the first creation time stays
 
@@ -117,7 +117,7 @@ def test_reapply_reports_unchanged_and_configured_and_replaces_labels(store: Obj
 def test_a_repeated_object_in_one_apply_is_written_once_last_wins(store: ObjectStore) -> None:
     result = store.apply([pod("default", "a", v="1"), pod("default", "a", v="2")])
     assert result == [Applied(ref(POD, "default", "a"), "created")]
-    assert store.get(ref(POD, "default", "a")).labels == {"v": "2"}
+    assert store.get(POD, "default", "a").labels == {"v": "2"}
 
 
 def test_namespaced_objects_need_their_namespace_and_nothing_is_stored_without_it(
@@ -133,10 +133,10 @@ def test_namespaced_objects_need_their_namespace_and_nothing_is_stored_without_i
 
 def test_default_namespace_is_created_when_first_needed(store: ObjectStore) -> None:
     assert store.apply([pod("default", "a")]) == [Applied(ref(POD, "default", "a"), "created")]
-    default = store.get(ref(NAMESPACE, "", "default"))
+    default = store.get(NAMESPACE, "", "default")
     assert default.labels == {"kubernetes.io/metadata.name": "default"}
     with pytest.raises(Forbidden, match='namespaces "default" is forbidden: this namespace may not be deleted'):
-        store.delete(ref(NAMESPACE, "", "default"))
+        store.delete(NAMESPACE, "", "default")
 
 
 def test_dry_run_reports_and_writes_nothing(store: ObjectStore, kv: MemoryKV) -> None:
@@ -146,7 +146,7 @@ def test_dry_run_reports_and_writes_nothing(store: ObjectStore, kv: MemoryKV) ->
     assert [a.outcome for a in result] == ["unchanged", "created"]
     assert kv.revision == revision
     with pytest.raises(NotFound):
-        store.get(ref(POD, "x", "a"))
+        store.get(POD, "x", "a")
 
 
 def test_many_objects_are_read_in_one_range_read(store: ObjectStore, kv: MemoryKV) -> None:
@@ -178,7 +178,7 @@ def test_apply_retries_when_a_key_changes_under_it() -> None:
     kv.race = Put("/pycni/k8s/pods/x/a", b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","namespace":"x"}}')
     assert store.apply([pod("x", "a", v="2")]) == [Applied(ref(POD, "x", "a"), "configured")]
     assert kv.calls["txn"] == 4  # first apply, the race, the failed check, the retry
-    assert store.get(ref(POD, "x", "a")).labels == {"v": "2"}
+    assert store.get(POD, "x", "a").labels == {"v": "2"}
 
 
 def test_apply_notices_its_namespace_deleted_under_it() -> None:
@@ -187,7 +187,7 @@ def test_apply_notices_its_namespace_deleted_under_it() -> None:
     store.apply([ns("x")])
     kv.race = Put("/pycni/k8s/namespaces/x", b'{"kind":"Namespace","metadata":{"name":"x"}}')  # changed: recheck
     store.apply([pod("x", "a")])
-    store.delete(ref(NAMESPACE, "", "x"))
+    store.delete(NAMESPACE, "", "x")
     with pytest.raises(NotFound, match='namespaces "x" not found'):
         store.apply([pod("x", "b")])
 
@@ -195,7 +195,7 @@ def test_apply_notices_its_namespace_deleted_under_it() -> None:
 def test_deleting_a_namespace_deletes_its_contents_in_one_transaction(store: ObjectStore, kv: MemoryKV) -> None:
     store.apply([ns("x"), ns("xy"), pod("x", "a"), policy("x", "deny"), pod("xy", "a"), policy("xy", "deny")])
     before = kv.revision
-    gone = store.delete(ref(NAMESPACE, "", "x"))
+    gone = store.delete(NAMESPACE, "", "x")
     assert gone.ref == ref(NAMESPACE, "", "x")
     assert kv.revision == before + 1
     assert [str(o.ref) for o in store.snapshot().objects] == [
@@ -205,41 +205,41 @@ def test_deleting_a_namespace_deletes_its_contents_in_one_transaction(store: Obj
 
 def test_delete_one_object_and_not_found(store: ObjectStore) -> None:
     store.apply([ns("x"), pod("x", "a"), policy("x", "deny")])
-    store.delete(ref(NETWORK_POLICY, "x", "deny"))
+    store.delete(NETWORK_POLICY, "x", "deny")
     with pytest.raises(NotFound) as caught:
-        store.delete(ref(NETWORK_POLICY, "x", "deny"))
+        store.delete(NETWORK_POLICY, "x", "deny")
     assert str(caught.value) == 'networkpolicies.networking.k8s.io "deny" not found'
     with pytest.raises(NotFound, match=r'^pods "b" not found$'):
-        store.get(ref(POD, "x", "b"))
+        store.get(POD, "x", "b")
     assert [o.ref.name for o in store.list(POD, "x")] == ["a"]
 
 
 def test_label_sets_removes_and_keeps_the_rest(store: ObjectStore, kv: MemoryKV) -> None:
     store.apply([ns("x"), pod("x", "a", app="web", tier="front")])
-    done = store.label(ref(POD, "x", "a"), {"env": "prod"}, ["tier", "missing"])
+    done = store.label(POD, "x", "a", {"env": "prod"}, ["tier", "missing"])
     assert done.changed and done.absent == ("missing",)
     assert done.object.labels == {"app": "web", "env": "prod"}
     assert done.object.mod_revision == kv.revision
-    assert store.get(ref(POD, "x", "a")).labels == {"app": "web", "env": "prod"}
-    assert store.get(ref(POD, "x", "a")).created_at == T0
-    again = store.label(ref(POD, "x", "a"), {}, ["missing"])
+    assert store.get(POD, "x", "a").labels == {"app": "web", "env": "prod"}
+    assert store.get(POD, "x", "a").created_at == T0
+    again = store.label(POD, "x", "a", {}, ["missing"])
     assert not again.changed and again.absent == ("missing",)
 
 
 def test_label_refuses_to_overwrite_without_overwrite(store: ObjectStore) -> None:
     store.apply([ns("x"), pod("x", "a", app="web")])
     with pytest.raises(LabelConflict) as caught:
-        store.label(ref(POD, "x", "a"), {"app": "web"})  # even the same value, as kubectl
+        store.label(POD, "x", "a", {"app": "web"})  # even the same value, as kubectl
     assert str(caught.value) == "'app' already has a value (web), and --overwrite is false"
-    assert store.label(ref(POD, "x", "a"), {"app": "api"}, overwrite=True).object.labels == {"app": "api"}
+    assert store.label(POD, "x", "a", {"app": "api"}, overwrite=True).object.labels == {"app": "api"}
 
 
 def test_label_validates_like_apply(store: ObjectStore) -> None:
     store.apply([ns("x"), pod("x", "a")])
     with pytest.raises(ValidationError, match=r'Pod "x/a" is invalid: metadata.labels: Invalid value: "no good"'):
-        store.label(ref(POD, "x", "a"), {"app": "no good"})
+        store.label(POD, "x", "a", {"app": "no good"})
     with pytest.raises(NotFound):
-        store.label(ref(POD, "x", "b"), {"app": "web"})
+        store.label(POD, "x", "b", {"app": "web"})
 
 
 def test_label_is_a_compare_and_swap_retried_on_conflict() -> None:
@@ -249,13 +249,13 @@ def test_label_is_a_compare_and_swap_retried_on_conflict() -> None:
     racer = json.dumps({"apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": "a", "namespace": "x", "labels": {"app": "web", "new": "1"}}})
     kv.race = Put("/pycni/k8s/pods/x/a", racer.encode())
-    done = store.label(ref(POD, "x", "a"), {"env": "prod"})
+    done = store.label(POD, "x", "a", {"env": "prod"})
     assert done.object.labels == {"app": "web", "new": "1", "env": "prod"}  # the racer's label survives
 
 
 def test_namespace_labels_keep_the_metadata_name_label(store: ObjectStore) -> None:
     store.apply([ns("x", team="a")])
-    done = store.label(ref(NAMESPACE, "", "x"), {}, ["team", "kubernetes.io/metadata.name"])
+    done = store.label(NAMESPACE, "", "x", {}, ["team", "kubernetes.io/metadata.name"])
     assert done.object.labels == {"kubernetes.io/metadata.name": "x"}  # Kubernetes sets it back
 
 
@@ -294,6 +294,15 @@ def test_a_garbled_value_is_replaced_by_apply_and_refused_by_label(store: Object
     store.apply([ns("x")])
     kv.create("/pycni/k8s/pods/x/a", b"{not json")
     with pytest.raises(StoreError, match="/pycni/k8s/pods/x/a: stored value is not JSON"):
-        store.label(ref(POD, "x", "a"), {"app": "web"})
+        store.label(POD, "x", "a", {"app": "web"})
     assert store.apply([pod("x", "a")]) == [Applied(ref(POD, "x", "a"), "configured")]
-    assert store.get(ref(POD, "x", "a")).created_at == T0
+    assert store.get(POD, "x", "a").created_at == T0
+
+
+def test_kinds_by_name_or_resource(store: ObjectStore) -> None:
+    store.apply([ns("x"), policy("x", "deny")])
+    assert store.get("NetworkPolicy", "x", "deny").ref == ref(NETWORK_POLICY, "x", "deny")
+    assert [o.ref.name for o in store.list("networkpolicies")] == ["deny"]
+    assert store.get("Namespace", "ignored", "x").ref == ref(NAMESPACE, "", "x")
+    with pytest.raises(StoreError, match="unknown kind 'Service'"):
+        store.get("Service", "x", "s")
