@@ -156,14 +156,20 @@ _LEADING_ZERO_OCTET = re.compile(r"(^|\.)0[0-9]")
 
 
 def parse_cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """The network ``value`` names if it passes ``is_cidr``, else None."""
-    return None if is_cidr(value) else ipaddress.ip_network(value)
+    """The network ``value`` names, read as leniently as Kubernetes' ParseCIDRSloppy (host bits
+    masked, leading zeros dropped), so an ``except`` can be checked against a ``cidr`` that is
+    itself reported; None if it is no CIDR at all."""
+    return _read_cidr(value)[0]
 
 
 def is_cidr(value: str) -> list[str]:
+    return _read_cidr(value)[1]
+
+
+def _read_cidr(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network | None, list[str]]:
     address, slash, prefix = value.partition("/")
     if not slash or not prefix.isascii() or not prefix.isdigit() or "%" in address:
-        return [_CIDR_EXAMPLE]
+        return None, [_CIDR_EXAMPLE]
     leading_zeros = len(prefix) > 1 and prefix.startswith("0")
     if ":" not in address and _LEADING_ZERO_OCTET.search(address):
         leading_zeros = True
@@ -171,14 +177,14 @@ def is_cidr(value: str) -> list[str]:
     try:
         network = ipaddress.ip_network(f"{address}/{int(prefix)}", strict=False)
     except ValueError:
-        return [_CIDR_EXAMPLE]
+        return None, [_CIDR_EXAMPLE]
     if leading_zeros:
-        return ["must not have leading 0s in IP or prefix length"]
+        return network, ["must not have leading 0s in IP or prefix length"]
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
-        return ["must not have an IPv4-mapped IPv6 address"]
+        return network, ["must not have an IPv4-mapped IPv6 address"]
     if ipaddress.ip_address(address) != network.network_address:
-        return ["must not have bits set beyond the prefix length"]
-    return []
+        return network, ["must not have bits set beyond the prefix length"]
+    return network, []
 
 
 def is_ip(value: str) -> list[str]:

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 from pycni.policy import formats
+from pycni.policy.fielderror import FieldError, ValidationError
 from pycni.policy.model import (
     API_VERSIONS,
     ContainerPort,
@@ -82,51 +82,6 @@ _POLICY_PROTOCOLS = ("TCP", "UDP", "SCTP")
 _POD_PROTOCOLS = ("SCTP", "TCP", "UDP")
 _POLICY_TYPES = ("Ingress", "Egress")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-_OMIT = object()  # "no value to show", as for Required and Forbidden
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One field error, printed as apimachinery's field.Error prints it."""
-
-    type: str  # "Invalid value", "Required value", "Unsupported value", "Duplicate value", "Forbidden"
-    field: str
-    value: object = _OMIT
-    detail: str = ""
-
-    def __str__(self) -> str:
-        body = self.type if self.value is _OMIT else f"{self.type}: {_go_value(self.value)}"
-        return f"{self.field}: {body}: {self.detail}" if self.detail else f"{self.field}: {body}"
-
-
-def _go_value(value: object) -> str:
-    """A bad value as Go's %v/%q would show it: strings quoted, numbers and booleans bare."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-
-
-class ValidationError(ValueError):
-    """An object the API server would refuse. ``str()`` is one line; ``errors`` has every field error."""
-
-    def __init__(self, kind: str, name: str, errors: list[FieldError], index: int | None = None) -> None:
-        self.kind = kind
-        self.name = name  # "namespace/name" for namespaced kinds
-        self.errors = errors
-        self.index = index  # 1-based position in a validate_all batch
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        details = str(self.errors[0]) if len(self.errors) == 1 else "[" + ", ".join(map(str, self.errors)) + "]"
-        where = f"document {self.index}: " if self.index is not None else ""
-        return f'{where}{self.kind} "{self.name}" is invalid: {details}'
-
-    def at(self, index: int) -> ValidationError:
-        """The same error, placed at ``index`` in a batch."""
-        return ValidationError(self.kind, self.name, self.errors, index)
 
 
 def to_model(obj: Mapping[str, Any]) -> Model:

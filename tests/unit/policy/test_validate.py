@@ -687,3 +687,22 @@ def test_validate_all_reports_the_first_invalid_object_with_its_position() -> No
 
 def test_validate_all_of_nothing() -> None:
     assert validate_all([]) == []
+
+
+def test_except_is_checked_even_when_cidr_has_host_bits() -> None:
+    message = error_of(netpol(peers({"ipBlock": {"cidr": "10.0.0.1/16", "except": ["11.0.0.0/24"]}})))
+    assert message.split(" is invalid: ", 1)[1] == (
+        '[spec.ingress[0].from[0].ipBlock.cidr: Invalid value: "10.0.0.1/16": '
+        "must not have bits set beyond the prefix length, "
+        'spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: "11.0.0.0/24": must be a strict subset of `cidr`]'
+    )
+
+
+def test_field_error_renders_go_values() -> None:
+    from pycni.policy.fielderror import FieldError
+
+    assert str(FieldError("Invalid value", "a", True, "d")) == "a: Invalid value: true: d"
+    assert str(FieldError("Invalid value", "a", None, "d")) == "a: Invalid value: null: d"
+    assert str(FieldError("Invalid value", "a", 'say "hi"', "d")) == 'a: Invalid value: "say \\"hi\\"": d'
+    assert str(FieldError("Required value", "a")) == "a: Required value"
+    assert str(FieldError("Forbidden", "a", detail="no")) == "a: Forbidden: no"
