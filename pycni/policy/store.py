@@ -409,13 +409,23 @@ class ObjectStore:
         return [ObjectRef(NAMESPACE, "", name) for name in sorted(needed)]
 
     def _read(self, refs: Sequence[ObjectRef]) -> dict[ObjectRef, KeyValue]:
-        """The stored key-values of ``refs`` (absent ones left out): key by key when few, else one range read."""
-        if len(refs) <= _FEW_KEYS:
-            found = {ref: self.kv.get(self.key(ref)) for ref in refs}
-            return {ref: kv for ref, kv in found.items() if kv is not None}
-        kvs, _ = self.kv.list_prefix(self.objects_prefix)
-        by_key = {kv.key: kv for kv in kvs}
-        return {ref: by_key[self.key(ref)] for ref in refs if self.key(ref) in by_key}
+        """The stored key-values of ``refs`` (absent ones left out). Per kind and namespace: key by key when
+        few, else one range read of that kind in that namespace (not of every object in the cluster)."""
+        groups: dict[tuple[Kind, str], builtins.list[ObjectRef]] = {}
+        for ref in refs:
+            groups.setdefault((ref.kind, ref.namespace), []).append(ref)
+        found: dict[ObjectRef, KeyValue] = {}
+        for (kind, namespace), members in groups.items():
+            if len(members) <= _FEW_KEYS:
+                for ref in members:
+                    kv = self.kv.get(self.key(ref))
+                    if kv is not None:
+                        found[ref] = kv
+                continue
+            kvs, _ = self.kv.list_prefix(self.kind_prefix(kind, namespace))
+            by_key = {kv.key: kv for kv in kvs}
+            found.update({ref: by_key[self.key(ref)] for ref in members if self.key(ref) in by_key})
+        return found
 
     def _contents(self, namespace: str) -> builtins.list[str]:
         keys = []

@@ -149,12 +149,14 @@ def test_dry_run_reports_and_writes_nothing(store: ObjectStore, kv: MemoryKV) ->
         store.get(POD, "x", "a")
 
 
-def test_many_objects_are_read_in_one_range_read(store: ObjectStore, kv: MemoryKV) -> None:
+def test_many_objects_of_a_namespace_are_read_in_one_range_read(store: ObjectStore, kv: MemoryKV) -> None:
     store.apply([ns("x"), *[pod("x", f"p{i}") for i in range(40)]])
-    gets = kv.calls["get"]
+    store.apply([ns("y"), *[pod("y", f"p{i}") for i in range(40)]])
+    gets, lists = kv.calls["get"], kv.calls["list_prefix"]
     result = store.apply([ns("x"), *[pod("x", f"p{i}", v="2") for i in range(40)]])
     assert {a.outcome for a in result} == {"unchanged", "configured"}
-    assert kv.calls["get"] == gets
+    assert (kv.calls["get"], kv.calls["list_prefix"]) == (gets + 1, lists + 1)  # the namespace; x's pods
+    assert store.get(POD, "y", "p0").labels == {}
 
 
 class RacingKV(MemoryKV):
