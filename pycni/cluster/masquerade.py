@@ -23,7 +23,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
-from pycni.net import nft
+from pycni.net.firewall import nft
 
 __all__ = ["TABLE", "ensure_masquerade", "masquerade_commands", "masquerade_in_place", "remove_masquerade"]
 

@@ -19,8 +19,10 @@ import errno
 import socket
 from ipaddress import IPv4Address, IPv4Network
 
-from pycni.net._netlink import failing, link_index, rtnl
 from pycni.net.errors import LinkNotFound, NetError
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import rtnl
+from pycni.net.netlink.lookup import index_of
 from pycni.net.routes import RT_TABLE_MAIN, RouteInfo, list_routes
 
 __all__ = ["ROUTE_PROTO", "delete_owned_route", "list_owned_routes", "replace_owned_route"]
@@ -46,7 +48,7 @@ def replace_owned_route(
             "dst": str(dst.network_address),
             "dst_len": dst.prefixlen,
             "gateway": str(gw),
-            "oif": link_index(ipr, dev),
+            "oif": index_of(dev),
             "table": RT_TABLE_MAIN,
             "proto": proto,
         }

@@ -91,11 +91,9 @@ def preload(log: JsonLog) -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
     try:
-        from pycni.net import _nlsync
-        from pycni.net._netlink import _pyroute2
+        from pycni import net
 
-        _pyroute2()  # the whole package: IPRoute, Conntrack
-        _nlsync.link_msg(), _nlsync.addr_msg(0, 0, 0), _nlsync.route_msg(0, 0, table=0, proto=0, scope=0, rtype=0)
+        net.preload()
     except Exception as exc:
         log("preload_failed", "error", plugin="", error=f"netlink: {exc!r}")
     log("preloaded", plugins=loaded, unavailable=missing)

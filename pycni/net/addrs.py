@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Literal
 
-from pycni.net import _nlsync
-from pycni.net._netlink import attr, failing
 from pycni.net.errors import AddressConflict, NetError
-from pycni.net.linkquery import index_of
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.lookup import index_of
+from pycni.net.netlink.messages import addr_msg, attr, request
+from pycni.net.netlink.wire import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR
 
 __all__ = [
     "AddressState",
@@ -55,9 +56,9 @@ class AddressState:
 
 
 def _states(index: int, family: Literal[4, 6] | None) -> list[AddressState]:
-    request = _nlsync.addr_msg(_FAMILIES[family] if family else socket.AF_UNSPEC, 0, index)
+    query = addr_msg(_FAMILIES[family] if family else socket.AF_UNSPEC, 0, index)
     out: list[AddressState] = []
-    for msg in _nlsync.request(request, _nlsync.RTM_GETADDR, _nlsync.NLM_F_DUMP):
+    for msg in request(query, RTM_GETADDR, NLM_F_DUMP):
         if msg["index"] != index:  # kernels without strict dump filtering send every link's
             continue
         # IFA_FLAGS carries all 32 flag bits; the header field only the low 8.
@@ -106,9 +107,9 @@ def _add(index: int, ifname: str, cidr: IPInterface) -> None:
         # As the Go netlink library does: without IFA_BROADCAST the subnet
         # broadcast address would not be recognised on this link.
         attrs.append(("IFA_BROADCAST", str(cidr.network.broadcast_address)))
-    request = _nlsync.addr_msg(_family(cidr), cidr.network.prefixlen, index, attrs)
+    msg = addr_msg(_family(cidr), cidr.network.prefixlen, index, attrs)
     with failing(f"add address {cidr} to link '{ifname}'", by_errno={errno.EEXIST: NetError}):
-        _nlsync.request(request, _nlsync.RTM_NEWADDR, _nlsync.NLM_F_CREATE | _nlsync.NLM_F_EXCL)
+        request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
 
 
 def add_address(ifname: str, cidr: IPInterface) -> None:
@@ -117,10 +118,10 @@ def add_address(ifname: str, cidr: IPInterface) -> None:
 
 
 def _delete(index: int, ifname: str, cidr: IPInterface, missing_ok: bool) -> bool:
-    request = _nlsync.addr_msg(_family(cidr), cidr.network.prefixlen, index, _address_attrs(cidr))
+    msg = addr_msg(_family(cidr), cidr.network.prefixlen, index, _address_attrs(cidr))
     try:
         with failing(f"delete address {cidr} from link '{ifname}'"):
-            _nlsync.request(request, _nlsync.RTM_DELADDR)
+            request(msg, RTM_DELADDR)
     except NetError as exc:
         if missing_ok and exc.errno == errno.EADDRNOTAVAIL:
             return False

@@ -17,11 +17,13 @@ import errno
 from dataclasses import dataclass
 from typing import Any
 
-from pycni.net import _nlsync
-from pycni.net._netlink import attr, failing, link_index, rtnl, session
 from pycni.net.errors import LinkExists, LinkNotFound, NetError, UnsupportedKernelFeature
-from pycni.net.linkquery import index_of
 from pycni.net.links import IFF_PROMISC, LinkInfo, get_link, set_link_up
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import rtnl, session
+from pycni.net.netlink.lookup import index_of
+from pycni.net.netlink.messages import attr, link_msg, request
+from pycni.net.netlink.wire import RTM_NEWLINK
 from pycni.net.sysctl import ensure_sysctl, iface_key
 
 __all__ = [
@@ -122,8 +124,7 @@ def set_promisc(name: str, on: bool) -> None:
     """Turn promiscuous mode on or off for a link."""
     index = index_of(name)
     with failing(f"set promisc {'on' if on else 'off'} for link '{name}'"):
-        msg = _nlsync.link_msg(index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
-        _nlsync.request(msg, _nlsync.RTM_NEWLINK)
+        request(link_msg(index, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC), RTM_NEWLINK)
 
 
 def _set_port(port: str, action: str, setting: str, value: int) -> None:
@@ -131,7 +132,7 @@ def _set_port(port: str, action: str, setting: str, value: int) -> None:
     index = index_of(port)
     with failing(f"{action} on bridge port '{port}'"):
         info = {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"), ("IFLA_INFO_SLAVE_DATA", {"attrs": [(setting, value)]})]}
-        _nlsync.request(_nlsync.link_msg(index, attrs=[("IFLA_LINKINFO", info)]), _nlsync.RTM_NEWLINK)
+        request(link_msg(index, attrs=[("IFLA_LINKINFO", info)]), RTM_NEWLINK)
 
 
 def set_hairpin(port: str, on: bool) -> None:
@@ -146,7 +147,7 @@ def set_port_isolated(port: str, on: bool) -> None:
 
 def _vlan_request(port: str, action: str, command: str, vlan_info: dict[str, Any]) -> None:
     with rtnl() as ipr:
-        index = link_index(ipr, port)
+        index = index_of(port)
         try:
             with failing(f"{action} on bridge port '{port}'"):
                 ipr.vlan_filter(command, index=index, vlan_info=vlan_info)
@@ -168,7 +169,7 @@ def del_bridge_vlan(port: str, vid: int) -> None:
 def list_bridge_vlans(port: str) -> list[BridgeVlan]:
     """The VLANs configured on a bridge port (empty without VLAN filtering support)."""
     with rtnl() as ipr:
-        index = link_index(ipr, port)
+        index = index_of(port)
         with failing(f"list vlans on bridge port '{port}'"):
             messages = ipr.get_vlans(index=index)
         vlans: list[BridgeVlan] = []

@@ -122,10 +122,10 @@ def _delete_with_pyroute2(filters: Sequence[FlowFilter]) -> int:
     import socket
     from ipaddress import ip_address
 
-    from pycni.net._netlink import _pyroute2
+    from pycni.net.netlink.messages import pyroute2
 
     try:  # import_module: pyroute2 ships no type information
-        conntrack_class = _pyroute2().Conntrack
+        conntrack_class = pyroute2().Conntrack
         attr_tuple = importlib.import_module("pyroute2.netlink.nfnetlink.nfctsocket").NFCTAttrTuple
     except (ImportError, AttributeError) as exc:
         raise NetError(f"failed to delete conntrack entries: neither the conntrack tool nor pyroute2: {exc}") from exc

@@ -16,7 +16,10 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from pycni.net._netlink import attr, failing, get_link_msg, link_index, rtnl
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import get_link_msg, rtnl
+from pycni.net.netlink.lookup import index_of
+from pycni.net.netlink.messages import attr
 
 __all__ = ["LinkAttrs", "get_link_attrs", "link_present", "set_allmulti", "set_promisc", "set_txqlen"]
 
@@ -53,7 +56,7 @@ def get_link_attrs(name: str) -> LinkAttrs:
 
 def _set_flag(name: str, flag: int, on: bool, what: str) -> None:
     with rtnl() as ipr:
-        index = link_index(ipr, name)
+        index = index_of(name)
         with failing(f"set {what} {'on' if on else 'off'} of link '{name}'"):
             # ``change`` masks which flag bits this request touches.
             ipr.link("set", index=index, flags=flag if on else 0, change=flag)
@@ -72,7 +75,7 @@ def set_allmulti(name: str, on: bool) -> None:
 def set_txqlen(name: str, qlen: int) -> None:
     """Set the transmit queue length."""
     with rtnl() as ipr:
-        index = link_index(ipr, name)
+        index = index_of(name)
         with failing(f"set txqlen {qlen} of link '{name}'"):
             ipr.link("set", index=index, txqlen=qlen)
 

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import ParamSpec, TypeVar
 
-from pycni.net import _netlink
 from pycni.net.errors import NetError, NetnsNotFound, NotANetns
+from pycni.net.netlink import iproute
+from pycni.net.netlink.errors import describe
 
 __all__ = [
     "CLONE_NEWNET",
@@ -103,14 +104,14 @@ def open_netns(path: str | os.PathLike[str]) -> int:
         # O_NONBLOCK: a FIFO planted at the path must not hang us.
         fd = os.open(spath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except FileNotFoundError as exc:
-        raise NetnsNotFound(f"failed to open netns '{spath}': {_netlink.describe(exc)}", errno=exc.errno) from exc
+        raise NetnsNotFound(f"failed to open netns '{spath}': {describe(exc)}", errno=exc.errno) from exc
     except OSError as exc:
-        raise NetError(f"failed to open netns '{spath}': {_netlink.describe(exc)}", errno=exc.errno) from exc
+        raise NetError(f"failed to open netns '{spath}': {describe(exc)}", errno=exc.errno) from exc
     try:
         _check_netns_fd(fd, spath)
     except OSError as exc:
         os.close(fd)
-        raise NetError(f"failed to open netns '{spath}': {_netlink.describe(exc)}", errno=exc.errno) from exc
+        raise NetError(f"failed to open netns '{spath}': {describe(exc)}", errno=exc.errno) from exc
     except BaseException:
         os.close(fd)
         raise
@@ -139,7 +140,7 @@ def _identity(ref: NetnsRef) -> tuple[int, int]:
     try:
         st = os.fstat(ref) if isinstance(ref, int) else os.stat(ref)
     except FileNotFoundError as exc:
-        raise NetnsNotFound(f"failed to open netns '{ref}': {_netlink.describe(exc)}", errno=exc.errno) from exc
+        raise NetnsNotFound(f"failed to open netns '{ref}': {describe(exc)}", errno=exc.errno) from exc
     return st.st_dev, st.st_ino
 
 
@@ -154,7 +155,7 @@ def netlink_session() -> AbstractContextManager[None]:
     ``run_in_netns`` already does this for its target; use it for a batch of
     calls in the caller's own namespace (each call otherwise opens a socket).
     """
-    return _netlink.session()
+    return iproute.session()
 
 
 def run_in_netns(netns: NetnsRef, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -173,8 +174,8 @@ def run_in_netns(netns: NetnsRef, fn: Callable[P, T], *args: P.args, **kwargs: P
             try:
                 setns(fd)
             except OSError as exc:
-                raise NetError(f"failed to enter netns '{netns}': {_netlink.describe(exc)}", errno=exc.errno) from exc
-            with _netlink.session():
+                raise NetError(f"failed to enter netns '{netns}': {describe(exc)}", errno=exc.errno) from exc
+            with iproute.session():
                 outcome.append(fn(*args, **kwargs))
         except BaseException as exc:
             failure.append(exc)

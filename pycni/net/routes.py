@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any, Literal
 
-from pycni.net import _nlsync
-from pycni.net._netlink import IPRoute, Message, attr, failing, link_index, rtnl
 from pycni.net.errors import LinkNotFound, NetError
-from pycni.net.linkquery import index_of
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import rtnl
+from pycni.net.netlink.lookup import index_of
+from pycni.net.netlink.messages import Message, attr, request, route_msg
+from pycni.net.netlink.wire import NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RTM_NEWROUTE
 
 __all__ = [
     "RT_SCOPE_HOST",
@@ -86,8 +88,7 @@ def _describe(dst: IPNetwork, gw: IPAddress | None, dev: str | None) -> str:
     return text + "'"
 
 
-def _request(
-    ipr: IPRoute,
+def _route_spec(
     dst: IPNetwork,
     gw: IPAddress | None,
     dev: str | None,
@@ -100,7 +101,7 @@ def _request(
     if gw is not None:
         spec["gateway"] = str(gw)
     if dev:
-        spec["oif"] = link_index(ipr, dev)
+        spec["oif"] = index_of(dev)
     if table is not None:
         spec["table"] = table
     if priority is not None:
@@ -145,14 +146,14 @@ def add_route(
     metrics = [(name, value) for name, value in (("RTAX_MTU", mtu), ("RTAX_ADVMSS", advmss)) if value]
     if metrics:
         attrs.append(("RTA_METRICS", {"attrs": metrics}))
-    request = _nlsync.route_msg(
+    msg = route_msg(
         _family(dst), dst.prefixlen, table=RT_TABLE_MAIN if table is None else table, proto=_RTPROT_STATIC,
         scope=RT_SCOPE_UNIVERSE if scope is None else scope, rtype=_RTN_UNICAST, attrs=attrs,
     )
-    mode = _nlsync.NLM_F_REPLACE if replace else _nlsync.NLM_F_APPEND if append else _nlsync.NLM_F_EXCL
+    mode = NLM_F_REPLACE if replace else NLM_F_APPEND if append else NLM_F_EXCL
     try:
         with failing(f"add {_describe(dst, gw, dev)}", by_errno={errno.EEXIST: NetError}):
-            _nlsync.request(request, _nlsync.RTM_NEWROUTE, _nlsync.NLM_F_CREATE | mode)
+            request(msg, RTM_NEWROUTE, NLM_F_CREATE | mode)
     except NetError as exc:
         if not (exist_ok and exc.errno == errno.EEXIST):
             raise
@@ -170,7 +171,7 @@ def del_route(
     """Delete the route matching the given fields; True if one was deleted."""
     with rtnl() as ipr:
         try:
-            spec = _request(ipr, dst, gw, dev, table, priority)
+            spec = _route_spec(dst, gw, dev, table, priority)
             spec["scope"] = _RT_SCOPE_NOWHERE
             with failing(f"delete {_describe(dst, gw, dev)}"):
                 ipr.route("del", **spec)
@@ -224,7 +225,7 @@ def list_routes(
 ) -> list[RouteInfo]:
     """Routes (one entry per next hop), filtered by device, family and table."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev) if dev else None
+        index = index_of(dev) if dev else None
         with failing("list routes"):
             names = {int(m["index"]): attr(m, "IFLA_IFNAME", "") for m in ipr.link("dump")}
             messages = ipr.route("dump", family=_FAMILIES[family]) if family else ipr.route("dump")

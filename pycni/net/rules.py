@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, Literal
 
-from pycni.net._netlink import IPRoute, Message, attr, failing, rtnl
 from pycni.net.errors import NetError
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import IPRoute, rtnl
+from pycni.net.netlink.messages import Message, attr
 
 __all__ = ["FR_ACT_TO_TBL", "RuleInfo", "add_rule", "del_rule", "free_table", "list_rules", "used_tables"]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pycni.net._netlink import describe
 from pycni.net.errors import NetError
+from pycni.net.netlink.errors import describe
 
 __all__ = [
     "enable_ip_forward",

@@ -29,9 +29,12 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pycni.net._netlink import IPRoute, Message, attr, failing, link_index, rtnl
 from pycni.net.errors import LinkExists, NetError
 from pycni.net.links import LinkInfo, get_link
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import IPRoute, rtnl
+from pycni.net.netlink.lookup import index_of
+from pycni.net.netlink.messages import Message, attr
 
 __all__ = [
     "MAX_TBF_RATE_BITS",
@@ -155,7 +158,7 @@ def _qdisc_info(msg: Message) -> QdiscInfo:
 def list_qdiscs(dev: str) -> list[QdiscInfo]:
     """The qdiscs attached to ``dev`` (root, ingress and their children)."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         with failing(f"list qdiscs of link '{dev}'"):
             return [_qdisc_info(m) for m in ipr.get_qdiscs(index=index)]
 
@@ -186,7 +189,7 @@ def _ingress_filters(ipr: IPRoute, index: int, dev: str) -> list[Message]:
 def ingress_redirects(dev: str) -> list[int]:
     """The ifindexes that u32 filters on ``dev``'s ingress hook redirect packets to."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         targets = [_redirect_target(m) for m in _ingress_filters(ipr, index, dev)]
     return [t for t in targets if t is not None]
 
@@ -199,7 +202,7 @@ def ingress_redirects(dev: str) -> list[int]:
 def set_tbf(dev: str, params: TbfParams) -> None:
     """Make a TBF with ``params`` the root qdisc (handle 1:) of ``dev``."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         with failing(f"set tbf qdisc on link '{dev}'"):
             # pyroute2 derives the buffer from rate and burst by the formula
             # tbf_params uses, so the kernel gets exactly params.buffer.
@@ -222,8 +225,8 @@ def _ensure_ingress_qdisc(ipr: IPRoute, index: int, dev: str) -> None:
 def redirect_ingress(dev: str, target: str) -> None:
     """Redirect everything arriving on ``dev`` to the egress of ``target`` (u32 match-all + mirred)."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
-        target_index = link_index(ipr, target)
+        index = index_of(dev)
+        target_index = index_of(target)
         _ensure_ingress_qdisc(ipr, index, dev)
         for msg in _ingress_filters(ipr, index, dev):
             redirect = _redirect_target(msg)
@@ -263,7 +266,7 @@ def create_ifb(name: str, *, mtu: int | None = None, alias: str = "") -> LinkInf
     with rtnl() as ipr:
         with failing(f"create ifb '{name}'", by_errno={errno.EEXIST: LinkExists}):
             ipr.link("add", **spec)
-        index = link_index(ipr, name)
+        index = index_of(name)
         try:
             with failing(f"set up ifb '{name}'"):
                 if alias:

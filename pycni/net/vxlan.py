@@ -24,9 +24,12 @@ import socket
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
-from pycni.net._netlink import IPRoute, attr, failing, get_link_msg, link_index, rtnl
 from pycni.net.errors import LinkNotFound, NetError
 from pycni.net.links import LinkInfo, get_link, set_link_mac, set_link_mtu, set_link_up
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.iproute import IPRoute, get_link_msg, rtnl
+from pycni.net.netlink.lookup import index_of
+from pycni.net.netlink.messages import attr
 
 __all__ = [
     "FdbEntry",
@@ -89,7 +92,7 @@ def _identity(ipr: IPRoute, name: str) -> tuple[int, int, str, int] | None:
 def ensure_vxlan(spec: VxlanSpec) -> LinkInfo:
     """Create or adjust the VXLAN device; see the module contract."""
     with rtnl() as ipr:
-        underlay_index = link_index(ipr, spec.underlay)
+        underlay_index = index_of(spec.underlay)
         wanted = (spec.vni, spec.port, str(spec.local), underlay_index)
         try:
             current: tuple[int, int, str, int] | None = _identity(ipr, spec.name)
@@ -99,7 +102,7 @@ def ensure_vxlan(spec: VxlanSpec) -> LinkInfo:
         if current != wanted:
             if exists:  # another kind, or a vxlan with another identity: only a new device will do
                 with failing(f"delete link '{spec.name}'"):
-                    ipr.link("del", index=link_index(ipr, spec.name))
+                    ipr.link("del", index=index_of(spec.name))
             with failing(f"create vxlan '{spec.name}'"):
                 ipr.link(
                     "add",
@@ -129,7 +132,7 @@ def ensure_vxlan(spec: VxlanSpec) -> LinkInfo:
 def list_fdb(dev: str) -> list[FdbEntry]:
     """The unicast FDB entries of ``dev`` (all-zero and multicast MACs are left out)."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         with failing(f"list fdb of '{dev}'"):
             messages = ipr.fdb("dump", ifindex=index)
     out: list[FdbEntry] = []
@@ -147,7 +150,7 @@ def list_fdb(dev: str) -> list[FdbEntry]:
 def replace_fdb(dev: str, mac: str, dst: IPv4Address) -> None:
     """Point ``mac`` at the remote VTEP ``dst`` (permanent)."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         with failing(f"set fdb entry {mac} dst {dst} on '{dev}'"):
             ipr.fdb("replace", ifindex=index, lladdr=mac, dst=str(dst), state=NUD_PERMANENT, flags=NTF_SELF)
 
@@ -156,7 +159,7 @@ def delete_fdb(dev: str, mac: str, dst: IPv4Address | None = None) -> bool:
     """Remove the entry for ``mac`` (towards ``dst`` when given); False if there was none."""
     with rtnl() as ipr:
         try:
-            index = link_index(ipr, dev)
+            index = index_of(dev)
             spec: dict[str, object] = {"ifindex": index, "lladdr": mac, "flags": NTF_SELF}
             if dst is not None:
                 spec["dst"] = str(dst)
@@ -177,7 +180,7 @@ def delete_fdb(dev: str, mac: str, dst: IPv4Address | None = None) -> bool:
 def list_neighbours(dev: str) -> list[NeighbourEntry]:
     """IPv4 neighbour entries on ``dev``."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         with failing(f"list neighbours of '{dev}'"):
             messages = ipr.neigh("dump", ifindex=index, family=socket.AF_INET)
     out: list[NeighbourEntry] = []
@@ -197,7 +200,7 @@ def list_neighbours(dev: str) -> list[NeighbourEntry]:
 def replace_neighbour(dev: str, ip: IPv4Address, mac: str) -> None:
     """A permanent ``ip -> mac`` entry on ``dev``."""
     with rtnl() as ipr:
-        index = link_index(ipr, dev)
+        index = index_of(dev)
         with failing(f"set neighbour {ip} lladdr {mac} on '{dev}'"):
             ipr.neigh("replace", ifindex=index, dst=str(ip), lladdr=mac, state=NUD_PERMANENT,
                       family=socket.AF_INET)
@@ -207,7 +210,7 @@ def delete_neighbour(dev: str, ip: IPv4Address) -> bool:
     """Remove the neighbour entry for ``ip``; False if there was none."""
     with rtnl() as ipr:
         try:
-            index = link_index(ipr, dev)
+            index = index_of(dev)
             with failing(f"delete neighbour {ip} on '{dev}'"):
                 ipr.neigh("del", ifindex=index, dst=str(ip_address(ip)), family=socket.AF_INET)
         except LinkNotFound:

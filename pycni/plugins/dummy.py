@@ -41,7 +41,7 @@ def cmd_add(args: skel.CmdArgs) -> Result:
     conf = parse_conf(args.config)
 
     def create() -> LinkInfo:
-        from pycni.net.links import create_dummy
+        from pycni.net.stacked import create_dummy
 
         return create_dummy(args.ifname, args.netns, mtu=conf.mtu)
 

@@ -35,7 +35,8 @@ from pycni.spec.errors import InvalidConfig
 from pycni.spec.fields import read_bool
 
 if TYPE_CHECKING:
-    from pycni.net.links import IpvlanMode, LinkInfo
+    from pycni.net.links import LinkInfo
+    from pycni.net.stacked import IpvlanMode
     from pycni.spec.result import DNS, Result
 
 MODES = ("l2", "l3", "l3s")
@@ -90,7 +91,7 @@ def cmd_add(args: skel.CmdArgs) -> Result:
         reuse = prev
 
     def create() -> LinkInfo:
-        from pycni.net.links import create_ipvlan
+        from pycni.net.stacked import create_ipvlan
 
         return create_ipvlan(
             master.name,

@@ -34,7 +34,8 @@ from pycni.spec.errors import UnsupportedField
 from pycni.spec.fields import read_bool, read_str
 
 if TYPE_CHECKING:
-    from pycni.net.links import LinkInfo, MacvlanMode
+    from pycni.net.links import LinkInfo
+    from pycni.net.stacked import MacvlanMode
     from pycni.spec.result import DNS, Result
 
 MODES = ("bridge", "private", "vepa", "passthru")
@@ -78,7 +79,7 @@ def cmd_add(args: skel.CmdArgs) -> Result:
     master = resolve_master(conf.master, args, in_container=conf.link_in_container, max_mtu_of=conf.mtu)
 
     def create() -> LinkInfo:
-        from pycni.net.links import create_macvlan
+        from pycni.net.stacked import create_macvlan
 
         return create_macvlan(
             master.name,

@@ -115,9 +115,10 @@ def _configure_host(host_veth: str, result: Result) -> None:
 
 
 def cmd_add(args: skel.CmdArgs) -> Result:
-    from pycni.net.links import create_veth_pair, delete_link
+    from pycni.net.links import delete_link
     from pycni.net.netns import run_in_netns
     from pycni.net.sysctl import enable_ip_forward
+    from pycni.net.veth import create_veth_pair
     from pycni.spec.result import Interface
 
     conf = parse_conf(args.config)
@@ -144,7 +145,7 @@ def cmd_add(args: skel.CmdArgs) -> Result:
 
 
 def _setup_masquerade(args: skel.CmdArgs, conf: PtpConf, result: Result) -> None:
-    from pycni.net.masquerade import setup_masquerade, teardown_masquerade
+    from pycni.net.firewall.masquerade import setup_masquerade, teardown_masquerade
 
     addresses = [ipc.address for ipc in result.ips]
     network, ifname, cid = args.network_name, args.ifname, args.container_id
@@ -155,7 +156,7 @@ def _setup_masquerade(args: skel.CmdArgs, conf: PtpConf, result: Result) -> None
 
 def cmd_del(args: skel.CmdArgs) -> None:
     """IPAM DEL, the veth pair, the masquerade rules: every step runs, the first error is raised."""
-    from pycni.net.masquerade import teardown_masquerade
+    from pycni.net.firewall.masquerade import teardown_masquerade
 
     # Only what DEL needs is read: a config that could never ADD must still DEL.
     ip_masq = read_bool(args.config, "ipMasq", "")
@@ -270,7 +271,7 @@ def _check_host_routes(args: skel.CmdArgs, prev: Result) -> None:
 
 
 def _check_masquerade(args: skel.CmdArgs, prev: Result) -> None:
-    from pycni.net.masquerade import missing_masquerade
+    from pycni.net.firewall.masquerade import missing_masquerade
 
     found = find_interface(prev, args.ifname, sandbox=args.netns)
     addresses = [ipc.address for ipc in prev.ips if found is not None and ipc.interface == found[0]]
@@ -290,7 +291,7 @@ def cmd_gc(args: skel.CmdArgs) -> None:
     errors: list[CniError] = []
     _attempt(errors, gc_ipam, args)
     if conf.ip_masq:
-        from pycni.net.masquerade import gc_masquerade
+        from pycni.net.firewall.masquerade import gc_masquerade
 
         _attempt(errors, gc_masquerade, args.network_name, args.valid_attachments())
     if errors:

@@ -80,15 +80,15 @@ def cmd_add(args: skel.CmdArgs) -> Result:
     conf = parse_conf(args.config)
     mac = requested_mac(args, conf.mac)
     if conf.selinux_context:
-        from pycni.net.security import selinux_enabled
+        from pycni.net.tap import selinux_enabled
 
         if selinux_enabled():
             context = conf.selinux_context
             raise UnsupportedField(f"selinuxContext: {context!r}: labelling taps is not supported by pycni")
 
     def create() -> LinkInfo:
-        from pycni.net.links import create_tap
         from pycni.net.netns import run_in_netns
+        from pycni.net.tap import create_tap
 
         link = create_tap(
             args.ifname,

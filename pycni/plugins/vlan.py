@@ -75,7 +75,7 @@ def cmd_add(args: skel.CmdArgs) -> Result:
     master = resolve_master(conf.master, args, in_container=conf.link_in_container, max_mtu_of=conf.mtu)
 
     def create() -> LinkInfo:
-        from pycni.net.links import create_vlan
+        from pycni.net.stacked import create_vlan
 
         return create_vlan(
             master.name, conf.vlan_id, args.ifname, args.netns, mtu=conf.mtu, link_in_container=conf.link_in_container

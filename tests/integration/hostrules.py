@@ -76,8 +76,8 @@ def spoofcheck_chains(container_id: str) -> list[str]:
 
 
 def _remove_own(rules: HostRules) -> None:
-    from pycni.net.masquerade import gc_masquerade
-    from pycni.net.spoofcheck import teardown_spoofcheck
+    from pycni.net.firewall.masquerade import gc_masquerade
+    from pycni.net.firewall.spoofcheck import teardown_spoofcheck
 
     with suppress(Exception):
         gc_masquerade(rules.network, [])

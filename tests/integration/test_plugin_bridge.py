@@ -553,7 +553,7 @@ def test_masquerade_rules_are_interchangeable_with_go(
     lab: CniLab, make_netns: Any, host_rules: HostRules, tmp_path: Path
 ) -> None:
     """Same iptables chain names and comments as the reference: each side tears down the other's rules."""
-    from pycni.net.masquerade import iptables_chain
+    from pycni.net.firewall.masquerade import iptables_chain
 
     install_shims(tmp_path / "py", "bridge", "host-local")
     conf = [bridge(lab, isGateway=True, ipMasq=True, ipMasqBackend="iptables")]

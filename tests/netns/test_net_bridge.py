@@ -8,7 +8,7 @@ from ipaddress import ip_interface
 
 import pytest
 
-from pycni.net import bridge, links
+from pycni.net import bridge, links, veth
 from pycni.net.addrs import add_address, ensure_address_on_bridge, list_addresses
 from pycni.net.errors import AddressConflict, LinkExists, UnsupportedKernelFeature
 from pycni.net.sysctl import iface_key, read_sysctl
@@ -38,7 +38,7 @@ def test_ensure_bridge_creates_then_is_idempotent(hostns: Netns) -> None:
 
 
 def test_ensure_bridge_refuses_a_non_bridge(hostns: Netns, ctrns: Netns) -> None:
-    host, _ = hostns.call(links.create_veth_pair, "eth0", ctrns.path)
+    host, _ = hostns.call(veth.create_veth_pair, "eth0", ctrns.path)
     with pytest.raises(LinkExists, match=f'^"{host.name}" already exists but is not a bridge$'):
         hostns.call(bridge.ensure_bridge, host.name)
 
@@ -49,7 +49,7 @@ def test_two_containers_on_a_bridge_ping_each_other(hostns: Netns, make_netns: C
     spaces = [make_netns(), make_netns()]
     hosts = []
     for i, ns in enumerate(spaces, start=2):
-        host, _ = hostns.call(links.create_veth_pair, "eth0", ns.path)
+        host, _ = hostns.call(veth.create_veth_pair, "eth0", ns.path)
         hostns.call(links.set_master, host.name, br)
         hosts.append(host.name)
         ns.call(add_address, "eth0", ip_interface(f"10.97.0.{i}/24"))
@@ -81,7 +81,7 @@ def test_bridge_vlans(hostns: Netns, ctrns: Netns) -> None:
         hostns.call(bridge.ensure_bridge, br, vlan_filtering=True)
     except UnsupportedKernelFeature as exc:
         assert str(exc) == f"failed to create bridge '{br}': kernel does not support bridge vlan filtering"
-        host, _ = hostns.call(links.create_veth_pair, "eth0", ctrns.path)
+        host, _ = hostns.call(veth.create_veth_pair, "eth0", ctrns.path)
         hostns.call(bridge.ensure_bridge, br)
         hostns.call(links.set_master, host.name, br)
         with pytest.raises(UnsupportedKernelFeature, match="kernel does not support bridge vlan filtering"):
@@ -89,7 +89,7 @@ def test_bridge_vlans(hostns: Netns, ctrns: Netns) -> None:
         with pytest.raises(UnsupportedKernelFeature, match=f"failed to add vlan 10 on bridge port '{host.name}'"):
             hostns.call(bridge.add_bridge_vlan, host.name, 10, pvid=True, untagged=True)
         pytest.skip("kernel lacks CONFIG_BRIDGE_VLAN_FILTERING: checked the error, VLAN helpers untested")
-    host, _ = hostns.call(links.create_veth_pair, "eth0", ctrns.path)
+    host, _ = hostns.call(veth.create_veth_pair, "eth0", ctrns.path)
     hostns.call(links.set_master, host.name, br)
     hostns.call(bridge.add_bridge_vlan, host.name, 10, pvid=True, untagged=True)
     hostns.call(bridge.add_bridge_vlan, host.name, 20)

@@ -6,7 +6,7 @@ from ipaddress import ip_address, ip_interface, ip_network
 
 import pytest
 
-from pycni.net import links, routes
+from pycni.net import links, routes, veth
 from pycni.net.addrs import add_address, list_address_states, list_addresses
 from pycni.net.configure import configure_iface
 from pycni.net.errors import LinkNotFound, NetError
@@ -26,7 +26,7 @@ def _result(ctr: Netns, *ips: IPConfig, routes: tuple[Route, ...] = ()) -> Resul
 
 
 def _wire(hostns: Netns, ctrns: Netns) -> str:
-    host, _ = hostns.call(links.create_veth_pair, "eth0", ctrns.path)
+    host, _ = hostns.call(veth.create_veth_pair, "eth0", ctrns.path)
     hostns.run("ip", "addr", "add", f"{GW4}/24", "dev", host.name)
     hostns.run("ip", "addr", "add", f"{GW6}/64", "dev", host.name, "nodad")
     return host.name

@@ -8,7 +8,7 @@ from ipaddress import ip_interface, ip_network
 
 import pytest
 
-from pycni.net import links
+from pycni.net import links, stacked, tap, veth
 from pycni.net.addrs import add_address
 from pycni.net.errors import LinkExists, LinkNotFound, LinkNotUp, NetnsNotFound, UnsupportedKernelFeature
 from pycni.net.links import LinkInfo
@@ -19,7 +19,7 @@ from .conftest import Netns, ping, unique
 
 
 def _veth(hostns: Netns, ctrns: Netns, **kw: object) -> tuple[LinkInfo, LinkInfo]:
-    return hostns.call(links.create_veth_pair, "eth0", ctrns.path, **kw)  # type: ignore[arg-type]
+    return hostns.call(veth.create_veth_pair, "eth0", ctrns.path, **kw)  # type: ignore[arg-type]
 
 
 def test_veth_pair_into_netns_with_address_route_and_ping(hostns: Netns, ctrns: Netns) -> None:
@@ -61,14 +61,14 @@ def test_veth_with_a_taken_host_name_fails_cleanly(
     host, _ = _veth(hostns, ctrns)
     other = make_netns()
     with pytest.raises(LinkExists, match=f"host veth name '{host.name}' already exists"):
-        hostns.call(links.create_veth_pair, "eth1", other.path, host_ifname=host.name)
+        hostns.call(veth.create_veth_pair, "eth1", other.path, host_ifname=host.name)
     assert not other.call(links.link_exists, "eth1")
 
 
 def test_veth_into_a_missing_netns(hostns: Netns) -> None:
     gone = "/run/netns/" + unique("pycni-gone-")
     with pytest.raises(NetnsNotFound):
-        hostns.call(links.create_veth_pair, "eth0", gone)
+        hostns.call(veth.create_veth_pair, "eth0", gone)
     assert not os.path.exists(gone)
 
 
@@ -149,7 +149,7 @@ def _macvlan_parent(hostns: Netns) -> str:
 def test_macvlan_on_a_veth_parent(hostns: Netns, make_netns: Callable[[], Netns]) -> None:
     parent = _macvlan_parent(hostns)
     a, b = make_netns(), make_netns()
-    info = hostns.call(links.create_macvlan, parent, "eth0", a.path, mode="bridge", mtu=1400, mac="02:00:00:00:01:01")
+    info = hostns.call(stacked.create_macvlan, parent, "eth0", a.path, mode="bridge", mtu=1400, mac="02:00:00:00:01:01")
     assert (info.name, info.kind, info.mode, info.mtu, info.mac) == (
         "eth0",
         "macvlan",
@@ -157,7 +157,7 @@ def test_macvlan_on_a_veth_parent(hostns: Netns, make_netns: Callable[[], Netns]
         1400,
         "02:00:00:00:01:01",
     )
-    hostns.call(links.create_macvlan, parent, "eth0", b.path, mode="bridge")
+    hostns.call(stacked.create_macvlan, parent, "eth0", b.path, mode="bridge")
 
     # Two macvlans in bridge mode on one parent reach each other.
     a.call(add_address, "eth0", ip_interface("10.98.0.1/24"))
@@ -167,22 +167,22 @@ def test_macvlan_on_a_veth_parent(hostns: Netns, make_netns: Callable[[], Netns]
     assert ping(a, "10.98.0.2", count=2)
 
     with pytest.raises(LinkExists, match="failed to create macvlan 'eth0': file exists"):
-        hostns.call(links.create_macvlan, parent, "eth0", a.path)
+        hostns.call(stacked.create_macvlan, parent, "eth0", a.path)
     with pytest.raises(LinkNotFound, match="failed to find master 'nosuch0'"):
-        hostns.call(links.create_macvlan, "nosuch0", "eth1", a.path)
+        hostns.call(stacked.create_macvlan, "nosuch0", "eth1", a.path)
 
 
 def test_macvlan_with_the_master_in_the_container(ctrns: Netns) -> None:
     parent = _macvlan_parent(ctrns)
-    info = ctrns.call(links.create_macvlan, parent, "mv0", ctrns.path, mode="private", link_in_container=True)
+    info = ctrns.call(stacked.create_macvlan, parent, "mv0", ctrns.path, mode="private", link_in_container=True)
     assert (info.kind, info.mode) == ("macvlan", "private")
 
 
 def test_tap_in_netns(ctrns: Netns) -> None:
-    info = links.create_tap("tap0", ctrns.path, mtu=1300, mac="02:00:00:00:02:02")
+    info = tap.create_tap("tap0", ctrns.path, mtu=1300, mac="02:00:00:00:02:02")
     assert (info.name, info.kind, info.mtu, info.mac) == ("tap0", "tun", 1300, "02:00:00:00:02:02")
     with pytest.raises(LinkExists):
-        links.create_tap("tap0", ctrns.path)
+        tap.create_tap("tap0", ctrns.path)
     assert links.delete_link("tap0", ctrns.path)
 
 
@@ -190,9 +190,9 @@ def test_tap_in_netns(ctrns: Netns) -> None:
 def test_link_types_this_kernel_may_lack(kind: str, hostns: Netns, ctrns: Netns) -> None:
     parent = _macvlan_parent(hostns)
     create: Callable[[], LinkInfo] = {
-        "ipvlan": lambda: hostns.call(links.create_ipvlan, parent, "eth0", ctrns.path, mode="l2"),
-        "vlan": lambda: hostns.call(links.create_vlan, parent, 100, "eth0", ctrns.path),
-        "dummy": lambda: links.create_dummy("eth0", ctrns.path),
+        "ipvlan": lambda: hostns.call(stacked.create_ipvlan, parent, "eth0", ctrns.path, mode="l2"),
+        "vlan": lambda: hostns.call(stacked.create_vlan, parent, 100, "eth0", ctrns.path),
+        "dummy": lambda: stacked.create_dummy("eth0", ctrns.path),
     }[kind]
     try:
         info = create()

@@ -6,7 +6,7 @@ from ipaddress import ip_address, ip_interface, ip_network
 
 import pytest
 
-from pycni.net import links, routes
+from pycni.net import links, routes, veth
 from pycni.net.addrs import add_address, del_address, list_address_states, list_addresses
 from pycni.net.errors import LinkNotFound, NetError
 from pycni.net.routes import RouteInfo
@@ -20,7 +20,7 @@ def _two_links_up() -> None:
 
     here = current_netns_path()
     for pair in ("a", "b"):
-        links.create_veth_pair(f"{pair}1", here, host_ifname=f"{pair}0")
+        veth.create_veth_pair(f"{pair}1", here, host_ifname=f"{pair}0")
         links.set_link_up(f"{pair}1")
     add_address("a0", ip_interface("10.94.0.1/24"))
     add_address("b0", ip_interface("10.93.0.1/24"))

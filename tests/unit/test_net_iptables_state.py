@@ -1,4 +1,4 @@
-"""pycni.net.iptables_state without the kernel: iptables-save parsing, rule comparison, edits, retries.
+"""pycni.net.firewall.iptables.state without the kernel: iptables-save parsing, rule comparison, edits, retries.
 
 That ``canonical`` matches what real iptables prints is proven against the
 kernel in tests/integration/test_iptables_batching.py.
@@ -10,8 +10,8 @@ from ipaddress import ip_address
 
 import pytest
 
-from pycni.net import iptables_state as st
-from pycni.net.iptables import IptablesError
+from pycni.net.firewall.iptables import state as st
+from pycni.net.firewall.iptables.tool import IptablesError
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment
 from pycni.plugins.firewall.iptables_backend import IptablesBackend

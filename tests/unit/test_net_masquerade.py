@@ -1,4 +1,4 @@
-"""Pure parts of pycni.net.masquerade and pycni.net.spoofcheck: names, tags, rendered transactions.
+"""Pure parts of pycni.net.firewall.masquerade and .spoofcheck: names, tags, rendered transactions.
 
 The names must match the reference plugins' exactly, so that pycni and the
 Go plugins find (and tear down) each other's rules.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from ipaddress import ip_interface
 from typing import Any
 
-from pycni.net.masquerade import (
+from pycni.net.firewall.masquerade import (
     MASQ_CHAIN,
     TABLE,
     choose_backend,
@@ -18,7 +18,7 @@ from pycni.net.masquerade import (
     nft_comment,
     nft_setup_commands,
 )
-from pycni.net.spoofcheck import setup_commands
+from pycni.net.firewall.spoofcheck import setup_commands
 
 
 def test_iptables_chain_matches_the_reference() -> None:
@@ -96,13 +96,13 @@ _EMPTY_NAT = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING
 
 
 def _ipt_edit(text: str = _EMPTY_NAT, family: int = 4) -> Any:
-    from pycni.net.iptables_state import TableEdit, parse_save
+    from pycni.net.firewall.iptables.state import TableEdit, parse_save
 
     return TableEdit(parse_save(text, "nat", family))  # type: ignore[arg-type]
 
 
 def test_iptables_setup_lines_are_the_reference_layout() -> None:
-    from pycni.net.masquerade import _ipt_setup
+    from pycni.net.firewall.masquerade import _ipt_setup
 
     chain, comment = iptables_chain("mynet", "abc"), iptables_comment("mynet", "abc")
     edit = _ipt_edit()
@@ -129,7 +129,7 @@ def test_iptables_setup_lines_are_the_reference_layout() -> None:
     assert again.lines == []
 
     # teardown of one address keeps the chain for the other; of both removes it
-    from pycni.net.masquerade import _ipt_teardown
+    from pycni.net.firewall.masquerade import _ipt_teardown
 
     one = _ipt_edit(saved)
     _ipt_teardown(one, chain, [addresses[0]])
@@ -143,7 +143,7 @@ def test_iptables_setup_lines_are_the_reference_layout() -> None:
 
 
 def test_iptables_setup_v6_uses_the_v6_multicast_range() -> None:
-    from pycni.net.masquerade import _ipt_setup
+    from pycni.net.firewall.masquerade import _ipt_setup
 
     edit = _ipt_edit(family=6)
     _ipt_setup(edit, [ip_interface("fd00:1::5/64")], "CNI-x", "c")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pycni.net import _netlink, addrs, bridge, configure, errors, links, netns, routes, sysctl
+from pycni.net import addrs, bridge, configure, errors, links, netns, routes, stacked, sysctl, tap, veth
 from pycni.net.errors import LinkExists, LinkNotFound, NetError, NetnsNotFound, NotANetns, UnsupportedKernelFeature
+from pycni.net.netlink import errors as netlink_errors
 from pycni.spec.errors import CniError
 
 
@@ -19,7 +20,7 @@ def test_importing_pycni_net_does_not_import_pyroute2() -> None:
     code = (
         "import sys\n"
         "import pycni.net, pycni.net.links, pycni.net.bridge, pycni.net.addrs, pycni.net.routes,"
-        " pycni.net.sysctl, pycni.net.configure, pycni.net.netns\n"
+        " pycni.net.sysctl, pycni.net.configure, pycni.net.netns, pycni.net.veth, pycni.net.stacked, pycni.net.tap\n"
         "assert 'pyroute2' not in sys.modules, 'pyroute2 imported eagerly'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -40,10 +41,13 @@ def test_importing_pycni_net_does_not_import_pyroute2() -> None:
                   "default_route_interface", "del_route", "list_routes", "route_exists"}),
         (bridge, {"BridgeVlan", "add_bridge_vlan", "del_bridge_vlan", "ensure_bridge", "list_bridge_vlans",
                   "set_hairpin", "set_port_isolated", "set_promisc"}),
-        (links, {"OPER_DELAYS", "LinkInfo", "create_dummy", "create_ipvlan", "create_macvlan", "create_tap",
-                 "create_veth_pair", "create_vlan", "delete_link", "get_link", "get_link_by_index", "link_exists",
+        (links, {"IPVLAN_MODES", "MACVLAN_MODES", "OPER_DELAYS", "LinkInfo", "delete_link", "get_link",
+                 "get_link_by_index", "link_exists",
                  "list_links", "move_link_to_netns", "random_ifname", "rename_link", "set_link_alias",
                  "set_link_down", "set_link_mac", "set_link_mtu", "set_link_up", "set_master", "wait_oper_up"}),
+        (veth, {"create_veth_pair"}),
+        (stacked, {"IpvlanMode", "MacvlanMode", "create_dummy", "create_ipvlan", "create_macvlan", "create_vlan"}),
+        (tap, {"create_tap", "selinux_enabled"}),
     ],
 )  # fmt: skip
 def test_public_api_is_pinned(module: object, names: set[str]) -> None:
@@ -59,13 +63,13 @@ def test_every_net_error_is_a_cni_error() -> None:
 
 
 def test_failing_translates_oserror_with_a_go_style_cause() -> None:
-    with pytest.raises(LinkNotFound) as caught, _netlink.failing("delete link 'eth0'"):
+    with pytest.raises(LinkNotFound) as caught, netlink_errors.failing("delete link 'eth0'"):
         raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
     assert str(caught.value) == "failed to delete link 'eth0': no such device"
     assert caught.value.errno == errno.ENODEV
     assert isinstance(caught.value.__cause__, OSError)
 
-    with pytest.raises(NetError) as other, _netlink.failing("add route 'x'", by_errno={errno.EEXIST: NetError}):
+    with pytest.raises(NetError) as other, netlink_errors.failing("add route 'x'", by_errno={errno.EEXIST: NetError}):
         raise OSError(errno.EEXIST, os.strerror(errno.EEXIST))
     assert type(other.value) is NetError
     assert str(other.value) == "failed to add route 'x': file exists"
@@ -74,16 +78,17 @@ def test_failing_translates_oserror_with_a_go_style_cause() -> None:
 def test_failing_translates_netlink_errors_with_the_kernel_extack() -> None:
     from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-    with pytest.raises(UnsupportedKernelFeature) as caught, _netlink.failing("create ipvlan 'eth0'"):
+    with pytest.raises(UnsupportedKernelFeature) as caught, netlink_errors.failing("create ipvlan 'eth0'"):
         raise NetlinkError(errno.EOPNOTSUPP, "Unknown device type")
     assert str(caught.value) == "failed to create ipvlan 'eth0': operation not supported (Unknown device type)"
 
-    with pytest.raises(LinkExists, match=r"^failed to add link 'a': file exists$"), _netlink.failing("add link 'a'"):
+    exists = pytest.raises(LinkExists, match=r"^failed to add link 'a': file exists$")
+    with exists, netlink_errors.failing("add link 'a'"):
         raise NetlinkError(errno.EEXIST)
 
 
 def test_failing_leaves_other_exceptions_alone() -> None:
-    with pytest.raises(KeyError), _netlink.failing("anything"):
+    with pytest.raises(KeyError), netlink_errors.failing("anything"):
         raise KeyError("x")
 
 
@@ -123,14 +128,40 @@ def test_random_ifname_fits_ifnamsiz() -> None:
 def test_message_classes_load_without_the_whole_of_pyroute2_which_still_completes_on_demand() -> None:
     code = (
         "import sys\n"
-        "from pycni.net import _nlsync\n"
-        "_nlsync.link_msg()\n"
+        "from pycni.net.netlink import messages\n"
+        "messages.link_msg()\n"
         "assert 'pyroute2.netlink.rtnl.ifinfmsg' in sys.modules\n"
         "assert 'pyroute2.ndb.main' not in sys.modules, 'the package __init__ ran'\n"
-        "from pycni.net._netlink import _pyroute2\n"
-        "assert _pyroute2().IPRoute and _pyroute2().Conntrack\n"
+        "assert messages.pyroute2().IPRoute and messages.pyroute2().Conntrack\n"
         "import pyroute2\n"
-        "assert pyroute2.IPRoute is _pyroute2().IPRoute\n"
+        "assert pyroute2.IPRoute is messages.pyroute2().IPRoute\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_any_code_asking_pyroute2_for_its_api_after_the_light_path_gets_the_whole_package() -> None:
+    code = (
+        "import sys\n"
+        "from pycni.net.netlink import messages\n"
+        "messages.route_msg(2, 0, table=254, proto=4, scope=0, rtype=1)\n"
+        "assert 'pyroute2.ndb.main' not in sys.modules, 'the package __init__ ran'\n"
+        "from pyroute2 import IPRoute, NDB\n"  # not through pycni: the deferred package finishes itself
+        "import pyroute2\n"
+        "assert type(pyroute2).__name__ == 'module' and pyroute2.IPRoute is IPRoute and NDB\n"
+        "assert 'pyroute2.ndb.main' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_preload_loads_the_whole_of_pyroute2_and_the_message_classes() -> None:
+    code = (
+        "import sys\n"
+        "import pycni.net\n"
+        "assert 'pyroute2' not in sys.modules\n"
+        "pycni.net.preload()\n"
+        "assert {'pyroute2.iproute', 'pyroute2.conntrack', 'pyroute2.netlink.rtnl.rtmsg'} <= set(sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -108,13 +108,13 @@ def check_attachment(args: CmdArgs, conf: BridgeConf) -> None:
     host = _host_peer(prev, container, bridge)
 
     if conf.ip_masq and ips:
-        from pycni.net.masquerade import missing_masquerade
+        from pycni.net.firewall.masquerade import missing_masquerade
 
         missing = missing_masquerade([ipc.address for ipc in ips], conf.network, args.ifname, args.container_id)
         if missing:
             raise CniError(f"no IP masquerade rule for {', '.join(str(a) for a in missing)}")
     if conf.macspoofchk:
-        from pycni.net.spoofcheck import spoofcheck_present
+        from pycni.net.firewall.spoofcheck import spoofcheck_present
 
         if not spoofcheck_present(host, args.container_id, args.ifname):
             raise CniError(f"MAC spoof-check rules for '{args.ifname}' (host veth '{host}') are missing")

@@ -74,17 +74,18 @@ def cmd_add(args: skel.CmdArgs) -> Result:
 def _add(args: skel.CmdArgs, conf: BridgeConf, mac: str) -> Result:
     from pycni.net import links
     from pycni.net.bridge import ensure_bridge
+    from pycni.net.veth import create_veth_pair
     from pycni.spec.result import Interface
 
     ensure_bridge(conf.bridge, mtu=conf.mtu, promisc=conf.promisc_mode, vlan_filtering=conf.vlan_filtering)
     undo = _Undo()
     try:
-        host, container = links.create_veth_pair(args.ifname, args.netns, mtu=conf.mtu, container_mac=mac or None)
+        host, container = create_veth_pair(args.ifname, args.netns, mtu=conf.mtu, container_mac=mac or None)
         # Deleting the host end deletes the pair, wherever the container end is.
         undo.push(f"delete veth '{host.name}'", lambda: links.delete_link(host.name, missing_ok=True))
         _connect_port(host.name, conf)
         if conf.macspoofchk:
-            from pycni.net.spoofcheck import setup_spoofcheck, teardown_spoofcheck
+            from pycni.net.firewall.spoofcheck import setup_spoofcheck, teardown_spoofcheck
 
             setup_spoofcheck(host.name, container.mac, args.container_id, args.ifname)
             undo.push("remove the spoof check", lambda: teardown_spoofcheck(args.container_id, args.ifname))
@@ -150,7 +151,7 @@ def _add_l3(
         apply_gateways(gateway_link, conf.bridge, plan.gateways, force=conf.force_address)
 
     if conf.ip_masq:
-        from pycni.net.masquerade import setup_masquerade, teardown_masquerade
+        from pycni.net.firewall.masquerade import setup_masquerade, teardown_masquerade
 
         addresses = [ipc.address for ipc in result.ips]
         setup_masquerade(addresses, conf.network, args.ifname, args.container_id, conf.ip_masq_backend or None)

@@ -84,11 +84,11 @@ def cmd_del(args: CmdArgs) -> None:
         attempt(lambda: ipam_del(args))
     addresses = attempt(lambda: _delete_container_link(args)) or _prev_addresses(args)
     if conf.macspoofchk:
-        from pycni.net.spoofcheck import teardown_spoofcheck
+        from pycni.net.firewall.spoofcheck import teardown_spoofcheck
 
         attempt(lambda: teardown_spoofcheck(args.container_id, args.ifname))
     if conf.ip_masq:
-        from pycni.net.masquerade import teardown_masquerade
+        from pycni.net.firewall.masquerade import teardown_masquerade
 
         attempt(lambda: teardown_masquerade(conf.network, args.ifname, args.container_id, addresses))
     attempt.raise_first()
@@ -135,9 +135,9 @@ def _prev_addresses(args: CmdArgs) -> list[IPv4Interface | IPv6Interface]:
 
 def cmd_gc(args: CmdArgs) -> None:
     """IPAM GC, then the host-side rules of attachments no longer valid; every step runs."""
+    from pycni.net.firewall.masquerade import gc_masquerade
+    from pycni.net.firewall.spoofcheck import gc_spoofcheck
     from pycni.net.links import link_exists
-    from pycni.net.masquerade import gc_masquerade
-    from pycni.net.spoofcheck import gc_spoofcheck
 
     conf = _teardown_conf(args)
     valid = args.valid_attachments()

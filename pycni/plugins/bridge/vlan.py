@@ -51,8 +51,9 @@ def configure_port_vlans(port: str, conf: BridgeConf) -> None:
 def ensure_vlan_gateway_link(conf: BridgeConf) -> LinkInfo:
     """The ``<bridge>.<vlan>`` link that carries the VLAN's gateway address, created if absent."""
     from pycni.net.errors import LinkNotFound
-    from pycni.net.links import create_veth_pair, delete_link, get_link, set_link_up, set_master
+    from pycni.net.links import delete_link, get_link, set_link_up, set_master
     from pycni.net.netns import current_netns_path
+    from pycni.net.veth import create_veth_pair
 
     name = f"{conf.bridge}.{conf.vlan}"
     try:

@@ -20,9 +20,9 @@ import shlex
 import shutil
 from collections.abc import Callable, Collection, Sequence
 
-from pycni.net import iptables
 from pycni.net.errors import NetError
-from pycni.net.iptables_state import TableEdit, TableState, change, save
+from pycni.net.firewall.iptables import tool as iptables
+from pycni.net.firewall.iptables.state import TableEdit, TableState, change, save
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment, stale_tags
 from pycni.spec.errors import CniError

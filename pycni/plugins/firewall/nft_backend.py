@@ -59,7 +59,7 @@ def _bridge_of(rule: dict[str, Any]) -> str | None:
 class NftBackend:
     def __init__(self, runner: NftRunner | None = None) -> None:
         if runner is None:
-            from pycni.net import nft
+            from pycni.net.firewall import nft
 
             runner = nft
         self._nft = runner

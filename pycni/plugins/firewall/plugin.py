@@ -39,7 +39,7 @@ _BAD_IFNAME_CHARS = frozenset("\"\\'/: \t\n")
 
 
 def _iptables_usable() -> bool:
-    from pycni.net import iptables
+    from pycni.net.firewall.iptables import tool as iptables
 
     return iptables.available(4)
 
@@ -146,7 +146,8 @@ def cmd_del(args: CmdArgs) -> None:
 
 
 def _usable(backend: str) -> bool:
-    from pycni.net import iptables, nft
+    from pycni.net.firewall import nft
+    from pycni.net.firewall.iptables import tool as iptables
 
     if backend == "iptables":
         return iptables.available(4)

@@ -115,7 +115,7 @@ def dnat_comment(att: Attachment) -> str:
 
 
 def _q(tokens: Sequence[str]) -> str:
-    from pycni.net.iptables_restore import quote
+    from pycni.net.firewall.iptables.save_restore import quote
 
     return " ".join(quote(t) for t in tokens)
 
@@ -281,13 +281,13 @@ class IptablesRunner(Protocol):
 
 class _KernelRunner:
     def list_nat(self, family: Family) -> list[str] | None:
-        from pycni.net import iptables
+        from pycni.net.firewall.iptables import tool as iptables
 
         lines = iptables.list_rules(family, NAT)
         return lines or None
 
     def restore(self, family: Family, lines: Sequence[str]) -> None:
-        from pycni.net.iptables_restore import restore
+        from pycni.net.firewall.iptables.save_restore import restore
 
         restore(family, NAT, lines)
 

@@ -423,7 +423,7 @@ class NftBackend:
 
     def __init__(self, runner: NftRunner | None = None, lock: Callable[[], Any] | None = None) -> None:
         if runner is None:
-            from pycni.net import nft
+            from pycni.net.firewall import nft
 
             runner = nft
         self._nft = runner

@@ -26,7 +26,7 @@ layout is per container). Teardown and GC always try both backends, so a
 config that switched backends, or rules made by the Go plugins, are still
 removed; a backend that is not usable on this host is skipped. Each
 iptables operation reads a family's nat table once and writes it at most
-once (pycni.net.iptables_state); teardown skips a family whose
+once (``iptables.state``); teardown skips a family whose
 per-container chain provably does not exist (iptables-nft, read
 in-process), so tearing down nftables-made rules starts no iptables process.
 
@@ -44,9 +44,10 @@ from functools import partial
 from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from typing import Any, Literal
 
-from pycni.net import iptables, nft
 from pycni.net.errors import NetError
-from pycni.net.iptables_state import TableEdit, TableState, chain_known_missing, change, save
+from pycni.net.firewall import nft
+from pycni.net.firewall.iptables import tool as iptables
+from pycni.net.firewall.iptables.state import TableEdit, TableState, chain_known_missing, change, save
 
 __all__ = [
     "MASQ_CHAIN",

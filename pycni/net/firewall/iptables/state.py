@@ -1,6 +1,6 @@
 """One read and at most one write per iptables table: iptables-save, an in-memory edit, iptables-restore.
 
-pycni.net.iptables runs one tool process per check and per rule. Here a
+``tool`` runs one tool process per check and per rule. Here a
 whole operation on one table of one family costs one ``iptables-save -t
 <table>`` (parsed into a TableState) and, when something must change, one
 ``iptables-restore --noflush`` of the lines a TableEdit collected. The
@@ -34,8 +34,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from pycni.net import iptables_restore
-from pycni.net.iptables import Family, IptablesError, nft_chains
+from pycni.net.firewall.iptables import save_restore
+from pycni.net.firewall.iptables.tool import Family, IptablesError, nft_chains
 
 __all__ = [
     "TableEdit",
@@ -184,7 +184,7 @@ def canonical(rule: Sequence[str]) -> tuple[str, ...]:
 
 
 def _restore_line(*tokens: str) -> str:
-    return " ".join(iptables_restore.quote(t) for t in tokens)
+    return " ".join(save_restore.quote(t) for t in tokens)
 
 
 # -- a table as read ----------------------------------------------------------------
@@ -380,7 +380,7 @@ def change(family: Family, table: str, build: Callable[[TableEdit], T], *, attem
         if not edit.lines:
             return result
         try:
-            iptables_restore.restore(family, table, edit.lines)
+            save_restore.restore(family, table, edit.lines)
         except IptablesError:
             if attempt == attempts:
                 raise

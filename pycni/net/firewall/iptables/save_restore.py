@@ -1,6 +1,6 @@
 """Atomic iptables changes: ``iptables-restore --noflush`` (and ip6tables-restore).
 
-pycni.net.iptables runs one tool process per rule; a plugin that changes
+``tool`` runs one tool process per rule; a plugin that changes
 a dozen rules pays a dozen process starts and exposes half-built chains
 in between. A restore document applies a whole table's changes in one
 process and one kernel transaction (iptables-nft commits it as one nft
@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Literal
 
-from pycni.net.iptables import IptablesError
+from pycni.net.firewall.iptables.tool import IptablesError
 
 __all__ = ["quote", "restore"]
 

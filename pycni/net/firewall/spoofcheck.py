@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pycni.net import nft
+from pycni.net.firewall import nft
 
 __all__ = [
     "gc_spoofcheck",

@@ -1,4 +1,4 @@
-"""pycni.net.linkquery against pyroute2's full decoding of the same links: every field LinkInfo uses agrees."""
+"""pycni.net.netlink.lookup against pyroute2's full decoding of the same links: every field LinkInfo uses agrees."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from pycni.net import linkquery
-from pycni.net._netlink import _pyroute2
 from pycni.net.errors import LinkNotFound
+from pycni.net.netlink import lookup
+from pycni.net.netlink.messages import pyroute2
 
 from .conftest import Netns, run
 
 
 def _pyroute2_view() -> dict[str, dict[str, Any]]:
-    """name -> the fields linkquery decodes, as pyroute2 decodes them (the reference)."""
-    ipr = _pyroute2().IPRoute()  # completes the package if the light import path ran first
+    """name -> the fields lookup decodes, as pyroute2 decodes them (the reference)."""
+    ipr = pyroute2().IPRoute()  # completes the package if the light import path ran first
     try:
         out = {}
         for msg in ipr.link("dump"):
@@ -38,7 +38,7 @@ def _pyroute2_view() -> dict[str, dict[str, Any]]:
         ipr.close()
 
 
-def _fields(raw: linkquery.RawLink) -> dict[str, Any]:
+def _fields(raw: lookup.RawLink) -> dict[str, Any]:
     return {key: getattr(raw, key) for key in
             ("index", "flags", "mac", "mtu", "oper_state", "master", "alias", "link", "link_netnsid", "kind")}
 
@@ -53,28 +53,28 @@ def test_query_and_dump_agree_with_pyroute2_on_every_kind(hostns: Netns, ctrns: 
 
     def compare() -> list[str]:
         reference = _pyroute2_view()
-        dumped = {raw.name: raw for raw in linkquery.dump_links()}
+        dumped = {raw.name: raw for raw in lookup.dump_links()}
         assert set(dumped) == set(reference)
         for name, expected in reference.items():
             assert _fields(dumped[name]) == expected, name
-            assert _fields(linkquery.query_link(name=name)) == expected, name
-            assert _fields(linkquery.query_link(index=expected["index"])) == expected, name
-            assert linkquery.index_of(name) == expected["index"]
+            assert _fields(lookup.query_link(name=name)) == expected, name
+            assert _fields(lookup.query_link(index=expected["index"])) == expected, name
+            assert lookup.index_of(name) == expected["index"]
         return sorted(reference)
 
     names = hostns.call(compare)
     assert {"lo", "lqbr0", "lqveth0", "lqmv0"} <= set(names)
-    macvlan = hostns.call(linkquery.query_link, "lqmv0")
-    assert (macvlan.kind, linkquery.kind_u32(macvlan, 1)) == ("macvlan", 8)  # passthru
-    veth = hostns.call(linkquery.query_link, "lqveth0")
-    assert veth.master == hostns.call(linkquery.index_of, "lqbr0") and veth.link_netnsid is not None
+    macvlan = hostns.call(lookup.query_link, "lqmv0")
+    assert (macvlan.kind, lookup.kind_u32(macvlan, 1)) == ("macvlan", 8)  # passthru
+    veth = hostns.call(lookup.query_link, "lqveth0")
+    assert veth.master == hostns.call(lookup.index_of, "lqbr0") and veth.link_netnsid is not None
 
 
 @pytest.mark.parametrize("name", ["nosuchlink0", "x" * 16, "bad\0name"])
 def test_missing_links_are_link_not_found(hostns: Netns, name: str) -> None:
     with pytest.raises(LinkNotFound, match="failed to find link"):
-        hostns.call(linkquery.query_link, name)
+        hostns.call(lookup.query_link, name)
     with pytest.raises(LinkNotFound, match="failed to find link"):
-        hostns.call(linkquery.index_of, name)
+        hostns.call(lookup.index_of, name)
     with pytest.raises(LinkNotFound, match="index 99999"):
-        hostns.call(linkquery.query_link, None, 99999)
+        hostns.call(lookup.query_link, None, 99999)

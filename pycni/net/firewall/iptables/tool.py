@@ -6,10 +6,9 @@ iptables-nft, so these rules land in nftables' ``ip``/``ip6`` tables too.
 There is no maintained Python binding for iptables-nft, so we drive the
 tool, always with ``-w`` (wait for the xtables lock) and never in a shell.
 
-Contract: ``family`` is 4 or 6. Functions raise NetError with the tool's
-message; the ``*_if_exists`` / ``ensure_*`` forms make setup and teardown
-idempotent. Each function here costs one process start or more; code that
-reads or changes several rules uses pycni.net.iptables_state (one
+Contract: ``family`` is 4 or 6. Functions raise IptablesError (a
+NetError) with the tool's message. ``run`` and ``list_rules`` cost one
+process start each; code that reads or changes rules uses ``state`` (one
 iptables-save and at most one iptables-restore per table) instead.
 
 ``variant(family)`` says which iptables the tool is ("nf_tables" or
@@ -43,7 +42,6 @@ def _binary(family: Family) -> str:
     return "iptables" if family == 4 else "ip6tables"
 
 
-_BUILTIN_CHAINS = frozenset({"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"})
 _cache_lock = threading.Lock()
 _variants: dict[str, str] = {}  # resolved binary -> "nf_tables" | "legacy"
 _usable: set[tuple[str, int]] = set()  # (resolved binary, family) that listed the nat table once
@@ -113,7 +111,7 @@ def nft_chains_by_family(table: str) -> dict[Family, frozenset[str]] | None:
 def _nft_chain_names(families: tuple[Family, ...], table: str) -> dict[Family, frozenset[str]] | None:
     if any(variant(family) != "nf_tables" for family in families):
         return None
-    from pycni.net import nft
+    from pycni.net.firewall import nft
 
     nft_families = {4: "ip", 6: "ip6"}
     what = f"chains {nft_families[families[0]]}" if len(families) == 1 else "chains"
@@ -143,7 +141,7 @@ def nft_rule_verdicts(family: Family, table: str, chain: str) -> list[str] | Non
     """
     if variant(family) != "nf_tables":
         return None
-    from pycni.net import nft
+    from pycni.net.firewall import nft
 
     try:
         items = nft.list_json(f"chain {'ip' if family == 4 else 'ip6'} {table} {chain}")
@@ -179,81 +177,17 @@ def run(family: Family, *args: str) -> str:
     return _call(family, args).stdout
 
 
-def chain_exists(family: Family, table: str, chain: str) -> bool:
-    if chain not in _BUILTIN_CHAINS:
-        known = nft_chains(family, table)
-        if known is not None:
-            return chain in known
-    return _call(family, ["-t", table, "-S", chain], check=False).returncode == 0
-
-
-def ensure_chain(family: Family, table: str, chain: str) -> None:
-    if not chain_exists(family, table, chain):
-        proc = _call(family, ["-t", table, "-N", chain], check=False)
-        if proc.returncode != 0 and not chain_exists(family, table, chain):  # lost a race: fine if it exists now
-            raise IptablesError(f"failed to create chain {table}/{chain}: {proc.stderr.strip()}")
-
-
-def rule_exists(family: Family, table: str, chain: str, rule: Sequence[str]) -> bool:
-    return _call(family, ["-t", table, "-C", chain, *rule], check=False).returncode == 0
-
-
-def append_unique(family: Family, table: str, chain: str, rule: Sequence[str]) -> None:
-    if not rule_exists(family, table, chain, rule):
-        run(family, "-t", table, "-A", chain, *rule)
-
-
-def insert_unique(family: Family, table: str, chain: str, rule: Sequence[str], position: int = 1) -> None:
-    if not rule_exists(family, table, chain, rule):
-        run(family, "-t", table, "-I", chain, str(position), *rule)
-
-
-def delete_rule_if_exists(family: Family, table: str, chain: str, rule: Sequence[str]) -> bool:
-    """Delete every copy of ``rule``; False when there was none (or no chain)."""
-    deleted = False
-    while rule_exists(family, table, chain, rule):
-        run(family, "-t", table, "-D", chain, *rule)
-        deleted = True
-    return deleted
-
-
-def delete_chain_if_exists(family: Family, table: str, chain: str) -> bool:
-    """Flush and delete ``chain`` (jumps to it must be removed first)."""
-    if not chain_exists(family, table, chain):
-        return False
-    run(family, "-t", table, "-F", chain)
-    run(family, "-t", table, "-X", chain)
-    return True
-
-
 def list_rules(family: Family, table: str, chain: str | None = None) -> list[str]:
     """``iptables -S`` lines of a table or chain ([] when the chain is missing)."""
     proc = _call(family, ["-t", table, "-S", *([chain] if chain else [])], check=False)
     return proc.stdout.splitlines() if proc.returncode == 0 else []
 
 
-def chains(family: Family, table: str) -> list[str]:
-    """Names of the user chains and built-in chains of ``table``."""
-    out = []
-    for line in list_rules(family, table):
-        if line.startswith(("-N ", "-P ")):
-            out.append(line.split()[1])
-    return out
-
-
 __all__ = [
     "IptablesError",
-    "append_unique",
     "available",
-    "chain_exists",
-    "chains",
-    "delete_chain_if_exists",
-    "delete_rule_if_exists",
-    "ensure_chain",
-    "insert_unique",
     "list_rules",
     "nft_chains",
-    "rule_exists",
     "run",
     "variant",
 ]

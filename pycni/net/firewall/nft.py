@@ -10,9 +10,10 @@ Contract:
   ``apply_json(commands)`` does the same for libnftables JSON commands.
 - ``list_json(what)`` returns the "nftables" array of ``nft -j list <what>``,
   or [] when the object does not exist (so teardown can be idempotent).
-- ``rule_handles(family, table, chain, comment_prefix)`` finds rules by the
-  owner tag in their comment: that is how DEL and GC remove exactly what an
-  attachment added, even after a crash.
+- ``rules(family, table, chain=None)`` returns nft's JSON rule objects,
+  comments and handles included: callers find an attachment's rules by the
+  owner tag in their comment, which is how DEL and GC remove exactly what it
+  added, even after a crash. ``table_exists`` asks without listing rules.
 """
 
 from __future__ import annotations
@@ -96,37 +97,11 @@ def rules(family: str, table: str, chain: str | None = None) -> list[dict[str, A
     return [item["rule"] for item in list_json(what) if "rule" in item]
 
 
-def rule_handles(family: str, table: str, comment_prefix: str, chain: str | None = None) -> list[tuple[str, int]]:
-    """(chain, handle) of every rule whose comment starts with ``comment_prefix``."""
-    return [
-        (rule["chain"], rule["handle"])
-        for rule in rules(family, table, chain)
-        if str(rule.get("comment", "")).startswith(comment_prefix)
-    ]
-
-
-def delete_rules(family: str, table: str, comment_prefix: str) -> int:
-    """Delete every rule of ``table`` tagged with ``comment_prefix``; return how many."""
-    found = rule_handles(family, table, comment_prefix)
-    if found:
-        apply("\n".join(f"delete rule {family} {table} {chain} handle {handle}" for chain, handle in found))
-    return len(found)
-
-
-def quote_comment(text: str) -> str:
-    """An nft comment literal: quotes removed, at most 128 bytes (nft's limit)."""
-    cleaned = text.replace('"', "").replace("\\", "")
-    return '"' + cleaned.encode()[:128].decode(errors="ignore") + '"'
-
-
 __all__ = [
     "NftError",
     "apply",
     "apply_json",
-    "delete_rules",
     "list_json",
-    "quote_comment",
-    "rule_handles",
     "rules",
     "table_exists",
 ]

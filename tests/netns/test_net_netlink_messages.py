@@ -1,4 +1,4 @@
-"""pycni.net's synchronous netlink path leaves the kernel exactly as pyroute2's high-level API did.
+"""pycni.net's synchronous netlink path (``netlink.messages``) leaves the kernel as pyroute2's high-level API did.
 
 The same addresses and routes are made twice, in two namespaces: with
 pyroute2's ``IPRoute`` (the reference the plugins used before) and with
@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from pycni.net import _nlsync, addrs, links, routes
-from pycni.net._netlink import _pyroute2
+from pycni.net import addrs, links, routes
 from pycni.net.errors import LinkExists, NetError, UnsupportedKernelFeature
+from pycni.net.netlink import messages, wire
+from pycni.net.netlink.messages import pyroute2
 
 from .conftest import Netns, run
 
@@ -42,7 +43,7 @@ def _prepare(ns: Netns) -> None:
 
 
 def _with_pyroute2() -> None:
-    ipr = _pyroute2().IPRoute()  # completes the package if the light import path ran first
+    ipr = pyroute2().IPRoute()  # completes the package if the light import path ran first
     try:
         index = ipr.link_lookup(ifname="d0")[0]
         ipr.link("set", index=index, mtu=1450, address="02:00:00:00:61:01", ifalias="the d0")
@@ -119,11 +120,12 @@ def test_errors_carry_errno_and_the_kernels_text(hostns: Netns) -> None:
     assert exists.value.errno == errno.EEXIST and "add address 10.61.0.2/24 to link 'd0'" in str(exists.value)
     assert not hostns.call(addrs.del_address, "d0", ip_interface("10.99.0.2/24"), missing_ok=True)
     with pytest.raises(LinkExists):
-        hostns.call(links._create_here, "veth", "d0", None, peer={"ifname": "d9"})
+        peer = ("VETH_INFO_PEER", {"attrs": [("IFLA_IFNAME", "d9")]})
+        hostns.call(messages.create_link, "veth", "d0", info_data=[peer])
     with pytest.raises(OSError, match="Unknown device type") as unknown:  # the extended ack's text
-        hostns.call(_nlsync.request, _nlsync.link_msg(attrs=[
+        hostns.call(messages.request, messages.link_msg(attrs=[
             ("IFLA_IFNAME", "zz0"), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "nosuchkind")]})]),
-            _nlsync.RTM_NEWLINK, _nlsync.NLM_F_CREATE | _nlsync.NLM_F_EXCL)
+            wire.RTM_NEWLINK, wire.NLM_F_CREATE | wire.NLM_F_EXCL)
     assert unknown.value.errno == errno.EOPNOTSUPP
     with pytest.raises(UnsupportedKernelFeature, match="kernel does not support link type 'nosuchkind'"):
-        hostns.call(links._create_here, "nosuchkind", "zz0", None)
+        hostns.call(messages.create_link, "nosuchkind", "zz0")

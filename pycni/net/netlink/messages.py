@@ -1,0 +1,202 @@
+"""pyroute2's message classes, and sending one of them through ``wire``.
+
+Contract:
+
+- ``link_msg``, ``addr_msg`` and ``route_msg`` build an ``ifinfmsg``,
+  ``ifaddrmsg`` or ``rtmsg`` whose fields and ``attrs`` (pyroute2's NLA
+  names: ``("IFLA_MTU", 1400)``) the caller chose; ``request(msg, type,
+  flags)`` sets the header, encodes it with pyroute2, sends it with
+  ``wire.exchange`` and waits for the kernel's ack (``NLM_F_ACK`` is always
+  set). With ``NLM_F_DUMP`` it returns the decoded answers instead.
+  Kernel errors raise OSError, as ``wire`` does.
+- ``create_link(kind, ifname, attrs, info_data)``: RTM_NEWLINK (create,
+  exclusive) for a link of ``kind`` in the calling thread's netns; kernel
+  errors as ``failing`` translates them, a kind whose driver the kernel
+  lacks as UnsupportedKernelFeature "kernel does not support link type".
+- ``attr(msg, name, default)`` reads one attribute of a decoded message.
+- ``pyroute2()`` is the whole pyroute2 package (``IPRoute``, ``Conntrack``);
+  ``pyroute2_module(name)`` one of its submodules. Both import on first use.
+
+Why the package is registered by hand (``_defer_package_init``): pyroute2's
+``__init__`` imports every API it has (NDB, IPDB, conntrack, wireguard,
+...): ~400 ms, where the three message classes need ~70 ms. A submodule
+cannot be imported without its parent package, and the parent cannot be
+imported without running its ``__init__``; ``importlib.util.LazyLoader``
+does not help, because finding a submodule reads the parent's ``__path__``,
+which runs the lazy ``__init__`` at once. So when nothing has imported
+pyroute2 yet, the package goes into ``sys.modules`` built from its own spec
+but not executed, as a ``_DeferredPackage``; its submodules then load
+normally (``from pyroute2 import config`` in them imports the submodule,
+as for any package). The first attribute asked of the package that it does
+not have and that is not a submodule (``pyroute2.IPRoute``, ``from pyroute2
+import NDB``: whoever asks, here or in any other code) runs its ``__init__``
+into that same module object, once, under a lock, and the module becomes a
+plain module again. Before that, ``dir(pyroute2)``, ``pyroute2.__dict__``
+and attribute access to a submodule nobody imported yet (``pyroute2.ndb``)
+see the package unfinished.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import types
+from collections.abc import Sequence
+from importlib import util as importlib_util
+from typing import Any
+
+from pycni.net.errors import UnsupportedKernelFeature
+from pycni.net.netlink.errors import failing
+from pycni.net.netlink.wire import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, RTM_NEWLINK, exchange
+
+__all__ = [
+    "Attrs",
+    "Message",
+    "addr_msg",
+    "attr",
+    "create_link",
+    "link_msg",
+    "pyroute2",
+    "pyroute2_module",
+    "request",
+    "route_msg",
+]
+
+# pyroute2 has no type information; its messages are Any here and never
+# escape pycni.net as anything but our own dataclasses.
+Message = Any
+Attrs = Sequence[tuple[str, Any]]
+
+_init_lock = threading.RLock()
+
+
+class _DeferredPackage(types.ModuleType):
+    """pyroute2's package module before its ``__init__`` ran: the first missing attribute runs it."""
+
+    def __getattr__(self, name: str) -> Any:
+        if importlib_util.find_spec(f"pyroute2.{name}") is not None:
+            # A submodule not imported yet: ``from pyroute2 import config`` (which
+            # pyroute2's own modules do) then imports it, as with any package.
+            raise AttributeError(f"module 'pyroute2' has no attribute '{name}'")
+        with _init_lock:
+            if type(self) is _DeferredPackage and not self.__dict__.get("_pycni_initialising"):
+                self.__dict__["_pycni_initialising"] = True
+                try:
+                    loader: Any = self.__spec__.loader  # type: ignore[union-attr]  # built from a spec with a loader
+                    loader.exec_module(self)
+                finally:
+                    self.__class__ = types.ModuleType  # type: ignore[assignment]  # a plain module from now on
+                    del self.__dict__["_pycni_initialising"]
+        # Finished now (or this is its own __init__ asking, mid-way): plain lookup.
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module 'pyroute2' has no attribute '{name}'") from None
+
+
+def _defer_package_init() -> None:
+    with _init_lock:
+        if "pyroute2" in sys.modules:
+            return
+        spec = importlib_util.find_spec("pyroute2")
+        if spec is None or spec.loader is None:
+            return  # not installed: the import below raises ModuleNotFoundError as usual
+        package = importlib_util.module_from_spec(spec)
+        package.__class__ = _DeferredPackage
+        sys.modules["pyroute2"] = package
+
+
+def pyroute2() -> Any:
+    """The whole pyroute2 package (``IPRoute``, ``Conntrack``, ...), imported on first use."""
+    package = importlib.import_module("pyroute2")  # import_module: mypy wants no stubs pyroute2 doesn't ship
+    package.IPRoute  # noqa: B018  # finishes a deferred package
+    return package
+
+
+def pyroute2_module(name: str) -> Any:
+    """``pyroute2.<name>`` (e.g. "netlink.rtnl.ifinfmsg"), without running pyroute2's package ``__init__``."""
+    _defer_package_init()
+    return importlib.import_module(f"pyroute2.{name}")
+
+
+def _new(module: str, name: str) -> Any:
+    return getattr(pyroute2_module(module), name)()
+
+
+def link_msg(index: int = 0, *, flags: int = 0, change: int = 0, attrs: Attrs = ()) -> Message:
+    """An ``ifinfmsg`` (RTM_*LINK) for the link ``index`` (0: named by IFLA_IFNAME)."""
+    msg = _new("netlink.rtnl.ifinfmsg", "ifinfmsg")
+    msg["index"] = index
+    msg["flags"] = flags
+    msg["change"] = change
+    msg["attrs"] = list(attrs)
+    return msg
+
+
+def addr_msg(family: int, prefixlen: int, index: int, attrs: Attrs = ()) -> Message:
+    """An ``ifaddrmsg`` (RTM_*ADDR) for an address on the link ``index``."""
+    msg = _new("netlink.rtnl.ifaddrmsg", "ifaddrmsg")
+    msg["family"] = family
+    msg["prefixlen"] = prefixlen
+    msg["index"] = index
+    msg["attrs"] = list(attrs)
+    return msg
+
+
+def route_msg(
+    family: int, dst_len: int, *, table: int, proto: int, scope: int, rtype: int, attrs: Attrs = ()
+) -> Message:
+    """An ``rtmsg`` (RTM_*ROUTE); the table goes in RTA_TABLE too, for tables above 255."""
+    msg = _new("netlink.rtnl.rtmsg", "rtmsg")
+    msg["family"] = family
+    msg["dst_len"] = dst_len
+    msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries the real one
+    msg["proto"] = proto
+    msg["scope"] = scope
+    msg["type"] = rtype
+    msg["attrs"] = [*attrs, ("RTA_TABLE", table)]
+    return msg
+
+
+def request(msg: Message, msg_type: int, flags: int = 0) -> list[Message]:
+    """Send ``msg`` as ``msg_type``; the decoded answers of a dump, else [] once the kernel acknowledged it."""
+    dump = flags & NLM_F_DUMP == NLM_F_DUMP
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = NLM_F_REQUEST | flags
+    msg["header"]["sequence_number"] = 1
+    msg["header"]["pid"] = 0
+    msg.encode()
+    found = []
+    for raw in exchange(msg.data, strict=dump):
+        answer = type(msg)(raw)
+        answer.decode()
+        found.append(answer)
+    return found
+
+
+def create_link(kind: str, ifname: str, *, attrs: Attrs = (), info_data: Attrs = ()) -> None:
+    """Create the link ``ifname`` of ``kind`` here; ``attrs`` go after IFLA_IFNAME, ``info_data`` in IFLA_INFO_DATA."""
+    info: list[tuple[str, Any]] = [("IFLA_INFO_KIND", kind)]
+    if info_data:
+        info.append(("IFLA_INFO_DATA", {"attrs": list(info_data)}))
+    msg = link_msg(attrs=[("IFLA_IFNAME", ifname), *attrs, ("IFLA_LINKINFO", {"attrs": info})])
+    try:
+        with failing(f"create {kind} '{ifname}'"):
+            request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+    except UnsupportedKernelFeature as exc:
+        # EOPNOTSUPP with "Unknown device type" (or no extended ack at
+        # all) means the kind's driver is neither built in nor loadable;
+        # with any other kernel text it is an option of a known kind.
+        text = str(exc)
+        if "Unknown device type" not in text and not text.endswith("operation not supported"):
+            raise
+        raise UnsupportedKernelFeature(
+            f"failed to create {kind} '{ifname}': kernel does not support link type '{kind}'", errno=exc.errno
+        ) from exc
+
+
+def attr(msg: Message, name: str, default: Any = None) -> Any:
+    """One netlink attribute by its full NLA name (``IFLA_MTU``), or ``default``."""
+    value = msg.get_attr(name)
+    return default if value is None else value
