@@ -8,7 +8,8 @@ shown as Go shows them (strings quoted, numbers and booleans bare).
 ``ValidationError`` is what ``pycni.policy.validate`` raises: a
 ``ValueError`` whose ``str()`` is one line, ``<Kind> "<ns>/<name>" is
 invalid: <error>`` or, with several, ``... is invalid: [<error>, <error>]``
-as kubectl prints them, prefixed with ``document N: `` inside a batch.
+as kubectl prints them, prefixed inside a batch with where the object was
+written (``policy.yaml: document 2: ``) or else ``document N: ``.
 """
 
 from __future__ import annotations
@@ -47,18 +48,26 @@ def _go_value(value: object) -> str:
 class ValidationError(ValueError):
     """An object the API server would refuse. ``str()`` is one line; ``errors`` has every field error."""
 
-    def __init__(self, kind: str, name: str, errors: list[FieldError], index: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        errors: list[FieldError],
+        index: int | None = None,
+        where: str | None = None,
+    ) -> None:
         self.kind = kind
         self.name = name  # "namespace/name" for namespaced kinds
         self.errors = errors
         self.index = index  # 1-based position in a validate_all batch
+        self.where = where if where is not None else (f"document {index}" if index is not None else None)
         super().__init__(self._message())
 
     def _message(self) -> str:
         details = str(self.errors[0]) if len(self.errors) == 1 else "[" + ", ".join(map(str, self.errors)) + "]"
-        where = f"document {self.index}: " if self.index is not None else ""
+        where = f"{self.where}: " if self.where else ""
         return f'{where}{self.kind} "{self.name}" is invalid: {details}'
 
-    def at(self, index: int) -> ValidationError:
-        """The same error, placed at ``index`` in a batch."""
-        return ValidationError(self.kind, self.name, self.errors, index)
+    def at(self, index: int, where: str | None = None) -> ValidationError:
+        """The same error, placed in a batch: at ``index``, described as ``where`` when given."""
+        return ValidationError(self.kind, self.name, self.errors, index, where)

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ManifestError", "load_manifests"]
+__all__ = ["ManifestError", "load_located", "load_manifests"]
 
 
 class ManifestError(ValueError):
@@ -62,8 +62,14 @@ _Loader.yaml_implicit_resolvers = {
 
 def load_manifests(text: str, source: str = "-") -> list[dict[str, Any]]:
     """Every object in ``text``, Lists flattened, empty documents skipped. Raises ManifestError."""
+    return [obj for _, obj in load_located(text, source)]
+
+
+def load_located(text: str, source: str = "-") -> list[tuple[str, dict[str, Any]]]:
+    """``load_manifests`` with where each object was written (``policy.yaml: document 2``, or
+    ``policy.yaml: document 1: items[3]`` inside a List), for ``validate_all(..., where=...)``."""
     documents = _json_documents(text, source) if text.lstrip().startswith("{") else _yaml_documents(text, source)
-    objects: list[dict[str, Any]] = []
+    objects: list[tuple[str, dict[str, Any]]] = []
     for index, document in enumerate(documents, start=1):
         if document is None:
             continue
@@ -71,9 +77,9 @@ def load_manifests(text: str, source: str = "-") -> list[dict[str, Any]]:
         if not isinstance(document, dict):
             raise ManifestError(f"{where}: not a mapping (a Kubernetes object is a mapping with kind and apiVersion)")
         if _is_list(document):
-            objects.extend(_list_items(document, where))
+            objects += [(f"{where}: items[{i}]", item) for i, item in enumerate(_list_items(document, where))]
         else:
-            objects.append(document)
+            objects.append((where, document))
     return objects
 
 

@@ -37,7 +37,7 @@ as Kubernetes >= 1.21 does (a user value for that key is overwritten).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from pycni.policy import formats
@@ -110,14 +110,16 @@ def to_model(obj: Mapping[str, Any]) -> Model:
     return model
 
 
-def validate_all(objs: Iterable[Mapping[str, Any]]) -> list[Model]:
-    """Every object's model, or ValidationError for the first invalid one (placed by its 1-based index)."""
+def validate_all(objs: Iterable[Mapping[str, Any]], where: Sequence[str] | None = None) -> list[Model]:
+    """Every object's model, or ValidationError for the first invalid one, placed by its 1-based
+    index (``document 2: ...``) or, given ``where`` (one label per object, e.g. from
+    ``manifest.load_located``), by its label (``policy.yaml: document 2: ...``)."""
     models = []
     for index, obj in enumerate(objs, start=1):
         try:
             models.append(to_model(obj))
         except ValidationError as exc:
-            raise exc.at(index) from None
+            raise exc.at(index, where[index - 1] if where is not None else None) from None
     return models
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pycni.policy.manifest import ManifestError, load_manifests
+from pycni.policy.manifest import ManifestError, load_located, load_manifests
 
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}
 
@@ -95,3 +95,13 @@ def test_errors_name_source_and_document(text: str, message: str) -> None:
 def test_yaml_error_names_line_and_column() -> None:
     with pytest.raises(ManifestError, match=r"found character '\\t' that cannot start any token at line 3 column 1$"):
         load_manifests("kind: Pod\nmetadata:\n\tname: a\n", "x.yaml")
+
+
+def test_load_located_names_where_each_object_was_written() -> None:
+    text = "kind: Pod\n---\n---\nkind: List\nitems: [{kind: Pod}, {kind: Namespace}]\n"
+    assert [where for where, _ in load_located(text, "a.yaml")] == [
+        "a.yaml: document 1",
+        "a.yaml: document 3: items[0]",
+        "a.yaml: document 3: items[1]",
+    ]
+    assert [obj for _, obj in load_located(text, "a.yaml")] == load_manifests(text, "a.yaml")

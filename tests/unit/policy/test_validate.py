@@ -706,3 +706,17 @@ def test_field_error_renders_go_values() -> None:
     assert str(FieldError("Invalid value", "a", 'say "hi"', "d")) == 'a: Invalid value: "say \\"hi\\"": d'
     assert str(FieldError("Required value", "a")) == "a: Required value"
     assert str(FieldError("Forbidden", "a", detail="no")) == "a: Forbidden: no"
+
+
+def test_validate_all_places_the_error_where_it_was_written() -> None:
+    from pycni.policy.manifest import load_located
+
+    text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\nkind: List\nitems: [{kind: Pod, metadata: {}}]\n"
+    located = load_located(text, "app.yaml")
+    with pytest.raises(ValidationError) as exc:
+        validate_all([obj for _, obj in located], where=[where for where, _ in located])
+    assert str(exc.value) == (
+        'app.yaml: document 2: items[0]: Pod "default/" is invalid: '
+        "[apiVersion: Required value, metadata.name: Required value: name or generateName is required]"
+    )
+    assert (exc.value.index, exc.value.where) == (2, "app.yaml: document 2: items[0]")
