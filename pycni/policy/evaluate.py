@@ -3,10 +3,11 @@
 Contract: values in, values out; no I/O. ``evaluate(snapshot, src, dst, port,
 protocol)`` judges one new connection with Kubernetes semantics:
 
-- An end is a ``Pod`` or a bare IP string. An IP is resolved against the
-  snapshot: a node's address (VTEP included) or a host-network pod's address
-  is a *node*, never a pod; an address of a pod is that pod; anything else is
-  *external*. A host-network ``Pod`` given directly is a node too.
+- An end is a ``Pod``, a bare IP string, or a ``namespace/name`` string naming
+  a pod of the snapshot. An IP is resolved against the snapshot: a node's
+  address (VTEP included) or a host-network pod's address is a *node*, never a
+  pod; an address of a pod is that pod; anything else is *external*. A
+  host-network pod is a node too.
 - Egress is judged at the source, ingress at the destination, independently;
   the connection passes when both directions allow it. A direction is not
   checked when its end is not a pod. Traffic from a pod's own node (its
@@ -34,8 +35,9 @@ first). ``reachability`` tabulates every pod pair; ``diff`` compares two tables.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from pycni.policy.model import (
@@ -109,18 +111,20 @@ class Snapshot:
 class Party:
     """One end of a connection as policy sees it. ``pod`` is set only when ``kind == "pod"``;
     ``node`` is the node a pod runs on or the node owning the address; ``ip`` is the
-    address on the wire (None for a pod with no address yet)."""
+    address on the wire (None for a pod with no address yet); ``host_pod`` names a
+    host-network pod (which is its node)."""
 
     kind: PartyKind
     ip: str | None = None
     pod: Pod | None = None
     node: str = ""
+    host_pod: str = ""
 
     @property
     def name(self) -> str:
         if self.pod is not None:
             return self.pod.key
-        return self.ip or "?"
+        return self.host_pod or self.ip or "?"
 
 
 @dataclass(frozen=True)
@@ -204,10 +208,19 @@ def _node_of_ip(snapshot: Snapshot, ip: str) -> str | None:
 
 def _candidates(snapshot: Snapshot, end: Endpoint) -> tuple[Party, tuple[str, ...]]:
     """The party (ip not yet chosen) and the addresses it may use on the wire."""
+    if isinstance(end, str) and "/" in end:
+        found = snapshot.pod(end)
+        if found is None:
+            raise ValueError(f"no pod {end!r} in the snapshot")
+        end = found
     if isinstance(end, Pod):
-        kind: PartyKind = "node" if end.host_network else "pod"
-        return Party(kind, pod=None if end.host_network else end, node=end.node), end.ips
-    ip = str(ipaddress.ip_address(end))
+        if end.host_network:
+            return Party("node", node=end.node, host_pod=end.key), end.ips
+        return Party("pod", pod=end, node=end.node), end.ips
+    try:
+        ip = str(ipaddress.ip_address(end))
+    except ValueError:
+        raise ValueError(f"{end!r} is neither an IP address nor namespace/pod") from None
     node = _node_of_ip(snapshot, ip)
     if node is not None:
         return Party("node", node=node), (ip,)
@@ -228,8 +241,8 @@ def resolve(snapshot: Snapshot, src: Endpoint, dst: Endpoint) -> tuple[Party, Pa
     common = {_family(ip) for ip in src_ips} & {_family(ip) for ip in dst_ips}
     family = min(common) if common else None
     return (
-        Party(src_party.kind, _pick(src_ips, family), src_party.pod, src_party.node),
-        Party(dst_party.kind, _pick(dst_ips, family), dst_party.pod, dst_party.node),
+        Party(src_party.kind, _pick(src_ips, family), src_party.pod, src_party.node, src_party.host_pod),
+        Party(dst_party.kind, _pick(dst_ips, family), dst_party.pod, dst_party.node, dst_party.host_pod),
     )
 
 
@@ -249,14 +262,19 @@ def isolating(snapshot: Snapshot, pod: Pod, direction: Direction) -> list[Networ
     ]
 
 
+@lru_cache(maxsize=4096)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
 def _in_block(ip: str | None, block: IPBlock) -> bool:
     if ip is None:
         return False
     address = ipaddress.ip_address(ip)
-    cidr = ipaddress.ip_network(block.cidr, strict=False)
+    cidr = _network(block.cidr)
     if address.version != cidr.version or address not in cidr:
         return False
-    return not any(address in ipaddress.ip_network(exc, strict=False) for exc in block.except_)
+    return not any(address in _network(exc) for exc in block.except_)
 
 
 def peer_matches(snapshot: Snapshot, peer: PolicyPeer, policy_namespace: str, party: Party) -> bool:
@@ -298,8 +316,12 @@ def _first(indexes: Iterable[int]) -> int | None:
     return next(iter(indexes), None)
 
 
+Isolation = Callable[[Pod, Direction], list[NetworkPolicy]]
+
+
 def _judge(
     snapshot: Snapshot,
+    isolation: Isolation,
     direction: Direction,
     party: Party,
     other: Party,
@@ -309,7 +331,7 @@ def _judge(
 ) -> DirectionVerdict:
     """Egress at the source or ingress at the destination, for a party that is a pod."""
     assert party.pod is not None
-    policies = isolating(snapshot, party.pod, direction)
+    policies = isolation(party.pod, direction)
     if not policies:
         return DirectionVerdict(direction, "not-isolated", party)
     matches: list[Match] = []
@@ -343,18 +365,24 @@ def _judge(
 
 def evaluate(snapshot: Snapshot, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol) -> Verdict:
     """The verdict on a new ``protocol`` connection from ``src`` to ``dst`` port ``port``."""
+    return _evaluate(snapshot, lambda pod, direction: isolating(snapshot, pod, direction), src, dst, port, protocol)
+
+
+def _evaluate(
+    snapshot: Snapshot, isolation: Isolation, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol
+) -> Verdict:
     src_party, dst_party = resolve(snapshot, src, dst)
     dst_pod = dst_party.pod
     if src_party.pod is None:
         egress = DirectionVerdict("Egress", "not-a-pod", src_party)
     else:
-        egress = _judge(snapshot, "Egress", src_party, dst_party, dst_pod, port, protocol)
+        egress = _judge(snapshot, isolation, "Egress", src_party, dst_party, dst_pod, port, protocol)
     if dst_party.pod is None:
         ingress = DirectionVerdict("Ingress", "not-a-pod", dst_party)
     elif src_party.kind == "node" and src_party.node and src_party.node == dst_party.node:
         ingress = DirectionVerdict("Ingress", "own-node", dst_party)
     else:
-        ingress = _judge(snapshot, "Ingress", dst_party, src_party, dst_pod, port, protocol)
+        ingress = _judge(snapshot, isolation, "Ingress", dst_party, src_party, dst_pod, port, protocol)
     return Verdict(src_party, dst_party, port, protocol, egress, ingress)
 
 
@@ -364,8 +392,18 @@ def evaluate(snapshot: Snapshot, src: Endpoint, dst: Endpoint, port: int, protoc
 def reachability(snapshot: Snapshot, port: int, protocol: Protocol) -> dict[tuple[str, str], bool]:
     """Every ordered pair of (non-host-network) pods: may a new connection pass?"""
     pods = [pod for pod in snapshot.pods if not pod.host_network]
+    memo: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
+
+    def isolation(pod: Pod, direction: Direction) -> list[NetworkPolicy]:
+        key = (pod.key, direction)
+        if key not in memo:
+            memo[key] = isolating(snapshot, pod, direction)
+        return memo[key]
+
     return {
-        (src.key, dst.key): evaluate(snapshot, src, dst, port, protocol).allowed for src in pods for dst in pods
+        (src.key, dst.key): _evaluate(snapshot, isolation, src, dst, port, protocol).allowed
+        for src in pods
+        for dst in pods
     }
 
 

@@ -85,6 +85,8 @@ def _party_facts(party: Party, rule: PolicyRule, namespace_labels: Labels) -> st
     wants_ns = any(peer.namespace_selector is not None for peer in rule.peers)
     wants_ip = any(peer.ip_block is not None for peer in rule.peers)
     if party.pod is None:
+        if party.host_pod:
+            return f"{party.name} is on node {party.node}'s host network, not a pod"
         what = "node " + party.node + "'s address, not a pod" if party.kind == "node" else "not a pod"
         return f"{party.name} is {what}"
     labels = labels_text(party.pod.labels)
@@ -136,7 +138,9 @@ def _direction_lines(verdict: DirectionVerdict, port: int, protocol: Protocol) -
     why: list[str] = []
     if verdict.status == "not-a-pod":
         party = verdict.party
-        if party.kind == "node":
+        if party.host_pod:
+            why.append(f"not checked: {party.name} uses node {party.node}'s host network; host-network pods are nodes")
+        elif party.kind == "node":
             why.append(f"not checked: {party.name} is node {party.node}'s address; nodes are never pods")
         else:
             why.append(f"not checked: {party.name} is not a pod (outside the cluster)")

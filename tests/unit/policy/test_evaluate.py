@@ -342,3 +342,16 @@ def test_diff_reports_pairs_gained_and_lost() -> None:
     assert len(change.gained) == 8 and len(change.lost) == 4
     assert not diff(before, before) and diff(before, before) == ReachabilityDiff()
     assert diff({("a", "b"): True}, {("a", "c"): False}) == ReachabilityDiff()
+
+
+def test_ends_may_be_named_by_namespace_and_pod() -> None:
+    p = policy("p", sel(pod="a"), ingress=(rule(PolicyPeer(pod_selector=sel(pod="b"))),))
+    assert evaluate(world(p), "x/b", "x/a", 80, "TCP").allowed
+    assert not evaluate(world(p), "y/b", "x/a", 80, "TCP").allowed
+    for bad in ("x/nope", "not-an-address"):
+        try:
+            evaluate(world(p), bad, "x/a", 80, "TCP")
+        except ValueError as exc:
+            assert bad in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -156,3 +156,17 @@ def test_peer_and_port_phrases() -> None:
     assert peer_text(PolicyPeer(ip_block=IPBlock("10.0.0.0/8")), "x") == "10.0.0.0/8"
     assert port_text(PolicyPort("UDP")) == "every UDP port"
     assert port_text(PolicyPort("SCTP", 80, 81)) == "SCTP/80-81"
+
+
+def test_host_network_pods_are_named_as_nodes() -> None:
+    probe = Pod("kube-system", "probe", (), (), ("192.168.50.12",), "n2", host_network=True)
+    snapshot = Snapshot(NAMESPACES, (XA, XB, YA, probe), (ALLOW,), NODES)
+    assert explain(evaluate(snapshot, probe, XA, 80, "TCP")).splitlines()[:3] == [
+        "kube-system/probe (node n2) -> x/a (10.244.1.10) TCP/80: denied",
+        "egress from kube-system/probe (node n2): allowed",
+        "  not checked: kube-system/probe uses node n2's host network; host-network pods are nodes",
+    ]
+    assert explain(evaluate(snapshot, probe, XA, 80, "TCP")).splitlines()[-1] == (
+        "    x/allow ingress[1] allows TCP/http, UDP/53 from pods with pod=b in namespace x;"
+        " the source kube-system/probe is on node n2's host network, not a pod"
+    )
