@@ -61,14 +61,14 @@ class Variant:
 
 def pycni_types(wanted: Sequence[str]) -> tuple[list[str], list[str]]:
     """(types pycni can run, types it cannot) among ``wanted``."""
-    from pycni.plugins import PLUGIN_MODULES, load_plugin
+    from pycni.plugins import PLUGIN_MODULES, import_plugin
 
     have, missing = [], []
     for plugin_type in wanted:
         try:
             if plugin_type not in PLUGIN_MODULES:
                 raise LookupError(plugin_type)
-            load_plugin(plugin_type)
+            import_plugin(plugin_type)
             have.append(plugin_type)
         except Exception:
             missing.append(plugin_type)

@@ -57,7 +57,7 @@ from pycni.executor.logs import JsonLog
 from pycni.executor.metrics import Metrics
 from pycni.executor.outcome import error_code, failed
 from pycni.net.netns import CLONE_NEWNET, NS_GET_NSTYPE
-from pycni.plugins import PLUGIN_MODULES, load_plugin
+from pycni.plugins import PLUGIN_MODULES, import_plugin
 from pycni.spec.errors import TryAgainLater
 
 __all__ = ["DEFAULT_SOCKET", "SYSFS_READERS", "Executor", "Options"]
@@ -238,7 +238,7 @@ class Executor:
         if request.plugin_type not in PLUGIN_MODULES:
             raise _Refused("unknown_plugin", f"no plugin of type {request.plugin_type!r}")
         try:
-            load_plugin(request.plugin_type)
+            import_plugin(request.plugin_type)
         except Exception as exc:
             raise _Refused("unknown_plugin", f"plugin {request.plugin_type!r} does not load: {exc}") from None
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pycni.executor.daemon import Executor, Options
 from pycni.executor.logs import JsonLog
 from pycni.executor.metrics import Metrics
-from pycni.plugins import PLUGIN_MODULES, load_plugin
+from pycni.plugins import PLUGIN_MODULES, import_plugin
 
 __all__ = ["bind_listener", "preload", "run", "systemd_listener"]
 
@@ -78,7 +78,7 @@ def preload(log: JsonLog) -> None:
     loaded, missing = [], []
     for plugin_type in sorted(PLUGIN_MODULES):
         try:
-            load_plugin(plugin_type)
+            import_plugin(plugin_type)
             loaded.append(plugin_type)
         except ModuleNotFoundError as exc:
             if exc.name != PLUGIN_MODULES[plugin_type]:

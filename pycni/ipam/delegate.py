@@ -68,10 +68,11 @@ def _run_in_process(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> b
     import sys
 
     from pycni import skel
-    from pycni.plugins import load_plugin
+    from pycni.registry import import_plugin, load_plugin
     from pycni.spec.errors import CniError
 
     try:
+        import_plugin(plugin_type)  # in-process only when its module loads here
         plugin = load_plugin(plugin_type)
     except (LookupError, ImportError):
         return None

@@ -44,7 +44,7 @@ from pycni.spec.fields import (
 )
 from pycni.spec.result import DNS, IPConfig, Result, Route
 
-__all__ = ["PLUGIN", "StaticAddress", "StaticConfig", "cmd_add", "cmd_check", "cmd_del", "parse_config"]
+__all__ = ["StaticAddress", "StaticConfig", "cmd_add", "cmd_check", "cmd_del", "parse_config"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def cmd_check(args: skel.CmdArgs) -> None:
             raise CniError(f"static: Failed to match addr {wanted.address.ip} on interface {args.ifname}")
 
 
-PLUGIN = skel.Plugin(name="static", add=cmd_add, delete=cmd_del, check=cmd_check, about="pycni static IPAM plugin")
-
 if __name__ == "__main__":
-    skel.main(PLUGIN)
+    from pycni.registry import load_plugin
+
+    skel.main(load_plugin("static"))

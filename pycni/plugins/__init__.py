@@ -1,50 +1,23 @@
-"""The plugin registry: CNI type name -> module holding its ``PLUGIN``.
+"""pycni's plugins: one small module (or subpackage) per CNI type.
 
-Each module defines ``PLUGIN: pycni.skel.Plugin``. The shim installed in
-/opt/cni/bin imports only the one module its type names, so a bridge call
-never pays for the portmap code.
+Which module implements which type is ``pycni.registry.PLUGINS``, the one
+table of plugin types; this package re-exports its lookups for the callers
+that start here (the installed shims' ``run``, the executor, install).
+``PLUGIN_MODULES`` is a read-only view of that table: type -> module.
+A plugin call imports only its own module, so a bridge call never pays
+for the portmap code.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from types import MappingProxyType
 
-if TYPE_CHECKING:
-    from pycni.skel import Plugin
+from pycni.registry import PLUGINS, import_plugin, load_plugin
 
-PLUGIN_MODULES: dict[str, str] = {
-    # main plugins
-    "loopback": "pycni.plugins.loopback",
-    "bridge": "pycni.plugins.bridge",
-    "ptp": "pycni.plugins.ptp",
-    "macvlan": "pycni.plugins.macvlan",
-    "ipvlan": "pycni.plugins.ipvlan",
-    "vlan": "pycni.plugins.vlan",
-    "host-device": "pycni.plugins.host_device",
-    "dummy": "pycni.plugins.dummy",
-    "tap": "pycni.plugins.tap",
-    # meta (chained) plugins
-    "portmap": "pycni.plugins.portmap",
-    "firewall": "pycni.plugins.firewall",
-    "tuning": "pycni.plugins.tuning",
-    "bandwidth": "pycni.plugins.bandwidth",
-    "sbr": "pycni.plugins.sbr",
-    # IPAM
-    "host-local": "pycni.ipam.host_local.plugin",
-    "static": "pycni.ipam.static",
-}
+__all__ = ["PLUGIN_MODULES", "import_plugin", "load_plugin", "run"]
 
-
-def load_plugin(plugin_type: str) -> Plugin:
-    """Import and return the ``skel.Plugin`` of ``plugin_type``."""
-    import importlib
-
-    try:
-        module_name = PLUGIN_MODULES[plugin_type]
-    except KeyError:
-        raise LookupError(f"pycni has no plugin of type {plugin_type!r}") from None
-    plugin: Plugin = importlib.import_module(module_name).PLUGIN
-    return plugin
+PLUGIN_MODULES: Mapping[str, str] = MappingProxyType({name: entry.module for name, entry in PLUGINS.items()})
 
 
 def run(plugin_type: str) -> None:

@@ -59,13 +59,3 @@ def cmd_check(args: skel.CmdArgs) -> None:
 
 cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
-
-PLUGIN = skel.Plugin(
-    name="dummy",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni dummy: a dummy link in the container, addressed by IPAM",
-)

@@ -187,13 +187,3 @@ def cmd_check(args: skel.CmdArgs) -> None:
 
 cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
-
-PLUGIN = skel.Plugin(
-    name="host-device",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni host-device: lend an existing host network device to the container",
-)

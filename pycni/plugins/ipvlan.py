@@ -126,13 +126,3 @@ def cmd_gc(args: skel.CmdArgs) -> None:
     read_ipam_type(args.config)
     gc_ipam(args)
 
-
-PLUGIN = skel.Plugin(
-    name="ipvlan",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni ipvlan: an ipvlan sub-interface of a host link in the container",
-)

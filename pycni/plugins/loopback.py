@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from pycni.spec.result import Result
 
-__all__ = ["PLUGIN", "cmd_add", "cmd_check", "cmd_del"]
+__all__ = ["cmd_add", "cmd_check", "cmd_del"]
 
 LOOPBACK = "lo"
 LOOPBACK_MAC = "00:00:00:00:00:00"
@@ -78,11 +78,3 @@ def cmd_check(args: skel.CmdArgs) -> None:
     if not get_link(LOOPBACK, args.netns).up:
         raise CniError("loopback interface is down")
 
-
-PLUGIN = skel.Plugin(
-    name="loopback",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    about="pycni loopback plugin: sets lo up in the container",
-)

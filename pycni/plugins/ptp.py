@@ -297,13 +297,3 @@ def cmd_gc(args: skel.CmdArgs) -> None:
     if errors:
         raise errors[0]
 
-
-PLUGIN = skel.Plugin(
-    name="ptp",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni ptp: a veth pair routed point-to-point between host and container",
-)

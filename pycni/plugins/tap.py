@@ -123,13 +123,3 @@ def cmd_check(args: skel.CmdArgs) -> None:
 
 cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
-
-PLUGIN = skel.Plugin(
-    name="tap",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni tap: a persistent tap device in the container",
-)

@@ -97,13 +97,3 @@ def cmd_check(args: skel.CmdArgs) -> None:
 
 cmd_status, cmd_gc = ipam_status_and_gc(parse_conf)
 
-
-PLUGIN = skel.Plugin(
-    name="vlan",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni vlan: an 802.1q VLAN sub-interface of a host link in the container",
-)

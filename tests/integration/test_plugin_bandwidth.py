@@ -35,9 +35,9 @@ TOLERANCE = 0.20
 
 def _pycni_bridge_available() -> bool:
     try:
-        from pycni.plugins import load_plugin
+        from pycni.plugins import import_plugin
 
-        load_plugin("bridge")
+        import_plugin("bridge")
     except (ImportError, AttributeError, LookupError):
         return False
     return True

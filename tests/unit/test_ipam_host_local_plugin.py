@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from pycni import skel
-from pycni.ipam.host_local.plugin import PLUGIN, make_plugin
+from pycni.ipam.host_local.plugin import make_plugin
 from pycni.ipam.host_local.store import MemoryStore, Store
+from pycni.registry import load_plugin
+
+PLUGIN = load_plugin("host-local")
 
 ENV = {"CNI_CONTAINERID": "ctr1", "CNI_NETNS": "/var/run/netns/test", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
 

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from pycni import skel
-from pycni.ipam.static import PLUGIN, StaticAddress, parse_config
+from pycni.ipam.static import StaticAddress, parse_config
+from pycni.registry import load_plugin
 from pycni.spec.args import CniArgs
 from pycni.spec.errors import InvalidConfig, InvalidEnvironment
 from pycni.spec.result import DNS, Route
+
+PLUGIN = load_plugin("static")
 
 ENV = {"CNI_CONTAINERID": "ctr1", "CNI_NETNS": "/var/run/netns/test", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
 

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from pycni.net.tc import MAX_TBF_RATE_BITS, TbfParams, tbf_params
-from pycni.plugins.bandwidth import PLUGIN
 from pycni.plugins.bandwidth.conf import BandwidthConf, Limit, ifb_name, parse_conf
+from pycni.registry import load_plugin
 from pycni.skel import dispatch
 from pycni.spec.errors import InvalidConfig
+
+PLUGIN = load_plugin("bandwidth")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TICK = 15.625  # psched ticks per microsecond on current kernels (/proc/net/psched: 1000 64 ...)

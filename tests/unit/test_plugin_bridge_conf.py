@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from pycni import skel
-from pycni.plugins.bridge import PLUGIN
 from pycni.plugins.bridge.conf import BridgeConf, parse_conf
 from pycni.plugins.bridge.gateway import plan_l3
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.result import DNS, IPConfig, Result, Route
+
+PLUGIN = load_plugin("bridge")
 
 
 def conf(**options: Any) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from pycni import skel
-from pycni.plugins.firewall import PLUGIN
 from pycni.plugins.firewall import plugin as fw_plugin
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment, stale_tags
 from pycni.plugins.firewall.conf import FirewallConf, parse_conf
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig
+
+PLUGIN = load_plugin("firewall")
 
 # -- config -----------------------------------------------------------------------
 

@@ -7,8 +7,11 @@ import json
 import pytest
 
 from pycni import skel
-from pycni.plugins.ipvlan import PLUGIN, parse_conf
+from pycni.plugins.ipvlan import parse_conf
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig
+
+PLUGIN = load_plugin("ipvlan")
 
 IPAM = {"type": "host-local", "subnet": "10.1.2.0/24"}
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pycni.plugins.ptp import PLUGIN, parse_conf
+from pycni.plugins.ptp import parse_conf
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.result import DNS
+
+PLUGIN = load_plugin("ptp")
 
 IPAM = {"type": "host-local", "subnet": "10.1.2.0/24"}
 

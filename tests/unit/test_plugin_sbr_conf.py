@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from pycni.net.rules import RuleInfo, _kernel_default_priority
-from pycni.plugins.sbr import PLUGIN
 from pycni.plugins.sbr.conf import SbrConf, parse_conf, relevant_ips
+from pycni.registry import load_plugin
 from pycni.skel import dispatch
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.result import Interface, IPConfig, Result
+
+PLUGIN = load_plugin("sbr")
 
 # -- parse_conf ----------------------------------------------------------------
 

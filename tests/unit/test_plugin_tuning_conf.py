@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from pycni import skel
-from pycni.plugins.tuning import PLUGIN
 from pycni.plugins.tuning.backup import Backup, backup_path, list_backups, read_backup, write_backup
 from pycni.plugins.tuning.conf import (
     DEFAULT_DATA_DIR,
@@ -20,8 +19,11 @@ from pycni.plugins.tuning.conf import (
     resolve_sysctl,
 )
 from pycni.plugins.tuning.plugin import _with_mac
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.result import Interface, Result
+
+PLUGIN = load_plugin("tuning")
 
 
 def conf(**config: Any) -> Any:

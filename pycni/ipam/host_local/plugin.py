@@ -23,17 +23,19 @@ can pass ``MemoryStore``; the default is the reference-compatible disk store.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 from pycni import skel
 from pycni.ipam.host_local.allocator import allocate_all
 from pycni.ipam.host_local.config import parse_config
 from pycni.ipam.host_local.store import DiskStore, Store, collect_garbage, find_attachment, release_attachment
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig, PluginNotAvailable, UnknownContainer
 from pycni.spec.fields import parse_resolv_conf
 from pycni.spec.result import DNS, Result
 
-__all__ = ["PLUGIN", "StoreFactory", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status", "make_plugin"]
+__all__ = ["StoreFactory", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status", "make_plugin"]
 
 StoreFactory = Callable[[str, str], Store]  # (data_dir, network name) -> store
 
@@ -86,15 +88,14 @@ def cmd_status(args: skel.CmdArgs, open_store: StoreFactory = DiskStore) -> None
 
 
 def make_plugin(open_store: StoreFactory = DiskStore) -> skel.Plugin:
-    """The plugin with its handlers bound to ``open_store``."""
-    return skel.Plugin(
-        name="host-local",
+    """The registered plugin (pycni.registry) with its handlers bound to ``open_store`` (tests pass a fake)."""
+    return replace(
+        load_plugin("host-local"),
         add=partial(cmd_add, open_store=open_store),
         delete=partial(cmd_del, open_store=open_store),
         check=partial(cmd_check, open_store=open_store),
         status=partial(cmd_status, open_store=open_store),
         gc=partial(cmd_gc, open_store=open_store),
-        about="pycni host-local IPAM plugin",
     )
 
 
@@ -106,7 +107,5 @@ def _read_resolv_conf(path: str) -> DNS:
         raise InvalidConfig(f"ipam.resolvConf: failed to read '{path}': {exc.strerror}") from exc
 
 
-PLUGIN = make_plugin()
-
 if __name__ == "__main__":
-    skel.main(PLUGIN)
+    skel.main(load_plugin("host-local"))

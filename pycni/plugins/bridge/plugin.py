@@ -39,7 +39,7 @@ from pycni.plugins.common import requested_mac, require_ips
 if TYPE_CHECKING:
     from pycni.spec.result import Interface, Result
 
-__all__ = ["PLUGIN", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status"]
+__all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status"]
 
 
 class _Undo:
@@ -204,13 +204,3 @@ def cmd_status(args: skel.CmdArgs) -> None:
     if parse_conf(args.config).ipam_type:
         ipam_status(args)
 
-
-PLUGIN = skel.Plugin(
-    name="bridge",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about="pycni bridge: containers on a Linux bridge through veth pairs",
-)

@@ -6,7 +6,3 @@ owner-tagged elements) and ``iptables_backend`` (the reference's
 CNI-HOSTPORT-* / CNI-DN-* chains). Only the configured backend's module
 is imported.
 """
-
-from pycni.plugins.portmap.plugin import PLUGIN
-
-__all__ = ["PLUGIN"]

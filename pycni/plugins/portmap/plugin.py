@@ -19,13 +19,15 @@
 - GC: removes the rules of attachments of this network that are not in
   ``cni.dev/valid-attachments``.
 
-``make_plugin(backend_factory)`` lets tests run the handlers with fake backends.
+``make_plugin(backend_factory)`` is the registered plugin (pycni.registry)
+with handlers that use fake backends, for tests.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,12 +42,13 @@ from pycni.plugins.portmap.conf import (
     parse_conf,
     plan_targets,
 )
+from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig
 
 if TYPE_CHECKING:
     from pycni.spec.result import Result
 
-__all__ = ["PLUGIN", "Backend", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "make_plugin"]
+__all__ = ["Backend", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "make_plugin"]
 
 
 def _warn(message: str) -> None:
@@ -200,14 +203,4 @@ def make_plugin(backend_factory: BackendFactory = load_backend, effects: KernelE
     def gc(args: skel.CmdArgs) -> None:
         cmd_gc(args, backend_factory, effects)
 
-    return skel.Plugin(
-        name="portmap",
-        add=add,
-        delete=delete,
-        check=check,
-        gc=gc,
-        about="pycni portmap: forward host ports to containers (nftables or iptables)",
-    )
-
-
-PLUGIN = make_plugin()
+    return replace(load_plugin("portmap"), add=add, delete=delete, check=check, gc=gc)

@@ -1,7 +1,7 @@
 """sbr (chained): source-based routing for one container interface.
 
-``conf`` reads the config, ``plugin`` has the commands, ``lock`` the
-per-namespace lock; pycni.net.rules and pycni.net.routes do the kernel work.
+``conf`` reads the config, ``plugin`` has the commands; pycni.rundir has
+the per-namespace lock, pycni.net.rules and pycni.net.routes do the kernel work.
 
 Spec 6.18. Config: ``table`` (optional routing table id), ``gateways``
 (at most one IPv4 and one IPv6 address), ``addSourceHints`` (bool).
@@ -40,20 +40,3 @@ namespace is gone, and then fails; pycni never creates anything at the
 netns path, and a DEL without a namespace simply succeeds. The reference's
 CHECK does nothing.
 """
-
-from __future__ import annotations
-
-from pycni.plugins.lazy import lazy
-from pycni.skel import Plugin
-
-_MODULE = "pycni.plugins.sbr.plugin"
-
-PLUGIN = Plugin(
-    name="sbr",
-    add=lazy(_MODULE, "cmd_add"),
-    delete=lazy(_MODULE, "cmd_del"),
-    check=lazy(_MODULE, "cmd_check"),
-    about="pycni sbr: source-based routing (a rule and a routing table per container address)",
-)
-
-__all__ = ["PLUGIN"]
