@@ -1,9 +1,10 @@
 """Kubernetes' string formats (names, label keys and values, port names, CIDRs, IPs) as pure checks.
 
-Contract: each ``is_*`` function returns the list of reasons a value is
-invalid, worded as Kubernetes' apimachinery words them (empty = valid), so
-``pycni.policy.validate`` can put them after ``Invalid value: "x": ``
-exactly as the API server would. CIDRs are checked as the API server does
+Contract: each ``is_*`` function returns the reasons a value is invalid
+(an empty tuple when it is valid), worded as Kubernetes' apimachinery words
+them, so ``pycni.policy.validate`` can put them after ``Invalid value: "x": ``
+exactly as the API server would. String checks are cached: the same names,
+labels and CIDRs recur across thousands of objects. CIDRs are checked as the API server does
 with strict IP/CIDR validation (KEP-4858): no leading zeros, no IPv4-mapped
 IPv6, no bits set beyond the prefix length, so a CIDR means one thing to
 every reader.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 __all__ = [
     "DNS1123_LABEL_MAX",
@@ -73,7 +75,8 @@ def _max_len_error(length: int) -> str:
     return f"must be no more than {length} characters"
 
 
-def is_dns1123_label(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def is_dns1123_label(value: str) -> tuple[str, ...]:
     errors = []
     if len(value) > DNS1123_LABEL_MAX:
         errors.append(_max_len_error(DNS1123_LABEL_MAX))
@@ -82,19 +85,21 @@ def is_dns1123_label(value: str) -> list[str]:
             errors.append("must not contain dots")
         else:
             errors.append(_regex_error(_DNS1123_LABEL_MSG, _DNS1123_LABEL_FMT, "my-name", "123-abc"))
-    return errors
+    return tuple(errors)
 
 
-def is_dns1123_subdomain(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def is_dns1123_subdomain(value: str) -> tuple[str, ...]:
     errors = []
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         errors.append(_max_len_error(DNS1123_SUBDOMAIN_MAX))
     if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
         errors.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errors
+    return tuple(errors)
 
 
-def is_label_key(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def is_label_key(value: str) -> tuple[str, ...]:
     """A label key (Kubernetes' "qualified name"): an optional DNS subdomain prefix and '/', then a name."""
     errors: list[str] = []
     parts = value.split("/")
@@ -107,34 +112,36 @@ def is_label_key(value: str) -> list[str]:
         else:
             errors += ["prefix part " + message for message in is_dns1123_subdomain(prefix)]
     else:
-        return [
+        return (
             "a valid label key "
             + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+        )
     if not name:
         errors.append("name part must be non-empty")
     elif len(name) > LABEL_MAX:
         errors.append("name part " + _max_len_error(LABEL_MAX))
     if not _LABEL_KEY_RE.fullmatch(name):
         errors.append("name part " + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc"))
-    return errors
+    return tuple(errors)
 
 
-def is_label_value(value: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def is_label_value(value: str) -> tuple[str, ...]:
     errors = []
     if len(value) > LABEL_MAX:
         errors.append(_max_len_error(LABEL_MAX))
     if not _LABEL_VALUE_RE.fullmatch(value):
         errors.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errors
+    return tuple(errors)
 
 
-def is_port_num(port: int) -> list[str]:
-    return [] if 1 <= port <= 65535 else ["must be between 1 and 65535, inclusive"]
+def is_port_num(port: int) -> tuple[str, ...]:
+    return () if 1 <= port <= 65535 else ("must be between 1 and 65535, inclusive",)
 
 
-def is_port_name(name: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def is_port_name(name: str) -> tuple[str, ...]:
     """An IANA_SVC_NAME (RFC 6335), lower case only, as Kubernetes checks named ports."""
     errors = []
     if len(name) > PORT_NAME_MAX:
@@ -147,7 +154,7 @@ def is_port_name(name: str) -> list[str]:
         errors.append("must not contain consecutive hyphens")
     if name.startswith("-") or name.endswith("-"):
         errors.append("must not begin or end with a hyphen")
-    return errors
+    return tuple(errors)
 
 
 _CIDR_EXAMPLE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
@@ -162,14 +169,15 @@ def parse_cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
     return _read_cidr(value)[0]
 
 
-def is_cidr(value: str) -> list[str]:
+def is_cidr(value: str) -> tuple[str, ...]:
     return _read_cidr(value)[1]
 
 
-def _read_cidr(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network | None, list[str]]:
+@lru_cache(maxsize=8192)
+def _read_cidr(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network | None, tuple[str, ...]]:
     address, slash, prefix = value.partition("/")
     if not slash or not prefix.isascii() or not prefix.isdigit() or "%" in address:
-        return None, [_CIDR_EXAMPLE]
+        return None, (_CIDR_EXAMPLE,)
     leading_zeros = len(prefix) > 1 and prefix.startswith("0")
     if ":" not in address and _LEADING_ZERO_OCTET.search(address):
         leading_zeros = True
@@ -177,23 +185,23 @@ def _read_cidr(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Networ
     try:
         network = ipaddress.ip_network(f"{address}/{int(prefix)}", strict=False)
     except ValueError:
-        return None, [_CIDR_EXAMPLE]
+        return None, (_CIDR_EXAMPLE,)
     if leading_zeros:
-        return network, ["must not have leading 0s in IP or prefix length"]
+        return network, ("must not have leading 0s in IP or prefix length",)
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
-        return network, ["must not have an IPv4-mapped IPv6 address"]
+        return network, ("must not have an IPv4-mapped IPv6 address",)
     if ipaddress.ip_address(address) != network.network_address:
-        return network, ["must not have bits set beyond the prefix length"]
-    return network, []
+        return network, ("must not have bits set beyond the prefix length",)
+    return network, ()
 
 
-def is_ip(value: str) -> list[str]:
+def is_ip(value: str) -> tuple[str, ...]:
     if "%" in value:
-        return [_IP_EXAMPLE]
+        return (_IP_EXAMPLE,)
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
-        return [_IP_EXAMPLE]
+        return (_IP_EXAMPLE,)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return ["must not be an IPv4-mapped IPv6 address"]
-    return []
+        return ("must not be an IPv4-mapped IPv6 address",)
+    return ()

@@ -136,7 +136,8 @@ class _Checker:
     # -- recording -----------------------------------------------------------
 
     def invalid(self, path: str, value: object, *details: str) -> None:
-        self.errors += [FieldError("Invalid value", path, value, detail) for detail in details]
+        if details:  # most calls pass a valid value's empty list of problems
+            self.errors += [FieldError("Invalid value", path, value, detail) for detail in details]
 
     def required(self, path: str, detail: str = "") -> None:
         self.errors.append(FieldError("Required value", path, detail=detail))
@@ -156,7 +157,7 @@ class _Checker:
     def mapping(self, value: object, path: str) -> Mapping[str, Any]:
         if value is None:
             return {}
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict) and not isinstance(value, Mapping):  # dict first: the ABC check is slow
             self.invalid(path, value, "must be an object")
             return {}
         return value
