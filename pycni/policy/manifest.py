@@ -75,7 +75,7 @@ def load_located(text: str, source: str = "-") -> list[tuple[str, dict[str, Any]
             continue
         where = f"{source}: document {index}"
         if not isinstance(document, dict):
-            raise ManifestError(f"{where}: not a mapping (a Kubernetes object is a mapping with kind and apiVersion)")
+            raise ManifestError(f"{where}: not a mapping")
         if _is_list(document):
             objects += [(f"{where}: items[{i}]", item) for i, item in enumerate(_list_items(document, where))]
         else:
