@@ -232,10 +232,7 @@ def remove_pod(pod: Pod) -> None:
 
 def free_subnet() -> str:
     """A random 10.x.y.0/24 no interface or route on the host uses (the integration tests' picker)."""
-    try:
-        from tests.integration.conftest import free_subnet4
-    except ImportError:  # before it moved there from plugin_helpers
-        from tests.integration.plugin_helpers import free_subnet4  # type: ignore[attr-defined,no-redef]
+    from tests.support.subnets import free_subnet4
 
     return str(free_subnet4())
 
@@ -245,7 +242,7 @@ def bridge_plugin(bridge: str, subnet: str, data_dir: Path, *, podman: bool) -> 
     ipam = {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}],
             "ranges": [[{"subnet": subnet, "gateway": gateway}]], "dataDir": str(data_dir)}
     plugin: dict[str, Any] = {"type": "bridge", "bridge": bridge, "isGateway": True}
-    if podman:  # exactly what podman 4.3 writes (tests/runtime_podman/conftest.py), plus our dataDir
+    if podman:  # exactly what podman 4.3 writes (tests/support/podman.py), plus our dataDir
         plugin.update({"ipMasq": True, "hairpinMode": True, "ipam": ipam, "capabilities": {"ips": True}})
     else:
         plugin["ipam"] = ipam
@@ -266,7 +263,7 @@ PODMAN_META: list[dict[str, Any]] = [
 
 class Cleanup:
     def __init__(self) -> None:
-        from tests.runtime_podman.conftest import HostFirewallSnapshot
+        from tests.support.host_firewall import HostFirewallSnapshot
 
         self.firewall = HostFirewallSnapshot.take()
         self.nft_tables = set(sh("nft", "list", "tables", check=False).stdout.split("\n"))
@@ -282,7 +279,7 @@ class Cleanup:
         """Rules the Go plugins tagged with our network names that a failed DEL left (and their chains)."""
         import shlex
 
-        from tests.runtime_podman.conftest import SHARED_CNI_CHAINS
+        from tests.support.host_firewall import SHARED_CNI_CHAINS
 
         found: list[str] = []
         for tool in ("iptables", "ip6tables"):

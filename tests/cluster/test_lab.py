@@ -14,6 +14,7 @@ from pathlib import Path
 from pycni.cluster.lab import Lab
 from pycni.cluster.lab_state import OUTSIDE_IP
 from tests.cluster.conftest import build_lab, leftovers
+from tests.support.wait import wait_until
 
 ROUTE_PROTO = "124"
 
@@ -21,15 +22,6 @@ ROUTE_PROTO = "124"
 def unreachable_pairs(lab: Lab) -> list[tuple[str, str]]:
     pods = sorted(lab.state.pods.values(), key=lambda p: p.name)
     return [(a.name, b.name) for a, b in itertools.permutations(pods, 2) if not lab.ping(a.name, b.ip)]
-
-
-def wait_until(predicate: object, timeout: float, step: float = 0.1) -> float:
-    assert callable(predicate)
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout, f"not within {timeout}s"
-        time.sleep(step)
-    return time.monotonic() - start
 
 
 def kernel_mentions(lab: Lab, node: str, subnet: IPv4Network, underlay_ip: str) -> list[str]:

@@ -18,6 +18,7 @@ from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KV, Compacted, KVUnavailable, LeaseExpired, Put, WatchEvent
 from pycni.testing.kv import MemoryKV
 from tests.cluster_etcd.etcd_server import EtcdServer
+from tests.support.wait import wait_until
 
 
 @dataclass
@@ -26,14 +27,6 @@ class Store:
     prefix: str
     let_expire: Callable[[int, int, str], None]  # (lease, ttl, key): return once the lease expired and took key
     compact: Callable[[int], None]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(params=["memory", "etcd"])

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.executor.running import RunningExecutor, start_executor
-from tests.integration.conftest import CniLab, _kernel_prerequisites, make_netns, run  # noqa: F401  (fixtures)
+from tests.integration.conftest import _kernel_prerequisites, make_netns  # noqa: F401  (fixtures)
 from tests.integration.plugin_helpers import relocate
+from tests.support.cnilab import CniLab
+from tests.support.host import run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

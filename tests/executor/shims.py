@@ -8,9 +8,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from tests.integration.conftest import CniLab
+from tests.support.cnilab import CniLab
 
-#: A socket path nobody listens on: the shim runs the plugin in-process.
 NO_EXECUTOR = "/nonexistent/pycni-executor.sock"
 
 

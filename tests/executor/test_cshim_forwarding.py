@@ -27,7 +27,9 @@ from pycni.shimfile import import_roots, patch_config
 from tests.executor import test_robustness
 from tests.executor.running import RunningExecutor
 from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, normalized, shim_env
-from tests.integration.conftest import CniLab, Netns, ip_json, link_exists
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, link_exists
+from tests.support.netns import Netns
 
 pytestmark = pytest.mark.skipif(cshim.build_shim_binary() is None, reason=f"no C shim: {cshim.build_error()}")
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.executor.running import REPO_ROOT, RunningExecutor, start_executor
 from tests.executor.shims import run_shim, shim_env
-from tests.integration.conftest import CniLab
+from tests.support.cnilab import CniLab
 
 
 @pytest.fixture

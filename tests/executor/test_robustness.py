@@ -25,7 +25,9 @@ from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
 from tests.executor.running import REPO_ROOT, RunningExecutor
 from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, run_shim, shim_env
-from tests.integration.conftest import GO_PLUGIN_DIR, CniLab, Netns, ip_json, link_exists
+from tests.support.cnilab import GO_PLUGIN_DIR, CniLab
+from tests.support.host import ip_json, link_exists
+from tests.support.netns import Netns
 
 
 def still_serving(lab: CniLab, executor: RunningExecutor) -> None:

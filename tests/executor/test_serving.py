@@ -14,7 +14,9 @@ import pytest
 
 from tests.executor.running import REPO_ROOT, RunningExecutor
 from tests.executor.shims import NO_EXECUTOR, bridge_config, install_slow_ipam, normalized, run_shim, shim_env
-from tests.integration.conftest import CniLab, Netns, ip_json, link_exists, run
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, link_exists, run
+from tests.support.netns import Netns
 
 
 def served_calls(

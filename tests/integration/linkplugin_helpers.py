@@ -17,9 +17,9 @@ from typing import Any
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
 from pycni.spec.result import Result
-from tests.integration.conftest import CniLab, ip_json, link_exists, run
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, link_exists, run
 
-#: Spec versions whose result shape includes interfaces (all our plugins report them).
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
 

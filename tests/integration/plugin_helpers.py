@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from tests.integration.conftest import REPO_ROOT, CniLab, use_free_subnets
+from tests.support.cnilab import REPO_ROOT, CniLab, use_free_subnets
 
 
 def relocate(lab: CniLab) -> CniLab:

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from pycni.cli.cnitool import container_id_for
-from tests.integration.conftest import CniLab, ip_json, link_exists, ping, run
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, link_exists, ping, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

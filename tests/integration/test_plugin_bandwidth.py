@@ -24,7 +24,8 @@ from pycni.plugins.bandwidth.conf import ifb_name
 from pycni.plugins.common import owner_tag
 from pycni.runtime import Attachment, CniConfig, RawExec, RuntimeConf, load_file, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import CniLab, link_exists, run
+from tests.support.cnilab import CniLab
+from tests.support.host import link_exists, run
 
 INGRESS_RATE = 20_000_000  # bits/s into the shaped pod
 EGRESS_RATE = 12_000_000  # bits/s out of it (different, so each direction proves its own limit)

@@ -28,8 +28,10 @@ from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.runtime.libcni import Attachment
 from pycni.spec.errors import CniError
 from pycni.spec.result import Result
-from tests.integration.conftest import GO_PLUGIN_DIR, CniLab, Netns, ip_json, link_exists, ping, run
 from tests.integration.hostrules import HostRules, host_rules_guard, masq_rule_lines, spoofcheck_chains
+from tests.support.cnilab import GO_PLUGIN_DIR, CniLab
+from tests.support.host import ip_json, link_exists, ping, run
+from tests.support.netns import Netns
 
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 BACKENDS = ["nftables", "iptables"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import CniLab, link_exists, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -13,6 +12,8 @@ from tests.integration.linkplugin_helpers import (
     kernel_supports,
     link_details,
 )
+from tests.support.cnilab import CniLab, use_free_subnets
+from tests.support.host import link_exists
 
 NO_DUMMY = "this kernel lacks the dummy driver (CONFIG_DUMMY): pycni.net raises UnsupportedKernelFeature"
 

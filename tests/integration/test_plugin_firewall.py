@@ -20,8 +20,10 @@ import pytest
 
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import CniLab, free_subnet4, ping, run
 from tests.integration.plugin_helpers import exec_plugin, relocate
+from tests.support.cnilab import CniLab
+from tests.support.host import ping, run
+from tests.support.subnets import free_subnet4
 
 BACKENDS = ["iptables", "nftables"]
 NFT_TABLE = "pycni-firewall"

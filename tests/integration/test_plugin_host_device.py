@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import CniLab, link_exists, ping, run, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -16,6 +15,8 @@ from tests.integration.linkplugin_helpers import (
     link_details,
     subnet_host,
 )
+from tests.support.cnilab import CniLab, use_free_subnets
+from tests.support.host import link_exists, ping, run
 
 
 @pytest.fixture(autouse=True)

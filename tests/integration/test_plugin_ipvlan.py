@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import CniLab, link_exists, ping, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -15,6 +14,8 @@ from tests.integration.linkplugin_helpers import (
     kernel_supports,
     link_details,
 )
+from tests.support.cnilab import CniLab, use_free_subnets
+from tests.support.host import link_exists, ping
 
 NO_IPVLAN = "this kernel lacks ipvlan (CONFIG_IPVLAN): pycni.net raises UnsupportedKernelFeature"
 

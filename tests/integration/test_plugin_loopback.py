@@ -9,7 +9,9 @@ import pytest
 
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import GO_PLUGIN_DIR, CniLab, Netns, ip_json, ping, run
+from tests.support.cnilab import GO_PLUGIN_DIR, CniLab
+from tests.support.host import ip_json, ping, run
+from tests.support.netns import Netns
 
 VERSIONS = ["0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 

@@ -24,17 +24,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib.util
-import ipaddress
 import json
 import os
-import random
 import re
 import shlex
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,10 @@ from pycni.plugins.portmap.nft_backend import network_id
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
 from pycni.spec.result import Result
-from tests.integration.conftest import CniLab, Netns, run
+from tests.support.cnilab import CniLab
+from tests.support.host import run
+from tests.support.netns import Netns
+from tests.support.subnets import free_subnet
 
 BACKENDS = ["nftables", "iptables"]
 MAIN_PLUGINS = ["go-bridge"] + (["pycni-bridge"] if importlib.util.find_spec("pycni.plugins.bridge") else [])
@@ -135,26 +136,6 @@ def iptables_nat(family: int = 4) -> str:
 
 
 # -- the world of a test -----------------------------------------------------------------
-
-
-def free_subnet(make: Callable[[random.Random], str]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """A random subnet from ``make`` that no route on the host overlaps.
-
-    The lab fixture numbers subnets per process, so concurrent pytest sessions
-    on one host can get the same one; traffic tests need theirs to be unique.
-    """
-    rng = random.Random()
-    routes = []
-    for flag in ("-4", "-6"):
-        for line in run("ip", flag, "-o", "route", "show").stdout.splitlines():
-            dst = line.split()[0]
-            if dst not in ("default", "multicast", "unreachable", "blackhole"):
-                routes.append(ipaddress.ip_network(dst, strict=False))
-    for _ in range(100):
-        candidate = ipaddress.ip_network(make(rng))
-        if not any(candidate.version == r.version and candidate.overlaps(r) for r in routes):
-            return candidate
-    raise AssertionError("no free subnet found")
 
 
 @dataclass

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import CniLab, free_subnet4, ip_json, link_exists, ping, run, use_free_subnets
 from tests.integration.linkplugin_helpers import (
     VERSIONS,
     Attach,
@@ -18,6 +17,9 @@ from tests.integration.linkplugin_helpers import (
     link_details,
     subnet_host,
 )
+from tests.support.cnilab import CniLab, use_free_subnets
+from tests.support.host import ip_json, link_exists, ping, run
+from tests.support.subnets import free_subnet4
 
 
 @pytest.fixture(autouse=True)

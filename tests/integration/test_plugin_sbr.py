@@ -32,7 +32,8 @@ import pytest
 from pycni.rundir import netns_lock
 from pycni.runtime import CniConfig, RuntimeConf, load_file, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import CniLab, ip_json, ping, run
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, ping, run
 
 
 @dataclass

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import CniLab, ip_json, link_exists, run, use_free_subnets
 from tests.integration.linkplugin_helpers import VERSIONS, Attach, addresses, host_local, link_details
+from tests.support.cnilab import CniLab, use_free_subnets
+from tests.support.host import ip_json, link_exists, run
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,9 @@ import pytest
 
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import CniLab, ip_json, link_exists, ping, run
 from tests.integration.plugin_helpers import exec_plugin, relocate
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, link_exists, ping, run
 
 MAC = "c2:11:22:33:44:55"
 

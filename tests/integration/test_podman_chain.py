@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
-from tests.integration.conftest import CniLab, link_exists, run
+from tests.support.cnilab import CniLab
+from tests.support.host import link_exists, run
 
 
 def owned_rules(container_id: str) -> list[str]:

@@ -16,7 +16,8 @@ import pytest
 
 from pycni.runtime import CniConfig, RuntimeConf, load_network_conf
 from pycni.spec.errors import CniError
-from tests.integration.conftest import CniLab, ip_json, link_exists, ping, run
+from tests.support.cnilab import CniLab
+from tests.support.host import ip_json, link_exists, ping, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

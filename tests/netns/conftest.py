@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
 
 import pytest
 
-from pycni.net.netns import run_in_netns
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from tests.support.host import link_exists, netns_names, run
+from tests.support.netns import Netns, netns_factory, unique
 
 NETNS_PREFIX = "pycni-n-"
 
@@ -62,72 +57,21 @@ def _kernel_prerequisites() -> None:
         _skip_or_fail(reason)
 
 
-def run(*cmd: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command, optionally inside a named netns (``ip netns exec``)."""
-    full = ["ip", "netns", "exec", netns, *cmd] if netns else list(cmd)
-    return subprocess.run(full, capture_output=True, text=True, check=check, timeout=30)
-
-
-def _netns_names() -> set[str]:
-    out = run("ip", "netns", "list").stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def _host_link_exists(name: str) -> bool:
-    return run("ip", "link", "show", "dev", name, check=False).returncode == 0
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftovers() -> Iterator[None]:
     yield
     if _missing_prerequisite() is not None:
         return
-    leaked_ns = _created_netns & _netns_names()
-    leaked_links = {name for name in _created_host_links if _host_link_exists(name)}
+    leaked_ns = _created_netns & netns_names()
+    leaked_links = {name for name in _created_host_links if link_exists(name)}
     assert not leaked_ns, f"tests left network namespaces behind: {sorted(leaked_ns)}"
     assert not leaked_links, f"tests left host links behind: {sorted(leaked_links)}"
-
-
-@dataclass(frozen=True)
-class Netns:
-    """A namespace created for one test."""
-
-    name: str
-
-    @property
-    def path(self) -> str:
-        return f"/run/netns/{self.name}"
-
-    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(*cmd, netns=self.name, check=check)
-
-    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``fn`` inside this namespace (via the code under test's run_in_netns)."""
-        return run_in_netns(self.path, fn, *args, **kwargs)
-
-
-def unique(prefix: str) -> str:
-    """A unique name: ``prefix`` + 8 hex digits (keep prefix <= 7 chars for link names)."""
-    return f"{prefix}{os.urandom(4).hex()}"
 
 
 @pytest.fixture
 def make_netns() -> Iterator[Callable[[], Netns]]:
     """Factory for fresh namespaces, all deleted at teardown."""
-    made: list[Netns] = []
-
-    def make() -> Netns:
-        ns = Netns(unique(NETNS_PREFIX))
-        _created_netns.add(ns.name)
-        run("ip", "netns", "add", ns.name)
-        made.append(ns)
-        # lo up, so that local traffic (and ping to self) works.
-        ns.run("ip", "link", "set", "lo", "up")
-        return ns
-
-    yield make
-    for ns in made:
-        run("ip", "netns", "delete", ns.name, check=False)
+    yield from netns_factory(NETNS_PREFIX, _created_netns.add)
 
 
 @pytest.fixture
@@ -161,10 +105,3 @@ def host_links() -> Iterator[Callable[[str], str]]:
     yield register
     for name in names:
         run("ip", "link", "delete", "dev", name, check=False)
-
-
-def ping(ns: Netns, target: str, count: int = 1) -> bool:
-    """True if ``target`` answers from inside ``ns``."""
-    if not shutil.which("ping"):
-        _skip_or_fail("needs ping (iputils-ping)")
-    return ns.run("ping", "-c", str(count), "-W", "2", target, check=False).returncode == 0

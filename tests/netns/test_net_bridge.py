@@ -12,8 +12,8 @@ from pycni.net import bridge, links, veth
 from pycni.net.addrs import add_address, ensure_address_on_bridge, list_addresses
 from pycni.net.errors import AddressConflict, LinkExists, UnsupportedKernelFeature
 from pycni.net.sysctl import iface_key, read_sysctl
-
-from .conftest import Netns, ping, run, unique
+from tests.support.host import run
+from tests.support.netns import Netns, ping, unique
 
 
 def _port_flags(ns: Netns, port: str) -> dict[str, object]:

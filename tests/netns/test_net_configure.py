@@ -12,8 +12,7 @@ from pycni.net.configure import configure_iface
 from pycni.net.errors import LinkNotFound, NetError
 from pycni.net.sysctl import iface_key, read_sysctl, write_sysctl
 from pycni.spec.result import Interface, IPConfig, Result, Route
-
-from .conftest import Netns, ping
+from tests.support.netns import Netns, ping
 
 V4 = ip_interface("10.92.0.2/24")
 V6 = ip_interface("fd92::2/64")

@@ -14,8 +14,7 @@ from pycni.net.errors import LinkExists, LinkNotFound, LinkNotUp, NetnsNotFound,
 from pycni.net.links import LinkInfo
 from pycni.net.routes import add_route
 from pycni.net.sysctl import iface_key, read_sysctl
-
-from .conftest import Netns, ping, unique
+from tests.support.netns import Netns, ping, unique
 
 
 def _veth(hostns: Netns, ctrns: Netns, **kw: object) -> tuple[LinkInfo, LinkInfo]:

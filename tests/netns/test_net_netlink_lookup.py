@@ -9,8 +9,8 @@ import pytest
 from pycni.net.errors import LinkNotFound
 from pycni.net.netlink import lookup
 from pycni.net.netlink.messages import pyroute2
-
-from .conftest import Netns, run
+from tests.support.host import run
+from tests.support.netns import Netns
 
 
 def _pyroute2_view() -> dict[str, dict[str, Any]]:

@@ -18,8 +18,8 @@ from pycni.net import addrs, links, routes
 from pycni.net.errors import LinkExists, NetError, UnsupportedKernelFeature
 from pycni.net.netlink import messages, wire
 from pycni.net.netlink.messages import pyroute2
-
-from .conftest import Netns, run
+from tests.support.host import run
+from tests.support.netns import Netns
 
 ADDRESSES = ["10.61.0.2/24", "10.62.0.1/31", "10.63.0.9/32", "fd61::2/64"]
 ROUTES: list[dict[str, Any]] = [

@@ -11,8 +11,7 @@ import pytest
 from pycni.net.errors import NetnsNotFound, NotANetns
 from pycni.net.netns import current_netns_path, is_netns_path, open_netns, run_in_netns, same_netns
 from pycni.net.sysctl import read_sysctl, write_sysctl
-
-from .conftest import Netns, unique
+from tests.support.netns import Netns, unique
 
 
 def _thread_netns() -> int:

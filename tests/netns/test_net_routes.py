@@ -10,8 +10,7 @@ from pycni.net import links, routes, veth
 from pycni.net.addrs import add_address, del_address, list_address_states, list_addresses
 from pycni.net.errors import LinkNotFound, NetError
 from pycni.net.routes import RouteInfo
-
-from .conftest import Netns
+from tests.support.netns import Netns
 
 
 def _two_links_up() -> None:

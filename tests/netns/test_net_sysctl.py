@@ -6,8 +6,7 @@ import pytest
 
 from pycni.net.errors import NetError
 from pycni.net.sysctl import enable_ip_forward, ensure_sysctl, iface_key, read_sysctl, write_sysctl
-
-from .conftest import Netns
+from tests.support.netns import Netns
 
 
 def test_interface_names_with_dots(ctrns: Netns) -> None:

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_podman.conftest import GO_PLUGIN_DIR, Podman, host_netns_names, link_exists, links_with_master
+from tests.support.host import link_exists, links_with_master, netns_names
+from tests.support.podman import GO_PLUGIN_DIR, Podman
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
 
 def test_two_containers_reach_each_other_and_rm_releases_addresses(podman: Podman) -> None:
-    netns_before = host_netns_names()
+    netns_before = netns_names()
     net = podman.network_create()
     assert [p["type"] for p in net.conflist["plugins"]] == ["bridge", "portmap", "firewall", "tuning"]
     assert net.conflist["plugins"][0]["ipam"]["type"] == "host-local"
@@ -56,7 +57,7 @@ def test_two_containers_reach_each_other_and_rm_releases_addresses(podman: Podma
     assert len(veths) == 2
     private_netns = {p.name for p in podman.netns_dir.iterdir()}
     assert len(private_netns) == 2
-    assert not private_netns & host_netns_names()
+    assert not private_netns & netns_names()
 
     podman.rm("a", "b")
 
@@ -66,7 +67,7 @@ def test_two_containers_reach_each_other_and_rm_releases_addresses(podman: Podma
     assert [v for v in veths if link_exists(v)] == []
     assert links_with_master(net.bridge) == []
     # Other tests may add and remove named netns meanwhile; podman's would be called netns-<uuid>.
-    assert not {n for n in host_netns_names() - netns_before if n.startswith("netns-")}
+    assert not {n for n in netns_names() - netns_before if n.startswith("netns-")}
     # The bridge plugin never deletes the bridge; `podman network rm` does.
     assert link_exists(net.bridge)
     podman.network_remove(net.name)

@@ -7,14 +7,14 @@ pycni's; a second test mixes them with Debian's Go plugins.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.runtime_podman.conftest import Podman, link_exists, links_with_master
+from tests.support.host import link_exists, links_with_master
+from tests.support.podman import Podman
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -23,10 +23,10 @@ PYCNI_TYPES = ("bridge", "host-local", "loopback", "portmap", "firewall", "tunin
 
 @pytest.fixture(scope="module")
 def pycni_bin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from pycni.cli.install import cmd_install
+    from pycni.executor.install import install_plugins
 
     bin_dir = tmp_path_factory.mktemp("pycni-bin")
-    cmd_install(argparse.Namespace(bin_dir=str(bin_dir), plugins=list(PYCNI_TYPES), force=False), {})
+    install_plugins(bin_dir, PYCNI_TYPES)
     yield bin_dir
 
 

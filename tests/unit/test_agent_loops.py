@@ -20,6 +20,7 @@ from pycni.cluster.peer_watcher import PeerWatcher, describe_changes
 from pycni.cluster.reconciler import NodeFiles, Reconciler
 from pycni.cluster.subnets import SubnetManager
 from pycni.testing.kv import MemoryKV
+from tests.support.wait import wait_until
 
 CLUSTER = IPv4Network("10.244.0.0/16")
 
@@ -60,14 +61,6 @@ def keeper(kv: MemoryKV, node: str, ip: str, got: list[Lease]) -> LeaseKeeper:
                        metrics=AgentMetrics())
 
 
-def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def test_lease_keeper_acquires_renews_and_rides_out_an_outage(kv: MemoryKV) -> None:
     got: list[Lease] = []
     k = keeper(kv, "n1", "192.168.77.11", got)
@@ -101,13 +94,13 @@ def test_peer_watcher_follows_joins_changes_and_leaves(kv: MemoryKV) -> None:
     keeper(kv, "n1", "192.168.77.11", got).step()
     thread.start()
     try:
-        wait_for(lambda: seen and set(seen[-1]) == {"n1"})
+        wait_until(lambda: seen and set(seen[-1]) == {"n1"})
         keeper(kv, "n2", "192.168.77.12", got).step()
-        wait_for(lambda: set(seen[-1]) == {"n1", "n2"})
+        wait_until(lambda: set(seen[-1]) == {"n1", "n2"})
         keeper(kv, "n2", "192.168.77.22", got).step()  # n2 comes back with another address
-        wait_for(lambda: set(seen[-1]) == {"n1", "n2"} and str(seen[-1]["n2"].public_ip) == "192.168.77.22")
+        wait_until(lambda: set(seen[-1]) == {"n1", "n2"} and str(seen[-1]["n2"].public_ip) == "192.168.77.22")
         SubnetManager(kv).release("n2")
-        wait_for(lambda: set(seen[-1]) == {"n1"})
+        wait_until(lambda: set(seen[-1]) == {"n1"})
         assert watcher.metrics.get("pycni_agent_peers") == 1
     finally:
         stop.set()
@@ -163,7 +156,7 @@ def test_reconciler_loop_runs_on_wake_and_counts_errors(tmp_path: Path, kv: Memo
     try:
         rec.set_own(got[0])
         rec.set_peers({})
-        wait_for(lambda: metrics.get("pycni_agent_reconcile_errors_total") >= 1)
+        wait_until(lambda: metrics.get("pycni_agent_reconcile_errors_total") >= 1)
     finally:
         stop.set()
         rec.wake.set()
