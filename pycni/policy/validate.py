@@ -14,6 +14,10 @@ with several errors in brackets, comma separated, as kubectl prints them.
 ``validate_all(objs)`` converts a whole apply and reports the first object
 that fails with its position, so a multi-document apply is all or nothing.
 
+Names follow Kubernetes: a Namespace's is a DNS-1123 label, a Pod's and a
+NetworkPolicy's a DNS-1123 subdomain (dots allowed); CIDRs follow its strict
+IP/CIDR validation (``pycni.policy.formats``).
+
 Where pycni differs from the API server, on purpose:
 
 - a namespaced object without ``metadata.namespace`` is in ``default``
@@ -81,7 +85,6 @@ DEFAULT_NAMESPACE = "default"
 _POLICY_PROTOCOLS = ("TCP", "UDP", "SCTP")
 _POD_PROTOCOLS = ("SCTP", "TCP", "UDP")
 _POLICY_TYPES = ("Ingress", "Egress")
-_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def to_model(obj: Mapping[str, Any]) -> Model:
