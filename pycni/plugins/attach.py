@@ -21,15 +21,15 @@ pycni.net is imported inside the functions: a VERSION call never pays for it.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Any
 
 from pycni.ipam.delegate import ipam_add, ipam_check, ipam_del, ipam_gc, ipam_status, ipam_type, released_on_failure
 from pycni.plugins.common import assemble_result, find_interface, require_ips
+from pycni.plugins.steps import undone_on_failure
 from pycni.spec.errors import CniError, InvalidConfig
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ __all__ = [
     "require_prev_result",
     "resolve_master",
     "status_ipam",
-    "undone_on_failure",
     "verify_addresses",
     "verify_routes",
 ]
@@ -58,22 +57,6 @@ __all__ = [
 # --------------------------------------------------------------------------
 # Small pieces
 # --------------------------------------------------------------------------
-
-
-@contextmanager
-def undone_on_failure(undo: Callable[[], object], what: str) -> Iterator[None]:
-    """Run ``undo`` if the body fails, then re-raise the body's error.
-
-    A failing undo is reported on stderr, never instead of the real error.
-    """
-    try:
-        yield
-    except BaseException:
-        try:
-            undo()
-        except Exception as exc:
-            print(f"pycni: failed to undo {what} after a failed ADD: {exc}", file=sys.stderr)
-        raise
 
 
 def renderable(result: Result, version: str) -> None:
@@ -194,7 +177,8 @@ def add_single_link(
     from pycni.spec.result import Interface
 
     link = create()
-    with undone_on_failure(undo or (lambda: delete_container_link(args.netns, args.ifname)), f"link '{args.ifname}'"):
+    undo = undo or (lambda: delete_container_link(args.netns, args.ifname))
+    with undone_on_failure(undo, f"delete link '{args.ifname}'"):
         iface = Interface(name=link.name, mac=link.mac, sandbox=args.netns)
         if not use_ipam and reuse is None:
             result = assemble_result(args.cni_version, [iface], 0, None, dns)

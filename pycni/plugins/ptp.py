@@ -22,10 +22,10 @@ routes and masquerade rules; GC removes the rules of stale attachments.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pycni import skel
 from pycni.ipam.delegate import ipam_add, ipam_del, released_on_failure
@@ -37,10 +37,15 @@ from pycni.plugins.attach import (
     renderable,
     require_prev_result,
     status_ipam,
-    undone_on_failure,
 )
 from pycni.plugins.common import assemble_result, dns_from_conf, find_interface, require_ips
 from pycni.plugins.linkconf import read_choice, read_ipam_type, read_mtu
+from pycni.plugins.steps import (
+    Attempts,
+    container_addresses,
+    delete_container_link_with_addresses,
+    undone_on_failure,
+)
 from pycni.spec.errors import CniError, InvalidConfig
 from pycni.spec.fields import read_bool
 
@@ -48,8 +53,6 @@ if TYPE_CHECKING:
     from pycni.spec.result import DNS, IPConfig, Result
 
 MASQ_BACKENDS = ("iptables", "nftables")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def cmd_add(args: skel.CmdArgs) -> Result:
     conf = parse_conf(args.config)
     host, container = create_veth_pair(args.ifname, args.netns, mtu=conf.mtu)
     # Deleting the host end deletes the pair, and with it every host address and route below.
-    with undone_on_failure(lambda: delete_link(host.name, missing_ok=True), f"veth '{host.name}'"):
+    with undone_on_failure(lambda: delete_link(host.name, missing_ok=True), f"delete veth '{host.name}'"):
         ipam_result = ipam_add(args)
         with released_on_failure(args):
             require_ips(ipam_result, conf.ipam_type)
@@ -150,7 +153,7 @@ def _setup_masquerade(args: skel.CmdArgs, conf: PtpConf, result: Result) -> None
     addresses = [ipc.address for ipc in result.ips]
     network, ifname, cid = args.network_name, args.ifname, args.container_id
     # A partial setup (one family of two) is undone along with everything else.
-    with undone_on_failure(lambda: teardown_masquerade(network, ifname, cid, addresses), "IP masquerade"):
+    with undone_on_failure(lambda: teardown_masquerade(network, ifname, cid, addresses), "remove IP masquerade"):
         setup_masquerade(addresses, network, ifname, cid, conf.ip_masq_backend or None)
 
 
@@ -160,66 +163,26 @@ def cmd_del(args: skel.CmdArgs) -> None:
 
     # Only what DEL needs is read: a config that could never ADD must still DEL.
     ip_masq = read_bool(args.config, "ipMasq", "")
-    errors: list[CniError] = []
+    attempt = Attempts()
     if read_ipam_type(args.config):
-        _attempt(errors, ipam_del, args)
-    addresses = _attempt(errors, _delete_veth, args) or _prev_addresses(args)
+        attempt(ipam_del, args)
+    addresses = attempt(_delete_veth, args) or container_addresses(args)
     if ip_masq:
-        _attempt(errors, teardown_masquerade, args.network_name, args.ifname, args.container_id, addresses)
-    if errors:
-        raise errors[0]
-
-
-def _attempt(errors: list[CniError], step: Callable[..., T], *step_args: Any) -> T | None:
-    try:
-        return step(*step_args)
-    except CniError as exc:
-        errors.append(exc)
-        return None
+        attempt(teardown_masquerade, args.network_name, args.ifname, args.container_id, addresses)
+    attempt.raise_first()
 
 
 def _delete_veth(args: skel.CmdArgs) -> list[IPv4Interface | IPv6Interface]:
     """Delete the pair; return the container end's addresses (for the masquerade teardown)."""
-    from pycni.net.errors import NetnsNotFound, NotANetns
-    from pycni.net.netns import run_in_netns
-
-    if args.netns:
-        try:
-            # Deleting the container end deletes the host end, its addresses and routes.
-            deleted, addresses = run_in_netns(args.netns, _read_and_delete, args.ifname)
-        except (NetnsNotFound, NotANetns):
-            deleted, addresses = False, []
-        if deleted:
-            return addresses
+    # Deleting the container end deletes the host end, its addresses and routes.
+    deleted, addresses = delete_container_link_with_addresses(args)
+    if deleted:
+        return addresses
     # No container end to delete: CNI_NETNS is empty or its path is gone. The
     # namespace itself may live on (a process still holds it), and with it the
     # pair: delete the host end the prevResult names.
     _delete_orphaned_host_veth(args)
     return []
-
-
-def _read_and_delete(ifname: str) -> tuple[bool, list[IPv4Interface | IPv6Interface]]:
-    from pycni.net.addrs import list_addresses
-    from pycni.net.errors import LinkNotFound
-    from pycni.net.links import delete_link
-
-    try:
-        addresses = list_addresses(ifname)
-    except LinkNotFound:
-        return False, []
-    return delete_link(ifname, missing_ok=True), addresses
-
-
-def _prev_addresses(args: skel.CmdArgs) -> list[IPv4Interface | IPv6Interface]:
-    """The container end's addresses per the prevResult ([] without a readable one)."""
-    try:
-        prev = args.prev_result()
-    except CniError:
-        return []
-    found = find_interface(prev, args.ifname) if prev is not None else None
-    if prev is None or found is None:
-        return []
-    return [ipc.address for ipc in prev.ips if ipc.interface == found[0]]
 
 
 def _delete_orphaned_host_veth(args: skel.CmdArgs) -> None:
@@ -288,12 +251,11 @@ def cmd_status(args: skel.CmdArgs) -> None:
 def cmd_gc(args: skel.CmdArgs) -> None:
     """IPAM GC, then the masquerade rules of attachments no longer valid; both run."""
     conf = parse_conf(args.config)
-    errors: list[CniError] = []
-    _attempt(errors, gc_ipam, args)
+    attempt = Attempts()
+    attempt(gc_ipam, args)
     if conf.ip_masq:
         from pycni.net.firewall.masquerade import gc_masquerade
 
-        _attempt(errors, gc_masquerade, args.network_name, args.valid_attachments())
-    if errors:
-        raise errors[0]
+        attempt(gc_masquerade, args.network_name, args.valid_attachments())
+    attempt.raise_first()
 

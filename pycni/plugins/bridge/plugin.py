@@ -23,11 +23,9 @@ when the config has an IPAM type.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pycni import skel
 from pycni.ipam.delegate import ipam_add, ipam_status, released_on_failure
@@ -35,28 +33,12 @@ from pycni.plugins.bridge.conf import BridgeConf, parse_conf
 from pycni.plugins.bridge.gateway import apply_gateways, plan_l3
 from pycni.plugins.bridge.teardown import cmd_del, cmd_gc
 from pycni.plugins.common import requested_mac, require_ips
+from pycni.plugins.steps import UndoStack
 
 if TYPE_CHECKING:
     from pycni.spec.result import Interface, Result
 
 __all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status"]
-
-
-class _Undo:
-    """Cleanup steps of a half-done ADD, run newest first; their own failures only go to stderr."""
-
-    def __init__(self) -> None:
-        self._steps: list[tuple[str, Callable[[], Any]]] = []
-
-    def push(self, what: str, step: Callable[[], Any]) -> None:
-        self._steps.append((what, step))
-
-    def run(self) -> None:
-        for what, step in reversed(self._steps):
-            try:
-                step()
-            except Exception as exc:
-                print(f"bridge: failed to {what} after a failed ADD: {exc}", file=sys.stderr)
 
 
 # -- ADD ------------------------------------------------------------------------
@@ -78,8 +60,7 @@ def _add(args: skel.CmdArgs, conf: BridgeConf, mac: str) -> Result:
     from pycni.spec.result import Interface
 
     ensure_bridge(conf.bridge, mtu=conf.mtu, promisc=conf.promisc_mode, vlan_filtering=conf.vlan_filtering)
-    undo = _Undo()
-    try:
+    with UndoStack() as undo:
         host, container = create_veth_pair(args.ifname, args.netns, mtu=conf.mtu, container_mac=mac or None)
         # Deleting the host end deletes the pair, wherever the container end is.
         undo.push(f"delete veth '{host.name}'", lambda: links.delete_link(host.name, missing_ok=True))
@@ -104,9 +85,6 @@ def _add(args: skel.CmdArgs, conf: BridgeConf, mac: str) -> Result:
 
             run_in_netns(args.netns, links.set_link_up, args.ifname)
         return _finish(conf, host.name, _result(args, conf, interfaces))
-    except BaseException:
-        undo.run()
-        raise
 
 
 def _connect_port(port: str, conf: BridgeConf) -> None:
@@ -129,7 +107,7 @@ def _result(args: skel.CmdArgs, conf: BridgeConf, interfaces: tuple[Interface, .
 
 
 def _add_l3(
-    args: skel.CmdArgs, conf: BridgeConf, interfaces: tuple[Interface, ...], ipam_result: Result, undo: _Undo
+    args: skel.CmdArgs, conf: BridgeConf, interfaces: tuple[Interface, ...], ipam_result: Result, undo: UndoStack
 ) -> Result:
     from pycni.net.netns import run_in_netns
     from pycni.spec.result import Interface
