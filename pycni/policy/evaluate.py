@@ -37,7 +37,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from pycni.policy.model import (
@@ -99,9 +99,17 @@ class Snapshot:
 
     def namespace_labels(self, name: str) -> Labels:
         """The namespace's labels with the API server's ``kubernetes.io/metadata.name``."""
-        labels = dict(next((ns.labels for ns in self.namespaces if ns.name == name), ()))
-        labels.setdefault(NAMESPACE_NAME_LABEL, name)
-        return tuple(sorted(labels.items()))
+        return self._namespace_labels.get(name) or ((NAMESPACE_NAME_LABEL, name),)
+
+    @cached_property
+    def _namespace_labels(self) -> dict[str, Labels]:
+        # computed once per snapshot: peer matching asks for it per rule and pair
+        table = {}
+        for ns in self.namespaces:
+            labels = dict(ns.labels)
+            labels.setdefault(NAMESPACE_NAME_LABEL, ns.name)
+            table[ns.name] = tuple(sorted(labels.items()))
+        return table
 
     def pod(self, key: str) -> Pod | None:
         return next((pod for pod in self.pods if pod.key == key), None)
@@ -319,6 +327,20 @@ def _first(indexes: Iterable[int]) -> int | None:
 Isolation = Callable[[Pod, Direction], list[NetworkPolicy]]
 
 
+def _rule_allows(
+    snapshot: Snapshot,
+    rule: PolicyRule,
+    namespace: str,
+    other: Party,
+    dst_pod: Pod | None,
+    port: int,
+    protocol: Protocol,
+) -> bool:
+    if rule.ports and not any(port_matches(pp, port, protocol, dst_pod) for pp in rule.ports):
+        return False
+    return not rule.peers or any(peer_matches(snapshot, peer, namespace, other) for peer in rule.peers)
+
+
 def _judge(
     snapshot: Snapshot,
     isolation: Isolation,
@@ -328,12 +350,16 @@ def _judge(
     dst_pod: Pod | None,
     port: int,
     protocol: Protocol,
+    detail: bool = True,
 ) -> DirectionVerdict:
-    """Egress at the source or ingress at the destination, for a party that is a pod."""
+    """Egress at the source or ingress at the destination, for a party that is a pod.
+
+    Without ``detail`` only the status is right: it stops at the first allowing rule."""
     assert party.pod is not None
     policies = isolation(party.pod, direction)
     if not policies:
         return DirectionVerdict(direction, "not-isolated", party)
+    keys = tuple(policy.key for policy in policies)
     matches: list[Match] = []
     misses: list[Miss] = []
     empty: list[str] = []
@@ -342,6 +368,10 @@ def _judge(
         if not rules:
             empty.append(policy.key)
         for index, rule in enumerate(rules):
+            if not detail:
+                if _rule_allows(snapshot, rule, policy.namespace, other, dst_pod, port, protocol):
+                    return DirectionVerdict(direction, "allowed", party, keys)
+                continue
             peer_hits = [
                 i for i, peer in enumerate(rule.peers) if peer_matches(snapshot, peer, policy.namespace, other)
             ]
@@ -357,7 +387,6 @@ def _judge(
                 misses.append(
                     Miss(policy.key, direction, index, kind, rule, policy.namespace, other, dst_pod, ns_labels)
                 )
-    keys = tuple(policy.key for policy in policies)
     if matches:
         return DirectionVerdict(direction, "allowed", party, keys, tuple(matches))
     return DirectionVerdict(direction, "denied", party, keys, (), tuple(misses), tuple(empty))
@@ -369,20 +398,26 @@ def evaluate(snapshot: Snapshot, src: Endpoint, dst: Endpoint, port: int, protoc
 
 
 def _evaluate(
-    snapshot: Snapshot, isolation: Isolation, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol
+    snapshot: Snapshot,
+    isolation: Isolation,
+    src: Endpoint,
+    dst: Endpoint,
+    port: int,
+    protocol: Protocol,
+    detail: bool = True,
 ) -> Verdict:
     src_party, dst_party = resolve(snapshot, src, dst)
     dst_pod = dst_party.pod
     if src_party.pod is None:
         egress = DirectionVerdict("Egress", "not-a-pod", src_party)
     else:
-        egress = _judge(snapshot, isolation, "Egress", src_party, dst_party, dst_pod, port, protocol)
+        egress = _judge(snapshot, isolation, "Egress", src_party, dst_party, dst_pod, port, protocol, detail)
     if dst_party.pod is None:
         ingress = DirectionVerdict("Ingress", "not-a-pod", dst_party)
     elif src_party.kind == "node" and src_party.node and src_party.node == dst_party.node:
         ingress = DirectionVerdict("Ingress", "own-node", dst_party)
     else:
-        ingress = _judge(snapshot, isolation, "Ingress", dst_party, src_party, dst_pod, port, protocol)
+        ingress = _judge(snapshot, isolation, "Ingress", dst_party, src_party, dst_pod, port, protocol, detail)
     return Verdict(src_party, dst_party, port, protocol, egress, ingress)
 
 
@@ -401,7 +436,7 @@ def reachability(snapshot: Snapshot, port: int, protocol: Protocol) -> dict[tupl
         return memo[key]
 
     return {
-        (src.key, dst.key): _evaluate(snapshot, isolation, src, dst, port, protocol).allowed
+        (src.key, dst.key): _evaluate(snapshot, isolation, src, dst, port, protocol, detail=False).allowed
         for src in pods
         for dst in pods
     }
