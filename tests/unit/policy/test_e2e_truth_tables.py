@@ -6,9 +6,11 @@ reachability over the 9 model pods must equal the table, diagonal included.
 
 from __future__ import annotations
 
+from functools import cache
+
 import pytest
 
-from pycni.policy.evaluate import reachability
+from pycni.policy.evaluate import evaluate, reachability
 from tests.support.netpol_cases import (
     Case,
     case_paths,
@@ -23,12 +25,13 @@ CLUSTER = load_cluster()
 PATHS = case_paths()
 
 
+@cache
 def _case(name: str) -> Case:
     return load_case(next(path for path in PATHS if path.stem == name), CLUSTER)
 
 
 def test_the_data_holds_the_upstream_suite_and_pycni_corners() -> None:
-    cases = [load_case(path, CLUSTER) for path in PATHS]
+    cases = [_case(path.stem) for path in PATHS]
     upstream = [case for case in cases if case.upstream]
     assert len(upstream) >= 40
     assert len(cases) - len(upstream) >= 10
@@ -57,3 +60,17 @@ def test_evaluator_matches_truth_table(name: str) -> None:
                     f"expected\n{format_matrix(probe.expected, pods)}\n"
                     f"evaluator\n{format_matrix(got, pods)}"
                 )
+
+
+@pytest.mark.parametrize("name", [path.stem for path in PATHS])
+def test_detailed_verdicts_agree_with_the_table(name: str) -> None:
+    """evaluate() (what explain prints) against the same tables, first probe of each step."""
+    case = _case(name)
+    for index, step, state in replay(case, CLUSTER):
+        snapshot = to_snapshot(CLUSTER, state)
+        probe = step.probes[0]
+        for (src, dst), expected in probe.expected.items():
+            verdict = evaluate(snapshot, src, dst, probe.port, probe.protocol)  # type: ignore[arg-type]
+            assert verdict.allowed is expected, f"{case.name} step {index}: {src} -> {dst}"
+            for side in (verdict.egress, verdict.ingress):
+                assert (side.status == "allowed") == bool(side.allowed_by)
