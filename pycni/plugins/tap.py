@@ -100,13 +100,14 @@ def cmd_add(args: skel.CmdArgs) -> Result:
             group=conf.group,
         )
         if conf.bridge:
-            try:
-                run_in_netns(args.netns, _attach_to_bridge, args.ifname, conf.bridge)
-            except BaseException:
-                from pycni.plugins.attach import delete_container_link
+            from functools import partial
 
-                delete_container_link(args.netns, args.ifname)
-                raise
+            from pycni.plugins.attach import delete_container_link
+            from pycni.plugins.steps import undone_on_failure
+
+            undo = partial(delete_container_link, args.netns, args.ifname)
+            with undone_on_failure(undo, f"delete tap '{args.ifname}'"):
+                run_in_netns(args.netns, _attach_to_bridge, args.ifname, conf.bridge)
         return link
 
     return add_single_link(args, create=create, use_ipam=bool(conf.ipam_type), dns=conf.dns)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pycni.plugins.steps import undone_on_failure
+
 if TYPE_CHECKING:
     from pycni.net.links import LinkInfo
     from pycni.plugins.bridge.conf import BridgeConf
@@ -62,11 +64,8 @@ def ensure_vlan_gateway_link(conf: BridgeConf) -> LinkInfo:
         pass
     bridge = get_link(conf.bridge)
     port, _gateway_end = create_veth_pair(name, current_netns_path(), mtu=bridge.mtu)
-    try:
+    with undone_on_failure(lambda: delete_link(port.name, missing_ok=True), f"delete veth '{port.name}'"):
         set_master(port.name, conf.bridge)
         _set_port_vlans(port.name, conf.vlan, (), conf.preserve_default_vlan)
         set_link_up(name)
-    except BaseException:
-        delete_link(port.name, missing_ok=True)
-        raise
     return get_link(name)
