@@ -37,6 +37,7 @@ from pycni.net.netlink.wire import (
     exchange,
     nla,
 )
+from pycni.spec.validate import IFNAME_MAX_BYTES
 
 __all__ = ["OPER_STATES", "RawLink", "dump_links", "index_of", "kind_u16", "kind_u32", "query_link"]
 
@@ -53,7 +54,7 @@ _IFLA_LINK_NETNSID = 37
 _IFLA_INFO_KIND = 1
 _IFLA_INFO_DATA = 2
 _RTEXT_FILTER_SKIP_STATS = 1 << 3
-_IFNAMSIZ = 16  # a link name is at most IFNAMSIZ - 1 bytes
+_IFNAMSIZ = IFNAME_MAX_BYTES + 1  # the kernel's IFNAMSIZ counts the NUL
 
 _IFINFOMSG = struct.Struct("=BxHiII")
 _U32 = struct.Struct("=I")

@@ -26,6 +26,7 @@ from pycni.plugins.firewall.backend import Attachment, Backend
 from pycni.plugins.firewall.conf import FirewallConf, parse_conf
 from pycni.rundir import host_lock
 from pycni.spec.errors import InvalidConfig
+from pycni.spec.validate import IFNAME_MAX_BYTES
 
 if TYPE_CHECKING:
     from pycni.skel import CmdArgs
@@ -67,7 +68,7 @@ def _bridge(prev: Result, policy: str) -> str:
             f"prevResult.interfaces[0]: '{first.name}' is inside the container; ingressPolicy '{policy}'"
             " needs the host bridge there (chain the firewall plugin after the bridge plugin)"
         )
-    if not first.name or any(c in _BAD_IFNAME_CHARS for c in first.name) or len(first.name) > 15:
+    if not first.name or any(c in _BAD_IFNAME_CHARS for c in first.name) or len(first.name.encode()) > IFNAME_MAX_BYTES:
         raise InvalidConfig(f"prevResult.interfaces[0].name: {first.name!r} is not a usable interface name")
     return first.name
 
