@@ -17,6 +17,7 @@ from tests.support.netpol_cases import (
     format_matrix,
     load_case,
     load_cluster,
+    policy_from_manifest,
     replay,
     to_snapshot,
 )
@@ -74,3 +75,12 @@ def test_detailed_verdicts_agree_with_the_table(name: str) -> None:
             assert verdict.allowed is expected, f"{case.name} step {index}: {src} -> {dst}"
             for side in (verdict.egress, verdict.ingress):
                 assert (side.status == "allowed") == bool(side.allowed_by)
+
+
+def test_the_loaders_stand_in_converter_agrees_with_validation() -> None:
+    """The tables go through pycni.policy.validate; the loader's stand-in must read them alike."""
+    validate = pytest.importorskip("pycni.policy.validate")
+    for path in PATHS:
+        for step in _case(path.stem).steps:
+            for manifest in step.apply:
+                assert policy_from_manifest(manifest) == validate.to_model(manifest), path.name
