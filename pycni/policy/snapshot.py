@@ -1,0 +1,109 @@
+"""The cluster as policy sees it, read from the store's keys: what ``explain`` and ``apply --dry-run`` judge.
+
+Contract: pure, except ``read`` (one ``list_prefix`` of the cluster prefix).
+
+- ``ClusterObjects.from_kvs(kvs, prefix)`` takes every key/value under the
+  cluster prefix and keeps what policy needs: the Kubernetes objects
+  (``<prefix>/k8s/...``), the pod endpoints (``<prefix>/endpoints/...``)
+  and the nodes' addresses from the live subnet leases
+  (``<prefix>/subnets/...``). Other keys are ignored; a value that does not
+  decode is listed in ``unreadable``, never raised (one bad record must not
+  hide the rest, as in the agent).
+- A node owns its lease's public IP, its subnet's ``.0`` (the VXLAN VTEP's
+  overlay address) and ``.1`` (the bridge gateway, the source of traffic
+  from the node to its own pods): none of them is ever a pod.
+- ``with_applied(models)`` is the same cluster after ``apply`` stored
+  ``models`` (each replaces the object of the same kind, namespace and
+  name); endpoints and nodes are unchanged.
+- ``snapshot()`` is the evaluator's ``Snapshot``: the pods are those with an
+  endpoint (``pods_with_endpoints``: labels and ports from their Pod object,
+  addresses and node from the endpoints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, cast
+
+from pycni.cluster.kv import KeyValue
+from pycni.cluster.lease import decode_lease
+from pycni.policy.endpoints import Endpoint, pods_with_endpoints
+from pycni.policy.evaluate import Node, Snapshot
+from pycni.policy.model import Namespace, NetworkPolicy, Pod
+from pycni.policy.state import PolicyState
+from pycni.policy.store import ObjectStore
+
+if TYPE_CHECKING:
+    from pycni.cluster.kv import KV
+
+__all__ = ["ClusterObjects", "node_addresses", "read"]
+
+
+@dataclass(frozen=True)
+class ClusterObjects:
+    namespaces: Mapping[str, Namespace] = field(default_factory=dict)
+    pod_objects: Mapping[str, Pod] = field(default_factory=dict)  # by namespace/name
+    policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)  # by namespace/name
+    endpoints: tuple[Endpoint, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    unreadable: tuple[str, ...] = ()
+    revision: int = 0
+
+    @classmethod
+    def from_kvs(cls, kvs: Iterable[KeyValue], prefix: str, revision: int = 0) -> ClusterObjects:
+        kvs = list(kvs)
+        # Decoding needs only the prefix: the store's KV is never called here.
+        state = PolicyState(ObjectStore(cast("KV", None), prefix))
+        unreadable = state.load(kvs, revision)
+        nodes: dict[str, Node] = {}
+        subnets = f"{state.store.prefix}/subnets/"
+        for kv in kvs:
+            if not kv.key.startswith(subnets):
+                continue
+            try:
+                lease = decode_lease(kv)
+            except ValueError:
+                unreadable.append(kv.key)
+                continue
+            addresses = node_addresses(str(lease.public_ip), str(lease.subnet.network_address),
+                                       str(lease.subnet.network_address + 1))
+            known = nodes.get(lease.node)
+            nodes[lease.node] = Node(lease.node, addresses if known is None else (*known.ips, *addresses))
+        return cls(dict(state.namespaces), dict(state.pod_objects), dict(state.policies),
+                   tuple(state.endpoints.values()), tuple(sorted(nodes.values(), key=lambda n: n.name)),
+                   tuple(unreadable), revision)
+
+    def with_applied(self, models: Sequence[Namespace | Pod | NetworkPolicy]) -> ClusterObjects:
+        namespaces, pods, policies = dict(self.namespaces), dict(self.pod_objects), dict(self.policies)
+        for model in models:
+            if isinstance(model, Namespace):
+                namespaces[model.name] = model
+            elif isinstance(model, Pod):
+                pods[model.key] = model
+            else:
+                policies[model.key] = model
+        return replace(self, namespaces=namespaces, pod_objects=pods, policies=policies)
+
+    def pods(self) -> list[Pod]:
+        return pods_with_endpoints(self.pod_objects.values(), self.endpoints)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            namespaces=tuple(self.namespaces[name] for name in sorted(self.namespaces)),
+            pods=tuple(sorted(self.pods(), key=lambda pod: pod.key)),
+            policies=tuple(self.policies[key] for key in sorted(self.policies)),
+            nodes=self.nodes,
+        )
+
+
+def node_addresses(*ips: str) -> tuple[str, ...]:
+    """Addresses in order, each once."""
+    return tuple(dict.fromkeys(ips))
+
+
+def read(kv: KV, prefix: str) -> ClusterObjects:
+    """Everything policy needs, in one read of the cluster prefix."""
+    normalised = "/" + prefix.strip().strip("/")
+    kvs, revision = kv.list_prefix(normalised + "/")
+    return ClusterObjects.from_kvs(kvs, normalised, revision)
