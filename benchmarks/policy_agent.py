@@ -1,0 +1,62 @@
+"""The policy agent alone, in its own process, for benchmarks/policy.py to measure.
+
+``policy_agent.py ENDPOINT PREFIX NODE NETNS_PATH`` runs a PolicyAgent on the
+etcd at ENDPOINT and applies its table inside NETNS_PATH. It prints one JSON
+line when started (``{"event": "ready", "cold_seconds": ...}``) and one per
+commit (``{"event": "sync", "time": <unix time>, "kind", "commands",
+"seconds"}``), and answers a line ``rss`` on stdin with its resident memory.
+EOF on stdin stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pycni.cluster.etcd import EtcdKV
+from pycni.net.firewall.nft import apply as nft_apply
+from pycni.net.netns import run_in_netns
+from pycni.policy.agent import PolicyAgent
+from pycni.policy.compile import Ruleset
+from pycni.policy.enforcer import SyncStats
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    endpoint, prefix, node, netns = sys.argv[1:5]
+    kv = EtcdKV(endpoint)
+    agent = PolicyAgent(kv, node, lambda script: run_in_netns(netns, nft_apply, script), prefix=prefix,
+                        resync_seconds=3600)
+    enforce = agent.enforcer.enforce
+
+    def reporting_enforce(desired: Ruleset) -> SyncStats:
+        stats = enforce(desired)
+        if stats.kind != "none":
+            print(json.dumps({"event": "sync", "time": time.time(), "kind": stats.kind,
+                              "commands": stats.commands, "seconds": stats.seconds}), flush=True)
+        return stats
+
+    agent.enforcer.enforce = reporting_enforce  # type: ignore[method-assign]
+    start = time.perf_counter()
+    agent.start()
+    print(json.dumps({"event": "ready", "cold_seconds": time.perf_counter() - start,
+                      "commands": agent.stats.last_sync.commands if agent.stats.last_sync else 0}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "rss":
+            print(json.dumps({"event": "rss", "mb": rss_mb()}), flush=True)
+    agent.stop()
+    kv.close()
+
+
+if __name__ == "__main__":
+    main()
