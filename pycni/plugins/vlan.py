@@ -28,8 +28,7 @@ from pycni.plugins.attach import (
 )
 from pycni.plugins.common import dns_from_conf
 from pycni.plugins.linkconf import read_ipam_type, read_link_name, read_mtu
-from pycni.spec.errors import InvalidConfig
-from pycni.spec.fields import lookup, read_bool
+from pycni.spec.fields import read_bool, read_int
 
 if TYPE_CHECKING:
     from pycni.net.links import LinkInfo
@@ -49,14 +48,8 @@ class VlanConf:
 
 
 def _read_vlan_id(config: Mapping[str, Any]) -> int:
-    value = lookup(config, "vlanId")
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfig(f"vlanId: expected an integer, got {value!r}")
-    if not 0 <= value <= MAX_VLAN_ID:
-        raise InvalidConfig(f"vlanId: {value} is out of range (0-{MAX_VLAN_ID})")
-    return value
+    in_parens = "{value} is out of range ({min}-{max})"
+    return read_int(config, "vlanId", "", min=0, max=MAX_VLAN_ID, out_of_range=in_parens) or 0
 
 
 def parse_conf(config: Mapping[str, Any]) -> VlanConf:
