@@ -2,7 +2,8 @@
 
 Contract: pure functions over ``pycni.policy.evaluate`` values; no I/O.
 ``explain(verdict)`` prints a headline, then per direction (egress first, as
-the packet meets it) one line ``<direction> <from|to> <end>: <verdict>`` and,
+the packet meets it) one line ``<direction> <from|to> <end> (node N): <verdict>``
+(N: the node that enforces that side) and,
 indented, why: not a pod, its own node, not isolated, isolated by which
 policies and which rule allowed it, or on a deny the nearest misses: rules
 that matched the port but no peer, or a peer but not the port, e.g.::
@@ -134,10 +135,11 @@ def _end(party: Party) -> str:
 
 def _direction_lines(verdict: DirectionVerdict, port: int, protocol: Protocol) -> list[str]:
     word = "egress from" if verdict.direction == "Egress" else "ingress to"
-    head = f"{word} {_end(verdict.party)}: {'allowed' if verdict.allowed else 'denied'}"
+    party = verdict.party
+    where = f" (node {party.node})" if party.pod is not None and party.node else ""  # the node that enforces it
+    head = f"{word} {_end(party)}{where}: {'allowed' if verdict.allowed else 'denied'}"
     why: list[str] = []
     if verdict.status == "not-a-pod":
-        party = verdict.party
         if party.host_pod:
             why.append(f"not checked: {party.name} uses node {party.node}'s host network; host-network pods are nodes")
         elif party.kind == "node":
@@ -145,9 +147,9 @@ def _direction_lines(verdict: DirectionVerdict, port: int, protocol: Protocol) -
         else:
             why.append(f"not checked: {party.name} is not a pod (outside the cluster)")
     elif verdict.status == "own-node":
-        why.append(f"not checked: from its own node {verdict.party.node} (a pod's node always reaches it)")
+        why.append(f"not checked: from its own node {party.node} (a pod's node always reaches it)")
     elif verdict.status == "not-isolated":
-        why.append(f"not isolated: no policy selects {verdict.party.name} for {verdict.direction.lower()}")
+        why.append(f"not isolated: no policy selects {party.name} for {verdict.direction.lower()}")
     else:
         why.append(f"isolated by {', '.join(verdict.isolated_by)}")
         why += [f"allowed by {match_text(match)}" for match in verdict.allowed_by]

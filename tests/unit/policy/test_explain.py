@@ -51,9 +51,9 @@ def text(*policies: NetworkPolicy, src: Pod | str, dst: Pod | str, port: int, pr
 def test_not_isolated() -> None:
     assert text(ALLOW, src=XA, dst=XB, port=80) == (
         "x/a (10.244.1.10) -> x/b (10.244.2.10) TCP/80: allowed\n"
-        "egress from x/a: allowed\n"
+        "egress from x/a (node n1): allowed\n"
         "  not isolated: no policy selects x/a for egress\n"
-        "ingress to x/b: allowed\n"
+        "ingress to x/b (node n2): allowed\n"
         "  not isolated: no policy selects x/b for ingress"
     )
 
@@ -61,9 +61,9 @@ def test_not_isolated() -> None:
 def test_allowed_names_the_rule_peer_and_port() -> None:
     assert text(ALLOW, src=XB, dst=XA, port=80) == (
         "x/b (10.244.2.10) -> x/a (10.244.1.10) TCP/80: allowed\n"
-        "egress from x/b: allowed\n"
+        "egress from x/b (node n2): allowed\n"
         "  not isolated: no policy selects x/b for egress\n"
-        "ingress to x/a: allowed\n"
+        "ingress to x/a (node n1): allowed\n"
         "  isolated by x/allow\n"
         "  allowed by x/allow ingress[1] from[0] ports[0]: TCP/http, UDP/53 from pods with pod=b in namespace x"
     )
@@ -79,9 +79,9 @@ def test_allowed_by_a_rule_with_empty_lists() -> None:
 def test_denied_names_the_nearest_misses_peer_and_port() -> None:
     assert text(ALLOW, src=YA, dst=XA, port=80) == (
         "y/a (10.244.1.20) -> x/a (10.244.1.10) TCP/80: denied\n"
-        "egress from y/a: allowed\n"
+        "egress from y/a (node n1): allowed\n"
         "  not isolated: no policy selects y/a for egress\n"
-        "ingress to x/a: denied\n"
+        "ingress to x/a (node n1): denied\n"
         "  isolated by x/allow\n"
         "  nearest misses:\n"
         "    x/allow ingress[0] allows TCP/80 from pods with pod=a in namespaces with ns=x;"
@@ -104,10 +104,10 @@ def test_ip_block_miss_shows_the_address() -> None:
 def test_default_deny_names_the_isolating_policies() -> None:
     assert text(ALLOW, DENY_ALL, src=XB, dst=XA, port=12, protocol="SCTP") == (
         "x/b (10.244.2.10) -> x/a (10.244.1.10) SCTP/12: denied\n"
-        "egress from x/b: denied\n"
+        "egress from x/b (node n2): denied\n"
         "  isolated by x/deny-all\n"
         "  x/deny-all allows no egress\n"
-        "ingress to x/a: denied\n"
+        "ingress to x/a (node n1): denied\n"
         "  isolated by x/allow, x/deny-all\n"
         "  x/deny-all allows no ingress\n"
         "  nearest misses:\n"
@@ -127,7 +127,7 @@ def test_own_node_and_other_nodes() -> None:
         "192.168.50.11 (node n1) -> x/a (10.244.1.10) TCP/80: allowed\n"
         "egress from 192.168.50.11 (node n1): allowed\n"
         "  not checked: 192.168.50.11 is node n1's address; nodes are never pods\n"
-        "ingress to x/a: allowed\n"
+        "ingress to x/a (node n1): allowed\n"
         "  not checked: from its own node n1 (a pod's node always reaches it)"
     )
     assert text(ALLOW, src="10.244.2.0", dst=XA, port=80).splitlines()[-1] == (
@@ -139,7 +139,7 @@ def test_own_node_and_other_nodes() -> None:
 def test_outside_destination() -> None:
     assert text(DENY_ALL, src=XA, dst="203.0.113.7", port=443) == (
         "x/a (10.244.1.10) -> 203.0.113.7 TCP/443: denied\n"
-        "egress from x/a: denied\n"
+        "egress from x/a (node n1): denied\n"
         "  isolated by x/deny-all\n"
         "  x/deny-all allows no egress\n"
         "ingress to 203.0.113.7: allowed\n"
