@@ -28,7 +28,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from pycni.plugins.common import owner_tag
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.fields import parse_address
-from pycni.spec.readers import describe_json, lookup, read_bool, read_choice, read_int, read_list, read_str
+from pycni.spec.readers import (
+    FIELDS,
+    lookup,
+    read_bool,
+    read_choice,
+    read_int,
+    read_list,
+    read_object,
+    read_str,
+    read_strings,
+)
 
 if TYPE_CHECKING:
     from pycni.spec.result import Result
@@ -164,12 +174,7 @@ def conditions_syntax(tokens: Sequence[str]) -> str:
 
 def _conditions(config: Mapping[str, Any], family: Family, backend: str) -> tuple[str, ...]:
     key = f"conditionsV{family}"
-    value = lookup(config, key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
-        raise InvalidConfig(f"{key}: expected an array of strings, got {describe_json(value)}")
-    tokens = tuple(value)
+    tokens = read_strings(config, key, "")
     if any(c in token for token in tokens for c in ";\n\r\0"):
         raise InvalidConfig(f"{key}: a condition may not contain ';', a newline or a NUL byte")
     syntax = conditions_syntax(tokens)
@@ -182,12 +187,8 @@ def _conditions(config: Mapping[str, Any], family: Family, backend: str) -> tupl
 
 
 def _mappings(config: Mapping[str, Any]) -> tuple[PortMapping, ...] | None:
-    runtime = lookup(config, "runtimeConfig")
-    if runtime is None:
-        return None
-    if not isinstance(runtime, dict):
-        raise InvalidConfig(f"runtimeConfig: expected an object, got {describe_json(runtime)}")
-    if lookup(runtime, "portMappings") is None:
+    runtime = read_object(config, "runtimeConfig", "")
+    if runtime is None or lookup(runtime, "portMappings") is None:
         return None
     seen: dict[tuple[IPAddress | None, str, int], PortMapping] = {}
     out: list[PortMapping] = []
@@ -208,8 +209,7 @@ def _mappings(config: Mapping[str, Any]) -> tuple[PortMapping, ...] | None:
 
 def _mapping(raw: Any, index: int) -> PortMapping:
     where = f"runtimeConfig.portMappings[{index}]"
-    if not isinstance(raw, dict):
-        raise InvalidConfig(f"{where}: expected an object, got {describe_json(raw)}")
+    raw = FIELDS.as_object(raw, where)
     ports = {}
     for key in ("hostPort", "containerPort"):
         port = read_int(raw, key, where, min=1, max=65535)
