@@ -1,6 +1,7 @@
-"""A real container runtime as a fixture: Debian 12's podman with its CNI backend.
+"""A real container runtime for tests: Debian 12's podman with its CNI backend.
 
-``podman`` (module scope) gives a completely private podman: its own
+``Podman(root, plugin_dirs).setup()`` (the ``podman`` and ``make_podman``
+fixtures of tests/runtime_podman) is a completely private podman: its own
 containers.conf, storage, registries, policy, network config dir, CNI
 cache, host-local data, netns dir and runc state, all inside a tmp dir. It
 never reads or writes the host's /etc/containers, /var/lib/containers,
