@@ -104,6 +104,11 @@ PLUGINS: dict[str, Registration] = {
         status=False,
         gc=False,
     ),
+    "netpol": Registration(
+        "pycni.plugins.netpol",
+        "pycni netpol: register the pod with the node's policy agent and wait until its policy is enforced",
+        gc=False,
+    ),
     # IPAM
     "host-local": Registration("pycni.ipam.host_local.plugin", "pycni host-local IPAM plugin"),
     "static": Registration("pycni.ipam.static", "pycni static IPAM plugin", status=False, gc=False),

@@ -1,4 +1,10 @@
-"""``pycni agent``: the node agent (see pycni.cluster.agent). Runs until SIGTERM or SIGINT."""
+"""``pycni agent``: the node agent (see pycni.cluster.agent). Runs until SIGTERM or SIGINT.
+
+With ``--policy on`` (the default) it also runs the NetworkPolicy agent
+(pycni.policy.node_service) on ``<run-dir>/policy.sock`` and the conflist
+chains ``netpol`` to it; this module is where the two are composed, because
+cluster/ must not import policy/.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-masquerade", action="store_true", help="do not masquerade pods leaving the cluster network")
     p.add_argument("--release-on-exit", action="store_true",
                    help="release the subnet lease on SIGTERM (default: keep it, so a restart changes nothing)")
+    p.add_argument("--policy", choices=("on", "off"), default="on",
+                   help="enforce Kubernetes NetworkPolicy on this node's pods (default on; needs br_netfilter)")
+    p.add_argument("--policy-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long a pod's ADD waits for its policy to be enforced (default 10)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -41,14 +51,32 @@ def cmd_agent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import logging
     import signal
     import socket
+    import sys
     import threading
 
-    from pycni.cluster.agent import AgentOptions, configure_logging, run_agent
+    from pycni.cluster.agent import AgentOptions, ServiceFactory, configure_logging, run_agent
     from pycni.cluster.reconciler import NodeFiles
 
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
+    if not 0 < args.policy_timeout <= 300:
+        print(f"pycni agent: --policy-timeout: must be in (0, 300] seconds, got {args.policy_timeout:g}",
+              file=sys.stderr)
+        return 2
+    node_name = args.node_name or socket.gethostname()
+    policy_socket = os.path.join(args.run_dir, "policy.sock") if args.policy == "on" else None
+    services: list[ServiceFactory] = []
+    if policy_socket:
+        from pycni.policy.node_service import PolicyService, PolicyUnavailable, check_br_netfilter
+
+        try:
+            check_br_netfilter()
+        except PolicyUnavailable as exc:
+            print(f"pycni agent: {exc}", file=sys.stderr)
+            return 1
+        socket_path = os.path.abspath(policy_socket)
+        services.append(lambda kv: PolicyService(kv, node_name, prefix=args.etcd_prefix, socket_path=socket_path))
     options = AgentOptions(
-        node_name=args.node_name or socket.gethostname(),
+        node_name=node_name,
         etcd_endpoints=tuple(e.strip() for e in args.etcd_endpoints.split(",") if e.strip()),
         etcd_prefix=args.etcd_prefix,
         etcd_ca_file=args.etcd_cafile,
@@ -57,7 +85,9 @@ def cmd_agent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         iface=args.iface,
         public_ip=args.public_ip,
         files=NodeFiles(conf_dir=args.cni_conf_dir, run_dir=args.run_dir, network_name=args.network_name,
-                        bridge=args.bridge, ipam_data_dir=args.ipam_data_dir),
+                        bridge=args.bridge, ipam_data_dir=args.ipam_data_dir,
+                        policy_socket=os.path.abspath(policy_socket) if policy_socket else None,
+                        policy_timeout=args.policy_timeout),
         metrics_addr=args.metrics,
         lease_ttl=args.lease_ttl,
         resync=args.resync_interval,
@@ -68,4 +98,4 @@ def cmd_agent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return run_agent(options, stop)
+    return run_agent(options, stop, services=services)

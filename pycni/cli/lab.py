@@ -2,6 +2,7 @@
 
     pycni lab up --nodes 3 --backend vxlan
     pycni lab pod add n1 web
+    pycni lab pod add n2 a --namespace x --labels pod=a,app=web --port http=80/TCP
     pycni lab exec web -- ping -c1 10.244.2.2
     pycni lab status
     pycni lab down
@@ -13,6 +14,11 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pycni.cluster.kv import KV
+    from pycni.cluster.lab import Lab
 
 __all__ = ["add_arguments", "cmd_lab"]
 
@@ -34,13 +40,66 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     node.add_parser("add", help="add a node").add_argument("name", nargs="?")
     node.add_parser("del", help="remove a node and its pods").add_argument("name")
     pod = sub.add_parser("pod", help="add or remove pods").add_subparsers(dest="pod_command", required=True)
-    pod_add = pod.add_parser("add", help="create a pod on a node")
+    pod_add = pod.add_parser("add", help="store the Pod object and attach a pod on a node",
+                             description="Applies the Namespace (if missing) and the Pod object to the lab's "
+                             "etcd, then attaches the pod with the CNI_ARGS kubelet's runtimes pass "
+                             "(K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_INFRA_CONTAINER_ID). A pod outside "
+                             "'default' is NS/NAME to the other lab commands.")
     pod_add.add_argument("node")
     pod_add.add_argument("name")
-    pod.add_parser("del", help="remove a pod").add_argument("name")
+    pod_add.add_argument("-n", "--namespace", default="default", help="Kubernetes namespace (default: default)")
+    pod_add.add_argument("--labels", default="", metavar="K=V,...", help="the Pod's labels")
+    pod_add.add_argument("--port", action="append", default=[], metavar="NAME=PORT/PROTO",
+                         help="a containerPort (protocol TCP, UDP or SCTP; default TCP); repeatable")
+    pod.add_parser("del", help="remove a pod (NAME, or NS/NAME)").add_argument("name")
     ex = sub.add_parser("exec", help="run a command in a pod, node, 'outside' or 'underlay' namespace")
     ex.add_argument("name")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` -> a dict (validated with the Pod, as the API server would)."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--labels: {item!r} is not KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def parse_port(spec: str) -> dict[str, Any]:
+    """``NAME=PORT[/PROTO]`` (or ``PORT[/PROTO]``) -> a containerPort."""
+    name, _, rest = spec.rpartition("=")
+    number, _, protocol = rest.partition("/")
+    if not number.isdigit():
+        raise ValueError(f"--port: {spec!r} is not NAME=PORT/PROTO")
+    port: dict[str, Any] = {"containerPort": int(number), "protocol": (protocol or "TCP").upper()}
+    if name:
+        port["name"] = name
+    return port
+
+
+def apply_pod_objects(lab: Lab, namespace: str, name: str, labels: dict[str, str],
+                      ports: list[dict[str, Any]]) -> None:
+    """Store the pod's Namespace (when missing) and its Pod object in the lab's etcd, validated first."""
+    from pycni.cluster.lab import PREFIX
+    from pycni.policy.store import NAMESPACE, NotFound, ObjectStore
+    from pycni.policy.validate import validate_all
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
+           "spec": {"containers": [{"name": "main", "image": "pycni-lab", "ports": ports}]}}
+
+    def store(kv: KV) -> None:
+        objects = ObjectStore(kv, PREFIX)
+        documents = [pod]
+        try:
+            objects.get(NAMESPACE, "", namespace)
+        except NotFound:
+            documents.insert(0, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        objects.apply(validate_all(documents))
+
+    lab.with_kv(store)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -54,6 +113,8 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     from pycni.cluster.lab import Lab, LabError, find_lab
     from pycni.cluster.lab_state import DEFAULT_ROOT
+    from pycni.policy.store import StoreError
+    from pycni.policy.validate import ValidationError
 
     root = args.root or environ.get("PYCNI_LAB_ROOT") or DEFAULT_ROOT
     try:
@@ -78,7 +139,9 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 print(f"node {args.name} removed")
         elif args.lab_command == "pod":
             if args.pod_command == "add":
-                pod = lab.add_pod(args.node, args.name)
+                apply_pod_objects(lab, args.namespace, args.name, parse_labels(args.labels),
+                                  [parse_port(spec) for spec in args.port])
+                pod = lab.add_pod(args.node, args.name, namespace=args.namespace)
                 print(f"pod {pod.name} on {pod.node}: {pod.ip}")
             else:
                 lab.del_pod(args.name)
@@ -93,6 +156,9 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return subprocess.call(["ip", "netns", "exec", netns, *cmd])
     except (LabError, KeyError, ValueError) as exc:
         print(f"pycni lab: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    except (ValidationError, StoreError) as exc:
+        print(f"pycni lab: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,7 +9,10 @@ the client refuses, and a validation error exactly as the validator words it.
 Unreachable etcd is left to main.py (``pycni: etcd is unreachable ...``).
 
 Every command takes the etcd flags of ``pycni cluster``
-(``add_etcd_arguments``). ``cmd_objects`` takes ``kv=`` so tests drive it
+(``add_etcd_arguments``). Given neither ``--etcd-endpoints`` nor
+``$PYCNI_ETCD_ENDPOINTS``, they use the etcd of the lab that is up
+(``$PYCNI_LAB`` chooses among several; ``lab_etcd_of``), entering the lab's
+underlay namespace where its etcd listens; with no lab, etcd's default URL. ``cmd_objects`` takes ``kv=`` so tests drive it
 with ``MemoryKV``. The store's contract is ``pycni.policy.store``.
 """
 
@@ -28,9 +31,10 @@ from pycni.cli.cluster import add_etcd_arguments
 
 if TYPE_CHECKING:
     from pycni.cluster.kv import KV
+    from pycni.cluster.lab_state import LabEtcd
     from pycni.policy.store import Kind, ObjectRef, ObjectStore, StoredObject
 
-__all__ = ["COMMANDS", "add_object_commands", "cmd_objects", "human_duration"]
+__all__ = ["COMMANDS", "add_object_commands", "cmd_objects", "human_duration", "lab_etcd_of"]
 
 COMMANDS = ("apply", "delete", "get", "label")
 
@@ -115,6 +119,13 @@ def cmd_objects(args: argparse.Namespace, environ: Mapping[str, str], *, kv: KV 
     from pycni.policy.validate import ValidationError
 
     io = _Io(stdin or sys.stdin, out or sys.stdout, err or sys.stderr, now)
+    if kv is None and not args.etcd_endpoints and not environ.get("PYCNI_ETCD_ENDPOINTS"):
+        lab = lab_etcd_of(environ)  # no etcd named: a lab's, if one is up (its etcd is reachable in its underlay)
+        if lab is not None:
+            from pycni.net.netns import run_in_netns
+
+            args.etcd_endpoints = lab.endpoint
+            return run_in_netns(lab.netns, cmd_objects, args, environ, stdin=stdin, out=out, err=err, now=now)
     opened: KV | None = None
     if kv is None:
         from pycni.cli.cluster import connect
@@ -133,6 +144,16 @@ def cmd_objects(args: argparse.Namespace, environ: Mapping[str, str], *, kv: KV 
         if opened is not None:
             opened.close()
     return 1
+
+
+def lab_etcd_of(environ: Mapping[str, str]) -> LabEtcd | None:
+    """The etcd of the lab ``$PYCNI_LAB`` names, or of the only lab up (pycni.cluster.lab_state.lab_etcd)."""
+    from pycni.cluster.lab_state import DEFAULT_ROOT, lab_etcd
+
+    try:
+        return lab_etcd(environ.get("PYCNI_LAB_ROOT") or DEFAULT_ROOT, environ.get("PYCNI_LAB") or None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _server_error(exc: Exception) -> str:

@@ -8,6 +8,12 @@ Wiring only; each job is its own module:
 - ``peer_watcher``  every node's lease: snapshot + watch, relisted on any break
 - ``reconciler``    conflist, subnet.env, masquerade and the backend's entries,
                     on every change and every ``resync`` seconds
+- ``services``      what layers above cluster run beside it (the NetworkPolicy
+                    agent, composed by ``pycni agent``): each is made from the
+                    datastore once the cluster config is read, started before
+                    the first conflist is written (so a pod the conflist
+                    attaches finds its socket), and stopped on exit. cluster
+                    does not import policy (docs/DESIGN.md layers), hence the hook.
 
 ``run_agent(options, stop)`` returns when ``stop`` is set (SIGTERM/SIGINT
 in ``pycni agent``). It does not release the lease on exit unless asked:
@@ -20,10 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pycni.cluster.agent_metrics import AgentMetrics
 from pycni.cluster.reconciler import NodeFiles
@@ -35,9 +41,20 @@ if TYPE_CHECKING:
     from pycni.cluster.kv import KV
     from pycni.cluster.subnets import SubnetManager
 
-__all__ = ["AgentOptions", "run_agent"]
+__all__ = ["AgentOptions", "NodeService", "ServiceFactory", "run_agent"]
 
 log = logging.getLogger("pycni.agent")
+
+
+class NodeService(Protocol):
+    """Something that runs beside the node agent: ``start`` may raise (retried), ``stop`` must not."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ServiceFactory = Callable[["KV"], NodeService]
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,28 @@ def _start(name: str, target: Callable[[threading.Event], None], stop: threading
     return thread
 
 
-def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = None) -> int:
+def _start_services(factories: Sequence[ServiceFactory], store: KV, stop: threading.Event) -> list[NodeService]:
+    """Start each service, retrying while it fails (etcd not there yet); [] if stopped first."""
+    started: list[NodeService] = []
+    for factory in factories:
+        service = factory(store)
+        name = type(service).__name__
+
+        def attempt(service: NodeService = service) -> bool:
+            service.start()
+            return True
+
+        def report(exc: Exception, delay: float, name: str = name) -> None:
+            log.warning("%s did not start yet (retrying): %s", name, exc)
+
+        if retry_until_stopped(attempt, stop, Backoff(0.5, 5.0), on_error=report) is None:
+            break
+        started.append(service)
+    return started
+
+
+def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = None,
+              services: Sequence[ServiceFactory] = ()) -> int:
     from pycni.cluster.backends import make_backend
     from pycni.cluster.lease_keeper import LeaseKeeper
     from pycni.cluster.peer_watcher import PeerWatcher
@@ -97,9 +135,13 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         log.info("metrics on http://%s:%d/metrics", *server.server_address[:2])
     store = kv if kv is not None else _connect(options)
     manager = SubnetManager(store, options.etcd_prefix, ttl=options.lease_ttl)
+    running: list[NodeService] = []
     try:
         config = _load_config(manager, stop)
         if config is None:
+            return 0
+        running = _start_services(services, store, stop)
+        if len(running) < len(services):
             return 0
         underlay = find_underlay(options.iface, options.public_ip)
         backend = make_backend(config.backend.type, underlay, options.node_name, vni=config.backend.vni,
@@ -123,6 +165,8 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
                 log.warning("failed to release the lease of %s: %s", options.node_name, exc)
         return 0
     finally:
+        for service in reversed(running):
+            service.stop()
         if server is not None:
             server.shutdown()
         store.close()

@@ -15,6 +15,7 @@ a thin layer over it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -49,7 +50,8 @@ NETWORK_NAME = "pycni"
 PREFIX = "/pycni"
 LEASE_TTL = 10
 RESYNC = 2.0
-PLUGINS = ("bridge", "host-local", "portmap", "loopback")
+PLUGINS = ("bridge", "host-local", "portmap", "loopback", "netpol")
+MAX_TXN_OPS = 10000  # etcd's default of 128 operations per transaction is too few for a big ``pycni apply``
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -235,7 +237,7 @@ class Lab:
             "etcd", "--name", self.state.id, "--data-dir", data_dir,
             "--listen-client-urls", f"http://{ip}:{ETCD_PORT}", "--advertise-client-urls", f"http://{ip}:{ETCD_PORT}",
             "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-            "--initial-cluster", f"{self.state.id}=http://127.0.0.1:2380",
+            "--initial-cluster", f"{self.state.id}=http://127.0.0.1:2380", "--max-txn-ops", str(MAX_TXN_OPS),
         ]
         self.state.etcd_pid = self._spawn(self.state.underlay_ns, cmd, os.path.join(self.state.dir, "etcd.log"),
                                           env=dict(os.environ, ETCD_UNSUPPORTED_ARCH=os.uname().machine))
@@ -395,20 +397,32 @@ class Lab:
         return _python_env(NETCONFPATH=os.path.join(d, "net.d"), CNI_PATH=os.path.join(self.state.dir, "bin"),
                            CNI_CACHE_DIR=os.path.join(d, "cache"))
 
-    def add_pod(self, node: str, name: str) -> PodState:
+    def _pod_cni_env(self, pod: PodState) -> dict[str, str]:
+        """The runtime's environment for a pod; a namespaced pod gets the CNI_ARGS kubelet's runtimes pass."""
+        env = self._cni_env(pod.node)
+        if pod.namespace is not None:
+            # the container ID `pycni add` derives from the netns path, as cnitool does (pycni.cli.cnitool)
+            cid = "cnitool-" + hashlib.sha512(f"/run/netns/{pod.netns}".encode()).hexdigest()[:20]
+            env["CNI_ARGS"] = (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={pod.namespace};"
+                               f"K8S_POD_NAME={pod.name.rsplit('/', 1)[-1]};K8S_POD_INFRA_CONTAINER_ID={cid}")
+        return env
+
+    def add_pod(self, node: str, name: str, *, namespace: str | None = None) -> PodState:
+        """Attach a pod; with ``namespace`` it is ``namespace/name`` to the lab and to NetworkPolicy."""
         check_name(name, "pod")
+        key = name if namespace in (None, "default") else f"{check_name(namespace or '', 'namespace')}/{name}"
         if node not in self.state.nodes:
             raise LabError(f"lab {self.state.id} has no node '{node}'")
-        if name in self.state.pods:
-            raise LabError(f"lab {self.state.id} already has a pod '{name}'")
-        pod = PodState(name=name, node=node, netns=self.state.pod_netns(name))
-        self.state.pods[name] = pod
+        if key in self.state.pods:
+            raise LabError(f"lab {self.state.id} already has a pod '{key}'")
+        pod = PodState(name=key, node=node, netns=self.state.pod_netns(key), namespace=namespace)
+        self.state.pods[key] = pod
         self._add_netns(pod.netns)
         proc = _ns_exec(self.state.nodes[node].netns, sys.executable, "-m", "pycni", "add", NETWORK_NAME,
-                        f"/run/netns/{pod.netns}", env=self._cni_env(node), check=False, timeout=60)
+                        f"/run/netns/{pod.netns}", env=self._pod_cni_env(pod), check=False, timeout=60)
         if proc.returncode != 0:
-            self.del_pod(name)
-            raise LabError(f"failed to attach pod '{name}' on {node}: {proc.stderr.strip()}")
+            self.del_pod(key)
+            raise LabError(f"failed to attach pod '{key}' on {node}: {proc.stderr.strip()}")
         result = json.loads(proc.stdout)
         pod.ip = str(result["ips"][0]["address"]).split("/")[0]
         self.state.save()
@@ -421,7 +435,7 @@ class Lab:
         node = self.state.nodes.get(pod.node)
         if node is not None and os.path.exists(f"/run/netns/{pod.netns}"):
             _ns_exec(node.netns, sys.executable, "-m", "pycni", "del", NETWORK_NAME, f"/run/netns/{pod.netns}",
-                     env=self._cni_env(pod.node), check=False, timeout=60)
+                     env=self._pod_cni_env(pod), check=False, timeout=60)
         _run("ip", "netns", "delete", pod.netns, check=False)
         del self.state.pods[name]
         self.state.save()

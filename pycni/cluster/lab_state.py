@@ -13,7 +13,16 @@ use the same ones)::
     <id>-ul    the underlay: bridge ul0 (UNDERLAY .1), etcd on it, router to the outside
     <id>-ext   "the outside world": eth0 OUTSIDE_IP, reached via the underlay router
     <id>-nK    node K: eth0 UNDERLAY .(10+K), an agent, bridge cni0 with its pods
-    <id>-p-P   pod P: eth0 from the node's bridge plugin
+    <id>-p-P   pod P: eth0 from the node's bridge plugin (pod NS/P: <id>-p-NS.P)
+
+A pod added with a Kubernetes namespace is known to the lab as ``NS/NAME``
+(``x/a``); one added without is known by its name alone.
+
+Finding a lab's etcd from outside (``pycni apply`` and friends, when neither
+``--etcd-endpoints`` nor ``$PYCNI_ETCD_ENDPOINTS`` is given): ``lab_etcd``
+returns the endpoint and the namespace it is reachable in, for the lab
+``$PYCNI_LAB`` names or the only lab under ``$PYCNI_LAB_ROOT`` (default
+DEFAULT_ROOT); None when no lab is up.
 """
 
 from __future__ import annotations
@@ -30,10 +39,12 @@ __all__ = [
     "DEFAULT_ROOT",
     "OUTSIDE_IP",
     "UNDERLAY",
+    "LabEtcd",
     "LabState",
     "NodeState",
     "PodState",
     "check_name",
+    "lab_etcd",
     "node_ip",
 ]
 
@@ -68,10 +79,18 @@ class NodeState:
 
 @dataclass
 class PodState:
-    name: str
+    name: str  # the lab's key: NAME, or NS/NAME for a pod with a Kubernetes namespace
     node: str
     netns: str
     ip: str = ""
+    namespace: str | None = None  # Kubernetes namespace (None: attached without K8S_* CNI_ARGS)
+
+
+@dataclass(frozen=True)
+class LabEtcd:
+    lab_id: str
+    endpoint: str
+    netns: str  # etcd listens only inside this network namespace (the lab's underlay)
 
 
 @dataclass
@@ -113,7 +132,7 @@ class LabState:
         return os.path.join(self.dir, "nodes", node)
 
     def pod_netns(self, pod: str) -> str:
-        return f"{self.id}-p-{pod}"
+        return f"{self.id}-p-{pod.replace('/', '.')}"
 
     def next_node_index(self) -> int:
         return max((n.index for n in self.nodes.values()), default=0) + 1
@@ -152,3 +171,20 @@ class LabState:
         except FileNotFoundError:
             return []
         return [e for e in entries if os.path.exists(os.path.join(root, e, "state.json"))]
+
+
+def lab_etcd(root: str, lab_id: str | None = None) -> LabEtcd | None:
+    """The etcd of lab ``lab_id``, or of the only lab under ``root``; None when none is up.
+
+    ValueError when ``lab_id`` names no lab, or several labs are up and none is chosen."""
+    ids = LabState.list_ids(root)
+    if lab_id is None:
+        if len(ids) > 1:
+            raise ValueError(f"several labs are up ({', '.join(ids)}): set $PYCNI_LAB or --etcd-endpoints")
+        if not ids:
+            return None
+        lab_id = ids[0]
+    elif lab_id not in ids:
+        raise ValueError(f"no lab '{lab_id}' under {root}")
+    state = LabState.load(root, lab_id)
+    return LabEtcd(lab_id, state.etcd_endpoint, f"/run/netns/{state.underlay_ns}")

@@ -45,6 +45,8 @@ class NodeFiles:
     network_name: str = "pycni"
     bridge: str = "cni0"
     ipam_data_dir: str | None = None
+    policy_socket: str | None = None  # NetworkPolicy on: the conflist chains netpol to this agent socket
+    policy_timeout: float = 10.0
 
 
 def lease_to_peer(lease: Lease) -> Peer:
@@ -80,7 +82,8 @@ class Reconciler:
     def write_files(self, own: Lease) -> None:
         mtu = self.backend.pod_mtu()
         net = NodeNetwork(name=self.files.network_name, cluster=self.cluster, subnet=own.subnet, mtu=mtu,
-                          bridge=self.files.bridge, ipam_data_dir=self.files.ipam_data_dir)
+                          bridge=self.files.bridge, ipam_data_dir=self.files.ipam_data_dir,
+                          policy_socket=self.files.policy_socket, policy_timeout=self.files.policy_timeout)
         if write_if_changed(os.path.join(self.files.conf_dir, CONFLIST_NAME), render_conflist(net)):
             log.info("wrote %s", os.path.join(self.files.conf_dir, CONFLIST_NAME))
         env = render_subnet_env(self.cluster, own.subnet, mtu, self.backend.type, self.masquerade)
