@@ -28,6 +28,7 @@ spec module can use it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pycni.spec.errors import CniError, DecodingFailure, InvalidConfig
@@ -99,30 +100,20 @@ def describe_value(value: Any) -> str:
 _OUT_OF_RANGE = "{value} is out of range {min}-{max}"
 
 
+@dataclass(frozen=True)
 class Reader:
-    """The readers for one kind of document (see the module doc for the kinds).
+    """The readers for one kind of document (see the module doc for the kinds)."""
 
-    ``error``: the CniError raised; ``fold_case``: match keys like Go's
-    encoding/json; ``null_is_absent``: null reads as not set (else it is a
-    value of the wrong type); ``array``: how a JSON array is named;
-    ``describe``: how a wrong value is shown after "got" (None: the message
-    says only "must be <kind>").
-    """
-
-    def __init__(
-        self,
-        *,
-        error: type[CniError] = InvalidConfig,
-        fold_case: bool = True,
-        null_is_absent: bool = True,
-        array: str = "an array",
-        describe: Callable[[Any], str] | None = describe_json,
-    ) -> None:
-        self.error = error
-        self.fold_case = fold_case
-        self.null_is_absent = null_is_absent
-        self.array = array
-        self.describe = describe
+    #: The CniError raised.
+    error: type[CniError] = InvalidConfig
+    #: Match keys like Go's encoding/json: the exact spelling first, then ignoring case.
+    fold_case: bool = True
+    #: null reads as not set; otherwise it is a value of the wrong type.
+    null_is_absent: bool = True
+    #: How a JSON array is named in messages.
+    array: str = "an array"
+    #: How a wrong value is shown after "got"; None: the message says only "must be <kind>".
+    describe: Callable[[Any], str] | None = describe_json
 
     # -- errors ----------------------------------------------------------------
 
