@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     from pycni.cli.objects import add_object_commands
 
     add_object_commands(sub)  # apply, delete, get, label: Kubernetes objects in etcd
+
+    from pycni.cli.policy import add_arguments as policy_arguments
+
+    p = sub.add_parser("policy", help="NetworkPolicy: explain a verdict, follow denied connections")
+    policy_arguments(p)
     return parser
 
 
@@ -138,6 +143,10 @@ def _run(args: argparse.Namespace) -> int:
         from pycni.cli.objects import cmd_objects
 
         return cmd_objects(args, os.environ)
+    if args.command == "policy":
+        from pycni.cli.policy import cmd_policy
+
+        return cmd_policy(args, os.environ)
     if args.command == "lab":
         from pycni.cli.lab import cmd_lab
 
