@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pycni.cluster.kv import KV, KeyValue, KVError, Put
-from pycni.policy.compile import Compiler
+from pycni.policy.compile import compile_node
 from pycni.policy.endpoints import Endpoint, EndpointError, encode, endpoint_key, from_fields
 from pycni.policy.enforcer import Enforcer, SyncStats
 from pycni.policy.state import PolicyState
@@ -67,7 +67,6 @@ class PolicyAgent:
         self.store = ObjectStore(kv, prefix)
         self.state = PolicyState(self.store)
         self.enforcer = Enforcer(apply_nft)
-        self.compiler = Compiler()  # keeps what did not change between syncs
         self.socket_path = socket_path
         self.resync_seconds = resync_seconds
         self.netns_exists = netns_exists
@@ -78,17 +77,13 @@ class PolicyAgent:
         self._pending_writes: dict[str, bytes | None] = {}  # endpoint key -> value (None = delete)
         self._threads: list[threading.Thread] = []
         self._server: socketserver.ThreadingUnixStreamServer | None = None
-        # Observers (metrics, the deny log) called under the lock after every sync with its stats, its
-        # duration and the seconds since the oldest watch event it enforces (None when none was waiting).
-        self.on_sync: list[Callable[[SyncStats, float, float | None], None]] = []
-        self._oldest_event: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
         self._load_snapshot()
         with self._lock:
-            self._record(self.enforcer.resync(self.compiler.compile(self.state.view(self.node))))
+            self._record(self.enforcer.resync(compile_node(self.state.view(self.node))))
         self._spawn(self._watch_loop, "pycni-policy-watch")
         self._spawn(self._sync_loop, "pycni-policy-sync")
         if self.socket_path:
@@ -141,8 +136,6 @@ class PolicyAgent:
 
     def _on_event(self, kind: str, kv: KeyValue) -> None:
         with self._lock:
-            if self._oldest_event is None:
-                self._oldest_event = time.monotonic()
             if kind == "put":
                 if not self.state.put(kv):
                     log.warning("policy: ignoring %s: its value does not decode", kv.key)
@@ -157,7 +150,7 @@ class PolicyAgent:
         with self._lock:
             start = time.monotonic()
             try:
-                stats = self.enforcer.enforce(self.compiler.compile(self.state.view(self.node)))
+                stats = self.enforcer.enforce(compile_node(self.state.view(self.node)))
             except Exception:
                 self.stats.failures += 1
                 raise
@@ -168,13 +161,6 @@ class PolicyAgent:
         self.stats.syncs[stats.kind] += 1
         self.stats.last_sync = stats
         self.stats.sync_seconds = [*self.stats.sync_seconds[-999:], stats.seconds if seconds is None else seconds]
-        waited = None if self._oldest_event is None else time.monotonic() - self._oldest_event
-        self._oldest_event = None
-        for observer in self.on_sync:
-            try:
-                observer(stats, stats.seconds if seconds is None else seconds, waited)
-            except Exception as exc:  # an observer must never stop enforcement
-                log.warning("policy: sync observer failed: %s", exc)
 
     def _sync_loop(self) -> None:
         next_resync = time.monotonic() + self.resync_seconds
@@ -188,9 +174,7 @@ class PolicyAgent:
                 if time.monotonic() >= next_resync:
                     self._sweep_endpoints()
                     with self._lock:
-                        # A fresh compile too: the slow timer is where any drift of the caches would end.
-                        self.compiler = Compiler()
-                        self._record(self.enforcer.resync(self.compiler.compile(self.state.view(self.node))))
+                        self._record(self.enforcer.resync(compile_node(self.state.view(self.node))))
                     next_resync = time.monotonic() + self.resync_seconds
                 else:
                     self.sync()
@@ -267,7 +251,7 @@ class PolicyAgent:
                      if e.node == self.node and e.container_id == container_id and e.ifname == ifname]
             if not found:
                 return {"ok": False, "error": f"no endpoint for container {container_id[:12]} {ifname} on this node"}
-            if self.enforcer.committed != self.compiler.compile(self.state.view(self.node)):
+            if self.enforcer.committed != compile_node(self.state.view(self.node)):
                 return {"ok": False, "error": "the kernel is behind the policy state (a sync is pending or failed)"}
         return {"ok": True}
 
