@@ -77,6 +77,10 @@ class PolicyAgent:
         self._pending_writes: dict[str, bytes | None] = {}  # endpoint key -> value (None = delete)
         self._threads: list[threading.Thread] = []
         self._server: socketserver.ThreadingUnixStreamServer | None = None
+        # Observers (metrics, the deny log) called under the lock after every sync with its stats, its
+        # duration and the seconds since the oldest watch event it enforces (None when none was waiting).
+        self.on_sync: list[Callable[[SyncStats, float, float | None], None]] = []
+        self._oldest_event: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -136,6 +140,8 @@ class PolicyAgent:
 
     def _on_event(self, kind: str, kv: KeyValue) -> None:
         with self._lock:
+            if self._oldest_event is None:
+                self._oldest_event = time.monotonic()
             if kind == "put":
                 if not self.state.put(kv):
                     log.warning("policy: ignoring %s: its value does not decode", kv.key)
@@ -161,6 +167,13 @@ class PolicyAgent:
         self.stats.syncs[stats.kind] += 1
         self.stats.last_sync = stats
         self.stats.sync_seconds = [*self.stats.sync_seconds[-999:], stats.seconds if seconds is None else seconds]
+        waited = None if self._oldest_event is None else time.monotonic() - self._oldest_event
+        self._oldest_event = None
+        for observer in self.on_sync:
+            try:
+                observer(stats, stats.seconds if seconds is None else seconds, waited)
+            except Exception as exc:  # an observer must never stop enforcement
+                log.warning("policy: sync observer failed: %s", exc)
 
     def _sync_loop(self) -> None:
         next_resync = time.monotonic() + self.resync_seconds
