@@ -105,7 +105,8 @@ def policies(count: int, n_ns: int) -> list[NetworkPolicy]:
                            namespace_selector=LabelSelector(labels_of({"team": f"t{j % 10}"}))),
                 PolicyPeer(ip_block=IPBlock("10.0.0.0/8", (f"10.{j % 4}.0.0/16",))))),),
             egress=(PolicyRule(ports=(PolicyPort("UDP", 53),)),
-                    PolicyRule(peers=(PolicyPeer(pod_selector=LabelSelector(labels_of({"app": f"app{(j + 1) % 40}"}))),))),
+                    PolicyRule(peers=(PolicyPeer(pod_selector=LabelSelector(labels_of({"app": f"app{(j + 1) % 40}"}))),
+                                      ))),
         ))
     # The two real pods talk on 5201 (iperf3) and 80.
     out.append(NetworkPolicy("ns0", "bench-pair", LabelSelector(labels_of({"app": "app0"})),

@@ -21,8 +21,8 @@ from pycni.cluster.etcd import EtcdKV
 from pycni.net.firewall.nft import apply as nft_apply
 from pycni.net.netns import run_in_netns
 from pycni.policy.agent import PolicyAgent
-from pycni.policy.compile import Ruleset
 from pycni.policy.enforcer import SyncStats
+from pycni.policy.ruleset import Ruleset
 
 
 def rss_mb() -> float:

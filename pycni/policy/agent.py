@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pycni.cluster.kv import KV, KeyValue, KVError, Put
-from pycni.policy.compile import compile_node
+from pycni.policy.compile import Compiler
 from pycni.policy.endpoints import Endpoint, EndpointError, encode, endpoint_key, from_fields
 from pycni.policy.enforcer import Enforcer, SyncStats
 from pycni.policy.state import PolicyState
@@ -67,6 +67,7 @@ class PolicyAgent:
         self.store = ObjectStore(kv, prefix)
         self.state = PolicyState(self.store)
         self.enforcer = Enforcer(apply_nft)
+        self.compiler = Compiler()  # keeps what did not change between syncs
         self.socket_path = socket_path
         self.resync_seconds = resync_seconds
         self.netns_exists = netns_exists
@@ -87,7 +88,7 @@ class PolicyAgent:
     def start(self) -> None:
         self._load_snapshot()
         with self._lock:
-            self._record(self.enforcer.resync(compile_node(self.state.view(self.node))))
+            self._record(self.enforcer.resync(self.compiler.compile(self.state.view(self.node))))
         self._spawn(self._watch_loop, "pycni-policy-watch")
         self._spawn(self._sync_loop, "pycni-policy-sync")
         if self.socket_path:
@@ -156,7 +157,7 @@ class PolicyAgent:
         with self._lock:
             start = time.monotonic()
             try:
-                stats = self.enforcer.enforce(compile_node(self.state.view(self.node)))
+                stats = self.enforcer.enforce(self.compiler.compile(self.state.view(self.node)))
             except Exception:
                 self.stats.failures += 1
                 raise
@@ -187,7 +188,9 @@ class PolicyAgent:
                 if time.monotonic() >= next_resync:
                     self._sweep_endpoints()
                     with self._lock:
-                        self._record(self.enforcer.resync(compile_node(self.state.view(self.node))))
+                        # A fresh compile too: the slow timer is where any drift of the caches would end.
+                        self.compiler = Compiler()
+                        self._record(self.enforcer.resync(self.compiler.compile(self.state.view(self.node))))
                     next_resync = time.monotonic() + self.resync_seconds
                 else:
                     self.sync()
@@ -264,7 +267,7 @@ class PolicyAgent:
                      if e.node == self.node and e.container_id == container_id and e.ifname == ifname]
             if not found:
                 return {"ok": False, "error": f"no endpoint for container {container_id[:12]} {ifname} on this node"}
-            if self.enforcer.committed != compile_node(self.state.view(self.node)):
+            if self.enforcer.committed != self.compiler.compile(self.state.view(self.node)):
                 return {"ok": False, "error": "the kernel is behind the policy state (a sync is pending or failed)"}
         return {"ok": True}
 

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pycni.policy.compile import Ruleset
 from pycni.policy.nftdiff import count_changes, render_diff, render_full
+from pycni.policy.ruleset import Ruleset
 
 __all__ = ["Enforcer", "SyncStats"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pycni.policy.compile import FAMILY, TABLE, Chain, Map, Ruleset, Set
+from pycni.policy.ruleset import FAMILY, TABLE, Chain, Map, Ruleset, Set
 
 __all__ = ["count_changes", "render_diff", "render_full"]
 

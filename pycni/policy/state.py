@@ -6,15 +6,20 @@ cluster prefix; keys outside the object and endpoint layouts are ignored,
 and a value that does not decode drops the key (as if deleted) and is
 reported by ``put``'s return value, never raised: one bad record must not
 stop enforcement for everyone else. ``view(node)`` is the compiler's input.
+
+The pods it gives are kept merged (Pod object + endpoints) as keys change:
+a pod nothing touched stays the very same object, which is how the
+incremental ``Compiler`` knows what it may keep.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from pycni.cluster.kv import KeyValue
 from pycni.policy.compile import NodeView
-from pycni.policy.endpoints import Endpoint, EndpointError, endpoints_prefix, pods_with_endpoints
+from pycni.policy.endpoints import Endpoint, EndpointError, endpoints_prefix
 from pycni.policy.endpoints import decode as decode_endpoint
 from pycni.policy.model import Namespace, NetworkPolicy, Pod
 from pycni.policy.store import ObjectStore, StoreError
@@ -32,6 +37,8 @@ class PolicyState:
         self.policies: dict[str, NetworkPolicy] = {}
         self.endpoints: dict[str, Endpoint] = {}  # by key
         self.revision = 0
+        self._endpoint_keys: dict[str, set[str]] = {}  # pod key -> its endpoints' keys
+        self._merged: dict[str, Pod] = {}  # pod key -> the pod with its endpoints' addresses
 
     def load(self, kvs: Iterable[KeyValue], revision: int) -> list[str]:
         """Replace everything with a snapshot; returns the keys that did not decode."""
@@ -39,6 +46,8 @@ class PolicyState:
         self.pod_objects.clear()
         self.policies.clear()
         self.endpoints.clear()
+        self._endpoint_keys.clear()
+        self._merged.clear()
         bad = [kv.key for kv in kvs if not self.put(kv)]
         self.revision = revision
         return bad
@@ -48,10 +57,16 @@ class PolicyState:
         self.revision = max(self.revision, kv.mod_revision)
         if kv.key.startswith(self.endpoint_prefix):
             try:
-                self.endpoints[kv.key] = decode_endpoint(kv.value)
+                endpoint = decode_endpoint(kv.value)
             except EndpointError:
-                self.endpoints.pop(kv.key, None)
+                self._drop(kv.key)
                 return False
+            old = self.endpoints.get(kv.key)
+            if old is not None and old.pod_key != endpoint.pod_key:
+                self._drop(kv.key)
+            self.endpoints[kv.key] = endpoint
+            self._endpoint_keys.setdefault(endpoint.pod_key, set()).add(kv.key)
+            self._remerge(endpoint.pod_key)
             return True
         ref = self.store.ref_of_key(kv.key)
         if ref is None:
@@ -65,6 +80,7 @@ class PolicyState:
             self.namespaces[model.name] = model
         elif isinstance(model, Pod):
             self.pod_objects[model.key] = model
+            self._remerge(model.key)
         else:
             self.policies[model.key] = model
         return True
@@ -75,7 +91,10 @@ class PolicyState:
 
     def _drop(self, key: str) -> None:
         if key.startswith(self.endpoint_prefix):
-            self.endpoints.pop(key, None)
+            endpoint = self.endpoints.pop(key, None)
+            if endpoint is not None:
+                self._endpoint_keys.get(endpoint.pod_key, set()).discard(key)
+                self._remerge(endpoint.pod_key)
             return
         ref = self.store.ref_of_key(key)
         if ref is None:
@@ -84,11 +103,27 @@ class PolicyState:
             self.namespaces.pop(ref.name, None)
         elif ref.kind.name == "Pod":
             self.pod_objects.pop(f"{ref.namespace}/{ref.name}", None)
+            self._remerge(f"{ref.namespace}/{ref.name}")
         else:
             self.policies.pop(f"{ref.namespace}/{ref.name}", None)
 
+    def _remerge(self, pod_key: str) -> None:
+        """Recompute one pod from its Pod object and endpoints (the same rule as ``pods_with_endpoints``)."""
+        endpoints = sorted((self.endpoints[k] for k in self._endpoint_keys.get(pod_key, ())),
+                           key=lambda e: (e.container_id, e.ifname))
+        if not endpoints:
+            self._merged.pop(pod_key, None)
+            self._endpoint_keys.pop(pod_key, None)
+            return
+        first = endpoints[0]
+        base = self.pod_objects.get(pod_key) or Pod(first.namespace, first.name)
+        ips = tuple(dict.fromkeys(ip for e in endpoints for ip in e.ips))
+        merged = replace(base, ips=ips, node=first.node)
+        if self._merged.get(pod_key) != merged:
+            self._merged[pod_key] = merged
+
     def pods(self) -> list[Pod]:
-        return pods_with_endpoints(self.pod_objects.values(), self.endpoints.values())
+        return list(self._merged.values())
 
     def view(self, node: str) -> NodeView:
         return NodeView(node, dict(self.namespaces), self.pods(), list(self.policies.values()))

@@ -71,9 +71,18 @@ def test_start_replaces_the_whole_table(world: tuple[MemoryKV, Kernel, PolicyAge
     assert kernel.scripts[0].startswith("add table inet pycni_policy\ndelete table inet pycni_policy\n")
 
 
+def seen(agent: PolicyAgent, policy_key: str) -> None:
+    """Wait until the agent's watch delivered a policy (what a pod started later can count on)."""
+    deadline = time.monotonic() + 2
+    while policy_key not in agent.state.policies:
+        assert time.monotonic() < deadline, f"the agent never saw {policy_key}"
+        time.sleep(0.01)
+
+
 def test_add_is_enforced_before_the_answer(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
-    kv, kernel, _, sock = world
+    kv, kernel, agent, sock = world
     ObjectStore(kv).apply([DENY])
+    seen(agent, "x/deny")
     answer = call_agent(sock, add_request("a", "10.244.1.10"), timeout=2)
     assert answer["ok"] is True
     # The answer came after the pod's chain and its map element were applied.
@@ -103,8 +112,9 @@ def test_label_change_of_a_pod_object_costs_an_incremental_sync(
 
 
 def test_delete_removes_the_endpoint_and_its_rules(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
-    kv, kernel, _, sock = world
+    kv, kernel, agent, sock = world
     ObjectStore(kv).apply([DENY])
+    seen(agent, "x/deny")
     assert call_agent(sock, add_request("a", "10.244.1.10"), timeout=2)["ok"]
     assert call_agent(sock, {"op": "del", "containerID": "c1", "ifname": "eth0"}, timeout=2)["ok"]
     assert kernel.scripts[-1].startswith("delete element inet pycni_policy ingress_v4 { 10.244.1.10 }")
@@ -112,8 +122,9 @@ def test_delete_removes_the_endpoint_and_its_rules(world: tuple[MemoryKV, Kernel
 
 
 def test_a_kernel_that_refuses_fails_the_add(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
-    kv, kernel, _, sock = world
+    kv, kernel, agent, sock = world
     ObjectStore(kv).apply([DENY])
+    seen(agent, "x/deny")
     kernel.refuse = True
     answer = call_agent(sock, add_request("a", "10.244.1.10"), timeout=2)
     assert answer == {"ok": False, "error": "policy not enforced: nft: refused"}

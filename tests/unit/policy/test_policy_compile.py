@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pycni.policy.compile import NodeView, Ruleset, compile_node, pod_chain_name, policy_chain_name
+from pycni.policy.compile import NodeView, compile_node, pod_chain_name, policy_chain_name
 from pycni.policy.model import (
     ContainerPort,
     IPBlock,
@@ -18,6 +18,7 @@ from pycni.policy.model import (
     labels_of,
 )
 from pycni.policy.nftdiff import count_changes, render_diff, render_full
+from pycni.policy.ruleset import Ruleset
 
 NAMESPACES = {
     n: Namespace(n, labels_of({"ns": n, "kubernetes.io/metadata.name": n})) for n in ("x", "y")

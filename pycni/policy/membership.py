@@ -1,0 +1,152 @@
+"""Which pods a selector picks, kept current as pods come, go and change labels.
+
+Contract: in-memory bookkeeping, no I/O. ``Membership.update(view)`` takes
+the pods, namespaces and node of a new view and returns the keys of pods
+that changed (added, removed, or replaced by a different object); the
+indexes (namespace -> pods, label pair -> pods, this node's pods per
+namespace) and every remembered peer's members follow, at a cost of the
+changed pods times the peers remembered, not of every pod. A namespace
+label change, or a different node, rebuilds everything (rare).
+
+Pods without addresses and host-network pods are never members: their
+traffic is node traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pycni.policy.model import Labels, LabelSelector, Namespace, NetworkPolicy, Pod
+from pycni.policy.ruleset import FAMILIES, Fam, ip_family
+from pycni.policy.selectors import selector_matches
+
+__all__ = ["Membership", "PeerKey"]
+
+PeerKey = tuple[str, LabelSelector | None, LabelSelector | None]  # (scope or "", podSelector, namespaceSelector)
+
+
+def _usable(pod: Pod) -> bool:
+    return bool(pod.ips) and not pod.host_network
+
+
+class Membership:
+    def __init__(self) -> None:
+        self.node = ""
+        self.namespaces: dict[str, Namespace] = {}
+        self.pods: dict[str, Pod] = {}
+        self._by_ns: dict[str, set[str]] = {}
+        self._by_label: dict[tuple[str, str], set[str]] = {}
+        self._local_by_ns: dict[str, set[str]] = {}
+        self._peers: dict[PeerKey, set[str]] = {}
+        self._family_count: dict[Fam, int] = {"v4": 0, "v6": 0}
+
+    # -- keeping up ------------------------------------------------------------------
+
+    def update(self, node: str, namespaces: Mapping[str, Namespace], pods: Iterable[Pod]) -> set[str] | None:
+        """Follow a new view; the keys of changed pods, or None when everything was rebuilt."""
+        new = {p.key: p for p in pods if _usable(p)}
+        if node != self.node or dict(namespaces) != self.namespaces:
+            self._rebuild(node, namespaces, new)
+            return None
+        changed = {k for k, p in new.items() if self.pods.get(k) is not p}
+        changed |= {k for k in self.pods if k not in new}
+        for key in changed:
+            old = self.pods.pop(key, None)
+            if old is not None:
+                self._unindex(old)
+            pod = new.get(key)
+            if pod is not None:
+                self.pods[key] = pod
+                self._index(pod)
+            for peer, members in self._peers.items():
+                if pod is not None and self._peer_has(peer, pod):
+                    members.add(key)
+                else:
+                    members.discard(key)
+        return changed
+
+    def _rebuild(self, node: str, namespaces: Mapping[str, Namespace], pods: dict[str, Pod]) -> None:
+        self.node = node
+        self.namespaces = dict(namespaces)
+        self.pods = {}
+        self._by_ns.clear()
+        self._by_label.clear()
+        self._local_by_ns.clear()
+        self._peers.clear()
+        self._family_count = {"v4": 0, "v6": 0}
+        for key, pod in pods.items():
+            self.pods[key] = pod
+            self._index(pod)
+
+    def _index(self, pod: Pod) -> None:
+        self._by_ns.setdefault(pod.namespace, set()).add(pod.key)
+        for pair in pod.labels:
+            self._by_label.setdefault(pair, set()).add(pod.key)
+        if pod.node == self.node:
+            self._local_by_ns.setdefault(pod.namespace, set()).add(pod.key)
+        for ip in pod.ips:
+            self._family_count[ip_family(ip)] += 1
+
+    def _unindex(self, pod: Pod) -> None:
+        self._by_ns.get(pod.namespace, set()).discard(pod.key)
+        for pair in pod.labels:
+            self._by_label.get(pair, set()).discard(pod.key)
+        self._local_by_ns.get(pod.namespace, set()).discard(pod.key)
+        for ip in pod.ips:
+            self._family_count[ip_family(ip)] -= 1
+
+    # -- questions -------------------------------------------------------------------
+
+    @property
+    def families(self) -> tuple[Fam, ...]:
+        """The address families some pod has: rules for the others would only cost the kernel."""
+        return tuple(fam for fam in FAMILIES if self._family_count[fam] > 0)
+
+    def ns_labels(self, namespace: str) -> Labels:
+        # A namespace that has pods but no object yet still carries its name label.
+        ns = self.namespaces.get(namespace)
+        return ns.labels if ns is not None else (("kubernetes.io/metadata.name", namespace),)
+
+    def selected(self, policy: NetworkPolicy) -> list[Pod]:
+        """This node's pods the policy selects, in key order."""
+        keys = sorted(self._local_by_ns.get(policy.namespace, ()))
+        return [self.pods[k] for k in keys if selector_matches(policy.pod_selector, self.pods[k].labels)]
+
+    def peer_members(self, peer: PeerKey) -> set[str]:
+        """Keys of the pods a peer selects (remembered, and kept current from then on)."""
+        members = self._peers.get(peer)
+        if members is None:
+            members = self._compute(peer)
+            self._peers[peer] = members
+        return members
+
+    def _compute(self, peer: PeerKey) -> set[str]:
+        scope, pod_selector, namespace_selector = peer
+        if namespace_selector is None:
+            candidates = set(self._by_ns.get(scope, ()))
+        else:
+            candidates = set().union(*(
+                keys for name, keys in self._by_ns.items() if selector_matches(namespace_selector, self.ns_labels(name))
+            ))
+        if pod_selector is not None:
+            for pair in pod_selector.match_labels:
+                candidates &= self._by_label.get(pair, set())
+                if not candidates:
+                    return candidates
+            if pod_selector.match_expressions:
+                candidates = {k for k in candidates if selector_matches(pod_selector, self.pods[k].labels)}
+        return candidates
+
+    def _peer_has(self, peer: PeerKey, pod: Pod) -> bool:
+        scope, pod_selector, namespace_selector = peer
+        if namespace_selector is None:
+            if pod.namespace != scope:
+                return False
+        elif not selector_matches(namespace_selector, self.ns_labels(pod.namespace)):
+            return False
+        return pod_selector is None or selector_matches(pod_selector, pod.labels)
+
+    def forget_peers_except(self, keep: set[PeerKey]) -> None:
+        """Stop keeping peers no policy names any more."""
+        for peer in [p for p in self._peers if p not in keep]:
+            del self._peers[peer]
