@@ -185,7 +185,36 @@ def _apply(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
     dry_run = args.dry_run != "none"
     for applied in store.apply(models, dry_run=dry_run):
         print(f"{applied.ref} {applied.outcome}{' (dry run)' if dry_run else ''}", file=io.out)
+    if dry_run:
+        _print_reachability_changes(store, models, io)
     return 0
+
+
+_MAX_CHANGES_SHOWN = 200
+
+
+def _print_reachability_changes(store: ObjectStore, models: Sequence[Any], io: _Io) -> None:
+    """Which known pods (those with an endpoint) would gain or lose new connections; nothing when none is known."""
+    from pycni.policy.snapshot import declared_ports, reachability_changes, read
+
+    objects = read(store.kv, store.prefix)
+    before, after = objects.snapshot(), objects.with_applied(models).snapshot()
+    known = {pod.key for pod in before.pods} & {pod.key for pod in after.pods}
+    if not known:
+        return
+    ports = ", ".join(f"{protocol}/{port}" for port, protocol in declared_ports(before, after))
+    changes = reachability_changes(before, after)
+    if not changes:
+        print(f"reachability: no change among {len(known)} known pods ({ports})", file=io.out)
+        return
+    lost = sum(1 for c in changes if not c.allowed)
+    print(f"reachability: {lost} lost, {len(changes) - lost} gained among {len(known)} known pods ({ports}):",
+          file=io.out)
+    for change in changes[:_MAX_CHANGES_SHOWN]:
+        verdict = "allowed (denied now)" if change.allowed else "denied (allowed now)"
+        print(f"  {change.src} -> {change.dst} {change.protocol}/{change.port}: would be {verdict}", file=io.out)
+    if len(changes) > _MAX_CHANGES_SHOWN:
+        print(f"  ... and {len(changes) - _MAX_CHANGES_SHOWN} more", file=io.out)
 
 
 def _read_sources(filenames: Sequence[str], io: _Io) -> list[tuple[str, list[dict[str, Any]]]]:

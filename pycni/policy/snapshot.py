@@ -18,6 +18,11 @@ Contract: pure, except ``read`` (one ``list_prefix`` of the cluster prefix).
 - ``snapshot()`` is the evaluator's ``Snapshot``: the pods are those with an
   endpoint (``pods_with_endpoints``: labels and ports from their Pod object,
   addresses and node from the endpoints).
+- ``reachability_changes(before, after)`` is what ``apply --dry-run`` reports:
+  the known pod pairs (pods in both snapshots) whose new connections would
+  change verdict, on every port the pods declare (TCP/80 when none does).
+  A pod and itself are no pair: its traffic to itself never leaves it (the
+  upstream e2e suite's "loopback" follows no policy rule).
 """
 
 from __future__ import annotations
@@ -29,15 +34,15 @@ from typing import TYPE_CHECKING, cast
 from pycni.cluster.kv import KeyValue
 from pycni.cluster.lease import decode_lease
 from pycni.policy.endpoints import Endpoint, pods_with_endpoints
-from pycni.policy.evaluate import Node, Snapshot
-from pycni.policy.model import Namespace, NetworkPolicy, Pod
+from pycni.policy.evaluate import Node, Snapshot, diff, reachability
+from pycni.policy.model import Namespace, NetworkPolicy, Pod, Protocol
 from pycni.policy.state import PolicyState
 from pycni.policy.store import ObjectStore
 
 if TYPE_CHECKING:
     from pycni.cluster.kv import KV
 
-__all__ = ["ClusterObjects", "node_addresses", "read"]
+__all__ = ["Change", "ClusterObjects", "declared_ports", "node_addresses", "reachability_changes", "read"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,29 @@ def read(kv: KV, prefix: str) -> ClusterObjects:
     normalised = "/" + prefix.strip().strip("/")
     kvs, revision = kv.list_prefix(normalised + "/")
     return ClusterObjects.from_kvs(kvs, normalised, revision)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A pod pair whose new connections on ``port``/``protocol`` would change verdict."""
+
+    src: str
+    dst: str
+    port: int
+    protocol: Protocol
+    allowed: bool  # after the change
+
+
+def declared_ports(*snapshots: Snapshot) -> list[tuple[int, Protocol]]:
+    """Every (containerPort, protocol) the snapshots' pods declare, sorted; TCP/80 when there is none."""
+    ports = {(cp.container_port, cp.protocol) for snap in snapshots for pod in snap.pods for cp in pod.ports}
+    return sorted(ports, key=lambda pp: (pp[1], pp[0])) or [(80, "TCP")]
+
+
+def reachability_changes(before: Snapshot, after: Snapshot) -> list[Change]:
+    changes = []
+    for port, protocol in declared_ports(before, after):
+        found = diff(reachability(before, port, protocol), reachability(after, port, protocol))
+        changes += [Change(src, dst, port, protocol, True) for src, dst in found.gained if src != dst]
+        changes += [Change(src, dst, port, protocol, False) for src, dst in found.lost if src != dst]
+    return sorted(changes, key=lambda c: (c.src, c.dst, c.protocol, c.port))

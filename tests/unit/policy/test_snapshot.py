@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 from pycni.cluster.kv import Put
 from pycni.cluster.lease import lease_value
 from pycni.policy.endpoints import Endpoint, encode, endpoint_key
-from pycni.policy.evaluate import Node, evaluate
+from pycni.policy.evaluate import Node, Snapshot, evaluate
 from pycni.policy.model import ContainerPort, LabelSelector, Namespace, NetworkPolicy, Pod, labels_of
-from pycni.policy.snapshot import ClusterObjects, read
+from pycni.policy.snapshot import Change, ClusterObjects, declared_ports, reachability_changes, read
 from pycni.policy.store import ObjectStore
 from pycni.testing.kv import MemoryKV
 
@@ -82,3 +83,15 @@ def test_a_garbled_lease_is_reported_not_raised() -> None:
     kv.txn([], [Put(f"{PREFIX}/subnets/10.244.9.0-24", b"[]")])
     objects = ClusterObjects.from_kvs(kv.list_prefix(PREFIX + "/")[0], PREFIX)
     assert (objects.nodes, objects.unreadable) == ((), (f"{PREFIX}/subnets/10.244.9.0-24",))
+
+
+def test_reachability_changes_over_declared_ports_without_self_pairs() -> None:
+    objects = read(cluster(), PREFIX)
+    before = replace(objects, policies={}).snapshot()
+    after = objects.snapshot()  # x/deny isolates every pod of x for ingress
+    assert declared_ports(before, after) == [(8080, "TCP")]
+    assert declared_ports(Snapshot()) == [(80, "TCP")]
+    assert reachability_changes(before, after) == [Change("x/a", "x/b", 8080, "TCP", False),
+                                                   Change("x/b", "x/a", 8080, "TCP", False)]
+    assert [change.allowed for change in reachability_changes(after, before)] == [True, True]
+    assert reachability_changes(after, after) == []
