@@ -207,7 +207,7 @@ def test_delete_survives_a_concurrent_deletion(names: Names, monkeypatch: pytest
     backend.add(names.att2())
     before = own_lines(names)
     victim = r.iptables_allow_rules(ip_address(names.ip4a), names.att().tag)[1]
-    real_save, real_restore = iptables_state.save, iptables_state.iptables_restore.restore
+    real_save, real_restore = iptables_state.save, iptables_state.save_restore.restore
     saves: list[tuple[int, str]] = []
     failures: list[str] = []
 
@@ -227,7 +227,7 @@ def test_delete_survives_a_concurrent_deletion(names: Names, monkeypatch: pytest
             raise
 
     monkeypatch.setattr(iptables_state, "save", racing_save)
-    monkeypatch.setattr(iptables_state.iptables_restore, "restore", recording_restore)
+    monkeypatch.setattr(iptables_state.save_restore, "restore", recording_restore)
     backend.delete(names.att())
     assert saves.count((4, "filter")) == 2  # read again after the atomic restore failed
     assert len(failures) == 1 and "Bad rule" in failures[0]
