@@ -2,8 +2,10 @@
 
 One job per module, typed verb-noun functions, pyroute2 hidden behind them.
 Functions act in the calling thread's network namespace unless they take a
-``netns``. Importing this package (or any module below but ``conntrack``'s
-slow path and ``preload``) does not import pyroute2's package ``__init__``.
+``netns``. Importing this package or any module in it does not import
+pyroute2; the plugins' hot path then loads only its message classes, and
+pyroute2's API (~400 ms to import) only for tc, vxlan, rules, bridge
+creation and VLANs, conntrack without the tool, and ``preload``.
 
 Namespaces and errors
 
@@ -21,7 +23,8 @@ Links
 - ``bridge``     bridges and their ports (hairpin, isolation, VLANs)
 - ``vxlan``      VXLAN devices, their FDB and neighbour entries (cluster agent)
 - ``hostdev``    move a host device into a container and give it back (host-device)
-- ``linkattrs``  the link attributes tuning reads and writes (txqlen, promisc, allmulti)
+- ``linkattrs``  the link attributes tuning reads, sets and restores (mac, mtu, txqlen,
+                 promisc, allmulti)
 
 Addresses, routes, traffic
 
@@ -29,7 +32,7 @@ Addresses, routes, traffic
 - ``routes``     routes
 - ``rules``      policy routing rules, free table lookup (sbr)
 - ``configure``  apply a CNI result to an interface (ConfigureIface)
-- ``tc``         qdiscs and filters: token bucket shaping, ingress mirroring (bandwidth)
+- ``tc``         token-bucket shaping, ingress redirects to ifb devices, ifb links (bandwidth)
 - ``localnet``   route_localnet and the local-routing check (portmap)
 - ``conntrack``  flush conntrack entries (portmap)
 

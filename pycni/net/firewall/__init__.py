@@ -6,7 +6,7 @@
   - ``save_restore``  one atomic ``iptables-restore --noflush`` per table
   - ``state``         iptables-save parsed, edited in memory, written back once (with retries)
 - ``masquerade``    the ipMasq rules of bridge and ptp (nftables, or iptables like the Go plugins)
-- ``spoofcheck``    the MAC spoof-check rules of bridge and macvlan (nftables)
+- ``spoofcheck``    the MAC spoof-check rules of the bridge plugin's macspoofchk (nftables)
 
 Rule text for the portmap and firewall plugins is rendered in those plugins;
 applying it goes through ``nft`` and ``iptables``.
