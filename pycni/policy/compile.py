@@ -133,13 +133,17 @@ def _named_port_elements(pods: Sequence[Pod], spec: NamedPortSet) -> frozenset[s
     )
 
 
+_CachedChain = tuple[NetworkPolicy, tuple[Fam, ...], Chain, tuple[SetSpec, ...]]
+
+
 class Compiler:
     """``compile_node`` with memory: feed it successive views of one node."""
 
     def __init__(self) -> None:
         self.m = Membership()
-        self._chains: dict[tuple[NetworkPolicy, Direction, tuple[Fam, ...]], tuple[Chain, tuple[SetSpec, ...]]] = {}
-        self._pod_chains: dict[tuple[Pod, Direction, tuple[str, ...]], Chain] = {}
+        # Caches are keyed by name and checked by identity: hashing a whole policy costs more than rendering it.
+        self._chains: dict[tuple[str, Direction], _CachedChain] = {}
+        self._pod_chains: dict[tuple[str, Direction], tuple[Pod, tuple[str, ...], Chain]] = {}
         # set name -> (what its members were computed from, the set)
         self._sets: dict[str, tuple[object, Set]] = {}
 
@@ -153,29 +157,32 @@ class Compiler:
         local: dict[str, Pod] = {}
         chains = dict(_BASE)
         specs: dict[str, SetSpec] = {}
-        chain_cache: dict[tuple[NetworkPolicy, Direction, tuple[Fam, ...]], tuple[Chain, tuple[SetSpec, ...]]] = {}
+        chain_cache: dict[tuple[str, Direction], _CachedChain] = {}
         for policy in policies:
             selected = selected_by[policy.key]
             if not selected:
                 continue
             for direction in sorted(policy.policy_types):
-                key = (policy, direction, families)
-                rendered = self._chains.get(key) or render_policy_chain(policy, direction, families)
-                chain_cache[key] = rendered
-                chains[rendered[0].name] = rendered[0]
-                specs.update((spec.name, spec) for spec in rendered[1])
+                cached = self._chains.get((policy.key, direction))
+                if cached is None or cached[0] is not policy or cached[1] != families:
+                    cached = (policy, families, *render_policy_chain(policy, direction, families))
+                chain_cache[(policy.key, direction)] = cached
+                chains[cached[2].name] = cached[2]
+                specs.update((spec.name, spec) for spec in cached[3])
                 for pod in selected:
                     local[pod.key] = pod
                     isolating.setdefault((pod.key, direction), []).append(policy.key)
         self._chains = chain_cache
 
         vmaps: dict[str, dict[str, str]] = {f"{d}_{f}": {} for d in ("ingress", "egress") for f in FAMILIES}
-        pod_chains: dict[tuple[Pod, Direction, tuple[str, ...]], Chain] = {}
+        pod_chains: dict[tuple[str, Direction], tuple[Pod, tuple[str, ...], Chain]] = {}
         for (pod_key, direction), keys in sorted(isolating.items()):
-            pod = local[pod_key]
-            cache_key = (pod, direction, tuple(keys))
-            chain = self._pod_chains.get(cache_key) or _pod_chain(pod, direction, tuple(keys))
-            pod_chains[cache_key] = chain
+            pod, by = local[pod_key], tuple(keys)
+            entry = self._pod_chains.get((pod_key, direction))
+            if entry is None or entry[0] is not pod or entry[1] != by:
+                entry = (pod, by, _pod_chain(pod, direction, by))
+            pod_chains[(pod_key, direction)] = entry
+            chain = entry[2]
             chains[chain.name] = chain
             for ip in pod.ips:
                 vmaps[f"{direction.lower()}_{ip_family(ip)}"][ip] = f"goto {chain.name}"

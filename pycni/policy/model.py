@@ -25,6 +25,7 @@ Labels are tuples of pairs, sorted by key, so values hash and compare.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 __all__ = [
@@ -130,8 +131,8 @@ class NetworkPolicy:
     # The policy's own metadata.labels: kept so `get` shows and `label` changes them; enforcement ignores them.
     labels: Labels = ()
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # cached: the compiler asks for it per pod per sync
         return f"{self.namespace}/{self.name}"
 
 
@@ -162,6 +163,6 @@ class Pod:
     node: str = ""
     host_network: bool = False
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # cached: the compiler asks for it per pod per sync
         return f"{self.namespace}/{self.name}"

@@ -74,12 +74,15 @@ def render_diff(old: Ruleset, new: Ruleset) -> str:
     lines += [_set_decl(s) for name, s in new.sets.items() if name not in old.sets]
     lines += [_map_decl(m) for name, m in new.maps.items() if name not in old.maps]
     for name, s in new.sets.items():
+        if old.sets.get(name) is s:
+            continue  # the compiler kept it: nothing can differ
         before = old.sets[name].elements if name in old.sets else frozenset()
         lines += _elements("delete", name, before - s.elements)
         lines += _elements("add", name, s.elements - before)
     # Chains: declare new ones first (a changed chain may jump to a new one).
     added = [c for name, c in new.chains.items() if name not in old.chains]
-    changed = [c for name, c in new.chains.items() if name in old.chains and old.chains[name] != c]
+    changed = [c for name, c in new.chains.items()
+               if name in old.chains and old.chains[name] is not c and old.chains[name] != c]
     lines += [_chain_decl(c) for c in added]
     for c in changed:
         lines.append(f"flush chain {_T} {c.name}")
