@@ -7,6 +7,7 @@
   - ``state``         iptables-save parsed, edited in memory, written back once (with retries)
 - ``masquerade``    the ipMasq rules of bridge and ptp (nftables, or iptables like the Go plugins)
 - ``spoofcheck``    the MAC spoof-check rules of the bridge plugin's macspoofchk (nftables)
+- ``nflog``         packets nftables logs to an NFLOG group, read over nfnetlink (policy)
 
 Rule text for the portmap and firewall plugins is rendered in those plugins;
 applying it goes through ``nft`` and ``iptables``.
