@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ class AgentMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[Key, float] = defaultdict(float)
+        self._collectors: list[Callable[[], str]] = []  # more series rendered at scrape time (policy's)
+
+    def add_collector(self, render: Callable[[], str]) -> None:
+        """Append ``render()``'s text (whole exposition lines) to every scrape."""
+        self._collectors.append(render)
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         with self._lock:
@@ -61,7 +67,7 @@ class AgentMetrics:
             for (_, labels), value in series:
                 label_text = "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
                 lines.append(f"{name}{label_text} {value:g}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + "".join(render() for render in self._collectors)
 
 
 def serve(addr: str, metrics: AgentMetrics) -> ThreadingHTTPServer:
