@@ -153,11 +153,15 @@ def _check_end(objects: ClusterObjects, snapshot: Snapshot, end: str) -> None:
 
 def enforcement_text(verdict: Verdict) -> str:
     """Which node's agent enforces each direction: egress at the source's node, ingress at the destination's."""
-    parts = []
-    for direction, party in (("egress", verdict.src), ("ingress", verdict.dst)):
-        if party.pod is not None:
-            parts.append(f"{direction} of {party.name} on node {party.node or '?'}")
-    return "enforced by: " + (", ".join(parts) if parts else "no node (neither end is a pod)")
+    parts = [
+        f"{judged.direction.lower()} of {judged.party.name} on node {judged.party.node or '?'}"
+        for judged in (verdict.egress, verdict.ingress) if _enforced(judged)
+    ]
+    return "enforced by: " + (", ".join(parts) if parts else "no node (nothing here is checked)")
+
+
+def _enforced(judged: DirectionVerdict) -> bool:
+    return judged.party.pod is not None and judged.status not in ("not-a-pod", "own-node")
 
 
 def _party_json(party: Party) -> dict[str, Any]:
@@ -166,15 +170,19 @@ def _party_json(party: Party) -> dict[str, Any]:
 
 
 def _direction_json(verdict: DirectionVerdict, port: int, protocol: Protocol) -> dict[str, Any]:
+    from pycni.policy.compile import pod_chain_name, policy_chain_name
     from pycni.policy.explain import match_text, miss_text
 
+    isolated = verdict.status in ("allowed", "denied") and verdict.party.pod is not None
     return {
         "allowed": verdict.allowed,
         "status": verdict.status,
-        "enforcedOn": verdict.party.node if verdict.party.pod is not None and verdict.status != "own-node" else None,
+        "enforcedOn": verdict.party.node if _enforced(verdict) else None,
+        # where to look on that node: nft list chain inet pycni_policy <chain>
+        "nftChain": pod_chain_name(verdict.party.name, verdict.direction) if isolated else None,
         "isolatedBy": list(verdict.isolated_by),
-        "allowedBy": [{"policy": m.policy, "rule": m.rule, "peer": m.peer, "port": m.port, "text": match_text(m)}
-                      for m in verdict.allowed_by],
+        "allowedBy": [{"policy": m.policy, "rule": m.rule, "peer": m.peer, "port": m.port, "text": match_text(m),
+                       "nftChain": policy_chain_name(m.policy, m.direction)} for m in verdict.allowed_by],
         "nearestMisses": [{"policy": m.policy, "rule": m.rule_index, "missed": m.kind,
                            "text": miss_text(m, port, protocol)} for m in verdict.misses],
         "emptyPolicies": list(verdict.empty_policies),

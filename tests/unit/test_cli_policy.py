@@ -16,6 +16,7 @@ from pycni.cli.main import build_parser
 from pycni.cli.policy import PolicyCliError, cmd_policy, follow, parse_port
 from pycni.cluster.kv import Put
 from pycni.cluster.lease import lease_value
+from pycni.policy.compile import pod_chain_name
 from pycni.policy.endpoints import Endpoint, encode, endpoint_key
 from pycni.policy.model import (
     ContainerPort,
@@ -88,6 +89,7 @@ def test_explain_from_a_node_address_and_a_named_port(kv: MemoryKV) -> None:
     assert code == 0
     assert out.splitlines()[0] == "10.244.2.1 (node n2) -> x/b (10.244.2.10) TCP/8080: allowed"
     assert "from its own node n2" in out
+    assert out.splitlines()[-1] == "enforced by: no node (nothing here is checked)"
     code, out, _ = run(kv, "explain", "--from", "192.168.50.11", "--to", "x/b", "--port", "8080")
     assert out.splitlines()[0].endswith(": denied")
 
@@ -102,6 +104,7 @@ def test_explain_json(kv: MemoryKV) -> None:
     assert (ingress["status"], ingress["enforcedOn"], ingress["isolatedBy"]) == ("denied", "n2", ["x/allow-a"])
     assert ingress["nearestMisses"][0]["policy"] == "x/allow-a"
     assert ingress["nearestMisses"][0]["missed"] == "peer"
+    assert ingress["nftChain"] == pod_chain_name("x/b", "Ingress") and doc["egress"]["nftChain"] is None
 
 
 @pytest.mark.parametrize(("argv", "message"), [
