@@ -424,8 +424,9 @@ def _evaluate(
 # --- tables ---------------------------------------------------------------------------------
 
 
-def reachability(snapshot: Snapshot, port: int, protocol: Protocol) -> dict[tuple[str, str], bool]:
-    """Every ordered pair of (non-host-network) pods: may a new connection pass?"""
+def reachability(snapshot: Snapshot, port: int, protocol: Protocol,
+                 pairs: Iterable[tuple[Pod, Pod]] | None = None) -> dict[tuple[str, str], bool]:
+    """Every ordered pair of (non-host-network) pods, or only ``pairs``: may a new connection pass?"""
     pods = [pod for pod in snapshot.pods if not pod.host_network]
     memo: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
 
@@ -435,10 +436,10 @@ def reachability(snapshot: Snapshot, port: int, protocol: Protocol) -> dict[tupl
             memo[key] = isolating(snapshot, pod, direction)
         return memo[key]
 
+    chosen = pairs if pairs is not None else ((src, dst) for src in pods for dst in pods)
     return {
         (src.key, dst.key): _evaluate(snapshot, isolation, src, dst, port, protocol, detail=False).allowed
-        for src in pods
-        for dst in pods
+        for src, dst in chosen
     }
 
 
