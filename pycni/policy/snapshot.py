@@ -22,7 +22,12 @@ Contract: pure, except ``read`` (one ``list_prefix`` of the cluster prefix).
   the known pod pairs (pods in both snapshots) whose new connections would
   change verdict, on every port the pods declare (TCP/80 when none does).
   A pod and itself are no pair: its traffic to itself never leaves it (the
-  upstream e2e suite's "loopback" follows no policy rule).
+  upstream e2e suite's "loopback" follows no policy rule). Only pairs whose
+  verdict can change are evaluated (a pair's verdict depends on its two pods,
+  their namespaces and the policies alone): pairs with a pod whose object,
+  addresses or namespace labels changed, into pods a changed policy selects
+  for ingress (before or after), and out of pods it selects for egress. So a
+  dry run costs (affected pods) x (pods), not (pods)^2.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pycni.cluster.lease import decode_lease
 from pycni.policy.endpoints import Endpoint, pods_with_endpoints
 from pycni.policy.evaluate import Node, Snapshot, diff, reachability
 from pycni.policy.model import Namespace, NetworkPolicy, Pod, Protocol
+from pycni.policy.selectors import selector_matches
 from pycni.policy.state import PolicyState
 from pycni.policy.store import ObjectStore
 
@@ -131,10 +137,47 @@ def declared_ports(*snapshots: Snapshot) -> list[tuple[int, Protocol]]:
     return sorted(ports, key=lambda pp: (pp[1], pp[0])) or [(80, "TCP")]
 
 
+def _affected(before: Snapshot, after: Snapshot) -> tuple[list[str], set[str], set[str]]:
+    """The known pods, those whose ingress (as destinations) and egress (as sources) may change verdict."""
+    pods_before = {pod.key: pod for pod in before.pods if not pod.host_network}
+    pods_after = {pod.key: pod for pod in after.pods if not pod.host_network}
+    known = sorted(pods_before.keys() & pods_after.keys())
+    ns_changed = {
+        ns for ns in {pods_before[key].namespace for key in known}
+        if before.namespace_labels(ns) != after.namespace_labels(ns)
+    }
+    changed = {key for key in known if pods_before[key] != pods_after[key] or pods_before[key].namespace in ns_changed}
+    into, out_of = set(changed), set(changed)
+    policies_before = {p.key: p for p in before.policies}
+    policies_after = {p.key: p for p in after.policies}
+    for key in policies_before.keys() | policies_after.keys():
+        versions = [v for v in (policies_before.get(key), policies_after.get(key)) if v is not None]
+        if len(versions) == 2 and versions[0] == versions[1]:
+            continue
+        for version in versions:
+            selected = {
+                pod_key for pod_key in known
+                for pod in (pods_before[pod_key], pods_after[pod_key])
+                if pod.namespace == version.namespace and selector_matches(version.pod_selector, pod.labels)
+            }
+            if "Ingress" in version.policy_types:
+                into |= selected
+            if "Egress" in version.policy_types:
+                out_of |= selected
+    return known, into, out_of
+
+
 def reachability_changes(before: Snapshot, after: Snapshot) -> list[Change]:
+    known, into, out_of = _affected(before, after)
+    keys = sorted({(src, dst) for src in known for dst in into} | {(src, dst) for src in out_of for dst in known})
+    pods_before = {pod.key: pod for pod in before.pods}
+    pods_after = {pod.key: pod for pod in after.pods}
+    pairs_before = [(pods_before[src], pods_before[dst]) for src, dst in keys if src != dst]
+    pairs_after = [(pods_after[src], pods_after[dst]) for src, dst in keys if src != dst]
     changes = []
     for port, protocol in declared_ports(before, after):
-        found = diff(reachability(before, port, protocol), reachability(after, port, protocol))
+        found = diff(reachability(before, port, protocol, pairs_before),
+                     reachability(after, port, protocol, pairs_after))
         changes += [Change(src, dst, port, protocol, True) for src, dst in found.gained if src != dst]
         changes += [Change(src, dst, port, protocol, False) for src, dst in found.lost if src != dst]
     return sorted(changes, key=lambda c: (c.src, c.dst, c.protocol, c.port))

@@ -95,3 +95,53 @@ def test_reachability_changes_over_declared_ports_without_self_pairs() -> None:
                                                    Change("x/b", "x/a", 8080, "TCP", False)]
     assert [change.allowed for change in reachability_changes(after, before)] == [True, True]
     assert reachability_changes(after, after) == []
+
+
+def _brute_force(before: Snapshot, after: Snapshot) -> list[Change]:
+    from pycni.policy.evaluate import diff, reachability
+
+    changes = []
+    for port, protocol in declared_ports(before, after):
+        found = diff(reachability(before, port, protocol), reachability(after, port, protocol))
+        changes += [Change(s, d, port, protocol, True) for s, d in found.gained if s != d]
+        changes += [Change(s, d, port, protocol, False) for s, d in found.lost if s != d]
+    return sorted(changes, key=lambda c: (c.src, c.dst, c.protocol, c.port))
+
+
+def test_only_affected_pairs_are_evaluated_and_nothing_is_missed() -> None:
+    from pycni.policy.model import IPBlock, PolicyPeer, PolicyPort, PolicyRule
+
+    def sel(**labels: str) -> LabelSelector:
+        return LabelSelector(labels_of(labels))
+
+    web = ContainerPort(8080, "TCP", "web")
+    pods = [Pod(ns, name, labels_of({"app": app}), (web,) if app == "db" else (), (f"10.244.{i // 9}.{i + 10}",),
+                f"n{i % 2}")
+            for i, (ns, name, app) in enumerate(
+                (ns, f"{app}-{n}", app) for ns in "xyz" for app in ("web", "db", "api") for n in (1,))]
+    base = Snapshot((Namespace("x", labels_of({"team": "a"})), Namespace("y", labels_of({"team": "b"})),
+                     Namespace("z")), tuple(pods), (
+        NetworkPolicy("x", "db", sel(app="db"), frozenset({"Ingress"}), ingress=(
+            PolicyRule((PolicyPort("TCP", "web"),), (PolicyPeer(sel(app="api"), sel(team="a")),)),)),
+        NetworkPolicy("y", "out", sel(app="web"), frozenset({"Egress"}), egress=(
+            PolicyRule((), (PolicyPeer(ip_block=IPBlock("10.244.0.0/24")),)),)),
+    ), ())
+    x_web = next(p for p in pods if p.key == "x/web-1")
+    variants = {
+        "new default deny in z": replace(base, policies=(
+            *base.policies, NetworkPolicy("z", "deny", LabelSelector(), frozenset({"Ingress"})))),
+        "policy edited": replace(base, policies=(replace(base.policies[0], pod_selector=LabelSelector()),
+                                                 base.policies[1])),
+        "policy removed": replace(base, policies=base.policies[1:]),
+        "pod relabelled": replace(base, pods=tuple(replace(p, labels=labels_of({"app": "api"})) if p == x_web else p
+                                                   for p in pods)),
+        "namespace relabelled": replace(base, namespaces=(base.namespaces[0], Namespace("y", labels_of({"team": "a"})),
+                                                          base.namespaces[2])),
+        "named port moved": replace(base, pods=tuple(replace(p, ports=(ContainerPort(9090, "TCP", "web"),))
+                                                     if p.key == "x/db-1" else p for p in pods)),
+    }
+    for name, after in variants.items():
+        expected = _brute_force(base, after)
+        assert reachability_changes(base, after) == expected, name
+        assert reachability_changes(after, base) == _brute_force(after, base), name
+        assert expected, name  # each variant changes something
