@@ -7,7 +7,9 @@
   each direction (egress at the source's node, ingress at the destination's).
   ``-o json`` prints the same facts as one JSON object. A port may be a
   name, resolved on the destination pod (``http/TCP``). An unknown pod, or a
-  pod with no endpoint yet, is a one-line error and exit 1.
+  pod with no endpoint yet, is a one-line error and exit 1. With no etcd
+  named (flag or ``$PYCNI_ETCD_ENDPOINTS``) it asks the lab's etcd when a lab
+  is up, as ``pycni apply`` and ``get`` do.
 - ``log [-f] [--node-run-dir DIR]`` prints the denied connections the node's
   agent wrote to ``<run-dir>/policy-denied.log`` (JSON lines, see
   ``pycni.policy.denylog``), the rotated file first; ``-f`` keeps following
@@ -103,6 +105,18 @@ def _explain(args: argparse.Namespace, environ: Mapping[str, str], kv: KV | None
     from pycni.policy.snapshot import read
 
     port, protocol = parse_port(args.port)
+    if kv is None and not args.etcd_endpoints and not environ.get("PYCNI_ETCD_ENDPOINTS"):
+        from pycni.cli.objects import UsageError, lab_etcd_of
+
+        try:
+            lab = lab_etcd_of(environ)  # no etcd named: a lab's, if one is up, as apply and get do
+        except UsageError as exc:
+            raise PolicyCliError(str(exc)) from None
+        if lab is not None:
+            from pycni.net.netns import run_in_netns
+
+            args.etcd_endpoints = lab.endpoint
+            return run_in_netns(lab.netns, _explain, args, environ, None, out)
     opened: KV | None = None
     if kv is None:
         from pycni.cli.cluster import connect
