@@ -1,7 +1,9 @@
 """The policy agent alone, in its own process, for benchmarks/policy.py to measure.
 
-``policy_agent.py ENDPOINT PREFIX NODE NETNS_PATH`` runs a PolicyAgent on the
-etcd at ENDPOINT and applies its table inside NETNS_PATH. It prints one JSON
+``policy_agent.py ENDPOINT PREFIX NODE NETNS_PATH`` runs a PolicyAgent on
+the etcd at ENDPOINT (on the host's loopback) and applies its table inside
+NETNS_PATH from one thread that stays there, as a node's agent applies from
+its own namespace. It prints one JSON
 line when started (``{"event": "ready", "cold_seconds": ...}``) and one per
 commit (``{"event": "sync", "time": <unix time>, "kind", "commands",
 "seconds"}``), and answers a line ``rss`` on stdin with its resident memory.
@@ -11,13 +13,16 @@ EOF on stdin stops it.
 from __future__ import annotations
 
 import json
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.kv import KeyValue
 from pycni.net.firewall.nft import apply as nft_apply
 from pycni.net.netns import run_in_netns
 from pycni.policy.agent import PolicyAgent
@@ -32,11 +37,34 @@ def rss_mb() -> float:
     return 0.0
 
 
+class NetnsApplier:
+    """Runs nft scripts from one thread that entered the namespace once (one libnftables context)."""
+
+    def __init__(self, netns: str) -> None:
+        self.requests: queue.Queue[tuple[str, queue.Queue[BaseException | None]]] = queue.Queue()
+        threading.Thread(target=run_in_netns, args=(netns, self._serve), daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            script, answer = self.requests.get()
+            try:
+                nft_apply(script)
+                answer.put(None)
+            except BaseException as exc:
+                answer.put(exc)
+
+    def apply(self, script: str) -> None:
+        answer: queue.Queue[BaseException | None] = queue.Queue()
+        self.requests.put((script, answer))
+        failure = answer.get()
+        if failure is not None:
+            raise failure
+
+
 def main() -> None:
     endpoint, prefix, node, netns = sys.argv[1:5]
     kv = EtcdKV(endpoint)
-    agent = PolicyAgent(kv, node, lambda script: run_in_netns(netns, nft_apply, script), prefix=prefix,
-                        resync_seconds=3600)
+    agent = PolicyAgent(kv, node, NetnsApplier(netns).apply, prefix=prefix, resync_seconds=3600)
     enforce = agent.enforcer.enforce
 
     def reporting_enforce(desired: Ruleset) -> SyncStats:
@@ -47,6 +75,13 @@ def main() -> None:
         return stats
 
     agent.enforcer.enforce = reporting_enforce  # type: ignore[method-assign]
+    on_event = agent._on_event
+
+    def reporting_on_event(kind: str, kv: KeyValue) -> None:
+        print(json.dumps({"event": "watch", "time": time.time()}), flush=True)
+        on_event(kind, kv)
+
+    agent._on_event = reporting_on_event  # type: ignore[method-assign]
     start = time.perf_counter()
     agent.start()
     print(json.dumps({"event": "ready", "cold_seconds": time.perf_counter() - start,
