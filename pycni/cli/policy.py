@@ -10,10 +10,11 @@
   pod with no endpoint yet, is a one-line error and exit 1. With no etcd
   named (flag or ``$PYCNI_ETCD_ENDPOINTS``) it asks the lab's etcd when a lab
   is up, as ``pycni apply`` and ``get`` do.
-- ``log [-f] [--node-run-dir DIR]`` prints the denied connections the node's
-  agent wrote to ``<run-dir>/policy-denied.log`` (JSON lines, see
-  ``pycni.policy.denylog``), the rotated file first; ``-f`` keeps following
-  the file across rotations until interrupted.
+- ``log [-f] [--node-run-dir DIR | --node NAME]`` prints the denied
+  connections the node's agent wrote to ``<run-dir>/policy-denied.log``
+  (JSON lines, see ``pycni.policy.denylog``), the rotated file first; ``-f``
+  keeps following the file across rotations until interrupted. ``--node``
+  names a node of the lab that is up (its agent's run dir).
 
 ``cmd_policy`` takes ``kv=`` and ``out=`` so tests drive it with ``MemoryKV``.
 """
@@ -63,8 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          description="Print what the node's policy agent logged in <run-dir>/policy-denied.log: "
                          "one JSON object per denied connection (kernel rate-limited to 10/s per pod and direction).")
     log.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come")
-    log.add_argument("--node-run-dir", default=DEFAULT_RUN_DIR, metavar="DIR",
-                     help=f"the agent's --run-dir (default {DEFAULT_RUN_DIR})")
+    where = log.add_mutually_exclusive_group()
+    where.add_argument("--node-run-dir", metavar="DIR", help=f"the agent's --run-dir (default {DEFAULT_RUN_DIR})")
+    where.add_argument("--node", metavar="NAME", help="a node of the lab that is up ($PYCNI_LAB chooses among several)")
 
 
 def cmd_policy(args: argparse.Namespace, environ: Mapping[str, str], *, kv: KV | None = None,
@@ -73,7 +75,7 @@ def cmd_policy(args: argparse.Namespace, environ: Mapping[str, str], *, kv: KV |
     out, err = out or sys.stdout, err or sys.stderr
     try:
         if args.policy_command == "log":
-            return _log(args, out, stop or threading.Event())
+            return _log(args, _run_dir(args, environ), out, stop or threading.Event())
         return _explain(args, environ, kv, out)
     except PolicyCliError as exc:
         print(f"pycni policy: {exc}", file=err)
@@ -219,10 +221,29 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
 # -- log ------------------------------------------------------------------------------------
 
 
-def _log(args: argparse.Namespace, out: IO[str], stop: threading.Event) -> int:
+def _run_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """``--node-run-dir``, a lab node's run dir for ``--node``, else the agent's default."""
+    if not args.node:
+        return str(args.node_run_dir or DEFAULT_RUN_DIR)
+    from pycni.cluster.lab_state import DEFAULT_ROOT, LabState
+
+    root = environ.get("PYCNI_LAB_ROOT") or DEFAULT_ROOT
+    ids = [environ["PYCNI_LAB"]] if environ.get("PYCNI_LAB") else LabState.list_ids(root)
+    if len(ids) != 1:
+        raise PolicyCliError(f"--node: {'several labs are up: set $PYCNI_LAB' if ids else 'no lab is up'}")
+    try:
+        state = LabState.load(root, ids[0])
+    except FileNotFoundError:
+        raise PolicyCliError(f"--node: no lab '{ids[0]}' under {root}") from None
+    if args.node not in state.nodes:
+        raise PolicyCliError(f"--node: lab {state.id} has no node {args.node!r} ({', '.join(sorted(state.nodes))})")
+    return os.path.join(state.node_dir(args.node), "run")
+
+
+def _log(args: argparse.Namespace, run_dir: str, out: IO[str], stop: threading.Event) -> int:
     from pycni.policy.denylog import LOG_NAME
 
-    path = os.path.join(args.node_run_dir, LOG_NAME)
+    path = os.path.join(run_dir, LOG_NAME)
     if not args.follow:
         found = False
         for name in (path + ".1", path):

@@ -165,3 +165,24 @@ def test_follow_waits_for_the_file_and_survives_rotation(tmp_path: Path) -> None
         stop.set()
         thread.join(5)
     assert out.getvalue() == '{"n": 1}\n{"n": 2}\n{"n": 3}\n{"n": 4}\n'
+
+
+def test_log_of_a_lab_node(tmp_path: Path) -> None:
+    from pycni.cluster.lab_state import LabState, NodeState
+
+    state = LabState("lab1", str(tmp_path), "vxlan", nodes={"n1": NodeState("n1", 1, "lab1-n1", "192.168.100.11")})
+    state.save()
+    run_dir = Path(state.node_dir("n1")) / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "policy-denied.log").write_text('{"n": 1}\n')
+    environ = {"PYCNI_LAB_ROOT": str(tmp_path)}
+
+    def log(*argv: str) -> tuple[int, str, str]:
+        args = build_parser().parse_args(["policy", "log", *argv])
+        out, err = io.StringIO(), io.StringIO()
+        return cmd_policy(args, environ, out=out, err=err), out.getvalue(), err.getvalue()
+
+    assert log("--node", "n1") == (0, '{"n": 1}\n', "")
+    assert log("--node", "n9") == (1, "", "pycni policy: --node: lab lab1 has no node 'n9' (n1)\n")
+    environ["PYCNI_LAB_ROOT"] = str(tmp_path / "nothing")
+    assert log("--node", "n1") == (1, "", "pycni policy: --node: no lab is up\n")
