@@ -21,8 +21,10 @@ integration: setup
 	.venv/bin/python -m pytest -q -n 2 tests/integration
 
 lint: setup
-	.venv/bin/ruff check pycni tests benchmarks
+	.venv/bin/ruff check pycni tests benchmarks scripts
 	.venv/bin/mypy
+	.venv/bin/lint-imports
+	.venv/bin/python scripts/check_module_size.py
 
 bench: setup
 	.venv/bin/python benchmarks/run.py
