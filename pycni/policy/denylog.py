@@ -233,5 +233,8 @@ class DenyLog:
 def start_log(agent: PolicyAgent, run_dir: str) -> DenyLog:
     """Write the node's denied connections to ``<run_dir>/policy-denied.log`` until ``stop()``.
 
-    Call it in the agent's network namespace (NFLOG is per namespace)."""
+    Call it in the agent's network namespace (NFLOG is per namespace). Raises
+    ``pycni.net.firewall.nflog.NflogError`` when the group cannot be had (another
+    listener holds it): enforcement does not depend on the log, so a caller may
+    go on without it."""
     return DenyLog(agent, run_dir)
