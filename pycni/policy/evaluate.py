@@ -10,8 +10,10 @@ protocol)`` judges one new connection with Kubernetes semantics:
   host-network pod is a node too.
 - Egress is judged at the source, ingress at the destination, independently;
   the connection passes when both directions allow it. A direction is not
-  checked when its end is not a pod. Traffic from a pod's own node (its
-  address, or a host-network pod on it) is never checked for ingress.
+  checked when its end is not a pod. Traffic between a pod and its own node
+  (its addresses, or a host-network pod on it) is never checked, either way:
+  Kubernetes always allows it (probes depend on it), and the compiled table
+  hooks only forwarded traffic. Other nodes get no exemption.
 - A pod is isolated in a direction when a policy of its namespace selects it
   and lists that policy type; then the union of those policies' rules of that
   direction decides. A rule allows when one of its peers matches (none =
@@ -410,6 +412,8 @@ def _evaluate(
     dst_pod = dst_party.pod
     if src_party.pod is None:
         egress = DirectionVerdict("Egress", "not-a-pod", src_party)
+    elif dst_party.kind == "node" and dst_party.node and dst_party.node == src_party.node:
+        egress = DirectionVerdict("Egress", "own-node", src_party)
     else:
         egress = _judge(snapshot, isolation, "Egress", src_party, dst_party, dst_pod, port, protocol, detail)
     if dst_party.pod is None:

@@ -146,8 +146,10 @@ def _direction_lines(verdict: DirectionVerdict, port: int, protocol: Protocol) -
             why.append(f"not checked: {party.name} is node {party.node}'s address; nodes are never pods")
         else:
             why.append(f"not checked: {party.name} is not a pod (outside the cluster)")
-    elif verdict.status == "own-node":
+    elif verdict.status == "own-node" and verdict.direction == "Ingress":
         why.append(f"not checked: from its own node {party.node} (a pod's node always reaches it)")
+    elif verdict.status == "own-node":
+        why.append(f"not checked: to its own node {party.node} (a pod always reaches its node)")
     elif verdict.status == "not-isolated":
         why.append(f"not isolated: no policy selects {party.name} for {verdict.direction.lower()}")
     else:

@@ -251,6 +251,14 @@ def test_a_pods_own_node_always_reaches_it() -> None:
     assert not evaluate(snapshot, "192.168.50.12", XA, 80, "TCP").allowed  # another node is not exempt
 
 
+def test_a_pod_always_reaches_its_own_node() -> None:
+    deny_out = policy("deny-out", LabelSelector(), egress=())
+    snapshot = world(deny_out)
+    to_own = evaluate(snapshot, XA, "192.168.50.11", 10250, "TCP")
+    assert to_own.allowed and to_own.egress.status == "own-node"
+    assert not evaluate(snapshot, XA, "192.168.50.12", 10250, "TCP").allowed  # another node is not exempt
+
+
 def test_node_and_vtep_addresses_are_never_pods() -> None:
     every_pod = policy("p", sel(pod="a"), ingress=(rule(PolicyPeer(LabelSelector(), LabelSelector())),))
     # a pod record wrongly claiming a node's VTEP address does not make the address a pod
