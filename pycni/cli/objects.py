@@ -12,8 +12,11 @@ Every command takes the etcd flags of ``pycni cluster``
 (``add_etcd_arguments``). Given neither ``--etcd-endpoints`` nor
 ``$PYCNI_ETCD_ENDPOINTS``, they use the etcd of the lab that is up
 (``$PYCNI_LAB`` chooses among several; ``lab_etcd_of``), entering the lab's
-underlay namespace where its etcd listens; with no lab, etcd's default URL. ``cmd_objects`` takes ``kv=`` so tests drive it
-with ``MemoryKV``. The store's contract is ``pycni.policy.store``.
+underlay namespace where its etcd listens; with no lab, etcd's default URL.
+``cmd_objects`` takes ``kv=`` so tests drive it with ``MemoryKV``. The
+store's contract is ``pycni.policy.store``. ``apply --dry-run`` also says
+which known pods would gain or lose new connections
+(``pycni.policy.snapshot.dry_run_report``).
 """
 
 from __future__ import annotations
@@ -185,36 +188,12 @@ def _apply(args: argparse.Namespace, store: ObjectStore, io: _Io) -> int:
     dry_run = args.dry_run != "none"
     for applied in store.apply(models, dry_run=dry_run):
         print(f"{applied.ref} {applied.outcome}{' (dry run)' if dry_run else ''}", file=io.out)
-    if dry_run:
-        _print_reachability_changes(store, models, io)
+    if dry_run:  # which known pods would gain or lose new connections (pycni.policy.snapshot)
+        from pycni.policy.snapshot import dry_run_report, read
+
+        for line in dry_run_report(read(store.kv, store.prefix), models):
+            print(line, file=io.out)
     return 0
-
-
-_MAX_CHANGES_SHOWN = 200
-
-
-def _print_reachability_changes(store: ObjectStore, models: Sequence[Any], io: _Io) -> None:
-    """Which known pods (those with an endpoint) would gain or lose new connections; nothing when none is known."""
-    from pycni.policy.snapshot import declared_ports, reachability_changes, read
-
-    objects = read(store.kv, store.prefix)
-    before, after = objects.snapshot(), objects.with_applied(models).snapshot()
-    known = {pod.key for pod in before.pods} & {pod.key for pod in after.pods}
-    if not known:
-        return
-    ports = ", ".join(f"{protocol}/{port}" for port, protocol in declared_ports(before, after))
-    changes = reachability_changes(before, after)
-    if not changes:
-        print(f"reachability: no change among {len(known)} known pods ({ports})", file=io.out)
-        return
-    lost = sum(1 for c in changes if not c.allowed)
-    print(f"reachability: {lost} lost, {len(changes) - lost} gained among {len(known)} known pods ({ports}):",
-          file=io.out)
-    for change in changes[:_MAX_CHANGES_SHOWN]:
-        verdict = "allowed (denied now)" if change.allowed else "denied (allowed now)"
-        print(f"  {change.src} -> {change.dst} {change.protocol}/{change.port}: would be {verdict}", file=io.out)
-    if len(changes) > _MAX_CHANGES_SHOWN:
-        print(f"  ... and {len(changes) - _MAX_CHANGES_SHOWN} more", file=io.out)
 
 
 def _read_sources(filenames: Sequence[str], io: _Io) -> list[tuple[str, list[dict[str, Any]]]]:

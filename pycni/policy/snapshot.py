@@ -28,6 +28,9 @@ Contract: pure, except ``read`` (one ``list_prefix`` of the cluster prefix).
   addresses or namespace labels changed, into pods a changed policy selects
   for ingress (before or after), and out of pods it selects for egress. So a
   dry run costs (affected pods) x (pods), not (pods)^2.
+- ``dry_run_report(objects, models)`` is the text ``apply --dry-run`` adds:
+  nothing when no pod is known, else a summary line and one line per
+  changed pair (at most 200).
 """
 
 from __future__ import annotations
@@ -48,7 +51,17 @@ from pycni.policy.store import ObjectStore
 if TYPE_CHECKING:
     from pycni.cluster.kv import KV
 
-__all__ = ["Change", "ClusterObjects", "declared_ports", "node_addresses", "reachability_changes", "read"]
+__all__ = [
+    "Change",
+    "ClusterObjects",
+    "declared_ports",
+    "dry_run_report",
+    "node_addresses",
+    "reachability_changes",
+    "read",
+]
+
+MAX_CHANGES_SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -181,3 +194,23 @@ def reachability_changes(before: Snapshot, after: Snapshot) -> list[Change]:
         changes += [Change(src, dst, port, protocol, True) for src, dst in found.gained if src != dst]
         changes += [Change(src, dst, port, protocol, False) for src, dst in found.lost if src != dst]
     return sorted(changes, key=lambda c: (c.src, c.dst, c.protocol, c.port))
+
+
+def dry_run_report(objects: ClusterObjects, models: Sequence[Namespace | Pod | NetworkPolicy]) -> list[str]:
+    """Lines saying which known pods (those with an endpoint) would gain or lose new connections."""
+    before, after = objects.snapshot(), objects.with_applied(models).snapshot()
+    known = {pod.key for pod in before.pods} & {pod.key for pod in after.pods}
+    if not known:
+        return []
+    ports = ", ".join(f"{protocol}/{port}" for port, protocol in declared_ports(before, after))
+    changes = reachability_changes(before, after)
+    if not changes:
+        return [f"reachability: no change among {len(known)} known pods ({ports})"]
+    lost = sum(1 for c in changes if not c.allowed)
+    lines = [f"reachability: {lost} lost, {len(changes) - lost} gained among {len(known)} known pods ({ports}):"]
+    for change in changes[:MAX_CHANGES_SHOWN]:
+        verdict = "allowed (denied now)" if change.allowed else "denied (allowed now)"
+        lines.append(f"  {change.src} -> {change.dst} {change.protocol}/{change.port}: would be {verdict}")
+    if len(changes) > MAX_CHANGES_SHOWN:
+        lines.append(f"  ... and {len(changes) - MAX_CHANGES_SHOWN} more")
+    return lines
