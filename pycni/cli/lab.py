@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Mapping
@@ -102,6 +103,17 @@ def apply_pod_objects(lab: Lab, namespace: str, name: str, labels: dict[str, str
     lab.with_kv(store)
 
 
+def delete_pod_object(lab: Lab, namespace: str, name: str) -> None:
+    from pycni.cluster.lab import PREFIX
+    from pycni.policy.store import POD, NotFound, ObjectStore
+
+    def delete(kv: KV) -> None:
+        with contextlib.suppress(NotFound):
+            ObjectStore(kv, PREFIX).delete(POD, namespace, name)
+
+    lab.with_kv(delete)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
@@ -144,7 +156,10 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 pod = lab.add_pod(args.node, args.name, namespace=args.namespace)
                 print(f"pod {pod.name} on {pod.node}: {pod.ip}")
             else:
+                namespace = lab.state.pods[args.name].namespace if args.name in lab.state.pods else None
                 lab.del_pod(args.name)
+                if namespace is not None:  # the Pod object goes with its pod, as when kubelet's pod is deleted
+                    delete_pod_object(lab, namespace, args.name.rsplit("/", 1)[-1])
                 print(f"pod {args.name} removed")
         elif args.lab_command == "exec":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd

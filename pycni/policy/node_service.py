@@ -64,7 +64,11 @@ class PolicyService:
         for key in BRIDGE_SYSCTLS:
             ensure_sysctl(key, 1)
         agent = PolicyAgent(self.kv, self.node, _apply_nft, prefix=self.prefix, socket_path=self.socket_path)
-        agent.start()
+        try:
+            agent.start()
+        except BaseException:
+            agent.stop()  # threads it started before failing; the next attempt makes a new agent
+            raise
         self.agent = agent
 
     def stop(self) -> None:

@@ -31,7 +31,7 @@ import pytest
 
 from pycni.cluster.lab import PREFIX
 from pycni.policy.endpoints import endpoints_prefix
-from pycni.policy.store import NAMESPACE, NETWORK_POLICY
+from pycni.policy.store import NAMESPACE, NETWORK_POLICY, POD
 from tests.cluster.conftest import _missing, leftovers
 from tests.cluster.netpol_lab import PORTS, PROTOCOLS, Kind, NetpolLab, netpol_lab, parallel
 from tests.support.netpol_cases import (
@@ -154,8 +154,13 @@ metadata: {{name: fc, labels: {{ns: fc}}}}
         assert first == [False, False, True, True]
     finally:
         world.stop_serving("fc/new")
-        world.lab.del_pod("fc/new")
+        deleted = pycni(world, "lab", "pod", "del", "fc/new")
+        world.reload()
+        pods_left = world.with_store(lambda store: [obj.ref.name for obj in store.list(POD, "fc")])
         world.with_store(lambda store: store.delete(NAMESPACE, "", "fc"))
+    assert deleted.returncode == 0, deleted.stderr
+    assert "fc/new" not in world.lab.state.pods
+    assert pods_left == []  # the Pod object went with the pod
 
 
 def test_add_fails_closed_with_code_11_when_the_agent_is_down(world: NetpolLab) -> None:
