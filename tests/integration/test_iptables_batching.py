@@ -24,12 +24,12 @@ from ipaddress import ip_address, ip_interface
 from typing import Any
 
 import pytest
+
 from pycni.net.firewall import masquerade, nft
 from pycni.net.firewall.iptables import state as iptables_state
 from pycni.net.firewall.iptables import tool as iptables
 from pycni.net.firewall.iptables.save_restore import quote, restore
 from pycni.net.firewall.iptables.tool import Family
-
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment
 from pycni.plugins.firewall.iptables_backend import IptablesBackend
