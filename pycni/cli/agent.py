@@ -74,7 +74,9 @@ def cmd_agent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"pycni agent: {exc}", file=sys.stderr)
             return 1
         socket_path = os.path.abspath(policy_socket)
-        services.append(lambda kv: PolicyService(kv, node_name, prefix=args.etcd_prefix, socket_path=socket_path))
+        run_dir = os.path.abspath(args.run_dir)
+        services.append(lambda kv, metrics: PolicyService(kv, node_name, prefix=args.etcd_prefix,
+                                                          socket_path=socket_path, metrics=metrics, run_dir=run_dir))
     options = AgentOptions(
         node_name=node_name,
         etcd_endpoints=tuple(e.strip() for e in args.etcd_endpoints.split(",") if e.strip()),

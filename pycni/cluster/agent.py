@@ -54,7 +54,8 @@ class NodeService(Protocol):
     def stop(self) -> None: ...
 
 
-ServiceFactory = Callable[["KV"], NodeService]
+# A service gets the node's store and its metrics registry (to serve its own series beside the agent's).
+ServiceFactory = Callable[["KV", AgentMetrics], NodeService]
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,12 @@ def _start(name: str, target: Callable[[threading.Event], None], stop: threading
     return thread
 
 
-def _start_services(factories: Sequence[ServiceFactory], store: KV, stop: threading.Event) -> list[NodeService]:
+def _start_services(factories: Sequence[ServiceFactory], store: KV, metrics: AgentMetrics,
+                    stop: threading.Event) -> list[NodeService]:
     """Start each service, retrying while it fails (etcd not there yet); [] if stopped first."""
     started: list[NodeService] = []
     for factory in factories:
-        service = factory(store)
+        service = factory(store, metrics)
         name = type(service).__name__
 
         def attempt(service: NodeService = service) -> bool:
@@ -140,7 +142,7 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         config = _load_config(manager, stop)
         if config is None:
             return 0
-        running = _start_services(services, store, stop)
+        running = _start_services(services, store, metrics, stop)
         if len(running) < len(services):
             return 0
         underlay = find_underlay(options.iface, options.public_ip)

@@ -18,14 +18,27 @@ Contract:
   etcd or nftables are not there yet. ``stop()`` stops the agent and removes
   its socket; the table stays in the kernel, so a restarted agent changes
   nothing for running pods.
+- With ``metrics``, the policy series (``pycni.policy.metrics``) are served
+  with the node agent's; with ``run_dir``, denied connections are written to
+  ``<run_dir>/policy-denied.log`` (``pycni policy log``). The log is best
+  effort: when NFLOG group 2 is taken, enforcement goes on without it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import TYPE_CHECKING
 
 from pycni.cluster.kv import KV
 from pycni.policy.agent import PolicyAgent
+
+if TYPE_CHECKING:
+    from pycni.cluster.agent_metrics import AgentMetrics
+    from pycni.policy.denylog import DenyLog
+    from pycni.policy.metrics import PolicyMetrics
+
+log = logging.getLogger("pycni.policy")
 
 __all__ = ["BRIDGE_SYSCTLS", "PolicyService", "PolicyUnavailable", "check_br_netfilter"]
 
@@ -50,12 +63,17 @@ def _apply_nft(script: str) -> None:
 
 
 class PolicyService:
-    def __init__(self, kv: KV, node: str, *, prefix: str, socket_path: str) -> None:
+    def __init__(self, kv: KV, node: str, *, prefix: str, socket_path: str, metrics: AgentMetrics | None = None,
+                 run_dir: str | None = None) -> None:
         self.kv = kv
         self.node = node
         self.prefix = prefix
         self.socket_path = socket_path
+        self.metrics = metrics
+        self.run_dir = run_dir
         self.agent: PolicyAgent | None = None
+        self.deny_log: DenyLog | None = None
+        self._metrics: PolicyMetrics | None = None  # the current agent's; served through one collector
 
     def start(self) -> None:
         from pycni.net.sysctl import ensure_sysctl
@@ -64,14 +82,30 @@ class PolicyService:
         for key in BRIDGE_SYSCTLS:
             ensure_sysctl(key, 1)
         agent = PolicyAgent(self.kv, self.node, _apply_nft, prefix=self.prefix, socket_path=self.socket_path)
+        if self.metrics is not None:
+            from pycni.policy.metrics import PolicyMetrics
+
+            if self._metrics is None:  # the first attempt registers; a retry's agent takes its place
+                self.metrics.add_collector(lambda: self._metrics.render() if self._metrics else "")
+            self._metrics = PolicyMetrics(agent)  # before start, so the first sync is observed too
         try:
             agent.start()
         except BaseException:
             agent.stop()  # threads it started before failing; the next attempt makes a new agent
             raise
         self.agent = agent
+        if self.run_dir is not None:
+            from pycni.policy.denylog import start_log
+
+            try:
+                self.deny_log = start_log(agent, self.run_dir)
+            except Exception as exc:
+                log.warning("policy: no deny log (%s); enforcement goes on without it", exc)
 
     def stop(self) -> None:
+        if self.deny_log is not None:
+            self.deny_log.stop()
+            self.deny_log = None
         if self.agent is not None:
             self.agent.stop()
             self.agent = None
