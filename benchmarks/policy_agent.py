@@ -1,9 +1,9 @@
 """The policy agent alone, in its own process, for benchmarks/policy.py to measure.
 
-``policy_agent.py ENDPOINT PREFIX NODE NETNS_PATH`` runs a PolicyAgent on
+``policy_agent.py ENDPOINT PREFIX NODE NETNS_PATH SOCKET`` runs a PolicyAgent on
 the etcd at ENDPOINT (on the host's loopback) and applies its table inside
 NETNS_PATH from one thread that stays there, as a node's agent applies from
-its own namespace. It prints one JSON
+its own namespace; it serves the netpol plugin's requests on SOCKET. It prints one JSON
 line when started (``{"event": "ready", "cold_seconds": ...}``) and one per
 commit (``{"event": "sync", "time": <unix time>, "kind", "commands",
 "seconds"}``), and answers a line ``rss`` on stdin with its resident memory.
@@ -62,9 +62,10 @@ class NetnsApplier:
 
 
 def main() -> None:
-    endpoint, prefix, node, netns = sys.argv[1:5]
+    endpoint, prefix, node, netns, socket_path = sys.argv[1:6]
     kv = EtcdKV(endpoint)
-    agent = PolicyAgent(kv, node, NetnsApplier(netns).apply, prefix=prefix, resync_seconds=3600)
+    agent = PolicyAgent(kv, node, NetnsApplier(netns).apply, prefix=prefix, socket_path=socket_path,
+                        resync_seconds=3600)
     enforce = agent.enforcer.enforce
 
     def reporting_enforce(desired: Ruleset) -> SyncStats:

@@ -45,3 +45,54 @@ fi
 
 step "the outside world (203.0.113.10) is reached through the node's masquerade"
 "$PYCNI" lab exec web -- ping -c 2 -W 2 203.0.113.10
+
+step "NetworkPolicy: two pods of namespace shop, front (n1) and api (n2, HTTP on its port named 'http')"
+"$PYCNI" lab pod add n1 front --namespace shop --labels app=front
+"$PYCNI" lab pod add n2 api --namespace shop --labels app=api --port http=80/TCP
+api=$(ip_of shop/api)
+"$PYCNI" lab exec shop/api -- python3 -m http.server 80 --bind "$api" >/dev/null 2>&1 &
+server=$!
+sleep 1
+http() {
+  "$PYCNI" lab exec shop/front -- curl -s -o /dev/null -m 2 -w "front -> api: HTTP %{http_code}\n" "http://$api/" \
+    || echo "front -> api: no answer (dropped)"
+}
+http
+
+step "a default deny for namespace shop: pycni apply -f -"
+"$PYCNI" apply -f - <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: shop}
+spec: {podSelector: {}}
+YAML
+http
+step "why? pycni policy explain --from shop/front --to shop/api --port http"
+"$PYCNI" policy explain --from shop/front --to shop/api --port http || true
+
+step "allow front -> api on the named port http (first --dry-run: what would change)"
+cat > "$PYCNI_LAB_ROOT/allow.yaml" <<'YAML'
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: front-to-api, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: api}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: front}}}]
+    ports: [{port: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: front-egress, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: front}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: api}}}]
+    ports: [{port: http}]
+YAML
+"$PYCNI" apply --dry-run -f "$PYCNI_LAB_ROOT/allow.yaml"
+"$PYCNI" apply -f "$PYCNI_LAB_ROOT/allow.yaml"
+http
+"$PYCNI" policy explain --from shop/front --to shop/api --port http
+kill "$server" 2>/dev/null || true
