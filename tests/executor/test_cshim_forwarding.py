@@ -110,6 +110,7 @@ def test_add_check_del_through_both_shims(lab: CniLab, both: dict[str, Path], ma
     for out in added.values():
         assert out.returncode == 0, out.stdout + out.stderr
     assert normalized(json.loads(added["c"].stdout)) == normalized(json.loads(added["python"].stdout))
+    wait_calls(executor, 2)  # the daemon logs a call just after answering it
     assert [e["container_id"] for e in calls(executor, "ADD")] == ["id-c", "id-python"]
     for kind, ns in pods.items():
         assert ip_json("addr", "show", "dev", "eth0", netns=ns.name)[0]["addr_info"]
