@@ -28,3 +28,4 @@ lint: setup
 
 bench: setup
 	.venv/bin/python benchmarks/run.py
+	.venv/bin/python benchmarks/policy.py
