@@ -54,8 +54,11 @@ api=$(ip_of shop/api)
 server=$!
 sleep 1
 http() {
-  "$PYCNI" lab exec shop/front -- curl -s -o /dev/null -m 2 -w "front -> api: HTTP %{http_code}\n" "http://$api/" \
-    || echo "front -> api: no answer (dropped)"
+  if code=$("$PYCNI" lab exec shop/front -- curl -s -o /dev/null -m 2 -w "%{http_code}" "http://$api/"); then
+    echo "front -> api: HTTP $code"
+  else
+    echo "front -> api: no answer (dropped)"
+  fi
 }
 http
 
