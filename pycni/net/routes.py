@@ -11,6 +11,10 @@ Contract:
   appears once per hop, so "is there a route to X via G on D" is a plain
   membership test (``route_exists``).
 - ``table=None`` in a query means every table; the default is main (254).
+- ``replace_tagged_route`` installs ``dst via gw dev D [onlink]`` carrying a
+  route protocol number (how a daemon marks routes as its own, e.g. the
+  cluster agent's ``proto 124``); ``delete_listed_route`` removes exactly
+  one route as ``list_routes`` reported it (False when already gone).
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ __all__ = [
     "add_route",
     "default_route_interface",
     "del_route",
+    "delete_listed_route",
     "list_routes",
+    "replace_tagged_route",
     "route_exists",
 ]
 
@@ -178,6 +184,45 @@ def del_route(
         except (LinkNotFound, NetError) as exc:
             # ESRCH: no such route. A vanished device means no route either.
             if missing_ok and (isinstance(exc, LinkNotFound) or exc.errno == errno.ESRCH):
+                return False
+            raise
+    return True
+
+
+RTNH_F_ONLINK = 0x4
+
+
+def replace_tagged_route(dst: IPv4Network, *, gw: IPv4Address, dev: str, proto: int, onlink: bool = False) -> None:
+    """Install ``dst via gw dev dev [onlink] proto <proto>``, replacing any route to ``dst`` in main."""
+    text = f"route '{dst} via {gw} dev {dev}{' onlink' if onlink else ''}'"
+    with rtnl() as ipr:
+        spec: dict[str, object] = {
+            "family": socket.AF_INET, "dst": str(dst.network_address), "dst_len": dst.prefixlen,
+            "gateway": str(gw), "oif": index_of(dev), "table": RT_TABLE_MAIN, "proto": proto,
+        }
+        if onlink:  # the gateway need not be on a connected subnet (a VXLAN peer's VTEP address)
+            spec["flags"] = RTNH_F_ONLINK
+        with failing(f"replace {text}"):
+            ipr.route("replace", **spec)
+
+
+def delete_listed_route(route: RouteInfo) -> bool:
+    """Delete one route as ``list_routes`` reported it; False if it was already gone."""
+    with rtnl() as ipr:
+        spec: dict[str, object] = {
+            "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
+            "dst": str(route.dst.network_address), "dst_len": route.dst.prefixlen,
+            "table": route.table, "proto": route.protocol,
+        }
+        if route.gw is not None:
+            spec["gateway"] = str(route.gw)
+        if route.ifindex is not None:
+            spec["oif"] = route.ifindex
+        try:
+            with failing(f"delete route '{route.dst}'"):
+                ipr.route("del", **spec)
+        except (LinkNotFound, NetError) as exc:
+            if isinstance(exc, LinkNotFound) or exc.errno == errno.ESRCH:
                 return False
             raise
     return True

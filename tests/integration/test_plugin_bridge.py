@@ -32,6 +32,7 @@ from tests.integration.hostrules import HostRules, host_rules_guard, masq_rule_l
 from tests.support.cnilab import GO_PLUGIN_DIR, CniLab
 from tests.support.host import ip_json, link_exists, ping, run
 from tests.support.netns import Netns
+from tests.support.wait import wait_until
 
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 BACKENDS = ["nftables", "iptables"]
@@ -230,7 +231,8 @@ def test_del_twice_and_after_the_netns_is_gone(pycni_lab: CniLab, make_netns: An
     cni.del_network_list(netlist, rt)
     cni.del_network_list(netlist, rt)
     assert lab.reserved_ips(network_name(lab)) == []
-    assert ports(lab.bridge) == []
+    # The host end goes with the namespace, in the kernel's own time (netns teardown is asynchronous).
+    wait_until(lambda: ports(lab.bridge) == [], what=f"no port left on {lab.bridge}")
     assert not os.path.exists(ns.path)  # DEL never recreates the namespace file
 
 
