@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from pycni.policy.compile import LOG_GROUP, pod_chain_name, policy_chain_name
-from pycni.policy.endpoints import pods_with_endpoints
 from pycni.policy.model import Direction, Pod
 
 if TYPE_CHECKING:
@@ -199,10 +198,8 @@ class DenyLog:
         with agent._lock:  # a consistent copy; the names are built outside the lock
             self._stale.clear()
             committed = agent.enforcer.committed
-            pod_objects = list(agent.state.pod_objects.values())
-            endpoints = list(agent.state.endpoints.values())
+            pods = agent.state.pods()  # kept merged by the state: a copy of the list, no recomputation
             policy_keys = list(agent.state.policies)
-        pods = pods_with_endpoints(pod_objects, endpoints)
         self._context = context_of(agent.node, committed.chains if committed is not None else None, pods,
                                    policy_keys)
 
