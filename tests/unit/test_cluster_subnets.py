@@ -4,43 +4,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
 
-from pycni.cluster.config import BackendConfig, ClusterConfig
+from pycni.cluster.config import BackendConfig
 from pycni.cluster.lease import ClusterNotInitialized, Lease, LeaseLost, NetworkFull
 from pycni.cluster.nodes import describe_in, format_table, node_rows
 from pycni.cluster.subnets import SubnetManager
 from pycni.spec.errors import InvalidConfig, TryAgainLater
 from pycni.testing.kv import MemoryKV
+from tests.support.subnet_manager import QUARANTINE, TTL, config, ip, manager, memory_kv
 
-TTL = 10
-QUARANTINE = 60.0
-
-
-def ip(n: int) -> IPv4Address:
-    return IPv4Address(f"192.0.2.{n}")
-
-
-def config(network: str = "10.244.0.0/16", **kw: Any) -> ClusterConfig:
-    return ClusterConfig(network=IPv4Network(network), **kw)
-
-
-@pytest.fixture
-def kv() -> Iterator[MemoryKV]:
-    store = MemoryKV(start=1000.0)
-    yield store
-    store.close()
-
-
-def manager(kv: MemoryKV, cfg: ClusterConfig | None = None, **kw: Any) -> SubnetManager:
-    sm = SubnetManager(kv, ttl=TTL, quarantine=QUARANTINE, clock=kv.now, **kw)
-    if cfg is not None:
-        sm.init_config(cfg)
-    return sm
+kv = pytest.fixture(memory_kv)
 
 
 def subnets(leases: list[Lease]) -> list[str]:

@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Network
-from typing import Any
 
 import pytest
 
-from pycni.cluster.config import ClusterConfig
 from pycni.cluster.kv import KVUnavailable
-from pycni.cluster.subnets import SubnetManager
 from pycni.cluster.watch import LeaseEvent
 from pycni.cluster.watch_loop import watch_leases
 from pycni.testing.kv import MemoryKV
+from tests.support.subnet_manager import QUARANTINE, TTL, config, ip, manager, memory_kv
 
-TTL = 10
-QUARANTINE = 60.0
-
-
-def ip(n: int) -> IPv4Address:
-    return IPv4Address(f"192.0.2.{n}")
-
-
-def config(network: str = "10.244.0.0/16", **kw: Any) -> ClusterConfig:
-    return ClusterConfig(network=IPv4Network(network), **kw)
-
-
-@pytest.fixture
-def kv() -> Iterator[MemoryKV]:
-    store = MemoryKV(start=1000.0)
-    yield store
-    store.close()
-
-
-def manager(kv: MemoryKV, cfg: ClusterConfig) -> SubnetManager:
-    sm = SubnetManager(kv, ttl=TTL, quarantine=QUARANTINE, clock=kv.now)
-    sm.init_config(cfg)
-    return sm
+kv = pytest.fixture(memory_kv)
 
 
 def events_of(items: list[LeaseEvent]) -> list[tuple[str, str]]:
