@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pycni",
         description="Container Network Interface toolkit: run CNI plugins as a runtime does (cnitool verbs), "
-        "install them, and run the executor, the cluster node agent and a multi-node lab.",
+        "install them, and run the executor, the cluster node agent (with NetworkPolicy) and a multi-node lab; "
+        "keep Kubernetes objects in etcd (apply/get/label/delete) and explain policy verdicts.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=ENV_HELP,
     )
