@@ -10,6 +10,10 @@ DEB_PACKAGES=(
   containernetworking-plugins busybox-static python3-venv
   podman runc etcd-server openssl
   gcc libc6-dev  # pycni install compiles the plugin shim (pycni/executor/cshim.c)
+  wireguard-go wireguard-tools  # the wireguard backend where the kernel has no WireGuard
+  bird2                          # the bgp backend's routing daemon
+  dnsmasq-base                   # the DHCP server the dhcp IPAM tests talk to
+  containerd                     # the second real runtime (ctr run --cni)
 )
 
 missing=()
