@@ -137,3 +137,19 @@ class Reconciler:
                 log.error("reconcile failed (retried in %.0fs): %s", interval, exc)
                 continue
             self.metrics.set("pycni_agent_last_reconcile_timestamp_seconds", time.time())
+            self._record_status(interval)
+
+    def _record_status(self, interval: float) -> None:
+        """``<run-dir>/agent.json`` for ``pycni doctor`` (best effort: a full disk must not stop reconciling)."""
+        from pycni.cluster.status_file import AgentStatus, write_status
+
+        with self._lock:
+            own = self._own
+        if own is None:
+            return
+        try:
+            write_status(self.files.run_dir, AgentStatus(
+                pid=os.getpid(), node=own.node, subnet=own.subnet, backend=self.backend.type,
+                pod_mtu=self.backend.pod_mtu(), last_reconcile=time.time(), resync_seconds=interval))
+        except OSError as exc:
+            log.warning("cannot write the status file in %s: %s", self.files.run_dir, exc)
