@@ -151,7 +151,9 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name, underlay.ip,
                  underlay.iface, underlay.mtu, backend.type, backend.pod_mtu())
         reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade)
-        keeper = LeaseKeeper(manager, options.node_name, underlay.ip, backend.backend_data(), ttl=options.lease_ttl,
+        # The pod MTU rides in the lease so peers (and pycni doctor) can compare MTUs across nodes.
+        lease_data = {**backend.backend_data(), "podMTU": backend.pod_mtu()}
+        keeper = LeaseKeeper(manager, options.node_name, underlay.ip, lease_data, ttl=options.lease_ttl,
                              on_lease=reconciler.set_own, metrics=metrics)
         watcher = PeerWatcher(manager, on_peers=reconciler.set_peers, metrics=metrics)
         threads = [_start("lease", keeper.run, stop), _start("watch", watcher.run, stop)]
