@@ -11,7 +11,9 @@ Contract:
   namespace, keeping netlink and nftables handles warm), so host-side objects
   land where the runtime lives, not where the daemon does; a plugin then
   enters the container's namespace itself, exactly as in-process. The
-  plugin sees the caller's environment via ``CmdArgs.environ``; the
+  plugin sees the caller's environment via ``CmdArgs.environ``, and so
+  does any delegate it execs (an IPAM binary gets the caller's PATH and
+  CNI_PATH, none of the daemon's variables: ``ipam.delegate``); the
   daemon's own environment, cwd and streams are never changed per call.
   The executor takes a call only if the caller's files are its files: the
   same ``/`` (so a host-local dataDir or the CNI cache are the same

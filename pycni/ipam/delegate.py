@@ -1,7 +1,11 @@
 """Delegating to an IPAM plugin (spec "Delegated plugins").
 
 The delegate is found on CNI_PATH and run with the same environment and
-the complete stdin the calling plugin got; only CNI_COMMAND changes. Its
+the complete stdin the calling plugin got; only CNI_COMMAND changes. "The
+same environment" is ``CmdArgs.environ``, the caller's whole environment,
+and nothing else: in the executor that is the runtime's (PATH, CNI_PATH,
+...) as the shim sent it, not the daemon's own, so an exec'd delegate (a
+Go IPAM binary, any foreign plugin) sees what a runtime exec would give it. Its
 error comes back as the typed CniError with the delegate's own code.
 Main plugins call ``ipam_add`` and, if anything later fails, ``ipam_del``
 before re-raising, so a failed ADD never leaves an address reserved.
@@ -47,7 +51,8 @@ def delegate(plugin_type: str, command: str, args: CmdArgs) -> bytes:
             return stdout
     from pycni.runtime.invoke import RawExec
 
-    return RawExec(new_process_group=False).exec_plugin(path, args.stdin_data, env, timeout=None)
+    # complete_env: the caller's environment alone, none of this process's (the executor's) own.
+    return RawExec(new_process_group=False, complete_env=True).exec_plugin(path, args.stdin_data, env, timeout=None)
 
 
 def _find(plugin_type: str, paths: Sequence[str]) -> str:

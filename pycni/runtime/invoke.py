@@ -9,7 +9,11 @@ Contract:
   ``exec_plugin``. ``RawExec`` runs real binaries; ``pycni.testing.FakeExec``
   scripts plugins in memory.
 - ``exec_plugin`` gets only the ``CNI_*`` variables in ``env``; ``RawExec``
-  lays them over the runtime's own environment (spec 5.3). It returns the
+  lays them over the runtime's own environment (spec 5.3). A plugin that
+  delegates builds ``RawExec(complete_env=True)`` and passes its *whole*
+  environment instead: the delegate then sees exactly what its caller saw
+  (PATH, CNI_PATH, anything else), never this process's own, which matters
+  when the caller is the executor serving some runtime. It returns the
   plugin's stdout on exit 0 and raises a CniError otherwise:
 
   * the plugin's error JSON, rebuilt as its typed class with its own code;
@@ -129,7 +133,9 @@ class RawExec:
 
     ``new_process_group`` (default True) starts each plugin as the leader of
     its own process group so a timeout kills everything it spawned; with
-    False only the plugin process itself is killed.
+    False only the plugin process itself is killed. ``complete_env`` (default
+    False) says ``env`` is the plugin's whole environment rather than CNI_*
+    variables to lay over ``os.environ``.
     """
 
     def __init__(
@@ -139,6 +145,7 @@ class RawExec:
         busy_attempts: int = TEXT_BUSY_ATTEMPTS,
         busy_delay: float = TEXT_BUSY_DELAY,
         new_process_group: bool = True,
+        complete_env: bool = False,
     ) -> None:
         # None means "sys.stderr at call time", so test capture and
         # redirections made after construction still see plugin logs.
@@ -148,12 +155,14 @@ class RawExec:
         # A plugin delegating to IPAM passes False: the delegate then stays in
         # the plugin's group, so the runtime's group kill reaches it too.
         self._new_group = new_process_group
+        self._complete_env = complete_env
 
     def find(self, plugin_type: str, paths: Sequence[str]) -> str:
         return find_in_path(plugin_type, paths)
 
     def exec_plugin(self, path: str, stdin: bytes, env: Mapping[str, str], timeout: float | None) -> bytes:
-        full_env = {**os.environ, **env}  # CNI_* given by the caller win over inherited ones
+        # CNI_* given by the caller win over inherited ones; a complete env inherits nothing.
+        full_env = dict(env) if self._complete_env else {**os.environ, **env}
         proc = self._start(path, full_env)
         try:
             stdout, stderr = proc.communicate(stdin, timeout=timeout)
