@@ -14,6 +14,7 @@ DEB_PACKAGES=(
   bird2                          # the bgp backend's routing daemon
   dnsmasq-base                   # the DHCP server the dhcp IPAM tests talk to
   containerd                     # the second real runtime (ctr run --cni)
+  tcpdump                        # the wireguard lab test proves the underlay carries no plaintext
 )
 
 missing=()
