@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_network
 from typing import Any
 
+from pycni.cluster.backends.bgp_config import FIELDS as BGP_FIELDS
+from pycni.cluster.backends.bgp_config import BgpSettings
 from pycni.spec.errors import InvalidConfig
 
 __all__ = ["BACKEND_TYPES", "BackendConfig", "ClusterConfig", "subnet_key_name"]
 
-BACKEND_TYPES = ("vxlan", "host-gw")
+BACKEND_TYPES = ("vxlan", "host-gw", "bgp")
 MAX_SUBNET_LEN = 29  # /29: 8 addresses, 5 left for pods after network, broadcast and the node's gateway
 MIN_MTU = 576
 MAX_MTU = 65535
@@ -53,10 +55,11 @@ class BackendConfig:
     vni: int = 1
     port: int = 8472
     mtu: int | None = None
+    bgp: BgpSettings | None = None  # the bgp backend's own fields (backends/bgp_config.py)
 
     def __post_init__(self) -> None:
         if self.type not in BACKEND_TYPES:
-            raise InvalidConfig(f"Backend.Type: {self.type!r} is not supported (use vxlan or host-gw)")
+            raise InvalidConfig(f"Backend.Type: {self.type!r} is not supported (use {', '.join(BACKEND_TYPES)})")
         _check_int("Backend.VNI", self.vni, 0, 2**24 - 1)
         _check_int("Backend.Port", self.port, 1, 65535)
         if self.mtu is not None:
@@ -69,17 +72,19 @@ class BackendConfig:
             out["Port"] = self.port
         if self.mtu is not None:
             out["MTU"] = self.mtu
+        if self.type == "bgp":
+            out.update((self.bgp or BgpSettings()).to_wire())
         return out
 
     @classmethod
     def from_wire(cls, data: Any) -> BackendConfig:
         if not isinstance(data, Mapping):
             raise InvalidConfig(f"Backend: must be an object like {{\"Type\": \"vxlan\"}}, not {_show(data)}")
-        _refuse_unknown("Backend.", data, ("Type", "VNI", "Port", "MTU"))
         kind = data.get("Type")
+        _refuse_unknown("Backend.", data, ("Type", "VNI", "Port", "MTU") + (BGP_FIELDS if kind == "bgp" else ()))
         if not isinstance(kind, str):
-            raise InvalidConfig("Backend.Type: missing (use vxlan or host-gw)")
-        if kind == "host-gw":
+            raise InvalidConfig(f"Backend.Type: missing (use {', '.join(BACKEND_TYPES)})")
+        if kind in ("host-gw", "bgp"):
             for name in ("VNI", "Port"):
                 if name in data:
                     raise InvalidConfig(f"Backend.{name}: only applies to the vxlan backend")
@@ -87,6 +92,8 @@ class BackendConfig:
         for name, attr in (("VNI", "vni"), ("Port", "port"), ("MTU", "mtu")):
             if name in data and data[name] is not None:
                 kw[attr] = data[name]
+        if kind == "bgp":
+            kw["bgp"] = BgpSettings.from_wire(data)
         return cls(type=kind, **kw)
 
 
@@ -219,6 +226,8 @@ class ClusterConfig:
         backend = self.backend.type
         if self.backend.type == "vxlan":
             backend += f" VNI {self.backend.vni} port {self.backend.port}"
+        if self.backend.bgp is not None:
+            backend += f" ({self.backend.bgp.describe()})"
         if self.backend.mtu is not None:
             backend += f" MTU {self.backend.mtu}"
         text = f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
