@@ -28,11 +28,13 @@ from typing import Any
 
 from pycni.cluster.backends.bgp_config import FIELDS as BGP_FIELDS
 from pycni.cluster.backends.bgp_config import BgpSettings
+from pycni.cluster.backends.wireguard_config import FIELDS as WIREGUARD_FIELDS
+from pycni.cluster.backends.wireguard_config import WireguardOptions
 from pycni.spec.errors import InvalidConfig
 
 __all__ = ["BACKEND_TYPES", "BackendConfig", "ClusterConfig", "subnet_key_name"]
 
-BACKEND_TYPES = ("vxlan", "host-gw", "bgp")
+BACKEND_TYPES = ("vxlan", "host-gw", "bgp", "wireguard")
 MAX_SUBNET_LEN = 29  # /29: 8 addresses, 5 left for pods after network, broadcast and the node's gateway
 MIN_MTU = 576
 MAX_MTU = 65535
@@ -56,6 +58,7 @@ class BackendConfig:
     port: int = 8472
     mtu: int | None = None
     bgp: BgpSettings | None = None  # the bgp backend's own fields (backends/bgp_config.py)
+    wireguard: WireguardOptions | None = None  # the wireguard backend's own fields (backends/wireguard_config.py)
 
     def __post_init__(self) -> None:
         if self.type not in BACKEND_TYPES:
@@ -74,6 +77,8 @@ class BackendConfig:
             out["MTU"] = self.mtu
         if self.type == "bgp":
             out.update((self.bgp or BgpSettings()).to_wire())
+        if self.type == "wireguard":
+            out.update((self.wireguard or WireguardOptions()).to_wire())
         return out
 
     @classmethod
@@ -81,10 +86,11 @@ class BackendConfig:
         if not isinstance(data, Mapping):
             raise InvalidConfig(f"Backend: must be an object like {{\"Type\": \"vxlan\"}}, not {_show(data)}")
         kind = data.get("Type")
-        _refuse_unknown("Backend.", data, ("Type", "VNI", "Port", "MTU") + (BGP_FIELDS if kind == "bgp" else ()))
+        _refuse_unknown("Backend.", data, ("Type", "VNI", "Port", "MTU") + (BGP_FIELDS if kind == "bgp" else ())
+                        + (WIREGUARD_FIELDS if kind == "wireguard" else ()))
         if not isinstance(kind, str):
             raise InvalidConfig(f"Backend.Type: missing (use {', '.join(BACKEND_TYPES)})")
-        if kind in ("host-gw", "bgp"):
+        if kind in ("host-gw", "bgp", "wireguard"):
             for name in ("VNI", "Port"):
                 if name in data:
                     raise InvalidConfig(f"Backend.{name}: only applies to the vxlan backend")
@@ -94,6 +100,8 @@ class BackendConfig:
                 kw[attr] = data[name]
         if kind == "bgp":
             kw["bgp"] = BgpSettings.from_wire(data)
+        if kind == "wireguard":
+            kw["wireguard"] = WireguardOptions.from_wire(data)
         return cls(type=kind, **kw)
 
 
@@ -228,6 +236,8 @@ class ClusterConfig:
             backend += f" VNI {self.backend.vni} port {self.backend.port}"
         if self.backend.bgp is not None:
             backend += f" ({self.backend.bgp.describe()})"
+        if self.backend.type == "wireguard":
+            backend += f" ({(self.backend.wireguard or WireguardOptions()).describe()})"
         if self.backend.mtu is not None:
             backend += f" MTU {self.backend.mtu}"
         text = f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
