@@ -46,6 +46,10 @@ _ALIASES = {
     "Pod": ("po", "pod", "pods"),
     "NetworkPolicy": ("netpol", "netpols", "networkpolicy", "networkpolicies", "networkpolicy.networking.k8s.io",
                       "networkpolicies.networking.k8s.io"),
+    "AdminNetworkPolicy": ("anp", "adminnetworkpolicy", "adminnetworkpolicies",
+                           "adminnetworkpolicies.policy.networking.k8s.io"),
+    "BaselineAdminNetworkPolicy": ("banp", "baselineadminnetworkpolicy", "baselineadminnetworkpolicies",
+                                   "baselineadminnetworkpolicies.policy.networking.k8s.io"),
 }
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -383,6 +387,8 @@ def _table(kind: Kind, objects: Sequence[StoredObject], *, all_namespaces: bool,
     header = ["NAME"]
     if kind is NETWORK_POLICY:
         header.append("POD-SELECTOR")
+    elif kind.name == "AdminNetworkPolicy":
+        header.append("PRIORITY")
     elif kind is NAMESPACE:
         header.append("STATUS")
     header.append("AGE")
@@ -397,6 +403,8 @@ def _table(kind: Kind, objects: Sequence[StoredObject], *, all_namespaces: bool,
         row = [obj.ref.name]
         if kind is NETWORK_POLICY:
             row.append(_pod_selector_text(obj))
+        elif kind.name == "AdminNetworkPolicy":
+            row.append(str((obj.manifest.get("spec") or {}).get("priority", "")))
         elif kind is NAMESPACE:
             row.append("Active")
         created = obj.created_at

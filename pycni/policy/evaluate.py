@@ -29,19 +29,26 @@ protocol)`` judges one new connection with Kubernetes semantics:
   different pods and never matches a destination that is not a pod.
 - Namespaces always carry ``kubernetes.io/metadata.name=<name>``, as the API
   server sets it; a namespace the snapshot lacks has only that label.
+- Tiers (``pycni.policy.admin_match``): AdminNetworkPolicies first (Allow or
+  Deny decide, Pass goes on), then NetworkPolicy, then, only for a pod no
+  NetworkPolicy isolates in that direction, the BaselineAdminNetworkPolicy.
+  ``DirectionVerdict.tier`` names the admin rule that decided, ``passed`` an
+  ANP Pass that handed the connection on.
 
 The address on the wire is chosen from the family both ends have (IPv4
-first). ``reachability`` tabulates every pod pair; ``diff`` compares two tables.
+first). ``pycni.policy.reachability`` tabulates every pod pair with it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from typing import Literal
 
+from pycni.policy.admin_match import TierMatch, admin_order, first_admin_match, first_baseline_match
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
 from pycni.policy.model import (
     Direction,
     IPBlock,
@@ -64,14 +71,12 @@ __all__ = [
     "Miss",
     "Node",
     "Party",
-    "ReachabilityDiff",
     "Snapshot",
     "Verdict",
-    "diff",
     "evaluate",
     "isolating",
+    "judge_quickly",
     "named_port_number",
-    "reachability",
     "resolve",
 ]
 
@@ -98,6 +103,12 @@ class Snapshot:
     pods: tuple[Pod, ...] = ()
     policies: tuple[NetworkPolicy, ...] = ()
     nodes: tuple[Node, ...] = ()
+    admin_policies: tuple[AdminNetworkPolicy, ...] = ()
+    baseline: BaselineAdminNetworkPolicy | None = None
+
+    @cached_property
+    def admin_ordered(self) -> list[AdminNetworkPolicy]:
+        return admin_order(self.admin_policies)
 
     def namespace_labels(self, name: str) -> Labels:
         """The namespace's labels with the API server's ``kubernetes.io/metadata.name``."""
@@ -179,6 +190,8 @@ class DirectionVerdict:
     allowed_by: tuple[Match, ...] = ()
     misses: tuple[Miss, ...] = ()
     empty_policies: tuple[str, ...] = ()  # isolating policies with no rules in this direction
+    tier: TierMatch | None = None  # the AdminNetworkPolicy or baseline rule that decided
+    passed: TierMatch | None = None  # an AdminNetworkPolicy Pass that handed over to NetworkPolicy
 
     @property
     def allowed(self) -> bool:
@@ -394,6 +407,36 @@ def _judge(
     return DirectionVerdict(direction, "denied", party, keys, (), tuple(misses), tuple(empty))
 
 
+def _tiers(
+    snapshot: Snapshot,
+    isolation: Isolation,
+    direction: Direction,
+    party: Party,
+    other: Party,
+    dst_pod: Pod | None,
+    port: int,
+    protocol: Protocol,
+    detail: bool,
+) -> DirectionVerdict:
+    """Admin tier, NetworkPolicy, baseline tier: the first that decides, for a party that is a pod."""
+    assert party.pod is not None
+    labels = snapshot.namespace_labels
+    admin = None
+    if snapshot.admin_policies:
+        admin = first_admin_match(snapshot.admin_ordered, party.pod, direction, other.pod, other.ip, dst_pod,
+                                  port, protocol, labels)
+        if admin is not None and admin.action != "Pass":
+            return DirectionVerdict(direction, "allowed" if admin.action == "Allow" else "denied", party, tier=admin)
+    verdict = _judge(snapshot, isolation, direction, party, other, dst_pod, port, protocol, detail)
+    if verdict.status == "not-isolated":
+        base = first_baseline_match(snapshot.baseline, party.pod, direction, other.pod, other.ip, dst_pod, port,
+                                    protocol, labels)
+        if base is not None:
+            status: Status = "allowed" if base.action == "Allow" else "denied"
+            return DirectionVerdict(direction, status, party, tier=base, passed=admin)
+    return replace(verdict, passed=admin) if admin is not None else verdict
+
+
 def evaluate(snapshot: Snapshot, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol) -> Verdict:
     """The verdict on a new ``protocol`` connection from ``src`` to ``dst`` port ``port``."""
     return _evaluate(snapshot, lambda pod, direction: isolating(snapshot, pod, direction), src, dst, port, protocol)
@@ -415,52 +458,17 @@ def _evaluate(
     elif dst_party.kind == "node" and dst_party.node and dst_party.node == src_party.node:
         egress = DirectionVerdict("Egress", "own-node", src_party)
     else:
-        egress = _judge(snapshot, isolation, "Egress", src_party, dst_party, dst_pod, port, protocol, detail)
+        egress = _tiers(snapshot, isolation, "Egress", src_party, dst_party, dst_pod, port, protocol, detail)
     if dst_party.pod is None:
         ingress = DirectionVerdict("Ingress", "not-a-pod", dst_party)
     elif src_party.kind == "node" and src_party.node and src_party.node == dst_party.node:
         ingress = DirectionVerdict("Ingress", "own-node", dst_party)
     else:
-        ingress = _judge(snapshot, isolation, "Ingress", dst_party, src_party, dst_pod, port, protocol, detail)
+        ingress = _tiers(snapshot, isolation, "Ingress", dst_party, src_party, dst_pod, port, protocol, detail)
     return Verdict(src_party, dst_party, port, protocol, egress, ingress)
 
 
-# --- tables ---------------------------------------------------------------------------------
-
-
-def reachability(snapshot: Snapshot, port: int, protocol: Protocol,
-                 pairs: Iterable[tuple[Pod, Pod]] | None = None) -> dict[tuple[str, str], bool]:
-    """Every ordered pair of (non-host-network) pods, or only ``pairs``: may a new connection pass?"""
-    pods = [pod for pod in snapshot.pods if not pod.host_network]
-    memo: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
-
-    def isolation(pod: Pod, direction: Direction) -> list[NetworkPolicy]:
-        key = (pod.key, direction)
-        if key not in memo:
-            memo[key] = isolating(snapshot, pod, direction)
-        return memo[key]
-
-    chosen = pairs if pairs is not None else ((src, dst) for src in pods for dst in pods)
-    return {
-        (src.key, dst.key): _evaluate(snapshot, isolation, src, dst, port, protocol, detail=False).allowed
-        for src, dst in chosen
-    }
-
-
-@dataclass(frozen=True)
-class ReachabilityDiff:
-    """Pairs known before and after that change: what ``apply --dry-run`` reports."""
-
-    gained: tuple[tuple[str, str], ...] = field(default=())
-    lost: tuple[tuple[str, str], ...] = field(default=())
-
-    def __bool__(self) -> bool:
-        return bool(self.gained or self.lost)
-
-
-def diff(before: Mapping[tuple[str, str], bool], after: Mapping[tuple[str, str], bool]) -> ReachabilityDiff:
-    """Pairs present in both tables whose answer changed; pairs only in one are not compared."""
-    common = sorted(before.keys() & after.keys())
-    gained = tuple(pair for pair in common if after[pair] and not before[pair])
-    lost = tuple(pair for pair in common if before[pair] and not after[pair])
-    return ReachabilityDiff(gained, lost)
+def judge_quickly(snapshot: Snapshot, isolation: Isolation, src: Pod, dst: Pod, port: int,
+                  protocol: Protocol) -> bool:
+    """Only the answer (no explanation): what reachability tables need, with a memoised ``isolation``."""
+    return _evaluate(snapshot, isolation, src, dst, port, protocol, detail=False).allowed

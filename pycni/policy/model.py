@@ -56,6 +56,8 @@ API_VERSIONS = {
     "Namespace": "v1",
     "Pod": "v1",
     "NetworkPolicy": "networking.k8s.io/v1",
+    "AdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",  # pycni.policy.admin_model
+    "BaselineAdminNetworkPolicy": "policy.networking.k8s.io/v1alpha1",
 }
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
+from pycni.policy.admin_render import admin_manifest
 from pycni.policy.model import (
     API_VERSIONS,
     ContainerPort,
@@ -36,7 +38,8 @@ __all__ = ["to_manifest"]
 _DIRECTIONS = ("Ingress", "Egress")  # the order Kubernetes writes policyTypes in
 
 
-def to_manifest(obj: Namespace | Pod | NetworkPolicy) -> dict[str, Any]:
+def to_manifest(obj: Namespace | Pod | NetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy,
+                ) -> dict[str, Any]:
     """The normalised Kubernetes object for a model object."""
     if isinstance(obj, Namespace):
         return _header("Namespace", _metadata(obj.name, None, obj.labels))
@@ -44,6 +47,8 @@ def to_manifest(obj: Namespace | Pod | NetworkPolicy) -> dict[str, Any]:
         return _pod(obj)
     if isinstance(obj, NetworkPolicy):
         return _network_policy(obj)
+    if isinstance(obj, AdminNetworkPolicy | BaselineAdminNetworkPolicy):
+        return admin_manifest(obj, _selector)
     raise TypeError(f"not a policy model object: {type(obj).__name__}")
 
 

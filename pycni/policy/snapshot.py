@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, cast
 from pycni.cluster.kv import KeyValue
 from pycni.cluster.lease import decode_lease
 from pycni.policy.endpoints import Endpoint, pods_with_endpoints
-from pycni.policy.evaluate import Node, Snapshot, diff, reachability
+from pycni.policy.evaluate import Node, Snapshot
 from pycni.policy.model import Namespace, NetworkPolicy, Pod, Protocol
+from pycni.policy.reachability import diff, reachability
 from pycni.policy.selectors import selector_matches
 from pycni.policy.state import PolicyState
 from pycni.policy.store import ObjectStore

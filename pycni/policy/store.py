@@ -7,6 +7,8 @@ Contract:
       <prefix>/k8s/namespaces/<name>
       <prefix>/k8s/pods/<namespace>/<name>
       <prefix>/k8s/networkpolicies/<namespace>/<name>
+      <prefix>/k8s/adminnetworkpolicies/<name>
+      <prefix>/k8s/baselineadminnetworkpolicies/default
 
 - A value is the normalised manifest (``to_manifest`` of the validated
   model) as JSON with sorted keys, plus ``metadata.creationTimestamp``, set
@@ -49,9 +51,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pycni.cluster.kv import KV, KeyValue, KVError, Put
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
 from pycni.policy.model import Namespace, NetworkPolicy, Pod
 
 __all__ = [
+    "ADMIN_NETWORK_POLICY",
+    "BASELINE_ADMIN_NETWORK_POLICY",
     "KINDS",
     "NAMESPACE",
     "NETWORK_POLICY",
@@ -73,7 +78,7 @@ __all__ = [
     "ref_of",
 ]
 
-Model = Namespace | Pod | NetworkPolicy
+Model = Namespace | Pod | NetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy
 Outcome = Literal["created", "configured", "unchanged"]
 
 DEFAULT_PREFIX = "/pycni"  # the cluster's, as ``--etcd-prefix`` defaults it
@@ -104,7 +109,12 @@ class Kind:
 NAMESPACE = Kind("Namespace", "namespaces", "", namespaced=False)
 POD = Kind("Pod", "pods", "", namespaced=True)
 NETWORK_POLICY = Kind("NetworkPolicy", "networkpolicies", "networking.k8s.io", namespaced=True)
-KINDS: dict[str, Kind] = {k.name: k for k in (NAMESPACE, POD, NETWORK_POLICY)}
+ADMIN_NETWORK_POLICY = Kind("AdminNetworkPolicy", "adminnetworkpolicies", "policy.networking.k8s.io",
+                            namespaced=False)
+BASELINE_ADMIN_NETWORK_POLICY = Kind("BaselineAdminNetworkPolicy", "baselineadminnetworkpolicies",
+                                     "policy.networking.k8s.io", namespaced=False)
+KINDS: dict[str, Kind] = {k.name: k for k in (NAMESPACE, POD, NETWORK_POLICY, ADMIN_NETWORK_POLICY,
+                                              BASELINE_ADMIN_NETWORK_POLICY)}
 _BY_RESOURCE = {k.resource: k for k in KINDS.values()}
 
 
@@ -141,6 +151,10 @@ def ref_of(obj: Model) -> ObjectRef:
         return ObjectRef(NAMESPACE, "", obj.name)
     if isinstance(obj, Pod):
         return ObjectRef(POD, obj.namespace, obj.name)
+    if isinstance(obj, AdminNetworkPolicy):
+        return ObjectRef(ADMIN_NETWORK_POLICY, "", obj.name)
+    if isinstance(obj, BaselineAdminNetworkPolicy):
+        return ObjectRef(BASELINE_ADMIN_NETWORK_POLICY, "", obj.name)
     return ObjectRef(NETWORK_POLICY, obj.namespace, obj.name)
 
 

@@ -1,6 +1,7 @@
 """Kubernetes-shaped objects (dicts) in, validated and normalised model objects out.
 
 Contract: pure. ``to_model(obj)`` checks a Namespace, Pod or NetworkPolicy
+(and AdminNetworkPolicy, BaselineAdminNetworkPolicy: ``pycni.policy.admin_validate``)
 as the Kubernetes API server does (``pkg/apis/networking/validation`` and
 the apimachinery rules it calls), collects every field error, and raises
 ``ValidationError`` if there is any; otherwise it returns the model object
@@ -45,6 +46,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from pycni.policy import formats
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
+from pycni.policy.admin_validate import admin_network_policy, baseline_admin_network_policy
 from pycni.policy.fielderror import FieldError, ValidationError
 from pycni.policy.model import (
     API_VERSIONS,
@@ -75,7 +78,7 @@ __all__ = [
     "validate_all",
 ]
 
-Model = Namespace | Pod | NetworkPolicy
+Model = Namespace | Pod | NetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy
 
 METADATA_NAME_LABEL = "kubernetes.io/metadata.name"
 DEFAULT_NAMESPACE = "default"
@@ -105,6 +108,10 @@ def to_model(obj: Mapping[str, Any]) -> Model:
         model = checker.pod(obj, namespace, name, labels)
     elif kind == "NetworkPolicy":
         model = checker.network_policy(obj, namespace, name, labels)
+    elif kind == "AdminNetworkPolicy":
+        model = admin_network_policy(checker, obj, name, labels)
+    elif kind == "BaselineAdminNetworkPolicy":
+        model = baseline_admin_network_policy(checker, obj, name, labels)
     if checker.errors or model is None:
         raw_kind = obj.get("kind")
         shown_kind = raw_kind if isinstance(raw_kind, str) and raw_kind else "object"

@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 from pycni.cluster.lab import PREFIX, Lab
 from pycni.cluster.lab_state import LabState
 from pycni.net.netns import open_netns, run_in_netns
-from pycni.policy.evaluate import Node, Snapshot, reachability
+from pycni.policy.evaluate import Node, Snapshot
+from pycni.policy.reachability import reachability
 from pycni.policy.model import ContainerPort, Namespace, Pod, labels_of
 from pycni.policy.store import NETWORK_POLICY, ObjectStore
 from pycni.policy.validate import to_model, validate_all

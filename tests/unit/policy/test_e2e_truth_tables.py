@@ -10,7 +10,8 @@ from functools import cache
 
 import pytest
 
-from pycni.policy.evaluate import evaluate, reachability
+from pycni.policy.evaluate import evaluate
+from pycni.policy.reachability import reachability
 from tests.support.netpol_cases import (
     Case,
     case_paths,

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pycni.policy.evaluate import (
     Match,
     Node,
-    ReachabilityDiff,
     Snapshot,
-    diff,
     evaluate,
     isolating,
-    reachability,
     resolve,
 )
 from pycni.policy.model import (
@@ -27,6 +24,7 @@ from pycni.policy.model import (
     Requirement,
     labels_of,
 )
+from pycni.policy.reachability import ReachabilityDiff, diff, reachability
 
 NODES = (Node("n1", ("192.168.50.11", "10.244.1.0")), Node("n2", ("192.168.50.12", "10.244.2.0")))
 NAMESPACES = (Namespace("x", labels_of({"team": "blue"})), Namespace("y", labels_of({"team": "red"})))

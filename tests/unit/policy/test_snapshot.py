@@ -98,7 +98,7 @@ def test_reachability_changes_over_declared_ports_without_self_pairs() -> None:
 
 
 def _brute_force(before: Snapshot, after: Snapshot) -> list[Change]:
-    from pycni.policy.evaluate import diff, reachability
+    from pycni.policy.reachability import diff, reachability
 
     changes = []
     for port, protocol in declared_ports(before, after):

@@ -124,7 +124,7 @@ INVALID: list[tuple[str, Any, str]] = [
         "kind unknown",
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}},
         'Service "a" is invalid: kind: Unsupported value: "Service": '
-        'supported values: "Namespace", "Pod", "NetworkPolicy"',
+        'supported values: "Namespace", "Pod", "NetworkPolicy", "AdminNetworkPolicy", "BaselineAdminNetworkPolicy"',
     ),
     (
         "apiVersion wrong",
