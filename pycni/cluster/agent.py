@@ -147,7 +147,8 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
             return 0
         underlay = find_underlay(options.iface, options.public_ip)
         backend = make_backend(config.backend.type, underlay, options.node_name, vni=config.backend.vni,
-                               port=config.backend.port, mtu=config.backend.mtu)
+                               port=config.backend.port, mtu=config.backend.mtu, bgp=config.backend.bgp,
+                               network=config.network, run_dir=options.files.run_dir)
         log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name, underlay.ip,
                  underlay.iface, underlay.mtu, backend.type, backend.pod_mtu())
         reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade)
@@ -162,6 +163,9 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         for thread in threads:
             thread.join(timeout=2)
         if options.release_on_exit:
+            leave = getattr(backend, "leave", None)  # bgp: withdraw the subnet before the lease goes
+            if leave is not None:
+                leave()
             try:
                 manager.release(options.node_name)
                 log.info("lease of %s released", options.node_name)
