@@ -1,0 +1,137 @@
+"""Checks of what connects this node to the others: per-peer kernel entries, the VTEP MAC, MTUs. Pure.
+
+What the backend needs per peer with subnet S, underlay address U and VTEP
+MAC M (pycni.cluster.backends): vxlan a route ``S via S.0 dev pycni.N
+onlink``, a permanent neighbour ``S.0 lladdr M`` and an FDB entry ``M dst
+U``; host-gw a route ``S via U``. Both tagged with the agent's route
+protocol. ``--probe`` results (pings to each peer's pod gateway, and a
+don't-fragment ping at pod MTU - 28) count here too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pycni.cluster.backends.vxlan import OVERHEAD
+from pycni.cluster.owned_routes import ROUTE_PROTO
+from pycni.doctor.result import CheckResult, fail, passed, skip
+from pycni.doctor.snapshot import LeaseView, Snapshot
+
+__all__ = ["mtu", "peer_state", "vtep_mac"]
+
+
+def _peers(snap: Snapshot) -> list[LeaseView]:
+    assert snap.store is not None
+    return [lease for lease in snap.store.leases if lease.node != snap.options.node_name]
+
+
+def _ready(snap: Snapshot, cid: str) -> CheckResult | None:
+    if snap.store is None or snap.store.error is not None or snap.store.backend_type is None:
+        return skip(cid, "no leases to compare with (see datastore)")
+    if snap.node is None:
+        return skip(cid, f"cannot list the node's kernel state: {snap.errors.get('node', 'unknown error')}")
+    return None
+
+
+def _device(snap: Snapshot) -> str:
+    assert snap.store is not None
+    return f"pycni.{snap.store.vni if snap.store.vni is not None else 1}"
+
+
+def peer_state(snap: Snapshot) -> CheckResult:
+    cid = "peer-state"
+    not_ready = _ready(snap, cid)
+    if not_ready:
+        return not_ready
+    assert snap.store is not None and snap.node is not None
+    routes = {(r.dst, r.gw, r.dev) for r in snap.node.routes if r.protocol == ROUTE_PROTO}
+    problems: list[str] = []
+    dev = _device(snap)
+    entries = snap.node.peer_entries
+    for peer in _peers(snap):
+        if snap.store.backend_type == "vxlan":
+            gw = peer.subnet.network_address
+            if (peer.subnet, gw, dev) not in routes:
+                problems.append(f"{peer.node}: route {peer.subnet} via {gw} dev {dev} onlink missing")
+            mac = (peer.vtep_mac or "").lower()
+            if entries is None:
+                problems.append(f"{peer.node}: no VXLAN device {dev}")
+                continue
+            if (gw, mac) not in entries.neighbours:
+                problems.append(f"{peer.node}: neighbour {gw} lladdr {mac} on {dev} missing")
+            if (mac, peer.public_ip) not in entries.fdb:
+                problems.append(f"{peer.node}: fdb {mac} dst {peer.public_ip} on {dev} missing")
+        elif not any(dst == peer.subnet and gw == peer.public_ip for dst, gw, _ in routes):
+            problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip} missing")
+    for probe in snap.probes or ():
+        if not probe.reachable:
+            problems.append(f"{probe.peer}: its pod gateway {probe.target} does not answer a ping")
+    if problems:
+        return fail(cid, f"this node cannot reach every peer's pods ({snap.store.backend_type})", problems,
+                    "the agent repairs these within a resync interval: make sure it runs (see agent-down), "
+                    "then restart it")
+    probed = f", {len(snap.probes)} gateway(s) answer" if snap.probes else ""
+    return passed(cid, f"routes{' and VXLAN entries' if snap.store.backend_type == 'vxlan' else ''} for "
+                  f"{len(_peers(snap))} peer(s) in place{probed}")
+
+
+def vtep_mac(snap: Snapshot) -> CheckResult:
+    cid = "vtep-mac"
+    not_ready = _ready(snap, cid)
+    if not_ready:
+        return not_ready
+    assert snap.store is not None and snap.node is not None
+    if snap.store.backend_type != "vxlan":
+        return passed(cid, f"backend {snap.store.backend_type} has no VTEP")
+    macs = Counter((lease.vtep_mac or "").lower() for lease in snap.store.leases if lease.vtep_mac)
+    problems = [f"VTEP MAC {mac} is published by {n} leases: "
+                + ", ".join(lease.node for lease in snap.store.leases if (lease.vtep_mac or "").lower() == mac)
+                for mac, n in macs.items() if n > 1]
+    own = snap.own_lease
+    dev = _device(snap)
+    link = snap.node.link(dev)
+    fix = "restart the agent (it sets the MAC it publishes)"
+    if own is not None and link is not None and own.vtep_mac and link.mac.lower() != own.vtep_mac.lower():
+        problems.append(f"{dev} has MAC {link.mac}, the lease publishes {own.vtep_mac}")
+        fix = f"ip link set {dev} address {own.vtep_mac} (and MACAddressPolicy=none for {dev})"
+    if problems:
+        return fail(cid, "peers send this node's overlay traffic to the wrong MAC", problems, fix)
+    return passed(cid, f"{dev} MAC matches the lease; no two nodes share a VTEP MAC")
+
+
+def mtu(snap: Snapshot) -> CheckResult:
+    cid = "mtu"
+    not_ready = _ready(snap, cid)
+    if not_ready:
+        return not_ready
+    assert snap.store is not None and snap.node is not None
+    own = snap.own_lease
+    problems: list[str] = []
+    from pycni.doctor.checks_kernel import _underlay
+
+    underlay = snap.node.link(_underlay(snap) or "")
+    overhead = OVERHEAD if snap.store.backend_type == "vxlan" else 0
+    limit = underlay.mtu - overhead if underlay is not None else None
+    vxlan = snap.node.link(_device(snap)) if snap.store.backend_type == "vxlan" else None
+    if limit is not None and vxlan is not None and vxlan.mtu > limit:
+        problems.append(f"{vxlan.name} MTU {vxlan.mtu} > {underlay.name if underlay else '?'} MTU "
+                        f"{underlay.mtu if underlay else '?'} - {overhead}")
+    winner = snap.winner
+    pod_mtu = winner.mtu if winner is not None else None
+    if pod_mtu is not None and limit is not None and pod_mtu > limit:
+        problems.append(f"pods get MTU {pod_mtu} > {limit} (underlay {underlay.mtu if underlay else '?'} "
+                        f"- {overhead})")
+    mine = own.pod_mtu if own is not None else pod_mtu
+    for peer in _peers(snap):
+        if peer.pod_mtu is not None and mine is not None and peer.pod_mtu != mine:
+            problems.append(f"{peer.node} gives its pods MTU {peer.pod_mtu}, this node {mine}")
+    for probe in snap.probes or ():
+        if probe.reachable and probe.df_ok is False:
+            problems.append(f"{probe.peer}: a don't-fragment ping of {probe.df_size} bytes to {probe.target} is "
+                            "lost while a small one answers (an MTU black hole)")
+    if problems:
+        fix = (f"set the pod MTU to {limit} on every node (cluster config Backend.MTU), or restore the underlay MTU"
+               if limit else "make MTUs agree across nodes")
+        return fail(cid, "MTUs do not fit: large packets are dropped", problems, fix)
+    shown = f"pod MTU {mine}" if mine else "MTU"
+    return passed(cid, f"{shown} fits the underlay ({underlay.mtu if underlay else '?'}) and matches the peers")

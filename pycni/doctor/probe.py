@@ -1,0 +1,45 @@
+"""``--probe``: active checks across nodes, from this node's namespace.
+
+For each peer lease: a small ping to the peer's overlay address (its VTEP,
+``S.0``, with vxlan; its pod gateway ``S.1`` with host-gw), then a
+don't-fragment ping whose packet is exactly the pod MTU (payload MTU - 28:
+20 bytes of IPv4 header, 8 of ICMP), as cilium's pod-to-pod-no-frag test
+does. Small answered, big lost: an MTU black hole. All pings of all peers
+run at once; each waits at most ``wait`` seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from ipaddress import IPv4Address
+
+from pycni.doctor.snapshot import LeaseView, ProbeResult
+
+__all__ = ["probe_peers", "probe_target"]
+
+
+def probe_target(peer: LeaseView, backend: str) -> str:
+    return str(peer.subnet.network_address if backend == "vxlan" else peer.subnet[1])
+
+
+def probe_peers(peers: Sequence[LeaseView], backend: str, pod_mtu: int | None, *,
+                wait: float = 2.0) -> tuple[ProbeResult, ...]:
+    ping = shutil.which("ping")
+    if ping is None:
+        raise RuntimeError("--probe needs ping (Debian: iputils-ping)")
+    base = [ping, "-c", "1", "-W", str(max(int(wait), 1)), "-q", "-n"]
+    size = pod_mtu - 28 if pod_mtu else None
+    small = {p.node: subprocess.Popen([*base, probe_target(p, backend)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL) for p in peers}
+    big = {p.node: subprocess.Popen([*base, "-M", "do", "-s", str(size), probe_target(p, backend)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           for p in peers if size}
+    results = []
+    for peer in peers:
+        reachable = small[peer.node].wait() == 0
+        df_ok = big[peer.node].wait() == 0 if peer.node in big else None
+        results.append(ProbeResult(peer.node, IPv4Address(probe_target(peer, backend)), reachable, size,
+                                   df_ok if reachable else None))
+    return tuple(results)
