@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_object_commands(sub)  # apply, delete, get, label: Kubernetes objects in etcd
 
+    from pycni.cli.doctor import add_arguments as doctor_arguments
+
+    doctor_arguments(sub.add_parser("doctor", help="find why pod networking is broken on this node, and the fix"))
+
     from pycni.cli.policy import add_arguments as policy_arguments
 
     p = sub.add_parser("policy", help="NetworkPolicy: explain a verdict, follow denied connections")
@@ -148,6 +152,10 @@ def _run(args: argparse.Namespace) -> int:
         from pycni.cli.policy import cmd_policy
 
         return cmd_policy(args, os.environ)
+    if args.command == "doctor":
+        from pycni.cli.doctor import cmd_doctor
+
+        return cmd_doctor(args, os.environ)
     if args.command == "lab":
         from pycni.cli.lab import cmd_lab
 
