@@ -30,6 +30,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pycni.cluster.backends.bgp_control import BirdError, query
@@ -77,10 +78,12 @@ def _pid_of(paths: BirdPaths) -> int | None:
 
 
 class BirdSupervisor:
-    def __init__(self, paths: BirdPaths, *, bird: str = "bird", start_timeout: float = 20.0) -> None:
+    def __init__(self, paths: BirdPaths, *, bird: str = "bird", start_timeout: float = 20.0,
+                 prefix: Sequence[str] = ()) -> None:
         self.paths = paths
         self.bird = bird
         self.start_timeout = start_timeout
+        self.prefix = list(prefix)  # e.g. ip netns exec NS: the lab starts its ToR's bird from the host
 
     def pid(self) -> int | None:
         return _pid_of(self.paths)
@@ -119,7 +122,7 @@ class BirdSupervisor:
     def start(self) -> str:
         """Start bird (it daemonizes); ``-R`` when a previous bird died, so it recovers gracefully."""
         recovering = os.path.exists(self.paths.pid)
-        cmd = [self.bird, "-c", self.paths.conf, "-s", self.paths.socket, "-P", self.paths.pid]
+        cmd = [*self.prefix, self.bird, "-c", self.paths.conf, "-s", self.paths.socket, "-P", self.paths.pid]
         if recovering:
             cmd.append("-R")
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
