@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, TypeVar
 
+from pycni.cluster.lab_bgp import TOR_NAMES, birdc_command, lab_settings, node_bird, start_tor, stop_birds
 from pycni.cluster.lab_state import (
     DEFAULT_NETWORK,
     DEFAULT_ROOT,
@@ -110,13 +111,17 @@ class Lab:
 
     @classmethod
     def up(cls, nodes: int = 3, backend: str = "vxlan", *, root: str = DEFAULT_ROOT, lab_id: str | None = None,
-           network: IPv4Network = DEFAULT_NETWORK, wait: float = 60.0) -> Lab:
-        """Build a lab of ``nodes`` nodes; on any failure everything made so far is removed."""
-        if backend not in ("vxlan", "host-gw"):
-            raise LabError(f"backend {backend!r}: use vxlan or host-gw")
-        missing = [tool for tool in ("ip", "etcd") if shutil.which(tool) is None]
+           network: IPv4Network = DEFAULT_NETWORK, wait: float = 60.0, route_reflectors: Sequence[str] = ()) -> Lab:
+        """Build a lab of ``nodes`` nodes; on any failure everything made so far is removed.
+
+        With ``bgp``, the underlay router runs a top-of-rack bird (lab_bgp) and the nodes a mesh, or peer
+        with ``route_reflectors`` (node names) when given."""
+        if backend not in ("vxlan", "host-gw", "bgp"):
+            raise LabError(f"backend {backend!r}: use vxlan, host-gw or bgp")
+        tools = ("ip", "etcd", "bird") if backend == "bgp" else ("ip", "etcd")
+        missing = [tool for tool in tools if shutil.which(tool) is None]
         if missing:
-            raise LabError(f"the lab needs {' and '.join(missing)} (Debian: iproute2, etcd-server)")
+            raise LabError(f"the lab needs {' and '.join(missing)} (Debian: iproute2, etcd-server, bird2)")
         lab_id = lab_id or "pl" + os.urandom(3).hex()
         if os.path.exists(os.path.join(root, lab_id)):
             raise LabError(f"lab '{lab_id}' already exists under {root}")
@@ -126,7 +131,9 @@ class Lab:
             lab._install_plugins()
             lab._make_underlay()
             lab.start_etcd()
-            lab._store_config(network, backend)
+            lab._store_config(network, backend, route_reflectors)
+            if backend == "bgp":
+                start_tor(lab.state, network)
             for _ in range(nodes):
                 lab.add_node(wait=0)
             lab.wait_ready(wait)
@@ -141,6 +148,7 @@ class Lab:
         for node in self.state.nodes.values():
             if node.agent_pid and self._kill(node.agent_pid):
                 removed.append(f"agent of {node.name} (pid {node.agent_pid})")
+        removed += stop_birds(self.state)
         if self.state.etcd_pid and self._kill(self.state.etcd_pid):
             removed.append(f"etcd (pid {self.state.etcd_pid})")
         names = set(self.state.namespaces)
@@ -272,11 +280,12 @@ class Lab:
 
         return run_in_netns(f"/run/netns/{self.state.underlay_ns}", inside)
 
-    def _store_config(self, network: IPv4Network, backend: str) -> None:
+    def _store_config(self, network: IPv4Network, backend: str, route_reflectors: Sequence[str] = ()) -> None:
         from pycni.cluster.config import BackendConfig, ClusterConfig
         from pycni.cluster.subnets import SubnetManager
 
-        config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend))
+        bgp = lab_settings(self.state.etcd_ip, route_reflectors) if backend == "bgp" else None
+        config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend, bgp=bgp))
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).init_config(config))
 
     # -- nodes -------------------------------------------------------------------------
@@ -332,6 +341,8 @@ class Lab:
         if name not in self.state.nodes:
             raise LabError(f"lab {self.state.id} has no node '{name}'")
         self.stop_agent(name)
+        if self.state.backend == "bgp":
+            node_bird(self.state, name).leave()  # withdraw its subnet from every peer, then stop bird
         from pycni.cluster.subnets import SubnetManager
 
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).release(name))
@@ -355,8 +366,9 @@ class Lab:
         return IPv4Network(values["PYCNI_SUBNET"], strict=False)
 
     def owned_routes(self, name: str) -> set[IPv4Network]:
-        """Destinations of the agent's routes in a node (``ip route show proto 124``)."""
-        out = _run("ip", "-n", self.state.nodes[name].netns, "-j", "-4", "route", "show", "proto", "124").stdout
+        """Destinations of the routes to other nodes' pods (``ip route show proto 124``; ``proto bird`` with bgp)."""
+        proto = "bird" if self.state.backend == "bgp" else "124"
+        out = _run("ip", "-n", self.state.nodes[name].netns, "-j", "-4", "route", "show", "proto", proto).stdout
         return {IPv4Network(r["dst"]) for r in json.loads(out or "[]")}
 
     def converged(self) -> bool:
@@ -442,12 +454,16 @@ class Lab:
 
     def exec(self, name: str, cmd: Sequence[str], *, check: bool = False,
              timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run ``cmd`` in the namespace of a pod, node, ``outside`` or ``underlay``."""
+        """Run ``cmd`` in the namespace of a pod, node, ``outside``, ``underlay`` or ``tor``."""
+        return _run(*self.exec_argv(name, cmd), check=check, timeout=timeout)
+
+    def exec_argv(self, name: str, cmd: Sequence[str]) -> list[str]:
+        """``ip netns exec <ns of name> cmd``; a bare ``birdc`` is aimed at that node's (or the ToR's) bird."""
         try:
-            netns = self.state.netns_of(name)
+            netns = self.state.underlay_ns if name in TOR_NAMES else self.state.netns_of(name)
         except KeyError as exc:
             raise LabError(str(exc.args[0])) from None
-        return _ns_exec(netns, *cmd, check=check, timeout=timeout)
+        return ["ip", "netns", "exec", netns, *birdc_command(self.state, name, cmd)]
 
     def ping(self, src: str, dst_ip: str, count: int = 1) -> bool:
         return self.exec(src, ["ping", "-c", str(count), "-W", "2", "-q", dst_ip]).returncode == 0
