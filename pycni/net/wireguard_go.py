@@ -17,6 +17,7 @@ Contract:
 - ``is_wireguard_go(pid, iface)``: that pid is a live wireguard-go serving
   ``iface`` (not a zombie, not a reused pid); ``stop_wireguard_go(pid)``
   ends it (the tun device goes with it).
+- ``nudge(address)`` sends one empty datagram: a handshake starts at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -34,6 +36,7 @@ __all__ = [
     "WIREGUARD_GO",
     "is_wireguard_go",
     "kernel_has_wireguard",
+    "nudge",
     "socket_path",
     "start_wireguard_go",
     "stop_wireguard_go",
@@ -124,3 +127,10 @@ def stop_wireguard_go(pid: int, iface: str, timeout: float = 5.0) -> None:
     if is_wireguard_go(pid, iface):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def nudge(address: str, port: int = 9) -> None:
+    """Send one empty UDP datagram to ``address`` (the discard port): through a WireGuard device without a
+    session, it makes the device start a handshake now instead of at the next packet or timer."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"", (address, port))
