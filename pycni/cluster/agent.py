@@ -122,6 +122,7 @@ def _start_services(factories: Sequence[ServiceFactory], store: KV, metrics: Age
 def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = None,
               services: Sequence[ServiceFactory] = ()) -> int:
     from pycni.cluster.backends import make_backend
+    from pycni.cluster.backends.wireguard_lease import LeaseAccess
     from pycni.cluster.lease_keeper import LeaseKeeper
     from pycni.cluster.peer_watcher import PeerWatcher
     from pycni.cluster.reconciler import Reconciler
@@ -148,7 +149,8 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         underlay = find_underlay(options.iface, options.public_ip)
         backend = make_backend(config.backend.type, underlay, options.node_name, vni=config.backend.vni,
                                port=config.backend.port, mtu=config.backend.mtu, bgp=config.backend.bgp,
-                               network=config.network, run_dir=options.files.run_dir)
+                               network=config.network, run_dir=options.files.run_dir,
+                               wireguard=config.backend.wireguard, lease=LeaseAccess(store, manager.subnet_key))
         log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name, underlay.ip,
                  underlay.iface, underlay.mtu, backend.type, backend.pod_mtu())
         reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade)
