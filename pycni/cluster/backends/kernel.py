@@ -10,8 +10,8 @@ __all__ = ["converge_routes", "current_routes"]
 
 
 def current_routes() -> dict[tuple[object, ...], RouteInfo]:
-    """The agent's routes in this netns, keyed like ``RouteSpec`` minus onlink (the kernel reports no flags)."""
-    return {(r.dst, r.gw, r.dev): r for r in owned_routes.list_owned_routes()}
+    """The agent's unicast routes here, keyed like ``RouteSpec`` minus onlink (the kernel reports no flags)."""
+    return {(r.dst, r.gw, r.dev): r for r in owned_routes.list_owned_routes() if r.type == 1}  # not blackholes
 
 
 def converge_routes(desired: Desired) -> tuple[list[str], list[str]]:
