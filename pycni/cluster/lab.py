@@ -42,6 +42,7 @@ from pycni.cluster.lab_state import (
     check_name,
     node_ip,
 )
+from pycni.cluster.lab_wireguard import stop_wireguard
 
 __all__ = ["Lab", "LabError", "find_lab"]
 
@@ -116,12 +117,13 @@ class Lab:
 
         With ``bgp``, the underlay router runs a top-of-rack bird (lab_bgp) and the nodes a mesh, or peer
         with ``route_reflectors`` (node names) when given."""
-        if backend not in ("vxlan", "host-gw", "bgp"):
-            raise LabError(f"backend {backend!r}: use vxlan, host-gw or bgp")
-        tools = ("ip", "etcd", "bird") if backend == "bgp" else ("ip", "etcd")
+        if backend not in ("vxlan", "host-gw", "bgp", "wireguard"):
+            raise LabError(f"backend {backend!r}: use vxlan, host-gw, bgp or wireguard")
+        tools = ("ip", "etcd", *{"bgp": ("bird",), "wireguard": ("wireguard-go", "wg")}.get(backend, ()))
         missing = [tool for tool in tools if shutil.which(tool) is None]
         if missing:
-            raise LabError(f"the lab needs {' and '.join(missing)} (Debian: iproute2, etcd-server, bird2)")
+            raise LabError(f"the lab needs {' and '.join(missing)} "
+                           "(Debian: iproute2, etcd-server, bird2, wireguard-go, wireguard-tools)")
         lab_id = lab_id or "pl" + os.urandom(3).hex()
         if os.path.exists(os.path.join(root, lab_id)):
             raise LabError(f"lab '{lab_id}' already exists under {root}")
@@ -149,6 +151,7 @@ class Lab:
             if node.agent_pid and self._kill(node.agent_pid):
                 removed.append(f"agent of {node.name} (pid {node.agent_pid})")
         removed += stop_birds(self.state)
+        removed += stop_wireguard(self.state)
         if self.state.etcd_pid and self._kill(self.state.etcd_pid):
             removed.append(f"etcd (pid {self.state.etcd_pid})")
         names = set(self.state.namespaces)
@@ -343,6 +346,7 @@ class Lab:
         self.stop_agent(name)
         if self.state.backend == "bgp":
             node_bird(self.state, name).leave()  # withdraw its subnet from every peer, then stop bird
+        stop_wireguard(self.state, [name])
         from pycni.cluster.subnets import SubnetManager
 
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).release(name))
@@ -369,7 +373,7 @@ class Lab:
         """Destinations of the routes to other nodes' pods (``ip route show proto 124``; ``proto bird`` with bgp)."""
         proto = "bird" if self.state.backend == "bgp" else "124"
         out = _run("ip", "-n", self.state.nodes[name].netns, "-j", "-4", "route", "show", "proto", proto).stdout
-        return {IPv4Network(r["dst"]) for r in json.loads(out or "[]")}
+        return {IPv4Network(r["dst"]) for r in json.loads(out or "[]") if r.get("type") != "blackhole"}
 
     def converged(self) -> bool:
         """Every node has its subnet and a route to every other node's subnet, and nothing more."""
