@@ -44,6 +44,7 @@ __all__ = [
     "applies",
     "first_admin_match",
     "first_baseline_match",
+    "rules_of",
     "subject_selects",
 ]
 

@@ -29,6 +29,12 @@ Layout (docs/DESIGN.md "NetworkPolicy" says why):
 - ``peer_<h>_*`` (pod IPs a peer selects, shared by every policy with that
   peer), ``cidr_<h>_*`` (an ipBlock minus its exceptions, interval),
   ``nport_<h>_*`` (``ip . proto . port`` of a named port per destination pod).
+- Admin tiers (``pycni.policy.admin_rules``): a pod some AdminNetworkPolicy
+  selects first jumps to ``anpt_<h>_in|eg``, the chain of exactly the ANPs
+  that select it, in priority order (Allow accepts, Deny drops, Pass
+  returns); then its NetworkPolicies as above; or, when none isolates it in
+  that direction and the BaselineAdminNetworkPolicy selects it, a jump to
+  ``banp_in|eg``. Falling off the pod's chain allows.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from pycni.policy.admin_match import admin_order, rules_of
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy, TierPolicy
+from pycni.policy.admin_rules import baseline_chain_name, render_tier_chain, tier_chain_name
 from pycni.policy.membership import Membership, PeerKey
 from pycni.policy.model import Direction, Namespace, NetworkPolicy, Pod
 from pycni.policy.policy_rules import (
@@ -96,6 +105,8 @@ class NodeView:
     namespaces: Mapping[str, Namespace]
     pods: Sequence[Pod]
     policies: Sequence[NetworkPolicy]
+    admin_policies: Sequence[AdminNetworkPolicy] = ()
+    baseline: BaselineAdminNetworkPolicy | None = None
 
 
 def _base_chains() -> dict[str, Chain]:
@@ -113,12 +124,22 @@ def _base_chains() -> dict[str, Chain]:
 _BASE = _base_chains()
 
 
-def _pod_chain(pod: Pod, direction: Direction, policies: tuple[str, ...]) -> Chain:
-    jumps = [f"jump {policy_chain_name(key, direction)}" for key in policies]
-    flag = "I" if direction == "Ingress" else "E"
-    log = f'{LOG_RATE} log prefix "pycni D {flag} {pod.key} " group {LOG_GROUP}'
-    why = f"{pod.key} isolated for {direction.lower()} by {', '.join(policies)}"
-    return Chain(pod_chain_name(pod.key, direction), (*jumps, log, f'counter drop comment "{nft_comment(why)}"'))
+# What a pod's chain is made of: its NetworkPolicies, its ANP tier chain, its baseline chain (or "").
+PodTiers = tuple[tuple[str, ...], str, str]
+
+
+def _pod_chain(pod: Pod, direction: Direction, tiers: PodTiers) -> Chain:
+    policies, tier_chain, baseline_chain = tiers
+    rules = [f"jump {tier_chain}"] if tier_chain else []
+    if policies:
+        rules += [f"jump {policy_chain_name(key, direction)}" for key in policies]
+        flag = "I" if direction == "Ingress" else "E"
+        rules.append(f'{LOG_RATE} log prefix "pycni D {flag} {pod.key} " group {LOG_GROUP}')
+        why = f"{pod.key} isolated for {direction.lower()} by {', '.join(policies)}"
+        rules.append(f'counter drop comment "{nft_comment(why)}"')
+    elif baseline_chain:
+        rules.append(f"jump {baseline_chain}")
+    return Chain(pod_chain_name(pod.key, direction), tuple(rules))
 
 
 def _peer_key(spec: PeerSet | FromPeer) -> PeerKey:
@@ -126,9 +147,11 @@ def _peer_key(spec: PeerSet | FromPeer) -> PeerKey:
 
 
 def _named_port_elements(pods: Sequence[Pod], spec: NamedPortSet) -> frozenset[str]:
+    # An admin named port has no protocol of its own (""): each container port's counts.
     return frozenset(
-        f"{ip} . {spec.protocol.lower()} . {cp.container_port}"
-        for pod in pods for cp in pod.ports if cp.name == spec.port_name and cp.protocol == spec.protocol
+        f"{ip} . {cp.protocol.lower()} . {cp.container_port}"
+        for pod in pods for cp in pod.ports
+        if cp.name == spec.port_name and spec.protocol in ("", cp.protocol)
         for ip in pod.ips if ip_family(ip) == spec.fam
     )
 
@@ -143,7 +166,8 @@ class Compiler:
         self.m = Membership()
         # Caches are keyed by name and checked by identity: hashing a whole policy costs more than rendering it.
         self._chains: dict[tuple[str, Direction], _CachedChain] = {}
-        self._pod_chains: dict[tuple[str, Direction], tuple[Pod, tuple[str, ...], Chain]] = {}
+        self._pod_chains: dict[tuple[str, Direction], tuple[Pod, PodTiers, Chain]] = {}
+        self._tier_chains: dict[str, tuple[tuple[TierPolicy, ...], tuple[Fam, ...], Chain, tuple[SetSpec, ...]]] = {}
         # set name -> (what its members were computed from, the set)
         self._sets: dict[str, tuple[object, Set]] = {}
 
@@ -173,11 +197,16 @@ class Compiler:
                     local[pod.key] = pod
                     isolating.setdefault((pod.key, direction), []).append(policy.key)
         self._chains = chain_cache
+        tiers = self._admin_tiers(view, families, selected_by, local, chains, specs)
 
         vmaps: dict[str, dict[str, str]] = {f"{d}_{f}": {} for d in ("ingress", "egress") for f in FAMILIES}
-        pod_chains: dict[tuple[str, Direction], tuple[Pod, tuple[str, ...], Chain]] = {}
-        for (pod_key, direction), keys in sorted(isolating.items()):
-            pod, by = local[pod_key], tuple(keys)
+        pod_chains: dict[tuple[str, Direction], tuple[Pod, PodTiers, Chain]] = {}
+        for pod_key, direction in sorted(isolating.keys() | tiers.keys()):
+            tier_chain, baseline_chain = tiers.get((pod_key, direction), ("", ""))
+            by = (tuple(isolating.get((pod_key, direction), ())), tier_chain, baseline_chain)
+            if not by[0] and not tier_chain and not baseline_chain:
+                continue
+            pod = local[pod_key]
             entry = self._pod_chains.get((pod_key, direction))
             if entry is None or entry[0] is not pod or entry[1] != by:
                 entry = (pod, by, _pod_chain(pod, direction, by))
@@ -199,6 +228,49 @@ class Compiler:
             for name, elements in vmaps.items()
         }
         return Ruleset(sets=sets, maps=maps, chains=chains)
+
+    def _admin_tiers(self, view: NodeView, families: tuple[Fam, ...], selected_by: dict[str, list[Pod]],
+                     local: dict[str, Pod], chains: dict[str, Chain],
+                     specs: dict[str, SetSpec]) -> dict[tuple[str, Direction], tuple[str, str]]:
+        """The ANP tier chain and baseline chain (names, "" for none) of each local pod and direction."""
+        directions: tuple[Direction, ...] = ("Ingress", "Egress")
+        by_pod: dict[tuple[str, Direction], list[TierPolicy]] = {}
+        for policy in admin_order(view.admin_policies):
+            subjects = self.m.local_subjects(policy.subject)
+            selected_by[policy.key] = subjects
+            for direction in directions:
+                if rules_of(policy, direction):
+                    for pod in subjects:
+                        local[pod.key] = pod
+                        by_pod.setdefault((pod.key, direction), []).append(policy)
+        wanted: dict[str, tuple[tuple[TierPolicy, ...], Direction]] = {}
+        out: dict[tuple[str, Direction], tuple[str, str]] = {}
+        for (pod_key, direction), policies in by_pod.items():
+            name = tier_chain_name([p.key for p in policies], direction)
+            wanted[name] = (tuple(policies), direction)
+            out[(pod_key, direction)] = (name, "")
+        baseline = view.baseline
+        if baseline is not None:
+            subjects = self.m.local_subjects(baseline.subject)
+            selected_by[baseline.key] = subjects
+            for direction in directions:
+                if rules_of(baseline, direction) and subjects:
+                    name = baseline_chain_name(direction)
+                    wanted[name] = ((baseline,), direction)
+                    for pod in subjects:
+                        local[pod.key] = pod
+                        out[(pod.key, direction)] = (out.get((pod.key, direction), ("", ""))[0], name)
+        tier_cache = {}
+        for name, (members, direction) in sorted(wanted.items()):
+            cached = self._tier_chains.get(name)
+            if cached is None or cached[1] != families or not _same_objects(cached[0], members):
+                cached = (members, families, *render_tier_chain(name, members, direction, families, LOG_RATE,
+                                                                 LOG_GROUP))
+            tier_cache[name] = cached
+            chains[name] = cached[2]
+            specs.update((spec.name, spec) for spec in cached[3])
+        self._tier_chains = tier_cache
+        return out
 
     def _set(self, spec: SetSpec, changed: set[str] | None, selected_by: dict[str, list[Pod]]) -> Set:
         cached = self._sets.get(spec.name)
@@ -243,6 +315,10 @@ class Compiler:
             return pods
         assert isinstance(source, FromBlock)
         return [p for p in pods if any(ip_in_block(ip, source.block) for ip in p.ips)]
+
+
+def _same_objects(old: Sequence[object], new: Sequence[object]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
 
 def compile_node(view: NodeView) -> Ruleset:

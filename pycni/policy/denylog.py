@@ -85,6 +85,8 @@ def _isolating_from_chain(chain: ChainLike, by_chain: Mapping[str, str]) -> tupl
     for rule in chain.rules:
         if rule.startswith("jump ") or rule.startswith("goto "):
             target = rule.split()[1]
+            if target.startswith(("anpt_", "banp_")):
+                continue  # the admin tiers: their denies log under their own prefix
             if target in by_chain:
                 found.append(by_chain[target])
             else:

@@ -11,7 +11,9 @@ that matched the port but no peer, or a peer but not the port, e.g.::
     x/allow ingress[0] allows TCP/80 from pods with pod=a in namespace x; the source x/b has pod=b
 
 Rule parts are named as in the policy: ``ingress[0]``, ``from[1]``/``to[1]``,
-``ports[0]``.
+``ports[0]``. A direction the admin tiers decided names the rule
+(``anp:ops ingress[2] (deny-db)``, with its priority and action), and one an
+AdminNetworkPolicy passed on says so before the NetworkPolicy reasons.
 """
 
 from __future__ import annotations
@@ -139,7 +141,19 @@ def _direction_lines(verdict: DirectionVerdict, port: int, protocol: Protocol) -
     where = f" (node {party.node})" if party.pod is not None and party.node else ""  # the node that enforces it
     head = f"{word} {_end(party)}{where}: {'allowed' if verdict.allowed else 'denied'}"
     why: list[str] = []
-    if verdict.status == "not-a-pod":
+    if verdict.passed is not None:
+        why.append(f"passed on by {verdict.passed} (AdminNetworkPolicy priority {verdict.passed.priority}, Pass)")
+    if verdict.tier is not None:
+        tier = verdict.tier
+        kind = "AdminNetworkPolicy" if tier.priority is not None else "BaselineAdminNetworkPolicy"
+        rank = f" priority {tier.priority}" if tier.priority is not None else ""
+        what = "allowed" if tier.action == "Allow" else "denied"
+        why.append(f"{what} by {tier} ({kind}{rank}, {tier.action})")
+        if tier.priority is not None:
+            why.append("AdminNetworkPolicies decide before NetworkPolicy: no NetworkPolicy was consulted")
+        else:
+            why.append(f"no NetworkPolicy isolates {party.name} for {verdict.direction.lower()}; the baseline decided")
+    elif verdict.status == "not-a-pod":
         if party.host_pod:
             why.append(f"not checked: {party.name} uses node {party.node}'s host network; host-network pods are nodes")
         elif party.kind == "node":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from pycni.policy.admin_model import AdminSubject
 from pycni.policy.model import Labels, LabelSelector, Namespace, NetworkPolicy, Pod
 from pycni.policy.ruleset import FAMILIES, Fam, ip_family
 from pycni.policy.selectors import selector_matches
@@ -111,6 +112,16 @@ class Membership:
         """This node's pods the policy selects, in key order."""
         keys = sorted(self._local_by_ns.get(policy.namespace, ()))
         return [self.pods[k] for k in keys if selector_matches(policy.pod_selector, self.pods[k].labels)]
+
+    def local_subjects(self, subject: AdminSubject) -> list[Pod]:
+        """This node's pods an admin policy's subject selects, in key order."""
+        out = []
+        for namespace in sorted(self._local_by_ns):
+            keys = self._local_by_ns[namespace]
+            if keys and selector_matches(subject.namespace_selector, self.ns_labels(namespace)):
+                out += [self.pods[k] for k in sorted(keys)
+                        if subject.pod_selector is None or selector_matches(subject.pod_selector, self.pods[k].labels)]
+        return out
 
     def peer_members(self, peer: PeerKey) -> set[str]:
         """Keys of the pods a peer selects (remembered, and kept current from then on)."""

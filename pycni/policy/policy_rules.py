@@ -36,6 +36,8 @@ __all__ = [
     "Source",
     "block_family",
     "ip_in_block",
+    "nft_comment",
+    "port_matches_text",
     "render_policy_chain",
     "subtract",
 ]
@@ -130,7 +132,7 @@ def subtract(block: IPBlock) -> list[str]:
     return sorted(str(n) for n in ipaddress.collapse_addresses(remaining))  # type: ignore[type-var]
 
 
-def _port_matches(ports: Sequence[PolicyPort]) -> list[str]:
+def port_matches_text(ports: Sequence[PolicyPort]) -> list[str]:
     """Port matches for one rule's numeric ports, each its own nft rule (two matches in one rule would AND)."""
     whole = sorted({p.protocol.lower() for p in ports if p.port is None})
     numbered = sorted({
@@ -214,7 +216,7 @@ class _Renderer:
                     comment = f"{where} {label}"
                     if not rule.ports:
                         out.append(_accept(peer_match, "", comment))
-                    out.extend(_accept(peer_match, ports, comment) for ports in _port_matches(numeric))
+                    out.extend(_accept(peer_match, ports, comment) for ports in port_matches_text(numeric))
                     for port in named:
                         out.append(_accept(peer_match, self._nport_match(peer, label, port, fam),
                                            f"{comment} port={port.port}"))

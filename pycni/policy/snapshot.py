@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING, cast
 
 from pycni.cluster.kv import KeyValue
 from pycni.cluster.lease import decode_lease
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
 from pycni.policy.endpoints import Endpoint, pods_with_endpoints
 from pycni.policy.evaluate import Node, Snapshot
 from pycni.policy.model import Namespace, NetworkPolicy, Pod, Protocol
 from pycni.policy.reachability import diff, reachability
 from pycni.policy.selectors import selector_matches
 from pycni.policy.state import PolicyState
-from pycni.policy.store import ObjectStore
+from pycni.policy.store import Model, ObjectStore
 
 if TYPE_CHECKING:
     from pycni.cluster.kv import KV
@@ -74,6 +75,8 @@ class ClusterObjects:
     nodes: tuple[Node, ...] = ()
     unreadable: tuple[str, ...] = ()
     revision: int = 0
+    admin_policies: Mapping[str, AdminNetworkPolicy] = field(default_factory=dict)  # by name
+    baseline: BaselineAdminNetworkPolicy | None = None
 
     @classmethod
     def from_kvs(cls, kvs: Iterable[KeyValue], prefix: str, revision: int = 0) -> ClusterObjects:
@@ -97,18 +100,24 @@ class ClusterObjects:
             nodes[lease.node] = Node(lease.node, addresses if known is None else (*known.ips, *addresses))
         return cls(dict(state.namespaces), dict(state.pod_objects), dict(state.policies),
                    tuple(state.endpoints.values()), tuple(sorted(nodes.values(), key=lambda n: n.name)),
-                   tuple(unreadable), revision)
+                   tuple(unreadable), revision, dict(state.admin_policies), state.baseline)
 
-    def with_applied(self, models: Sequence[Namespace | Pod | NetworkPolicy]) -> ClusterObjects:
+    def with_applied(self, models: Sequence[Model]) -> ClusterObjects:
         namespaces, pods, policies = dict(self.namespaces), dict(self.pod_objects), dict(self.policies)
+        admin, baseline = dict(self.admin_policies), self.baseline
         for model in models:
             if isinstance(model, Namespace):
                 namespaces[model.name] = model
             elif isinstance(model, Pod):
                 pods[model.key] = model
+            elif isinstance(model, AdminNetworkPolicy):
+                admin[model.name] = model
+            elif isinstance(model, BaselineAdminNetworkPolicy):
+                baseline = model
             else:
                 policies[model.key] = model
-        return replace(self, namespaces=namespaces, pod_objects=pods, policies=policies)
+        return replace(self, namespaces=namespaces, pod_objects=pods, policies=policies, admin_policies=admin,
+                       baseline=baseline)
 
     def pods(self) -> list[Pod]:
         return pods_with_endpoints(self.pod_objects.values(), self.endpoints)
@@ -119,6 +128,8 @@ class ClusterObjects:
             pods=tuple(sorted(self.pods(), key=lambda pod: pod.key)),
             policies=tuple(self.policies[key] for key in sorted(self.policies)),
             nodes=self.nodes,
+            admin_policies=tuple(self.admin_policies[name] for name in sorted(self.admin_policies)),
+            baseline=self.baseline,
         )
 
 
@@ -161,6 +172,8 @@ def _affected(before: Snapshot, after: Snapshot) -> tuple[list[str], set[str], s
         if before.namespace_labels(ns) != after.namespace_labels(ns)
     }
     changed = {key for key in known if pods_before[key] != pods_after[key] or pods_before[key].namespace in ns_changed}
+    if before.admin_policies != after.admin_policies or before.baseline != after.baseline:
+        changed = set(known)  # cluster-wide tiers: rare changes, judged over every known pair
     into, out_of = set(changed), set(changed)
     policies_before = {p.key: p for p in before.policies}
     policies_after = {p.key: p for p in after.policies}
@@ -197,7 +210,7 @@ def reachability_changes(before: Snapshot, after: Snapshot) -> list[Change]:
     return sorted(changes, key=lambda c: (c.src, c.dst, c.protocol, c.port))
 
 
-def dry_run_report(objects: ClusterObjects, models: Sequence[Namespace | Pod | NetworkPolicy]) -> list[str]:
+def dry_run_report(objects: ClusterObjects, models: Sequence[Model]) -> list[str]:
     """Lines saying which known pods (those with an endpoint) would gain or lose new connections."""
     before, after = objects.snapshot(), objects.with_applied(models).snapshot()
     known = {pod.key for pod in before.pods} & {pod.key for pod in after.pods}

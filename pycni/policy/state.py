@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from pycni.cluster.kv import KeyValue
+from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
 from pycni.policy.compile import NodeView
 from pycni.policy.endpoints import Endpoint, EndpointError, endpoints_prefix
 from pycni.policy.endpoints import decode as decode_endpoint
@@ -35,6 +36,8 @@ class PolicyState:
         self.namespaces: dict[str, Namespace] = {}
         self.pod_objects: dict[str, Pod] = {}
         self.policies: dict[str, NetworkPolicy] = {}
+        self.admin_policies: dict[str, AdminNetworkPolicy] = {}
+        self.baseline: BaselineAdminNetworkPolicy | None = None
         self.endpoints: dict[str, Endpoint] = {}  # by key
         self.revision = 0
         self._endpoint_keys: dict[str, set[str]] = {}  # pod key -> its endpoints' keys
@@ -45,6 +48,8 @@ class PolicyState:
         self.namespaces.clear()
         self.pod_objects.clear()
         self.policies.clear()
+        self.admin_policies.clear()
+        self.baseline = None
         self.endpoints.clear()
         self._endpoint_keys.clear()
         self._merged.clear()
@@ -81,6 +86,10 @@ class PolicyState:
         elif isinstance(model, Pod):
             self.pod_objects[model.key] = model
             self._remerge(model.key)
+        elif isinstance(model, AdminNetworkPolicy):
+            self.admin_policies[model.name] = model
+        elif isinstance(model, BaselineAdminNetworkPolicy):
+            self.baseline = model
         else:
             self.policies[model.key] = model
         return True
@@ -104,6 +113,11 @@ class PolicyState:
         elif ref.kind.name == "Pod":
             self.pod_objects.pop(f"{ref.namespace}/{ref.name}", None)
             self._remerge(f"{ref.namespace}/{ref.name}")
+        elif ref.kind.name == "AdminNetworkPolicy":
+            self.admin_policies.pop(ref.name, None)
+        elif ref.kind.name == "BaselineAdminNetworkPolicy":
+            if self.baseline is not None and self.baseline.name == ref.name:
+                self.baseline = None
         else:
             self.policies.pop(f"{ref.namespace}/{ref.name}", None)
 
@@ -126,4 +140,5 @@ class PolicyState:
         return list(self._merged.values())
 
     def view(self, node: str) -> NodeView:
-        return NodeView(node, dict(self.namespaces), self.pods(), list(self.policies.values()))
+        return NodeView(node, dict(self.namespaces), self.pods(), list(self.policies.values()),
+                        list(self.admin_policies.values()), self.baseline)

@@ -38,11 +38,11 @@ from pycni.cluster.lab import PREFIX, Lab
 from pycni.cluster.lab_state import LabState
 from pycni.net.netns import open_netns, run_in_netns
 from pycni.policy.evaluate import Node, Snapshot
-from pycni.policy.reachability import reachability
 from pycni.policy.model import ContainerPort, Namespace, Pod, labels_of
-from pycni.policy.store import NETWORK_POLICY, ObjectStore
+from pycni.policy.reachability import reachability
+from pycni.policy.store import ADMIN_NETWORK_POLICY, BASELINE_ADMIN_NETWORK_POLICY, NETWORK_POLICY, ObjectStore
 from pycni.policy.validate import to_model, validate_all
-from tests.support.netpol_cases import Cluster, State, namespace_manifest, pod_manifest
+from tests.support.netpol_cases import Cluster, State, namespace_manifest, pod_manifest, split_policies
 
 T = TypeVar("T")
 SERVE = Path(__file__).resolve().parent.parent / "policy" / "serve.py"
@@ -149,16 +149,22 @@ class NetpolLab:
     def delete_policies(self, keys: Iterable[str]) -> None:
         def delete(store: ObjectStore) -> None:
             for key in keys:
-                namespace, name = key.split("/")
-                store.delete(NETWORK_POLICY, namespace, name)
+                if key.startswith("anp:"):
+                    store.delete(ADMIN_NETWORK_POLICY, "", key[4:])
+                elif key.startswith("banp:"):
+                    store.delete(BASELINE_ADMIN_NETWORK_POLICY, "", key[5:])
+                else:
+                    namespace, name = key.split("/")
+                    store.delete(NETWORK_POLICY, namespace, name)
 
         self.with_store(delete)
 
     def reset(self) -> None:
         """No policies, the model's labels."""
         def reset(store: ObjectStore) -> None:
-            for obj in store.list(NETWORK_POLICY):
-                store.delete(NETWORK_POLICY, obj.ref.namespace, obj.ref.name)
+            for kind in (NETWORK_POLICY, ADMIN_NETWORK_POLICY, BASELINE_ADMIN_NETWORK_POLICY):
+                for obj in store.list(kind):
+                    store.delete(kind, obj.ref.namespace, obj.ref.name)
 
         self.with_store(reset)
         self.store_objects([namespace_manifest(n, labels) for n, labels in self.cluster.namespaces.items()]
@@ -180,6 +186,8 @@ class NetpolLab:
         for direction, peers_key in (("ingress", "from"), ("egress", "to")):
             for rule in out["spec"].get(direction) or ():
                 for peer in rule.get(peers_key) or ():
+                    if peer.get("networks"):  # an AdminNetworkPolicy's CIDR peer
+                        peer["networks"] = [mapping.get(c, c) for c in peer["networks"]]
                     block = peer.get("ipBlock")
                     if block:
                         block["cidr"] = mapping.get(block["cidr"], block["cidr"])
@@ -204,8 +212,8 @@ class NetpolLab:
         return Snapshot(
             namespaces=tuple(Namespace(n, labels_of(labels)) for n, labels in state.namespace_labels.items()),
             pods=pods,
-            policies=tuple(to_model(self.remap(m)) for m in state.policies.values()),  # type: ignore[misc]
             nodes=tuple(nodes),
+            **split_policies(to_model(self.remap(m)) for m in state.policies.values()),
         )
 
     # -- packets ---------------------------------------------------------------------------

@@ -12,8 +12,9 @@ serves). Every other ``*.yaml`` is one case::
     source: pycni                             #   or this, for pycni's own corner cases
     about: one sentence
     steps:                                    # replayed in order, state carries over
-    - apply: [<NetworkPolicy manifest>, ...]  # create, or replace by namespace/name
-      delete: [x/deny-all]                    # policies, by namespace/name
+    - apply: [<NetworkPolicy manifest>, ...]  # create, or replace by namespace/name (also
+                                              #   AdminNetworkPolicy, BaselineAdminNetworkPolicy)
+      delete: [x/deny-all, anp:ops]           # policies, by key: namespace/name, anp:<name>, banp:default
       labels:                                 # the complete new label set (as re-applying the object does)
         namespaces: {y: {ns: y, ns2: updated}}
         pods: {x/b: {pod: b, pod2: updated}}
@@ -31,7 +32,7 @@ runtime may skip it likewise (``Probe.expected_pairs(skip_loopback=True)``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,12 +136,31 @@ class State:
 
     def apply(self, step: Step) -> None:
         for manifest in step.apply:
-            meta = manifest["metadata"]
-            self.policies[f"{meta['namespace']}/{meta['name']}"] = manifest
+            self.policies[policy_key(manifest)] = manifest
         for key in step.delete:
             del self.policies[key]
         self.namespace_labels.update(step.namespace_labels)
         self.pod_labels.update(step.pod_labels)
+
+
+def policy_key(manifest: dict[str, Any]) -> str:
+    """The model's key of a policy manifest: ``namespace/name``, ``anp:<name>`` or ``banp:<name>``."""
+    meta = manifest["metadata"]
+    prefix = {"AdminNetworkPolicy": "anp:", "BaselineAdminNetworkPolicy": "banp:"}.get(manifest["kind"])
+    return f"{prefix}{meta['name']}" if prefix else f"{meta['namespace']}/{meta['name']}"
+
+
+def split_policies(models: Iterable[Any]) -> dict[str, Any]:
+    """Policy models as ``Snapshot`` keyword arguments: policies, admin_policies, baseline."""
+    from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
+
+    models = list(models)
+    baselines = [m for m in models if isinstance(m, BaselineAdminNetworkPolicy)]
+    return {
+        "policies": tuple(m for m in models if isinstance(m, NetworkPolicy)),
+        "admin_policies": tuple(m for m in models if isinstance(m, AdminNetworkPolicy)),
+        "baseline": baselines[-1] if baselines else None,
+    }
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: 10x faster
@@ -301,15 +321,11 @@ def policy_from_manifest(manifest: dict[str, Any]) -> NetworkPolicy:
     )
 
 
-def to_policy(manifest: dict[str, Any]) -> NetworkPolicy:
-    """Through pycni's own validation when it exists, so the tables check it too."""
-    try:
-        from pycni.policy.validate import to_model
-    except ImportError:
-        return policy_from_manifest(manifest)
-    model = to_model(manifest)
-    assert isinstance(model, NetworkPolicy)
-    return model
+def to_policy(manifest: dict[str, Any]) -> Any:
+    """Through pycni's own validation, so the tables check it too: a NetworkPolicy or an admin tier policy."""
+    from pycni.policy.validate import to_model
+
+    return to_model(manifest)
 
 
 def to_snapshot(cluster: Cluster, state: State) -> Snapshot:
@@ -322,6 +338,6 @@ def to_snapshot(cluster: Cluster, state: State) -> Snapshot:
             Pod(pod.namespace, pod.name, labels_of(state.pod_labels[key]), ports, (pod.ip,), pod.node)
             for key, pod in cluster.pods.items()
         ),
-        policies=tuple(to_policy(manifest) for manifest in state.policies.values()),
         nodes=tuple(Node(name, ips) for name, ips in cluster.nodes.items()),
+        **split_policies(to_policy(manifest) for manifest in state.policies.values()),
     )
