@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
+from pycni.cli import bgp
+
 if TYPE_CHECKING:
     from pycni.cluster.config import ClusterConfig
     from pycni.cluster.etcd import EtcdKV
@@ -57,13 +59,14 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     init.add_argument("--subnet-len", type=int, default=24, help="prefix length of each node's subnet (default 24)")
     init.add_argument("--subnet-min", help="first subnet nodes may get (default: the network's second)")
     init.add_argument("--subnet-max", help="last subnet nodes may get (default: the network's last)")
-    init.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan",
+    init.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan",
                       help="how nodes reach each other's pods (default vxlan)")
     init.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
     init.add_argument("--port", type=int, help="VXLAN UDP port (default 8472, Flannel's)")
     init.add_argument("--mtu", type=int, help="pod MTU (default: the underlay's, less the VXLAN overhead)")
     init.add_argument("--quarantine", type=int, metavar="SECONDS",
                       help="how long an expired node's subnet is kept from other nodes (default 300)")
+    bgp.add_init_arguments(init)
     init.add_argument("--force", action="store_true",
                       help="replace a different existing config; allow a network that overlaps this host's")
     show = sub.add_parser("show", help="print the cluster config and the leases")
@@ -85,6 +88,7 @@ def add_node_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_etcd_arguments(remove)
     remove.add_argument("name", help="node name")
+    bgp.add_status_parser(sub)
 
 
 def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> EtcdKV:
@@ -108,6 +112,8 @@ def cmd_cluster(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def cmd_node(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.node_command == "status":  # reads the node's bird, not etcd
+        return bgp.cmd_status(args, environ)
     sm = _manager(args, environ)
     try:
         if args.node_command == "remove":
@@ -133,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> ClusterConfig:
     for flag, name in (("vni", "VNI"), ("port", "Port"), ("mtu", "MTU")):
         if getattr(args, flag) is not None:
             backend[name] = getattr(args, flag)
+    backend.update(bgp.backend_fields(args))
     wire["Backend"] = backend
     if args.quarantine is not None:
         wire["Quarantine"] = args.quarantine
