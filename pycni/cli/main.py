@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cluster", help="the cluster network config in etcd: init, show")
     add_cluster_arguments(p)
-    p = sub.add_parser("node", help="cluster nodes and their subnet leases: list, remove")
+    p = sub.add_parser("node", help="cluster nodes and their subnet leases: list, remove; status: its BGP sessions")
     add_node_arguments(p)
 
     from pycni.cli.objects import add_object_commands
