@@ -219,7 +219,7 @@ def collect_ipam(directory: str) -> IpamView:
         if name == LOCK_FILE or name.startswith((LAST_RESERVED_PREFIX, ".")):
             continue
         try:
-            with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
+            with open(os.path.join(directory, name), encoding="utf-8", errors="replace", newline="") as f:
                 cid, _, ifname = f.read().partition("\r\n")
         except OSError:
             continue
