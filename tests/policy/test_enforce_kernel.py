@@ -11,11 +11,20 @@ ingress from the remote. The node itself always reaches its pods.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pycni.net.firewall.nft import apply as nft_apply
 from pycni.net.netns import run_in_netns
+from pycni.policy.admin_model import (
+    AdminNetworkPolicy,
+    AdminPeer,
+    AdminPort,
+    AdminRule,
+    AdminSubject,
+    BaselineAdminNetworkPolicy,
+)
 from pycni.policy.compile import NodeView, compile_node
 from pycni.policy.enforcer import Enforcer
 from pycni.policy.evaluate import Node, Snapshot, evaluate
@@ -73,15 +82,49 @@ FROM_REMOTE_POD = NetworkPolicy("y", "from-r", ALL, frozenset({"Ingress"}), ingr
     PolicyRule(peers=(PolicyPeer(pod_selector=LabelSelector(labels_of({"pod": "r"})),
                                  namespace_selector=LabelSelector(labels_of({"ns": "z"}))),)),))
 
-CASES = {
+# The admin tiers (AdminNetworkPolicy, BaselineAdminNetworkPolicy) around the NetworkPolicies above.
+def _anp(name: str, priority: int, subject: AdminSubject, *, ingress: tuple[AdminRule, ...] = (),
+         egress: tuple[AdminRule, ...] = ()) -> AdminNetworkPolicy:
+    return AdminNetworkPolicy(name, priority, subject, ingress, egress)
+
+
+NS_X = AdminSubject(LabelSelector(labels_of({"ns": "x"})))
+FROM_Y = AdminPeer(namespace_selector=LabelSelector(labels_of({"ns": "y"})))
+PASS_Y_THEN_DENY = [
+    _anp("pass-y", 1, NS_X, ingress=(AdminRule("Pass", (FROM_Y,)),)),
+    _anp("deny-rest", 2, NS_X, ingress=(AdminRule("Deny", (AdminPeer(namespace_selector=ALL),),
+                                                  (AdminPort("TCP", 80), AdminPort(None, name="serve-80-udp"))),)),
+]
+DENY_REMOTE_EGRESS = _anp("no-remote", 5, AdminSubject(ALL), egress=(
+    AdminRule("Allow", (AdminPeer(networks=("10.244.2.10/32",)),), (AdminPort("UDP", 80, 81),)),
+    AdminRule("Deny", (AdminPeer(networks=("10.244.2.0/24",)),)),
+))
+BASELINE_Y = BaselineAdminNetworkPolicy(AdminSubject(LabelSelector(labels_of({"ns": "y"}))), ingress=(
+    AdminRule("Allow", (AdminPeer(namespace_selector=ALL, pod_selector=LabelSelector(labels_of({"pod": "b"}))),)),
+    AdminRule("Deny", (AdminPeer(namespace_selector=ALL),)),
+))
+
+CASES: dict[str, list[Any]] = {
     "no policy": [],
     "default deny in x": [DENY_X],
     "x/a also from pod=b anywhere on tcp/80": [DENY_X, ALLOW_B_TO_XA],
     "y egress only udp 80-81 to 10.244.2.0/24": [DENY_X, ALLOW_B_TO_XA, EGRESS_Y],
     "named port from the node block": [NAMED_FROM_NODES, EGRESS_Y],
     "y ingress from z/r only": [FROM_REMOTE_POD],
+    "ANP pass from y to x's NetworkPolicy, deny the rest on tcp/80 and the udp port named serve-80-udp":
+        [DENY_X, ALLOW_B_TO_XA, *PASS_Y_THEN_DENY],
+    "ANP egress to the remote node's block: allow udp 80-81 to its pod, deny the rest": [DENY_REMOTE_EGRESS],
+    "baseline in y: pod=b in, everyone else out; a NetworkPolicy in x keeps x out of it": [BASELINE_Y, DENY_X],
+    "baseline and ANPs together": [BASELINE_Y, *PASS_Y_THEN_DENY, DENY_REMOTE_EGRESS, EGRESS_Y],
     "back to none": [],
 }
+
+
+def _split(models: list[Any]) -> dict[str, Any]:
+    baselines = [m for m in models if isinstance(m, BaselineAdminNetworkPolicy)]
+    return {"policies": [m for m in models if isinstance(m, NetworkPolicy)],
+            "admin_policies": [m for m in models if isinstance(m, AdminNetworkPolicy)],
+            "baseline": baselines[0] if baselines else None}
 
 
 def expected(snapshot: Snapshot, src: str, dst: str, port: int, protocol: str, src_local: bool,
@@ -103,10 +146,12 @@ def test_packets_agree_with_the_evaluator_case_after_case(world: World) -> None:
     destinations = [(ip, True) for ep in world.pods.values() for ip in ep.ips] + [(REMOTE_POD_IP, False)]
     kinds = [(80, "TCP"), (81, "TCP"), (80, "UDP")]
     failures = []
-    for name, policies in CASES.items():
-        enforcer.enforce(compile_node(NodeView("n1", NAMESPACES, pods, policies)))
-        snapshot = Snapshot(tuple(NAMESPACES.values()), tuple(pods), tuple(policies),
-                            (Node("n1", (NODE_IP, "10.244.1.1")), Node("n2", (REMOTE_NODE_IP,))))
+    for name, models in CASES.items():
+        split = _split(models)
+        enforcer.enforce(compile_node(NodeView("n1", NAMESPACES, pods, **split)))
+        snapshot = Snapshot(tuple(NAMESPACES.values()), tuple(pods), tuple(split["policies"]),
+                            (Node("n1", (NODE_IP, "10.244.1.1")), Node("n2", (REMOTE_NODE_IP,))),
+                            tuple(split["admin_policies"]), split["baseline"])
         probes = [
             (src_ep, src_ip, bind, src_local, dst_ip, dst_local, port, proto)
             for src_ep, src_ip, bind, src_local in sources
