@@ -3,8 +3,8 @@
 Series: ``pycni_agent_lease_renewals_total``, ``pycni_agent_lease_acquisitions_total``,
 ``pycni_agent_datastore_errors_total{component}``, ``pycni_agent_reconciles_total``,
 ``pycni_agent_kernel_changes_total{action}``, ``pycni_agent_reconcile_errors_total``,
-``pycni_agent_peers``, ``pycni_agent_refused_peers``, ``pycni_agent_lease_valid`` and
-``pycni_agent_last_reconcile_timestamp_seconds``.
+``pycni_agent_peers``, ``pycni_agent_refused_peers``, ``pycni_agent_lease_valid``,
+``pycni_agent_stranded_pods`` and ``pycni_agent_last_reconcile_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ _HELP = {
     "pycni_agent_peers": ("gauge", "Peer nodes known from the datastore."),
     "pycni_agent_refused_peers": ("gauge", "Peers the backend cannot serve (see the log)."),
     "pycni_agent_lease_valid": ("gauge", "1 while the node holds a subnet lease."),
+    "pycni_agent_stranded_pods": ("gauge", "Pods addressed outside the node's subnet (it had to move; see the log)."),
     "pycni_agent_last_reconcile_timestamp_seconds": ("gauge", "Unix time of the last successful reconcile."),
 }
 

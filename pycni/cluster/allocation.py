@@ -4,6 +4,11 @@
 (parsable or not: each one blocks its subnet), the histories and the
 quarantine, and returns, in order:
 
+0. the subnet the node asks for (``prefer``: the one its running pods are
+   addressed in, from the subnet.env it wrote, as Flannel's PrevSubnet), if
+   no live key holds it and no other node's history quarantines it, even
+   when the store has no history of it (restored from an old backup,
+   history deleted);
 1. the subnet the history says the node held last, if no live key holds it
    (quarantine does not apply to a subnet's own last owner);
 2. a free subnet: no live key, and no history, or released, or expired more
@@ -26,7 +31,7 @@ from ipaddress import IPv4Network
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.lease import History, NetworkFull
 
-__all__ = ["blocked", "choose_subnet", "within"]
+__all__ = ["blocked", "choose_subnet", "may_take", "within"]
 
 
 def within(cfg: ClusterConfig, subnet: IPv4Network) -> set[IPv4Network]:
@@ -63,9 +68,21 @@ def blocked(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[
     return taken, quarantined, first_free
 
 
+def may_take(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
+             node: str, subnet: IPv4Network, *, quarantine: float, now: float) -> bool:
+    """True when ``node`` may claim ``subnet``: in the network, no live key on it, no other node's quarantine."""
+    if subnet.prefixlen != cfg.subnet_len or not cfg.contains(subnet):
+        return False
+    others = {s: h for s, h in history.items() if h.node != node}
+    return subnet not in blocked(cfg, live, others, quarantine, now)[0]
+
+
 def choose_subnet(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
-                  node: str, *, quarantine: float, now: float, rng: random.Random | None = None) -> IPv4Network:
+                  node: str, *, quarantine: float, now: float, rng: random.Random | None = None,
+                  prefer: IPv4Network | None = None) -> IPv4Network:
     """The subnet ``node`` should claim (see the module docstring); ``rng`` picks a random start."""
+    if prefer is not None and may_take(cfg, live, history, node, prefer, quarantine=quarantine, now=now):
+        return prefer
     own = [h for h in history.values() if h.node == node and h.subnet not in live and cfg.contains(h.subnet)]
     if own:
         return max(own, key=lambda h: h.acquired_at or 0.0).subnet

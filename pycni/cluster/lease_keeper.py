@@ -5,8 +5,11 @@ seconds; while the datastore is unreachable it retries every second or so
 and keeps the last lease it had (the kernel state built on it stays). A
 renewal refused for another reason (the lease expired during a long
 outage, someone removed it) is followed by a fresh ``acquire``, which gives
-a node back its previous subnet when that is still free. Every lease taken
-or changed is handed to ``on_lease``.
+a node back its previous subnet when that is still free. Every acquire asks
+for ``prefer()`` first (the subnet the node's pods are addressed in, read
+from the subnet.env it wrote: docs/DESIGN.md "A node that loses its
+lease"), so a node whose record the store lost still gets its subnet back.
+Every lease taken or changed is handed to ``on_lease``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from pycni.cluster.agent_metrics import AgentMetrics
@@ -30,7 +33,8 @@ log = logging.getLogger("pycni.agent")
 
 class LeaseKeeper:
     def __init__(self, manager: SubnetManager, node: str, public_ip: IPv4Address, backend_data: dict[str, Any], *,
-                 ttl: float, on_lease: Callable[[Lease], None], metrics: AgentMetrics) -> None:
+                 ttl: float, on_lease: Callable[[Lease], None], metrics: AgentMetrics,
+                 prefer: Callable[[], IPv4Network | None] = lambda: None) -> None:
         self.manager = manager
         self.node = node
         self.public_ip = public_ip
@@ -38,6 +42,7 @@ class LeaseKeeper:
         self.renew_every = max(ttl / 3, 0.5)
         self.on_lease = on_lease
         self.metrics = metrics
+        self.prefer = prefer
         self.lease: Lease | None = None
         self.acquired = threading.Event()
 
@@ -47,7 +52,7 @@ class LeaseKeeper:
 
         try:
             if self.lease is None:
-                lease = self.manager.acquire(self.node, self.public_ip, self.backend_data)
+                lease = self.manager.acquire(self.node, self.public_ip, self.backend_data, prefer=self.prefer())
                 self.metrics.inc("pycni_agent_lease_acquisitions_total")
                 log.info("lease acquired: %s -> %s (public ip %s)", self.node, lease.subnet, lease.public_ip)
             else:

@@ -3,7 +3,9 @@
 ``Reconciler.reconcile_once()`` writes the conflist and ``subnet.env`` when
 their content changed, keeps the masquerade table in place, and asks the
 backend to converge its routes / FDB / neighbours to the plan for the
-current peers. It does nothing before the node holds a lease and the peers
+current peers. Before the backend, ``stranded.LeftBehind`` takes the
+gateway of a subnet the node no longer holds off the bridge and reports the
+pods left on it. It does nothing before the node holds a lease and the peers
 have been listed once: a restarted agent never sweeps a peer's entries just
 because it has not heard of that peer yet. The periodic pass repairs what
 someone deleted by hand and removes what the agent owns but no longer wants.
@@ -29,6 +31,7 @@ from pycni.cluster.conflist import (
     render_subnet_env,
     write_if_changed,
 )
+from pycni.cluster.stranded import LeftBehind
 
 if TYPE_CHECKING:
     from pycni.cluster.lease import Lease
@@ -68,6 +71,8 @@ class Reconciler:
         self._own: Lease | None = None
         self._peers: dict[str, Lease] | None = None
         self._refused: tuple[str, ...] = ()
+        self.left_behind = LeftBehind(bridge=files.bridge, network=files.network_name, data_dir=files.ipam_data_dir,
+                                      run_dir=files.run_dir, cluster=cluster, metrics=metrics)
 
     def set_own(self, lease: Lease) -> None:
         with self._lock:
@@ -95,6 +100,7 @@ class Reconciler:
         if own is None or peers is None:
             return None
         self.write_files(own)
+        self.left_behind.check(own.subnet)  # before the backend: the old gateway's route would shadow a peer's
         if self.masquerade:
             from pycni.cluster.masquerade import ensure_masquerade, masquerade_in_place
 

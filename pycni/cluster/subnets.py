@@ -7,8 +7,8 @@ which subnet a node gets is allocation.py's choice; following changes is watch_l
 How a node gets a subnet (``acquire``), in order:
 
 1. its own live lease, taken over with a fresh etcd lease (the agent restarted within the TTL);
-2. otherwise the subnet ``allocation.choose_subnet`` picks: the node's last one, else a free one
-   (after losing a race, from a random start).
+2. otherwise the subnet ``allocation.choose_subnet`` picks: the one asked for (``prefer``, where the
+   node's pods are), else the node's last one, else a free one (after a lost race, from a random start).
 
 Every claim is one transaction: "subnets/S is absent and history/S is unchanged since I read it"
 then write both. Two nodes can never hold one subnet, whatever the timing, and the history always
@@ -175,8 +175,9 @@ class SubnetManager:
 
     # -- leases ------------------------------------------------------------------------
 
-    def acquire(self, node: str, public_ip: IPv4Address, backend_data: Mapping[str, Any]) -> Lease:
-        """A subnet for ``node``: its current one, its last one, or a free one (see the module doc).
+    def acquire(self, node: str, public_ip: IPv4Address, backend_data: Mapping[str, Any], *,
+                prefer: IPv4Network | None = None) -> Lease:
+        """A subnet for ``node``: its current one, ``prefer``, its last one, or a free one (module doc).
 
         Raises ``NetworkFull`` when every subnet is leased or quarantined, ``ClusterNotInitialized``
         without a config, ``KVUnavailable`` when the store cannot be reached.
@@ -206,7 +207,7 @@ class SubnetManager:
                         return self._made(node, current.subnet, public_ip, cfg, data, revision, lease_id, now)
                     continue
                 subnet = choose_subnet(cfg, snap.live, snap.history, node, quarantine=self.quarantine, now=now,
-                                       rng=self._rng if collided else None)
+                                       rng=self._rng if collided else None, prefer=prefer)
                 lease_id = lease_id or self.kv.grant_lease(self.ttl)
                 try:
                     revision = self._claim(snap, subnet, value, node, public_ip, lease_id, now)
