@@ -126,6 +126,7 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
     from pycni.cluster.lease_keeper import LeaseKeeper
     from pycni.cluster.peer_watcher import PeerWatcher
     from pycni.cluster.reconciler import Reconciler
+    from pycni.cluster.stranded import previous_subnet
     from pycni.cluster.subnets import SubnetManager
     from pycni.cluster.underlay import find_underlay
 
@@ -157,7 +158,8 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         # The pod MTU rides in the lease so peers (and pycni doctor) can compare MTUs across nodes.
         lease_data = {**backend.backend_data(), "podMTU": backend.pod_mtu()}
         keeper = LeaseKeeper(manager, options.node_name, underlay.ip, lease_data, ttl=options.lease_ttl,
-                             on_lease=reconciler.set_own, metrics=metrics)
+                             on_lease=reconciler.set_own, metrics=metrics,
+                             prefer=lambda: previous_subnet(options.files.run_dir))  # where its pods are
         watcher = PeerWatcher(manager, on_peers=reconciler.set_peers, metrics=metrics)
         threads = [_start("lease", keeper.run, stop), _start("watch", watcher.run, stop)]
         reconciler.run(stop, options.resync)
