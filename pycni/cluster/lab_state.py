@@ -15,6 +15,11 @@ use the same ones)::
     <id>-nK    node K: eth0 UNDERLAY .(10+K), an agent, bridge cni0 with its pods
     <id>-p-P   pod P: eth0 from the node's bridge plugin (pod NS/P: <id>-p-NS.P)
 
+Faults injected with ``pycni lab break`` (``pycni.cluster.lab_faults``) are
+recorded in ``faults``, with what their heal needs, before they are made; a
+namespace a fault creates is recorded in ``namespaces`` too, so ``down``
+removes it like any other.
+
 A pod added with a Kubernetes namespace is known to the lab as ``NS/NAME``
 (``x/a``); one added without is known by its name alone.
 
@@ -39,6 +44,7 @@ __all__ = [
     "DEFAULT_ROOT",
     "OUTSIDE_IP",
     "UNDERLAY",
+    "FaultState",
     "LabEtcd",
     "LabState",
     "NodeState",
@@ -86,6 +92,14 @@ class PodState:
     namespace: str | None = None  # Kubernetes namespace (None: attached without K8S_* CNI_ARGS)
 
 
+@dataclass
+class FaultState:
+    node: str
+    fault: str  # a name of pycni.cluster.lab_faults.FAULTS
+    undo: dict[str, Any] = field(default_factory=dict)  # what healing needs (JSON values)
+    stopped_agent: bool = False  # the fault stopped the node's agent; healing starts it again
+
+
 @dataclass(frozen=True)
 class LabEtcd:
     lab_id: str
@@ -103,6 +117,7 @@ class LabState:
     namespaces: list[str] = field(default_factory=list)
     nodes: dict[str, NodeState] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
+    faults: list[FaultState] = field(default_factory=list)
 
     @property
     def dir(self) -> str:
@@ -162,7 +177,8 @@ class LabState:
             data: dict[str, Any] = json.load(f)
         nodes = {k: NodeState(**v) for k, v in data.pop("nodes", {}).items()}
         pods = {k: PodState(**v) for k, v in data.pop("pods", {}).items()}
-        return cls(**data, nodes=nodes, pods=pods)
+        faults = [FaultState(**v) for v in data.pop("faults", [])]
+        return cls(**data, nodes=nodes, pods=pods, faults=faults)
 
     @staticmethod
     def list_ids(root: str) -> list[str]:
