@@ -5,6 +5,7 @@
     pycni lab pod add n2 a --namespace x --labels pod=a,app=web --port http=80/TCP
     pycni lab exec web -- ping -c1 10.244.2.2
     pycni lab status
+    pycni lab break n1 ip-forward; pycni lab doctor n1; pycni lab heal n1   (pycni.cli.lab_faults)
     pycni lab down
 """
 
@@ -16,6 +17,8 @@ import os
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from pycni.cli.lab_faults import add_fault_commands
 
 if TYPE_CHECKING:
     from pycni.cluster.kv import KV
@@ -56,6 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ex = sub.add_parser("exec", help="run a command in a pod, node, 'outside' or 'underlay' namespace")
     ex.add_argument("name")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+    add_fault_commands(sub)  # faults, break, heal, doctor
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -123,6 +127,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from ipaddress import IPv4Network
 
+    from pycni.cli.lab_faults import COMMANDS as FAULT_COMMANDS
+    from pycni.cli.lab_faults import cmd_fault
     from pycni.cluster.lab import Lab, LabError, find_lab
     from pycni.cluster.lab_state import DEFAULT_ROOT
     from pycni.policy.store import StoreError
@@ -161,6 +167,8 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 if namespace is not None:  # the Pod object goes with its pod, as when kubelet's pod is deleted
                     delete_pod_object(lab, namespace, args.name.rsplit("/", 1)[-1])
                 print(f"pod {args.name} removed")
+        elif args.lab_command in FAULT_COMMANDS:
+            return cmd_fault(lab, args)
         elif args.lab_command == "exec":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
             if not cmd:
