@@ -10,10 +10,10 @@ columns; the ``describe_*`` helpers turn times into "in 25s" / "3m ago".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network
-from typing import Literal
+from typing import Any, Literal
 
 from pycni.cluster.lease import SubnetState
 
@@ -30,6 +30,7 @@ class NodeRow:
     expires_at: float | None  # up: when the lease ends unless renewed
     ended_at: float | None  # expired/removed: when it was noticed or done
     free_at: float | None  # expired: when others may take the subnet (None: expiry not stamped yet)
+    backend_data: Mapping[str, Any] = field(default_factory=dict, compare=False)  # up: what the lease publishes
 
     def status(self, now: float) -> str:
         if self.state == "up":
@@ -53,7 +54,8 @@ def node_rows(states: Sequence[SubnetState]) -> list[NodeRow]:
         if state.status == "leased":
             if lease is not None:
                 live.setdefault(lease.node, NodeRow(lease.node, lease.subnet, str(lease.public_ip),
-                                                    lease.backend_type, "up", lease.expires_at, None, None))
+                                                    lease.backend_type, "up", lease.expires_at, None, None,
+                                                    dict(lease.backend_data)))
             continue
         if hist is None:
             continue
