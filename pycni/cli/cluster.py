@@ -15,6 +15,7 @@ from ipaddress import IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from pycni.cli import bgp
+from pycni.cli import wireguard as wg
 
 if TYPE_CHECKING:
     from pycni.cluster.config import ClusterConfig
@@ -59,7 +60,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     init.add_argument("--subnet-len", type=int, default=24, help="prefix length of each node's subnet (default 24)")
     init.add_argument("--subnet-min", help="first subnet nodes may get (default: the network's second)")
     init.add_argument("--subnet-max", help="last subnet nodes may get (default: the network's last)")
-    init.add_argument("--backend", choices=("vxlan", "host-gw", "bgp"), default="vxlan",
+    init.add_argument("--backend", choices=("vxlan", "host-gw", "bgp", "wireguard"), default="vxlan",
                       help="how nodes reach each other's pods (default vxlan)")
     init.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
     init.add_argument("--port", type=int, help="VXLAN UDP port (default 8472, Flannel's)")
@@ -67,6 +68,7 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     init.add_argument("--quarantine", type=int, metavar="SECONDS",
                       help="how long an expired node's subnet is kept from other nodes (default 300)")
     bgp.add_init_arguments(init)
+    wg.add_init_arguments(init)
     init.add_argument("--force", action="store_true",
                       help="replace a different existing config; allow a network that overlaps this host's")
     show = sub.add_parser("show", help="print the cluster config and the leases")
@@ -89,6 +91,7 @@ def add_node_arguments(p: argparse.ArgumentParser) -> None:
     add_etcd_arguments(remove)
     remove.add_argument("name", help="node name")
     bgp.add_status_parser(sub)
+    wg.add_rotate_parser(sub, add_etcd_arguments)
 
 
 def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> EtcdKV:
@@ -114,6 +117,8 @@ def cmd_cluster(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def cmd_node(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.node_command == "status":  # reads the node's bird, not etcd
         return bgp.cmd_status(args, environ)
+    if args.node_command == "rotate-key":
+        return wg.cmd_rotate_key(args, connect(args, environ))
     sm = _manager(args, environ)
     try:
         if args.node_command == "remove":
@@ -140,6 +145,7 @@ def config_from_args(args: argparse.Namespace) -> ClusterConfig:
         if getattr(args, flag) is not None:
             backend[name] = getattr(args, flag)
     backend.update(bgp.backend_fields(args))
+    backend.update(wg.backend_fields(args))
     wire["Backend"] = backend
     if args.quarantine is not None:
         wire["Quarantine"] = args.quarantine
@@ -286,7 +292,8 @@ def _list(sm: SubnetManager, output: str) -> int:
     if output == "json":
         print(json.dumps([
             {"Name": r.name, "Subnet": str(r.subnet), "PublicIP": r.public_ip, "State": r.state,
-             "ExpiresAt": r.expires_at, "EndedAt": r.ended_at, "SubnetFreeAt": r.free_at}
+             "ExpiresAt": r.expires_at, "EndedAt": r.ended_at, "SubnetFreeAt": r.free_at,
+             "BackendType": r.backend, "BackendData": dict(r.backend_data)}
             for r in rows
         ], indent=2))
         return 0
