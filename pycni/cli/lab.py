@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.required = True
     up = sub.add_parser("up", help="build a lab: underlay, etcd, one namespace and agent per node")
     up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
-    up.add_argument("--backend", choices=("vxlan", "host-gw"), default="vxlan")
+    up.add_argument("--backend", choices=("vxlan", "host-gw", "wireguard"), default="vxlan")
     up.add_argument("--network", default="10.244.0.0/16", help="cluster pod network (default 10.244.0.0/16)")
     up.add_argument("--id", help="lab id (default: pl + 6 random hex digits)")
     sub.add_parser("down", help="stop and remove everything the lab made")
