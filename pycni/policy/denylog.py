@@ -7,7 +7,8 @@ burst 20, per pod and direction) to NFLOG group 2.
 
 Contract:
 
-- ``parse_prefix(prefix)`` reads that prefix: (direction, pod) or None.
+- ``parse_prefix(prefix)`` reads that prefix: (direction, pod) or None;
+  ``parse_tier_prefix`` reads an admin tier's (``pycni T I anp:ops``).
 - ``context_of(node, chains, pods, policy_keys)`` is what naming needs,
   built from the agent's state and its committed ruleset: which pod has
   which address (every pod of the cluster with an endpoint), and for each
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from pycni.policy.enforcer import SyncStats
 
 __all__ = ["LOG_NAME", "DenyContext", "DenyLog", "DenyLogWriter", "context_of", "denied_record", "parse_prefix",
-           "start_log"]
+           "parse_tier_prefix", "start_log"]
 
 log = logging.getLogger("pycni.policy")
 LOG_NAME = "policy-denied.log"
@@ -125,13 +126,30 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_tier_prefix(prefix: str) -> tuple[Direction, str] | None:
+    """``pycni T I anp:ops `` (an admin tier's Deny) -> ("Ingress", "anp:ops"); None for any other prefix."""
+    parts = prefix.split()
+    if len(parts) != 4 or parts[:2] != ["pycni", "T"] or parts[2] not in _DIRECTIONS:
+        return None
+    return _DIRECTIONS[parts[2]], parts[3]
+
+
 def denied_record(packet: LoggedPacket, context: DenyContext, now: float) -> dict[str, Any] | None:
-    """The JSON object for one logged packet; None when it is not one of pycni's deny logs."""
+    """The JSON object for one logged packet; None when it is not one of pycni's deny logs.
+
+    An admin tier's Deny (``pycni T ...``) names its policy in ``deniedBy``; its
+    pod is the packet's local end (the destination for ingress, the source for egress)."""
+    denied_by = None
     parsed = parse_prefix(packet.prefix)
     if parsed is None:
-        return None
+        tier = parse_tier_prefix(packet.prefix)
+        if tier is None:
+            return None
+        direction, denied_by = tier
+        local_ip = packet.dst if direction == "Ingress" else packet.src
+        parsed = (direction, context.pods_by_ip.get(local_ip) or "")
     direction, pod = parsed
-    return {
+    record = {
         "time": _utc(packet.timestamp if packet.timestamp is not None else now),
         "node": context.node,
         "direction": direction.lower(),
@@ -145,6 +163,9 @@ def denied_record(packet: LoggedPacket, context: DenyContext, now: float) -> dic
         "protocol": packet.protocol,
         "isolatedBy": list(context.isolating.get((pod, direction), ())),
     }
+    if denied_by is not None:
+        record["deniedBy"] = denied_by
+    return record
 
 
 class DenyLogWriter:

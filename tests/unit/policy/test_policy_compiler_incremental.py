@@ -7,6 +7,14 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pycni.policy.admin_model import (
+    AdminNetworkPolicy,
+    AdminPeer,
+    AdminPort,
+    AdminRule,
+    AdminSubject,
+    BaselineAdminNetworkPolicy,
+)
 from pycni.policy.compile import Compiler, NodeView, compile_node
 from pycni.policy.model import (
     ContainerPort,
@@ -52,8 +60,24 @@ POLICIES = [
         PolicyRule(peers=(PolicyPeer(namespace_selector=LabelSelector(labels_of({"team": "t0"}))),)),)),
 ]
 
+ADMIN = [
+    AdminNetworkPolicy("ops", 10, AdminSubject(LabelSelector(labels_of({"team": "t0"}))), ingress=(
+        AdminRule("Pass", (AdminPeer(LabelSelector(), LabelSelector(labels_of({"app": "db"}))),),
+                  (AdminPort(None, name="http"),)),
+        AdminRule("Deny", (AdminPeer(LabelSelector()),)))),
+    AdminNetworkPolicy("egress", 20, AdminSubject(LabelSelector(), LabelSelector(labels_of({"app": "web"}))),
+                       egress=(AdminRule("Allow", (AdminPeer(LabelSelector(labels_of({"team": "t1"})),
+                                                             LabelSelector(labels_of({"app": "cache"}))),),
+                                         (AdminPort(None, name="http"), AdminPort("UDP", 53, 55))),
+                               AdminRule("Deny", (AdminPeer(networks=("10.244.0.0/24",)),)))),
+]
+BASELINE = BaselineAdminNetworkPolicy(AdminSubject(LabelSelector()), ingress=(
+    AdminRule("Allow", (AdminPeer(LabelSelector(), LabelSelector(labels_of({"app": "web"}))),)),
+    AdminRule("Deny", (AdminPeer(LabelSelector()),))))
+
 operations = st.lists(st.tuples(st.sampled_from(
-    ["relabel", "move", "remove", "add", "six", "policy-on", "policy-off", "policy-edit", "ns-label"]),
+    ["relabel", "move", "remove", "add", "six", "policy-on", "policy-off", "policy-edit", "ns-label", "anp-on",
+     "anp-off", "anp-edit", "banp"]),
     st.integers(0, 29), st.integers(0, 5)), max_size=25)
 
 
@@ -63,6 +87,8 @@ def test_incremental_equals_fresh_compile(ops: list[tuple[str, int, int]]) -> No
     namespaces = {n: namespace(n, f"t{i % 2}") for i, n in enumerate(NAMES)}
     pods = {i: pod(NAMES[i % 3], i, ("web", "db", "cache")[i % 3], NODES[i % 2]) for i in range(20)}
     policies = {p.key: p for p in POLICIES[:2]}
+    admin: dict[str, AdminNetworkPolicy] = {}
+    baseline: BaselineAdminNetworkPolicy | None = None
     compiler = Compiler()
     for op, i, j in ops:
         if op == "relabel" and i in pods:
@@ -86,5 +112,16 @@ def test_incremental_equals_fresh_compile(ops: list[tuple[str, int, int]]) -> No
         elif op == "ns-label":
             n = NAMES[j % 3]
             namespaces[n] = namespace(n, f"t{i % 2}")
-        view = NodeView("n1", dict(namespaces), list(pods.values()), list(policies.values()))
+        elif op == "anp-on":
+            a = ADMIN[j % len(ADMIN)]
+            admin[a.name] = a
+        elif op == "anp-off":
+            admin.pop(ADMIN[j % len(ADMIN)].name, None)
+        elif op == "anp-edit" and admin:
+            a = sorted(admin.values(), key=lambda a: a.name)[j % len(admin)]
+            admin[a.name] = replace(a, priority=(a.priority + 15) % 40)
+        elif op == "banp":
+            baseline = None if baseline is not None else BASELINE
+        view = NodeView("n1", dict(namespaces), list(pods.values()), list(policies.values()),
+                        list(admin.values()), baseline)
         assert compiler.compile(view) == compile_node(view)
