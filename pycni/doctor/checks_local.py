@@ -120,16 +120,16 @@ def executor(snap: Snapshot) -> CheckResult:
     cid = "executor"
     ex = snap.executor
     if ex is None:
-        return skip(cid, "executor not probed")
+        return skip(cid, f"executor not probed: {snap.errors.get('executor', 'unknown error')}")
+    if ex.stale_shims:
+        return fail(cid, "installed plugins belong to another pycni: runtimes that call them fail",
+                    list(ex.stale_shims), f"pycni install --bin-dir {snap.options.bin_dirs[0]} --force")
     if not ex.exists:
         return passed(cid, f"no executor socket at {ex.socket}: plugins run in-process")
     if not ex.answers:
         return warn(cid, f"executor socket {ex.socket} does not answer: every plugin call pays a cold start",
                     [ex.error or "connect failed"], "systemctl restart pycni-executor (or pycni executor)")
-    if ex.stale_shims:
-        return warn(cid, "installed plugins point at another pycni than this one", list(ex.stale_shims),
-                    f"pycni install --bin-dir {snap.options.bin_dirs[0]} --force")
-    return passed(cid, f"executor answers on {ex.socket}")
+    return passed(cid, f"executor answers on {ex.socket}; installed shims are this pycni's")
 
 
 def policy(snap: Snapshot) -> CheckResult:

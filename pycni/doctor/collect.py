@@ -57,7 +57,7 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
 
     ipam_dir = (winner.ipam_data_dir if winner and winner.ipam_data_dir else options.ipam_data_dir)
     network = winner.network if winner and winner.network else options.network_name
-    cache = part("cache", lambda: collect_cache(options.cache_dir))
+    cache = part("cache", lambda: collect_cache(options.cache_dir, (network, options.network_name)))
     return Snapshot(
         options=options,
         conf=conf,
@@ -70,7 +70,7 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
         ipam=part("ipam", lambda: collect_ipam(os.path.join(ipam_dir, network))),
         cache=cache,
         netns=part("netns", lambda: collect_netns(cache or ())),
-        executor=part("executor", lambda: collect_executor(options, winner.types if winner else ())),
+        executor=part("executor", lambda: collect_executor(options)),
         policy=part("policy", lambda: collect_policy(winner.raw if winner else {})),
         errors=errors,
     )
@@ -227,7 +227,17 @@ def collect_ipam(directory: str) -> IpamView:
     return IpamView(directory, tuple(reservations))
 
 
-def collect_cache(cache_dir: str) -> tuple[CacheFile, ...]:
+def _split_cache_name(name: str, networks: tuple[str, ...]) -> tuple[str | None, str | None, str | None]:
+    """``<network>-<containerID>-<ifname>`` (libcni's file name) for a known network; Nones otherwise."""
+    for network in networks:
+        if name.startswith(network + "-") and "-" in name[len(network) + 1:]:
+            cid, _, ifname = name[len(network) + 1:].rpartition("-")
+            return network, cid, ifname
+    return None, None, None
+
+
+def collect_cache(cache_dir: str, networks: tuple[str, ...] = ()) -> tuple[CacheFile, ...]:
+    """The result cache's files; for one that cannot be read, its name says whose it is."""
     results = os.path.join(cache_dir, "results")
     if not os.path.isdir(results):
         return ()
@@ -241,7 +251,8 @@ def collect_cache(cache_dir: str) -> tuple[CacheFile, ...]:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            files.append(CacheFile(name, None, None, None, None, f"unreadable: {exc}"))
+            network, cid, ifname = _split_cache_name(name, networks)
+            files.append(CacheFile(name, network, cid, ifname, None, f"unreadable: {exc}"))
             continue
         files.append(CacheFile(name, data.get("networkName"), data.get("containerId"), data.get("ifName"),
                                data.get("netns"), None))
@@ -284,22 +295,30 @@ def _connects(path: str, timeout: float = 1.0) -> str | None:
     return None
 
 
-def collect_executor(options: Options, types: tuple[str, ...]) -> ExecutorView:
+def _stale_shims(bin_dirs: tuple[str, ...]) -> list[str]:
+    """pycni shims in the bin dirs that another pycni installed (their import roots are not ours)."""
     from pycni.shimfile import is_pycni_shim, shim_plugin_type
 
     stale = []
-    for t in types:
-        for d in options.bin_dirs:
-            path = os.path.join(d, t)
-            if os.path.isfile(path):
-                if is_pycni_shim(path) and shim_plugin_type(path) is None:
-                    stale.append(f"{path}: installed by another pycni")
-                break
+    for directory in bin_dirs:
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and is_pycni_shim(path) and shim_plugin_type(path) is None:
+                stale.append(f"{path}: installed by another pycni (its import path is not this one's)")
+    return stale
+
+
+def collect_executor(options: Options) -> ExecutorView:
+    stale = tuple(_stale_shims(options.bin_dirs))
     socket_path = os.environ.get("PYCNI_EXECUTOR_SOCKET") or options.executor_socket
     if not os.path.exists(socket_path):
-        return ExecutorView(socket_path, False, False, stale_shims=tuple(stale))
+        return ExecutorView(socket_path, False, False, stale_shims=stale)
     error = _connects(socket_path)
-    return ExecutorView(socket_path, True, error is None, error, tuple(stale))
+    return ExecutorView(socket_path, True, error is None, error, stale)
 
 
 def collect_policy(conflist: Any) -> tuple[bool, str] | None:
