@@ -52,6 +52,17 @@ from typing import Any, Literal
 
 from pycni.cluster.kv import KV, KeyValue, KVError, Put
 from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy
+from pycni.policy.kinds import (
+    ADMIN_NETWORK_POLICY,
+    BASELINE_ADMIN_NETWORK_POLICY,
+    KIND_BY_RESOURCE,
+    KINDS,
+    NAMESPACE,
+    NETWORK_POLICY,
+    POD,
+    Kind,
+    ObjectRef,
+)
 from pycni.policy.model import Namespace, NetworkPolicy, Pod
 
 __all__ = [
@@ -86,55 +97,11 @@ _ATTEMPTS = 20  # conflicting writers are people typing commands: a few retries 
 _FEW_KEYS = 16  # up to this many objects are read key by key; more in one range read
 
 
-@dataclass(frozen=True)
-class Kind:
-    """A kind's names as the API server spells them."""
-
-    name: str  # NetworkPolicy
-    resource: str  # networkpolicies
-    group: str  # "" for the core group
-    namespaced: bool
-
-    @property
-    def qualified_resource(self) -> str:
-        """``networkpolicies.networking.k8s.io``, ``pods``: the API server's name in errors."""
-        return f"{self.resource}.{self.group}" if self.group else self.resource
-
-    @property
-    def qualified_kind(self) -> str:
-        """``networkpolicy.networking.k8s.io``, ``pod``: kubectl's name in ``<kind>/<name> created``."""
-        return f"{self.name.lower()}.{self.group}" if self.group else self.name.lower()
-
-
-NAMESPACE = Kind("Namespace", "namespaces", "", namespaced=False)
-POD = Kind("Pod", "pods", "", namespaced=True)
-NETWORK_POLICY = Kind("NetworkPolicy", "networkpolicies", "networking.k8s.io", namespaced=True)
-ADMIN_NETWORK_POLICY = Kind("AdminNetworkPolicy", "adminnetworkpolicies", "policy.networking.k8s.io",
-                            namespaced=False)
-BASELINE_ADMIN_NETWORK_POLICY = Kind("BaselineAdminNetworkPolicy", "baselineadminnetworkpolicies",
-                                     "policy.networking.k8s.io", namespaced=False)
-KINDS: dict[str, Kind] = {k.name: k for k in (NAMESPACE, POD, NETWORK_POLICY, ADMIN_NETWORK_POLICY,
-                                              BASELINE_ADMIN_NETWORK_POLICY)}
-_BY_RESOURCE = {k.resource: k for k in KINDS.values()}
-
-
-@dataclass(frozen=True, order=True)
-class ObjectRef:
-    """Which object: kind, namespace ("" for a Namespace) and name."""
-
-    kind: Kind
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind.qualified_kind}/{self.name}"
-
-
 def kind_of(kind: Kind | str) -> Kind:
     """A Kind from itself, its name (``NetworkPolicy``) or its resource (``networkpolicies``)."""
     if isinstance(kind, Kind):
         return kind
-    found = KINDS.get(kind) or _BY_RESOURCE.get(kind)
+    found = KINDS.get(kind) or KIND_BY_RESOURCE.get(kind)
     if found is None:
         raise StoreError(f"unknown kind {kind!r} (pycni stores {', '.join(KINDS)})")
     return found
@@ -266,7 +233,7 @@ class ObjectStore:
         if not key.startswith(self.objects_prefix):
             return None
         parts = key[len(self.objects_prefix):].split("/")
-        kind = _BY_RESOURCE.get(parts[0])
+        kind = KIND_BY_RESOURCE.get(parts[0])
         if kind is None or len(parts) != (3 if kind.namespaced else 2) or not all(parts[1:]):
             return None
         return ObjectRef(kind, parts[1], parts[2]) if kind.namespaced else ObjectRef(kind, "", parts[1])

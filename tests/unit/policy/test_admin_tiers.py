@@ -107,7 +107,8 @@ def test_invalid_admin_objects_are_refused_naming_the_field(case: str, obj: dict
 
 
 def test_valid_objects_round_trip_with_defaults_written_out() -> None:
-    obj = anp({"priority": 3, "subject": {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"a": "b"}}}},
+    pods_subject = {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"a": "b"}}}}
+    obj = anp({"priority": 3, "subject": pods_subject,
                "ingress": [{"name": "r", "action": "Pass", "from": [{"namespaces": {}}],
                             "ports": [{"portNumber": {"port": 80}}, {"namedPort": "http"},
                                       {"portRange": {"protocol": "UDP", "start": 1, "end": 9}}]}],
