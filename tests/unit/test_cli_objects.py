@@ -292,3 +292,38 @@ def test_label_specs() -> None:
 ])
 def test_ages_read_as_kubectls(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
+
+
+ADMIN_OBJECTS = """\
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: ops}
+spec:
+  priority: 10
+  subject: {namespaces: {}}
+  ingress:
+  - {name: no-y, action: Deny, from: [{namespaces: {matchLabels: {ns: y}}}]}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  egress:
+  - {action: Allow, to: [{networks: [10.0.0.0/8]}]}
+"""
+
+
+def test_admin_tiers_apply_get_and_delete_cluster_scoped(cli: Cli) -> None:
+    assert cli.ok("apply", "-f", "-", stdin=ADMIN_OBJECTS) == (
+        "adminnetworkpolicy.policy.networking.k8s.io/ops created\n"
+        "baselineadminnetworkpolicy.policy.networking.k8s.io/default created\n")
+    cli.now = T0 + 60
+    assert cli.ok("get", "anp") == "NAME   PRIORITY   AGE\nops    10         60s\n"
+    assert cli.ok("get", "banp", "-n", "x") == "NAME      AGE\ndefault   60s\n", "-n is ignored: cluster-scoped"
+    assert "action: Deny" in cli.ok("get", "adminnetworkpolicies", "ops", "-o", "yaml")
+    bad = ADMIN_OBJECTS.replace("priority: 10", "priority: 1001")
+    assert cli.error("apply", "-f", "-", stdin=bad) == (
+        'document 1: AdminNetworkPolicy "ops" is invalid: spec.priority: Invalid value: 1001: '
+        "spec.priority in body should be less than or equal to 1000")
+    assert cli.ok("delete", "anp", "ops") == 'adminnetworkpolicy.policy.networking.k8s.io "ops" deleted\n'
