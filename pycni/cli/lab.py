@@ -4,6 +4,7 @@
     pycni lab pod add n1 web
     pycni lab pod add n2 a --namespace x --labels pod=a,app=web --port http=80/TCP
     pycni lab exec web -- ping -c1 10.244.2.2
+    pycni lab up --backend bgp; pycni lab exec tor -- birdc show route
     pycni lab status
     pycni lab break n1 ip-forward; pycni lab doctor n1; pycni lab heal n1   (pycni.cli.lab_faults)
     pycni lab down
@@ -35,7 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.required = True
     up = sub.add_parser("up", help="build a lab: underlay, etcd, one namespace and agent per node")
     up.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
-    up.add_argument("--backend", choices=("vxlan", "host-gw", "wireguard"), default="vxlan")
+    up.add_argument("--backend", choices=("vxlan", "host-gw", "bgp", "wireguard"), default="vxlan",
+                    help="bgp: bird2 on every node and a top-of-rack bird in the underlay router ('tor')")
+    up.add_argument("--bgp-route-reflectors", default="", metavar="NODE,...",
+                    help="bgp: these nodes reflect routes instead of a full mesh (e.g. n1)")
     up.add_argument("--network", default="10.244.0.0/16", help="cluster pod network (default 10.244.0.0/16)")
     up.add_argument("--id", help="lab id (default: pl + 6 random hex digits)")
     sub.add_parser("down", help="stop and remove everything the lab made")
@@ -56,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pod_add.add_argument("--port", action="append", default=[], metavar="NAME=PORT/PROTO",
                          help="a containerPort (protocol TCP, UDP or SCTP; default TCP); repeatable")
     pod.add_parser("del", help="remove a pod (NAME, or NS/NAME)").add_argument("name")
-    ex = sub.add_parser("exec", help="run a command in a pod, node, 'outside' or 'underlay' namespace")
+    ex = sub.add_parser("exec", help="run a command in a pod, node, 'outside', 'underlay' or (bgp) 'tor' namespace")
     ex.add_argument("name")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     add_fault_commands(sub)  # faults, break, heal, doctor
@@ -137,7 +141,9 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     root = args.root or environ.get("PYCNI_LAB_ROOT") or DEFAULT_ROOT
     try:
         if args.lab_command == "up":
-            lab = Lab.up(args.nodes, args.backend, root=root, lab_id=args.id, network=IPv4Network(args.network))
+            reflectors = [n.strip() for n in args.bgp_route_reflectors.split(",") if n.strip()]
+            lab = Lab.up(args.nodes, args.backend, root=root, lab_id=args.id, network=IPv4Network(args.network),
+                         route_reflectors=reflectors)
             print(f"lab {lab.state.id} is up ({args.backend}, {args.nodes} nodes); state in {lab.state.dir}")
             _print_status(lab)
             return 0
@@ -175,8 +181,7 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 raise LabError("exec: no command given (pycni lab exec NAME -- CMD ...)")
             import subprocess
 
-            netns = lab.state.netns_of(args.name)
-            return subprocess.call(["ip", "netns", "exec", netns, *cmd])
+            return subprocess.call(lab.exec_argv(args.name, cmd))  # 'tor', and birdc aimed at that bird
     except (LabError, KeyError, ValueError) as exc:
         print(f"pycni lab: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
