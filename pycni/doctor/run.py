@@ -3,7 +3,9 @@
 ``CHECKS`` lists each check with the root causes it depends on. ``judge``
 runs them over a snapshot; a failing (or warning) check whose root cause
 failed keeps its verdict but points at it ("... (see agent-down)"), so the
-operator reads the cause first and the consequences as such. ``exit_code``:
+operator reads the cause first and the consequences as such. A check that
+only restates its root (the policy agent lives in the node agent) is
+skipped instead (``SKIPPED_WITH``). ``exit_code``:
 0 when nothing fails (warnings allowed), 1 when a check fails; ignored ids
 (``--ignore``, as kubeadm's preflight) are reported but never fail the run.
 ``SYNTHETIC_ROOTS`` are the causes that make a synthetic pod pointless (it
@@ -16,10 +18,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
 from pycni.doctor import checks_agent, checks_conf, checks_kernel, checks_local, checks_peers
-from pycni.doctor.result import CheckResult
+from pycni.doctor.result import CheckResult, skip
 from pycni.doctor.snapshot import Snapshot
 
-__all__ = ["CHECKS", "CHECK_IDS", "SYNTHETIC_ROOTS", "exit_code", "ignored", "judge", "roots_failing"]
+__all__ = ["CHECKS", "CHECK_IDS", "SKIPPED_WITH", "SYNTHETIC_ROOTS", "exit_code", "ignored", "judge", "roots_failing"]
 
 Check = Callable[[Snapshot], CheckResult]
 
@@ -57,6 +59,8 @@ CHECKS: tuple[tuple[str, Check, tuple[str, ...]], ...] = (
       "bridge-stale-addr", "ipam-exhausted", "cidr-mismatch")),
 )
 CHECK_IDS = tuple(cid for cid, _, _ in CHECKS)
+# check -> roots whose failure makes it say nothing new: it skips with "see <root>".
+SKIPPED_WITH: dict[str, tuple[str, ...]] = {"policy": ("agent-down",)}
 SYNTHETIC_ROOTS = ("datastore", "agent-down", "conf-missing", "plugin-missing", "plugin-not-exec", "version-skew",
                    "policy", "bridge-stale-addr", "ipam-exhausted")
 
@@ -68,7 +72,8 @@ def judge(snap: Snapshot, only: Collection[str] | None = None) -> list[CheckResu
     for cid, check, roots in CHECKS:
         if only is not None and cid not in only:
             continue
-        result = check(snap)
+        restated = next((r for r in SKIPPED_WITH.get(cid, ()) if r in failed), None)
+        result = check(snap) if restated is None else skip(cid, f"not judged: see {restated}")
         assert result.id == cid, f"check {cid} answered as {result.id}"
         if result.status in ("fail", "warn"):
             root = next((r for r in roots if r in failed), None)

@@ -171,7 +171,7 @@ def test_consequences_of_a_dead_agent_point_at_it() -> None:
     snap = with_node(snap, routes=routes)
     results = {r.id: r for r in judge(snap)}
     assert results["peer-state"].summary.endswith("(see agent-down)")
-    assert results["policy"].summary.endswith("(see agent-down)")
+    assert (results["policy"].status, results["policy"].summary) == ("skip", "not judged: see agent-down")
 
 
 # -- the node's files against its lease -------------------------------------------------------------------------
