@@ -58,10 +58,15 @@
 /* Patched by `pycni install`; volatile and used so the compiler keeps all of it and never folds it. */
 __attribute__((used)) static volatile const char config[CONFIG_SIZE] = CONFIG_MARKER;
 
-/* Runs the plugin in-process; argv: type, mode ("run" or "died"), import roots. */
+/* Runs the plugin in-process; argv: type, mode ("run" or "died"), import roots, and when the
+ * shim itself got arguments (`dhcp daemon ...`), "--" and those, left in sys.argv for the plugin. */
 static const char FALLBACK_CODE[] =
-    "import sys;sys.path[:0]=sys.argv[3:];t,m=sys.argv[1:3];del sys.argv[1:];"
+    "import sys;a=sys.argv;i=a.index('--')if'--'in a else len(a);sys.path[:0]=a[3:i];t,m=a[1:3];del a[1:i+1];"
     "from pycni.executor.shim import fallback;fallback(t,m=='died')";
+
+/* The shim's own arguments (after its name), handed on to Python by fallback(). */
+static int own_argc;
+static char **own_argv;
 
 extern char **environ;
 
@@ -583,7 +588,9 @@ static _Noreturn void fallback(const struct shim_config *cfg, const struct buf *
 {
     if (in)
         restore_stdin(in);
-    const char *argv[7 + MAX_ROOTS + 1];
+    const char **argv = malloc((8 + MAX_ROOTS + (size_t)own_argc + 1) * sizeof *argv);
+    if (!argv)
+        fail("cannot run python", "out of memory");
     size_t argc = 0;
     argv[argc++] = cfg->python;
     argv[argc++] = "-I";
@@ -594,6 +601,11 @@ static _Noreturn void fallback(const struct shim_config *cfg, const struct buf *
     argv[argc++] = executor_died ? "died" : "run";
     for (size_t i = 0; i < cfg->nroots; i++)
         argv[argc++] = cfg->roots[i];
+    if (own_argc > 0) {
+        argv[argc++] = "--";
+        for (int i = 0; i < own_argc; i++)
+            argv[argc++] = own_argv[i];
+    }
     argv[argc] = NULL;
     execv(cfg->python, (char *const *)argv);
     char detail[4096 + 256];
@@ -601,9 +613,11 @@ static _Noreturn void fallback(const struct shim_config *cfg, const struct buf *
     fail("cannot run python", detail);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static struct shim_config cfg;
+    own_argc = argc > 1 ? argc - 1 : 0;
+    own_argv = argv + 1;
     if (load_config(&cfg) != 0)
         fail("this file was not configured by 'pycni install'", NULL);
     const char *command = getenv("CNI_COMMAND");
