@@ -21,7 +21,18 @@ PLUGIN_MODULES: Mapping[str, str] = MappingProxyType({name: entry.module for nam
 
 
 def run(plugin_type: str) -> None:
-    """Entry point used by the installed shims: run one plugin call in-process."""
+    """Entry point used by the installed shims: run one plugin call in-process.
+
+    A plugin module with a ``command_line(argv) -> exit code`` takes the
+    shim's arguments when it got some (``dhcp daemon -socketpath PATH``).
+    """
+    import sys
+
     from pycni import skel
+
+    if len(sys.argv) > 1:
+        command_line = getattr(import_plugin(plugin_type), "command_line", None)
+        if command_line is not None:
+            sys.exit(command_line(sys.argv[1:]))
 
     skel.main(load_plugin(plugin_type))
