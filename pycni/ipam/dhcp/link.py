@@ -4,7 +4,8 @@ Contract:
 
 - ``open_link(netns, ifname)`` enters the netns (``pycni.net.netns``), sets
   the interface up when it is down (as the reference does: a DHCP client
-  needs its link up before the address exists), and opens an AF_PACKET
+  needs its link up before the address exists) and waits up to 2.5 s for
+  its carrier (a DISCOVER sent before is dropped), and opens an AF_PACKET
   datagram socket for IPv4 bound to it. A socket belongs to the namespace
   it was created in, so the caller's thread never changes namespace and
   the interface name keeps meaning the pod's interface.
@@ -16,11 +17,12 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 
-from pycni.net.errors import NetError
-from pycni.net.links import get_link, set_link_up
+from pycni.net.errors import LinkNotUp, NetError
+from pycni.net.links import get_link, set_link_up, wait_oper_up
 from pycni.net.netns import run_in_netns
 
 __all__ = ["LinkUnavailable", "PacketLink", "open_link"]
@@ -71,6 +73,8 @@ def _open_here(ifname: str) -> PacketLink:
     link = get_link(ifname)
     if not link.up:
         set_link_up(ifname)
+        with contextlib.suppress(LinkNotUp):  # a DISCOVER sent before the carrier is up is lost; resends cover it
+            wait_oper_up(ifname)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, socket.htons(ETH_P_IP))
     try:
         sock.bind((ifname, ETH_P_IP))
