@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pycni.cluster.backends.bgp_bird import BirdPaths, BirdSupervisor
 from pycni.cluster.backends.bgp_config import DEFAULT_ASN, BgpPeer, BgpSettings
+from pycni.cluster.backends.bgp_control import BirdError, query
 from pycni.cluster.lab_state import UNDERLAY
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "start_tor",
     "stop_birds",
     "tor_bird",
+    "tor_subnets",
 ]
 
 TOR_ASN = 65000
@@ -89,6 +91,15 @@ def tor_bird(state: LabState) -> BirdSupervisor:
 
 def node_bird(state: LabState, node: str) -> BirdSupervisor:
     return BirdSupervisor(BirdPaths.under(os.path.join(state.node_dir(node), "run")))
+
+
+def tor_subnets(state: LabState) -> set[IPv4Network]:
+    """The pod subnets the ToR's bird has learned (``show route``); empty while it does not answer."""
+    try:
+        reply = query(tor_bird(state).paths.socket, "show route", timeout=5)
+    except BirdError:
+        return set()
+    return {IPv4Network(text.split()[0]) for code, text in reply if code == 1007 and text[:1].isdigit()}
 
 
 def start_tor(state: LabState, network: IPv4Network) -> str:
