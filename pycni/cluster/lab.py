@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, TypeVar
 
-from pycni.cluster.lab_bgp import TOR_NAMES, birdc_command, lab_settings, node_bird, start_tor, stop_birds
+from pycni.cluster import lab_bgp
 from pycni.cluster.lab_state import (
     DEFAULT_NETWORK,
     DEFAULT_ROOT,
@@ -135,7 +135,7 @@ class Lab:
             lab.start_etcd()
             lab._store_config(network, backend, route_reflectors)
             if backend == "bgp":
-                start_tor(lab.state, network)
+                lab_bgp.start_tor(lab.state, network)
             for _ in range(nodes):
                 lab.add_node(wait=0)
             lab.wait_ready(wait)
@@ -150,7 +150,7 @@ class Lab:
         for node in self.state.nodes.values():
             if node.agent_pid and self._kill(node.agent_pid):
                 removed.append(f"agent of {node.name} (pid {node.agent_pid})")
-        removed += stop_birds(self.state)
+        removed += lab_bgp.stop_birds(self.state)
         removed += stop_wireguard(self.state)
         if self.state.etcd_pid and self._kill(self.state.etcd_pid):
             removed.append(f"etcd (pid {self.state.etcd_pid})")
@@ -287,7 +287,7 @@ class Lab:
         from pycni.cluster.config import BackendConfig, ClusterConfig
         from pycni.cluster.subnets import SubnetManager
 
-        bgp = lab_settings(self.state.etcd_ip, route_reflectors) if backend == "bgp" else None
+        bgp = lab_bgp.lab_settings(self.state.etcd_ip, route_reflectors) if backend == "bgp" else None
         config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend, bgp=bgp))
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).init_config(config))
 
@@ -345,7 +345,7 @@ class Lab:
             raise LabError(f"lab {self.state.id} has no node '{name}'")
         self.stop_agent(name)
         if self.state.backend == "bgp":
-            node_bird(self.state, name).leave()  # withdraw its subnet from every peer, then stop bird
+            lab_bgp.node_bird(self.state, name).leave()  # withdraw its subnet from every peer, then stop bird
         stop_wireguard(self.state, [name])
         from pycni.cluster.subnets import SubnetManager
 
@@ -384,7 +384,7 @@ class Lab:
             wanted = {s for n, s in subnets.items() if n != name and s is not None}
             if self.owned_routes(name) != wanted:
                 return False
-        return True
+        return self.state.backend != "bgp" or lab_bgp.tor_subnets(self.state) == set(subnets.values())  # the ToR too
 
     def _log_tail(self, node: str, lines: int = 8) -> str:
         try:
@@ -464,10 +464,10 @@ class Lab:
     def exec_argv(self, name: str, cmd: Sequence[str]) -> list[str]:
         """``ip netns exec <ns of name> cmd``; a bare ``birdc`` is aimed at that node's (or the ToR's) bird."""
         try:
-            netns = self.state.underlay_ns if name in TOR_NAMES else self.state.netns_of(name)
+            netns = self.state.underlay_ns if name in lab_bgp.TOR_NAMES else self.state.netns_of(name)
         except KeyError as exc:
             raise LabError(str(exc.args[0])) from None
-        return ["ip", "netns", "exec", netns, *birdc_command(self.state, name, cmd)]
+        return ["ip", "netns", "exec", netns, *lab_bgp.birdc_command(self.state, name, cmd)]
 
     def ping(self, src: str, dst_ip: str, count: int = 1) -> bool:
         return self.exec(src, ["ping", "-c", str(count), "-W", "2", "-q", dst_ip]).returncode == 0
