@@ -157,6 +157,7 @@ def _named_port_elements(pods: Sequence[Pod], spec: NamedPortSet) -> frozenset[s
 
 
 _CachedChain = tuple[NetworkPolicy, tuple[Fam, ...], Chain, tuple[SetSpec, ...]]
+Isolating = dict[tuple[str, Direction], list[str]]
 
 
 class Compiler:
@@ -170,33 +171,21 @@ class Compiler:
         self._tier_chains: dict[str, tuple[tuple[TierPolicy, ...], tuple[Fam, ...], Chain, tuple[SetSpec, ...]]] = {}
         # set name -> (what its members were computed from, the set)
         self._sets: dict[str, tuple[object, Set]] = {}
+        self._selected: dict[str, tuple[NetworkPolicy, list[Pod]]] = {}
+        # the NetworkPolicy part of the last compile, reused while no policy and no local pod changed
+        self._section: tuple[tuple[Fam, ...], Isolating, dict[str, Pod], dict[str, Chain],
+                             dict[str, SetSpec]] | None = None
 
     def compile(self, view: NodeView) -> Ruleset:
         changed = self.m.update(view.node, view.namespaces, view.pods)
         families = self.m.families
         policies = sorted(view.policies, key=lambda p: p.key)
-        selected_by = {p.key: self.m.selected(p) for p in policies}
-
-        isolating: dict[tuple[str, Direction], list[str]] = {}
-        local: dict[str, Pod] = {}
-        chains = dict(_BASE)
-        specs: dict[str, SetSpec] = {}
-        chain_cache: dict[tuple[str, Direction], _CachedChain] = {}
-        for policy in policies:
-            selected = selected_by[policy.key]
-            if not selected:
-                continue
-            for direction in sorted(policy.policy_types):
-                cached = self._chains.get((policy.key, direction))
-                if cached is None or cached[0] is not policy or cached[1] != families:
-                    cached = (policy, families, *render_policy_chain(policy, direction, families))
-                chain_cache[(policy.key, direction)] = cached
-                chains[cached[2].name] = cached[2]
-                specs.update((spec.name, spec) for spec in cached[3])
-                for pod in selected:
-                    local[pod.key] = pod
-                    isolating.setdefault((pod.key, direction), []).append(policy.key)
-        self._chains = chain_cache
+        selected_by, same = self._selected_by(policies, changed)
+        if not same or self._section is None or self._section[0] != families:
+            self._section = (families, *self._policy_section(policies, selected_by, families))
+        # copies: the admin tiers add to them; the section is kept as NetworkPolicy left it
+        _, kept_isolating, kept_local, kept_chains, kept_specs = self._section
+        isolating, local, chains, specs = dict(kept_isolating), dict(kept_local), dict(kept_chains), dict(kept_specs)
         tiers = self._admin_tiers(view, families, selected_by, local, chains, specs)
 
         vmaps: dict[str, dict[str, str]] = {f"{d}_{f}": {} for d in ("ingress", "egress") for f in FAMILIES}
@@ -272,6 +261,51 @@ class Compiler:
         self._tier_chains = tier_cache
         return out
 
+    def _selected_by(self, policies: Sequence[NetworkPolicy],
+                     changed: set[str] | None) -> tuple[dict[str, list[Pod]], bool]:
+        """Each policy's local pods, recomputed only for policies that changed or whose namespace's
+        local pods did (a label change elsewhere in the cluster costs nothing here); and whether
+        policies and selections are all the very ones of the last compile."""
+        touched = self.m.changed_local_namespaces
+        out: dict[str, list[Pod]] = {}
+        cache: dict[str, tuple[NetworkPolicy, list[Pod]]] = {}
+        same = changed is not None and len(policies) == len(self._selected)
+        for policy in policies:
+            cached = self._selected.get(policy.key)
+            if changed is None or cached is None or cached[0] is not policy or policy.namespace in touched:
+                cached = (policy, self.m.selected(policy))
+                same = False
+            cache[policy.key] = cached
+            out[policy.key] = cached[1]
+        self._selected = cache
+        return out, same
+
+    def _policy_section(self, policies: Sequence[NetworkPolicy], selected_by: dict[str, list[Pod]],
+                        families: tuple[Fam, ...]) -> tuple[Isolating, dict[str, Pod], dict[str, Chain],
+                                                            dict[str, SetSpec]]:
+        """What NetworkPolicy puts in the table: who isolates which local pod, the policy chains, their sets."""
+        isolating: Isolating = {}
+        local: dict[str, Pod] = {}
+        chains = dict(_BASE)
+        specs: dict[str, SetSpec] = {}
+        chain_cache: dict[tuple[str, Direction], _CachedChain] = {}
+        for policy in policies:
+            selected = selected_by[policy.key]
+            if not selected:
+                continue
+            for direction in sorted(policy.policy_types):
+                cached = self._chains.get((policy.key, direction))
+                if cached is None or cached[0] is not policy or cached[1] != families:
+                    cached = (policy, families, *render_policy_chain(policy, direction, families))
+                chain_cache[(policy.key, direction)] = cached
+                chains[cached[2].name] = cached[2]
+                specs.update((spec.name, spec) for spec in cached[3])
+                for pod in selected:
+                    local[pod.key] = pod
+                    isolating.setdefault((pod.key, direction), []).append(policy.key)
+        self._chains = chain_cache
+        return isolating, local, chains, specs
+
     def _set(self, spec: SetSpec, changed: set[str] | None, selected_by: dict[str, list[Pod]]) -> Set:
         cached = self._sets.get(spec.name)
         if isinstance(spec, CidrSet):
@@ -283,9 +317,10 @@ class Compiler:
         basis: object
         peer = spec if isinstance(spec, PeerSet) else spec.source
         if isinstance(peer, PeerSet | FromPeer):
-            members = frozenset(self.m.peer_members(_peer_key(peer)))
-            stale = changed is None or cached is None or cached[0] != members or bool(changed & members)
-            basis = members
+            key = _peer_key(peer)
+            members = self.m.peer_members(key)
+            stale = changed is None or cached is None or key in self.m.dirty_peers
+            basis = None
         elif isinstance(peer, FromSelected):
             basis = tuple(selected_by.get(peer.policy_key, ()))
             stale = cached is None or cached[0] != basis

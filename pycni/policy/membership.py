@@ -40,12 +40,17 @@ class Membership:
         self._local_by_ns: dict[str, set[str]] = {}
         self._peers: dict[PeerKey, set[str]] = {}
         self._family_count: dict[Fam, int] = {"v4": 0, "v6": 0}
+        # What the last update touched, so the compiler recomputes only that:
+        self.dirty_peers: set[PeerKey] = set()  # peers that gained, lost or hold a changed pod (or are new)
+        self.changed_local_namespaces: set[str] = set()  # namespaces where this node's pods changed
 
     # -- keeping up ------------------------------------------------------------------
 
     def update(self, node: str, namespaces: Mapping[str, Namespace], pods: Iterable[Pod]) -> set[str] | None:
         """Follow a new view; the keys of changed pods, or None when everything was rebuilt."""
         new = {p.key: p for p in pods if _usable(p)}
+        self.dirty_peers = set()
+        self.changed_local_namespaces = set()
         if node != self.node or dict(namespaces) != self.namespaces:
             self._rebuild(node, namespaces, new)
             return None
@@ -55,15 +60,23 @@ class Membership:
             old = self.pods.pop(key, None)
             if old is not None:
                 self._unindex(old)
+                if old.node == node:
+                    self.changed_local_namespaces.add(old.namespace)
             pod = new.get(key)
             if pod is not None:
                 self.pods[key] = pod
                 self._index(pod)
+                if pod.node == node:
+                    self.changed_local_namespaces.add(pod.namespace)
             for peer, members in self._peers.items():
+                was = key in members
                 if pod is not None and self._peer_has(peer, pod):
                     members.add(key)
-                else:
+                elif was:
                     members.discard(key)
+                else:
+                    continue
+                self.dirty_peers.add(peer)  # a member came, went or changed (its addresses may have)
         return changed
 
     def _rebuild(self, node: str, namespaces: Mapping[str, Namespace], pods: dict[str, Pod]) -> None:
@@ -129,6 +142,7 @@ class Membership:
         if members is None:
             members = self._compute(peer)
             self._peers[peer] = members
+            self.dirty_peers.add(peer)  # new to us: whatever was built from it before is unknown
         return members
 
     def _compute(self, peer: PeerKey) -> set[str]:
