@@ -60,7 +60,10 @@ CHECKS: tuple[tuple[str, Check, tuple[str, ...]], ...] = (
 )
 CHECK_IDS = tuple(cid for cid, _, _ in CHECKS)
 # check -> roots whose failure makes it say nothing new: it skips with "see <root>".
-SKIPPED_WITH: dict[str, tuple[str, ...]] = {"policy": ("agent-down",)}
+SKIPPED_WITH: dict[str, tuple[str, ...]] = {
+    "policy": ("agent-down",),
+    "bridge-stale-addr": ("cidr-mismatch",),  # which gateway is right is what cidr-mismatch disputes
+}
 SYNTHETIC_ROOTS = ("datastore", "agent-down", "conf-missing", "plugin-missing", "plugin-not-exec", "version-skew",
                    "policy", "bridge-stale-addr", "ipam-exhausted")
 

@@ -179,8 +179,8 @@ def test_consequences_of_a_dead_agent_point_at_it() -> None:
 
 def test_a_conflist_range_other_than_the_lease_fails_cidr_mismatch() -> None:
     snap = replace(healthy(), conf=(conflist(subnet=IPv4Network("10.244.254.0/24")),))
-    assert failing(snap)[:1] == ["cidr-mismatch"]
-    assert result(snap, "bridge-stale-addr")[1].endswith("(see cidr-mismatch)")
+    assert failing(snap) == ["cidr-mismatch"]
+    assert result(snap, "bridge-stale-addr")[:2] == ("skip", "not judged: see cidr-mismatch")
 
 
 def test_a_subnet_env_that_disagrees_fails_cidr_mismatch() -> None:
@@ -254,6 +254,8 @@ def test_iptables_legacy_rules_beside_nftables_fail_iptables_mixed() -> None:
     assert verdict["iptables-mixed"].status == "fail"
     assert verdict["forward-drop"].status == "fail"
     assert verdict["forward-drop"].summary.endswith("(see iptables-mixed)")
+    empty = _firewall(healthy(), legacy_tables=("filter",), legacy_rules=("-P FORWARD ACCEPT",))
+    assert failing(empty) == []
 
 
 def test_a_dropped_vxlan_port_fails_vxlan_port_and_the_lost_probe_points_at_it() -> None:
