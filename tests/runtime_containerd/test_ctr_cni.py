@@ -18,6 +18,7 @@ import pytest
 from pycni.runtime import CniConfig, load_file
 from tests.support.containerd import PRIVATE_PATHS, Containerd
 from tests.support.host import link_exists, links_with_master
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -48,6 +49,15 @@ def test_two_containers_reach_each_other_and_their_removal_releases_the_addresse
     assert containerd.reserved_ips() == []
     assert [v for v in veths if link_exists(v)] == []
     assert not list((containerd.cache_dir / "results").glob("*")), "DEL leaves no cached result"
+    if containerd.executor is not None:  # the executor, not the shims, ran ctr's plugin calls
+        wanted = {(command, containerd.full_id(n)) for command in ("ADD", "DEL") for n in ("a", "b")}
+        wait_until(lambda: wanted <= served_bridge_calls(containerd), 10, "the executor's log of ctr's calls")
+
+
+def served_bridge_calls(containerd: Containerd) -> set[tuple[str, str]]:
+    """(command, container id) of the bridge calls the executor answered with success (it logs just after)."""
+    return {(e["command"], e["container_id"]) for e in containerd.executor.events("call")
+            if e["plugin"] == "bridge" and e["exit_code"] == 0}
 
 
 def test_a_detached_container_is_never_deleted_from_cni_until_someone_runs_del(containerd: Containerd) -> None:

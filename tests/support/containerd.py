@@ -1,6 +1,6 @@
 """A second real runtime for tests: Debian 12's containerd 1.6, driven by ``ctr run --cni``.
 
-``Containerd(root, conflist, plugins_dir).setup()`` (the ``containerd``
+``Containerd(root, conflist, plugins_dir, env=None).setup()`` (the ``containerd``
 fixture of tests/runtime_containerd) is a private containerd: its own
 config, --root, --state and socket, a busybox image it built itself, and a
 private mount namespace for everything it and ``ctr`` do. It never reads or
@@ -172,8 +172,10 @@ def _oci_image_tarball(rootfs: Path, name: str, out: Path) -> None:
 class Containerd:
     """One private containerd world under ``root``; see the module docstring."""
 
-    def __init__(self, root: Path, conflist: dict[str, Any], plugins_dir: Path) -> None:
+    def __init__(self, root: Path, conflist: dict[str, Any], plugins_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.root = root
+        self.extra_env = dict(env or {})  # ctr's, so every plugin's too (e.g. PYCNI_EXECUTOR_SOCKET)
         self.token = uuid.uuid4().hex[:6]
         self.namespace = f"pycni-ctrd-{self.token}"
         self.conflist = conflist
@@ -186,6 +188,7 @@ class Containerd:
         for d in (self.net_d, self.cache_dir, self.run_containerd):
             d.mkdir(parents=True, exist_ok=True)
         self.attached: dict[str, subprocess.Popen[str]] = {}
+        self.executor: Any = None  # a test's RunningExecutor that the shims forward to, if any
         self._holder: subprocess.Popen[bytes] | None = None
         self._daemon: subprocess.Popen[bytes] | None = None
         self._closed = False
@@ -237,7 +240,7 @@ disabled_plugins = {json.dumps(list(DISABLED_PLUGINS))}
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "CONTAINERD_ADDRESS": str(self.socket), "CONTAINERD_NAMESPACE": self.namespace,
-                "CONTAINERD_SNAPSHOTTER": "native"}
+                "CONTAINERD_SNAPSHOTTER": "native", **self.extra_env}
 
     def _start_daemon(self) -> None:
         with open(self.root / "containerd.log", "ab") as log:
