@@ -137,6 +137,31 @@ def test_tor_learns_every_pod_subnet(mesh: Lab) -> None:
     assert mesh.ping("outside", mesh.state.pods["n2-p1"].ip)
 
 
+def reconciled_since(lab: Lab, node: str, since: float) -> bool:
+    """Whether the node's agent finished a reconcile after ``since`` (its metrics, on 127.0.0.1:9100)."""
+    script = ("import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9100/metrics',timeout=2)"
+              ".read().decode())")
+    out = lab.exec(node, [sys.executable, "-c", script]).stdout
+    stamps = [float(line.split()[-1]) for line in out.splitlines()
+              if line.startswith("pycni_agent_last_reconcile_timestamp_seconds")]
+    return bool(stamps) and stamps[0] > since
+
+
+def test_agent_restart_leaves_bird_and_its_routes_alone(mesh: Lab) -> None:
+    bird = node_bird(mesh.state, "n1")
+    pid, routes = bird.pid(), bird_routes(mesh, "n1")
+    mesh.stop_agent("n1")
+    assert bird.pid() == pid  # bird outlives the agent, as Calico's bird outlives felix
+    log = Path(mesh.state.node_dir("n1"), "agent.log")
+    logged = len(log.read_text(encoding="utf-8"))
+    restarted = time.time()
+    mesh.start_agent("n1")
+    wait_until(lambda: reconciled_since(mesh, "n1", restarted), timeout=60, what="the restarted agent's reconcile",
+               step=0.2)
+    assert bird.pid() == pid and bird_routes(mesh, "n1") == routes
+    assert "bird" not in log.read_text(encoding="utf-8")[logged:]  # same leases, same config: nothing to tell bird
+
+
 def test_killed_bird_is_restarted_and_pods_keep_their_routes(mesh: Lab) -> None:
     bird = node_bird(mesh.state, "n2")
     pid = bird.pid()
