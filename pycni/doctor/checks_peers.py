@@ -125,13 +125,22 @@ def mtu(snap: Snapshot) -> CheckResult:
     for peer in _peers(snap):
         if peer.pod_mtu is not None and mine is not None and peer.pod_mtu != mine:
             problems.append(f"{peer.node} gives its pods MTU {peer.pod_mtu}, this node {mine}")
+    cached = False
     for probe in snap.probes or ():
         if probe.reachable and probe.df_ok is False:
-            problems.append(f"{probe.peer}: a don't-fragment ping of {probe.df_size} bytes to {probe.target} is "
-                            "lost while a small one answers (an MTU black hole)")
+            if probe.df_error and "mtu=" in probe.df_error:
+                cached = True
+                problems.append(f"{probe.peer}: the kernel holds a path MTU of "
+                                f"{probe.df_error.rsplit('mtu=', 1)[1]} towards {probe.target} "
+                                f"({probe.df_error}), below the pod MTU")
+            else:
+                problems.append(f"{probe.peer}: a don't-fragment ping of {probe.df_size} bytes to {probe.target} "
+                                "is lost while a small one answers (an MTU black hole)")
     if problems:
         fix = (f"set the pod MTU to {limit} on every node (cluster config Backend.MTU), or restore the underlay MTU"
                if limit else "make MTUs agree across nodes")
+        if cached and len(problems) == sum(1 for p in problems if "holds a path MTU" in p):
+            fix = "ip route flush cache (a path MTU learned while a link was smaller outlives the fix for 10 min)"
         return fail(cid, "MTUs do not fit: large packets are dropped", problems, fix)
     shown = f"pod MTU {mine}" if mine else "MTU"
     return passed(cid, f"{shown} fits the underlay ({underlay.mtu if underlay else '?'}) and matches the peers")

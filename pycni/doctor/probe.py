@@ -33,13 +33,26 @@ def probe_peers(peers: Sequence[LeaseView], backend: str, pod_mtu: int | None, *
     size = pod_mtu - 28 if pod_mtu else None
     small = {p.node: subprocess.Popen([*base, probe_target(p, backend)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL) for p in peers}
-    big = {p.node: subprocess.Popen([*base, "-M", "do", "-s", str(size), probe_target(p, backend)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loud = [b for b in base if b != "-q"]  # ping says "local error: message too long" only when not quiet
+    big = {p.node: subprocess.Popen([*loud, "-M", "do", "-s", str(size), probe_target(p, backend)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for p in peers if size}
     results = []
     for peer in peers:
         reachable = small[peer.node].wait() == 0
-        df_ok = big[peer.node].wait() == 0 if peer.node in big else None
+        df_ok, df_error = None, None
+        if peer.node in big:
+            output, _ = big[peer.node].communicate()
+            df_ok = big[peer.node].returncode == 0
+            df_error = None if df_ok else _ping_error(output)
         results.append(ProbeResult(peer.node, IPv4Address(probe_target(peer, backend)), reachable, size,
-                                   df_ok if reachable else None))
+                                   df_ok if reachable else None, df_error if reachable else None))
     return tuple(results)
+
+
+def _ping_error(output: str) -> str | None:
+    """ping's own complaint (``local error: message too long, mtu=1350``), if it printed one."""
+    for line in output.splitlines():
+        if "error" in line.lower() or "too long" in line.lower():
+            return line.strip().split("ping: ", 1)[-1]
+    return None

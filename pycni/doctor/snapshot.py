@@ -229,6 +229,7 @@ class ProbeResult:
     reachable: bool
     df_size: int | None  # payload of the don't-fragment ping; None when not tried
     df_ok: bool | None
+    df_error: str | None = None  # what ping said when the big ping failed ("local error: message too long, ...")
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,9 @@ def test_peers_with_another_mtu_and_a_black_hole_fail_mtu() -> None:
     assert failing(other) == ["mtu"]
     hole = replace(snap, probes=(ProbeResult("n2", IPv4Address("10.244.2.0"), True, 1422, False),))
     assert failing(hole) == ["mtu"]
+    cached = replace(snap, probes=(ProbeResult("n2", IPv4Address("10.244.2.0"), True, 1422, False,
+                                               "local error: message too long, mtu=1350"),))
+    assert result(cached, "mtu")[2].startswith("ip route flush cache")
 
 
 def test_old_leases_without_mtu_are_not_compared() -> None:
