@@ -29,3 +29,4 @@ lint: setup
 bench: setup
 	.venv/bin/python benchmarks/run.py
 	.venv/bin/python benchmarks/policy.py
+	.venv/bin/python benchmarks/containerd.py
