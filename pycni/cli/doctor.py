@@ -94,7 +94,11 @@ def cmd_doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         etcd_prefix=args.etcd_prefix,
     )
     tls = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
-    diagnosis = diagnose(options, tls=tls, probe=args.probe, synthetic=not args.no_synthetic, ignore=ignore)
+    try:
+        diagnosis = diagnose(options, tls=tls, probe=args.probe, synthetic=not args.no_synthetic, ignore=ignore)
+    except Exception as exc:  # doctor itself could not run: exit 2, never a verdict about the node
+        print(f"pycni doctor: cannot run: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         sys.stdout.write(render_json(options.node_name, diagnosis.results, diagnosis.seconds))
     else:
