@@ -29,6 +29,16 @@ from pycni.policy.agent import PolicyAgent
 from pycni.policy.enforcer import SyncStats
 from pycni.policy.ruleset import Ruleset
 
+_PRINT = threading.Lock()
+
+
+def report(event: dict[str, object]) -> None:
+    """One JSON line; the agent's threads report concurrently, and two lines must never interleave."""
+    line = json.dumps(event) + "\n"
+    with _PRINT:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
 
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -71,25 +81,25 @@ def main() -> None:
     def reporting_enforce(desired: Ruleset) -> SyncStats:
         stats = enforce(desired)
         if stats.kind != "none":
-            print(json.dumps({"event": "sync", "time": time.time(), "kind": stats.kind,
-                              "commands": stats.commands, "seconds": stats.seconds}), flush=True)
+            report({"event": "sync", "time": time.time(), "kind": stats.kind, "commands": stats.commands,
+                    "seconds": stats.seconds})
         return stats
 
     agent.enforcer.enforce = reporting_enforce  # type: ignore[method-assign]
     on_event = agent._on_event
 
     def reporting_on_event(kind: str, kv: KeyValue) -> None:
-        print(json.dumps({"event": "watch", "time": time.time()}), flush=True)
+        report({"event": "watch", "time": time.time()})
         on_event(kind, kv)
 
     agent._on_event = reporting_on_event  # type: ignore[method-assign]
     start = time.perf_counter()
     agent.start()
-    print(json.dumps({"event": "ready", "cold_seconds": time.perf_counter() - start,
-                      "commands": agent.stats.last_sync.commands if agent.stats.last_sync else 0}), flush=True)
+    report({"event": "ready", "cold_seconds": time.perf_counter() - start,
+            "commands": agent.stats.last_sync.commands if agent.stats.last_sync else 0})
     for line in sys.stdin:
         if line.strip() == "rss":
-            print(json.dumps({"event": "rss", "mb": rss_mb()}), flush=True)
+            report({"event": "rss", "mb": rss_mb()})
     agent.stop()
     kv.close()
 
