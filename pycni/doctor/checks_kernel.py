@@ -227,7 +227,8 @@ def csum_offload(snap: Snapshot) -> CheckResult:
         return passed(cid, "no VXLAN device")
     if snap.node is None:
         return skip(cid, "cannot list links")
-    bad = [line for line in snap.node.kernel_log if "bad checksum" in line]
+    port = snap.store.vxlan_port if snap.store is not None and snap.store.vxlan_port else 8472
+    bad = [line for line in snap.node.kernel_log if "bad checksum" in line and f":{port}" in line]
     link = snap.node.link(dev)
     if bad:
         on = link is not None and link.tx_checksum is True

@@ -12,12 +12,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from pycni.doctor.snapshot import FirewallView, LinkView, NodeView, PeerEntries, RouteView
 
-__all__ = ["cmdline", "collect_firewall", "collect_node", "netns_inodes_in_use", "pid_alive", "rule_text",
-           "sysctl_keys"]
+__all__ = ["cmdline", "collect_firewall", "collect_node", "kernel_log", "netns_inodes_in_use", "pid_alive",
+           "rule_text", "sysctl_keys"]
 
 _CHAIN_HOOKS = ("forward", "input")
 
@@ -68,8 +69,51 @@ def collect_node(vxlan_device: str | None) -> NodeView:
     count = _read("/proc/sys/net/netfilter/nf_conntrack_count")
     limit = _read("/proc/sys/net/netfilter/nf_conntrack_max")
     conntrack = (int(count), int(limit)) if count and limit and count.isdigit() and limit.isdigit() else None
+    if vxlan_device is not None:
+        views = [replace(v, tx_checksum=_tx_checksum(v.name)) if v.name == vxlan_device else v for v in views]
+    managed = _nm_managed()
+    views = [replace(v, managed_by="NetworkManager") if v.name in managed else v for v in views]
     return NodeView(links=tuple(views), routes=route_views, peer_entries=entries, sysctls=sysctls,
-                    conntrack=conntrack)
+                    conntrack=conntrack, kernel_log=kernel_log())
+
+
+# Kernel messages that name a fault doctor knows (conntrack full; the VXLAN checksum-offload bug).
+_KERNEL_SIGNS = ("nf_conntrack: table full", "UDP: bad checksum")
+
+
+def _tool(*cmd: str) -> str:
+    """A tool's stdout, or "" when it is not installed or fails (these are optional extras)."""
+    path = shutil.which(cmd[0])
+    if path is None:
+        return ""
+    try:
+        done = subprocess.run([path, *cmd[1:]], capture_output=True, text=True, timeout=3, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def kernel_log(limit: int = 5) -> tuple[str, ...]:
+    """The last few kernel messages about conntrack being full or bad UDP checksums (the host's log)."""
+    lines = [line for line in _tool("dmesg").splitlines() if any(sign in line for sign in _KERNEL_SIGNS)]
+    return tuple(lines[-limit:])
+
+
+def _tx_checksum(device: str) -> bool | None:
+    for line in _tool("ethtool", "-k", device).splitlines():
+        if line.strip().startswith("tx-checksum-ip-generic:"):
+            return line.split(":", 1)[1].strip().startswith("on")
+    return None
+
+
+def _nm_managed() -> set[str]:
+    """Devices NetworkManager manages (``nmcli -t -f DEVICE,STATE device``); empty without NetworkManager."""
+    managed = set()
+    for line in _tool("nmcli", "-t", "-f", "DEVICE,STATE", "device").splitlines():
+        device, _, state = line.partition(":")
+        if device and state and state != "unmanaged":
+            managed.add(device)
+    return managed
 
 
 def _words(node: object) -> list[str]:
