@@ -202,7 +202,17 @@ def _direction_json(verdict: DirectionVerdict, port: int, protocol: Protocol) ->
         "nearestMisses": [{"policy": m.policy, "rule": m.rule_index, "missed": m.kind,
                            "text": miss_text(m, port, protocol)} for m in verdict.misses],
         "emptyPolicies": list(verdict.empty_policies),
+        # the admin tiers: the AdminNetworkPolicy or baseline rule that decided, an ANP Pass that handed over
+        "decidedBy": _tier_json(verdict.tier),
+        "passedBy": _tier_json(verdict.passed),
     }
+
+
+def _tier_json(match: Any) -> dict[str, Any] | None:
+    if match is None:
+        return None
+    return {"policy": match.policy, "rule": match.rule, "name": match.rule_name, "action": match.action,
+            "priority": match.priority, "text": str(match)}
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
