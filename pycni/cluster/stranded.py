@@ -14,8 +14,10 @@ Contract:
   the node's network outside ``subnet``, the addresses of pods the node can
   no longer route.
 - ``foreign_gateways(addresses, cluster, subnet)`` (pure): the bridge's IPv4
-  addresses inside the cluster network but outside ``subnet``: gateways of
-  a subnet the node gave up. Left in place, their prefix route would send
+  addresses shaped like the agent's gateways (the first address of a
+  subnet of the cluster network, with the subnet's length) outside
+  ``subnet``: gateways of a subnet the node gave up. Anything else on the
+  bridge is someone else's and stays. Left in place, their prefix route would send
   this node's traffic for the subnet's new owner into the local bridge, and
   the bridge plugin would refuse the new gateway (an IPv4 bridge address
   that differs is a conflict).
@@ -68,9 +70,10 @@ def stranded(reservations: Iterable[Reservation], subnet: IPv4Network) -> list[R
 
 def foreign_gateways(addresses: Iterable[IPInterface], cluster: IPv4Network,
                      subnet: IPv4Network) -> list[IPv4Interface]:
-    """The IPv4 addresses inside ``cluster`` but outside ``subnet``."""
+    """The gateway-shaped IPv4 addresses (``net[1]/len``) inside ``cluster`` but outside ``subnet``."""
     return [a for a in addresses
-            if isinstance(a, IPv4Interface) and a.ip in cluster and a.ip not in subnet]
+            if isinstance(a, IPv4Interface) and a.network.prefixlen == subnet.prefixlen
+            and a.ip == a.network[1] and a.ip in cluster and a.ip not in subnet]
 
 
 def _as_json(pods: Sequence[Reservation]) -> str:

@@ -98,10 +98,10 @@ def test_stranded_pods_are_the_reservations_outside_the_subnet() -> None:
     assert [r.container_id for r in stranded(found, NET("10.244.7.0/24"))] == ["old1", "old2"]
 
 
-def test_foreign_gateways_are_cluster_addresses_outside_the_subnet() -> None:
+def test_foreign_gateways_are_gateway_shaped_cluster_addresses_outside_the_subnet() -> None:
     on_bridge: list[IPv4Interface | IPv6Interface] = [
         IPv4Interface("10.244.1.1/24"), IPv4Interface("10.244.7.1/24"), IPv4Interface("192.168.1.5/24"),
-        IPv6Interface("fd00::1/64")]
+        IPv4Interface("10.244.2.9/24"), IPv4Interface("10.244.3.1/16"), IPv6Interface("fd00::1/64")]
     assert foreign_gateways(on_bridge, NET("10.244.0.0/16"), NET("10.244.7.0/24")) == [
         IPv4Interface("10.244.1.1/24")]
 
