@@ -66,7 +66,8 @@ class _Refused(Exception):
 
 def add_object_commands(sub: Any) -> None:
     """Register apply, delete, get and label on main's subparsers."""
-    p = sub.add_parser("apply", help="store Kubernetes objects (Namespace, Pod, NetworkPolicy) from manifests",
+    p = sub.add_parser("apply", help="store Kubernetes objects (Namespace, Pod, NetworkPolicy, "
+                       "AdminNetworkPolicy, BaselineAdminNetworkPolicy) from manifests",
                        description="Validate every object first, then store them all or none. Re-applying "
                        "an object replaces it, labels included.")
     _filename_argument(p, required=True)
