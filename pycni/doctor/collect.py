@@ -295,6 +295,32 @@ def _connects(path: str, timeout: float = 1.0) -> str | None:
     return None
 
 
+def _ask_status(path: str, timeout: float = 2.0) -> str | None:
+    """None when the policy agent answers the netpol plugin's ``status`` request with ok, else why not."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(json.dumps({"op": "status"}).encode())
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return f"answer is not JSON: {data[:100]!r}"
+    if not isinstance(answer, dict) or answer.get("ok") is not True:
+        return f"status refused: {answer.get('error') if isinstance(answer, dict) else answer}"
+    return None
+
+
 def _stale_shims(bin_dirs: tuple[str, ...]) -> list[str]:
     """pycni shims in the bin dirs that another pycni installed (their import roots are not ours)."""
     from pycni.shimfile import is_pycni_shim, shim_plugin_type
@@ -328,14 +354,14 @@ def collect_policy(conflist: Any) -> tuple[bool, str] | None:
     if netpol is None:
         return None
     socket_path = str(netpol.get("agentSocket") or "")
-    error = _connects(socket_path) if socket_path else "the netpol plugin names no agentSocket"
+    error = _ask_status(socket_path) if socket_path else "the netpol plugin names no agentSocket"
     if error is not None:
-        return False, f"policy agent socket: {error}"
+        return False, f"policy agent at {socket_path}: {error}"
     from pycni.net.firewall import nft
 
     if not nft.table_exists("inet", "pycni_policy"):
         return False, "the policy agent answers but table inet pycni_policy is missing"
-    return True, f"the policy agent answers on {socket_path}; table inet pycni_policy in place"
+    return True, f"the policy agent answers status on {socket_path}; table inet pycni_policy in place"
 
 
 # -- the datastore -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -132,7 +132,7 @@ def _words(node: object) -> list[str]:
     return [str(node)]
 
 
-def rule_text(rule: dict[str, object]) -> str:
+def rule_text(rule: Mapping[str, object]) -> str:
     return " ".join(_words(rule.get("expr", [])))
 
 
