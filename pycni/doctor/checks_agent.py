@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from pycni.cluster.owned_routes import ROUTE_PROTO
 from pycni.doctor.result import CheckResult, fail, passed, skip, warn
 from pycni.doctor.snapshot import Snapshot
 
-__all__ = ["agent_down", "cidr_mismatch", "datastore", "node_ip", "stale_after"]
+__all__ = ["agent_down", "cidr_mismatch", "cidr_overlap", "datastore", "node_ip", "stale_after"]
 
 
 def stale_after(resync: float) -> float:
@@ -126,3 +127,26 @@ def node_ip(snap: Snapshot) -> CheckResult:
         return fail(cid, f"the lease publishes {lease.public_ip}, which no interface of this node has", present,
                     "restart the agent so it leases again with the node's current address")
     return passed(cid, f"{lease.public_ip} (published in the lease) is on {holders[0]}")
+
+
+def cidr_overlap(snap: Snapshot) -> CheckResult:
+    """The pod network must not overlap the node's own networks: those packets would never reach a pod."""
+    cid = "cidr-overlap"
+    store = snap.store
+    if store is None or store.error is not None or store.network is None:
+        return skip(cid, "no cluster network to compare with (see datastore)")
+    if snap.node is None:
+        return skip(cid, f"cannot list the node's addresses and routes: {snap.errors.get('node', 'unknown error')}")
+    ours = {snap.options.bridge, f"pycni.{store.vni if store.vni is not None else 1}"}
+    if snap.winner is not None and snap.winner.bridge:
+        ours.add(snap.winner.bridge)
+    found = [f"{link.name}: {address}" for link in snap.node.links if link.name not in ours
+             for address in link.addresses if address.network.overlaps(store.network)]
+    found += [f"route {r.dst}{f' via {r.gw}' if r.gw else ''} dev {r.dev} (proto {r.protocol})"
+              for r in snap.node.routes
+              if r.dst.prefixlen > 0 and r.dst.overlaps(store.network) and r.protocol != ROUTE_PROTO
+              and r.dev not in ours]
+    if found:
+        return fail(cid, f"the pod network {store.network} overlaps this node's own networks", found,
+                    "choose a pod network no node uses: pycni cluster init --network <free CIDR> --force")
+    return passed(cid, f"{store.network} overlaps none of the node's own addresses and routes")

@@ -33,6 +33,7 @@ CHECKS: tuple[tuple[str, Check, tuple[str, ...]], ...] = (
     ("plugin-not-exec", checks_conf.plugin_not_exec, ()),
     ("version-skew", checks_conf.version_skew, ("plugin-missing", "plugin-not-exec")),
     ("cidr-mismatch", checks_agent.cidr_mismatch, ("datastore", "agent-down")),
+    ("cidr-overlap", checks_agent.cidr_overlap, ("datastore",)),
     ("node-ip", checks_agent.node_ip, ("datastore",)),
     ("ip-forward", checks_kernel.ip_forward, ()),
     ("br-netfilter", checks_kernel.br_netfilter, ()),

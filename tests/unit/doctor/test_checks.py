@@ -196,6 +196,18 @@ def test_a_lease_outside_the_network_fails_cidr_mismatch() -> None:
     assert "outside the cluster network" in next(r for r in judge(snap) if r.id == "cidr-mismatch").evidence[0]
 
 
+def test_a_pod_network_overlapping_the_nodes_own_fails_cidr_overlap() -> None:
+    snap = healthy()
+    assert snap.node is not None
+    lan = LinkView("d0", "dummy", 1500, "02:00:00:00:00:33", True, (IPv4Interface("10.244.9.1/24"),))
+    routes = (*snap.node.routes, RouteView(IPv4Network("10.244.200.0/24"), IPv4Address("192.168.77.1"), "eth0", 4))
+    overlapping = with_node(snap, links=(*snap.node.links, lan), routes=routes)
+    found = next(r for r in judge(overlapping) if r.id == "cidr-overlap")
+    assert found.status == "fail"
+    assert found.evidence == ("d0: 10.244.9.1/24", "route 10.244.200.0/24 via 192.168.77.1 dev eth0 (proto 4)")
+    assert failing(overlapping) == ["cidr-overlap"]
+
+
 def test_a_leased_address_missing_from_the_node_fails_node_ip() -> None:
     snap = healthy()
     assert snap.node is not None
