@@ -21,6 +21,7 @@ from tests.executor.shims import NO_EXECUTOR, bridge_config, run_shim, shim_env
 from tests.executor.test_serving import served_calls
 from tests.support.cnilab import CniLab
 from tests.support.netns import Netns
+from tests.support.podman import GO_PLUGIN_DIR
 
 ENV_DUMP_IPAM = """#!{python} -S
 # Records its environment in <envDir>/<CNI_COMMAND>.<CNI_CONTAINERID>.json; ADD answers {address}.
@@ -93,3 +94,24 @@ def test_the_in_process_path_gives_the_delegate_the_same_environment(
 
     assert added.returncode == 0, added.stdout + added.stderr
     assert seen(conf, "ADD", "envl") == local
+
+
+def test_the_go_host_local_as_the_delegate_of_a_bridge_the_executor_runs(
+    lab: CniLab, make_netns: Callable[[], Netns], executor: RunningExecutor
+) -> None:
+    """The executor execs Debian's Go host-local (first on CNI_PATH) with the caller's environment."""
+    lab.install_pycni("bridge")
+    conf = bridge_config(lab)
+    via = shim_env(lab, "ADD", socket=str(executor.socket), container_id="goipam", netns=make_netns().path,
+                   CNI_PATH=f"{GO_PLUGIN_DIR}:{lab.bin_dir}")
+
+    added = run_shim(lab, "bridge", via, conf)
+
+    assert added.returncode == 0, added.stdout + added.stderr
+    [address] = [ip["address"].split("/")[0] for ip in json.loads(added.stdout)["ips"]]
+    assert lab.reserved_ips("exnet") == [address]
+    reservation = (lab.ipam_dir / "exnet" / address).read_bytes()
+    assert reservation == b"goipam\r\neth0"  # Go's file layout, written by Go's host-local
+    gone = run_shim(lab, "bridge", {**via, "CNI_COMMAND": "DEL"}, conf)
+    assert (gone.returncode, lab.reserved_ips("exnet")) == (0, [])
+    assert [e["exit_code"] for e in served_calls(executor, "ADD", "goipam")] == [0]
