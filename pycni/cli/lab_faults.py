@@ -37,6 +37,8 @@ def add_fault_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     doc.add_argument("--json", action="store_true", help="machine-readable output")
     doc.add_argument("--probe", action="store_true", default=True, help="active checks across nodes (default)")
     doc.add_argument("--no-probe", dest="probe", action="store_false", help="no active checks (faster)")
+    doc.add_argument("--no-synthetic", action="store_true", help="skip the throw-away ADD/CHECK/DEL")
+    doc.add_argument("-v", "--verbose", action="store_true", help="show evidence of passing checks too")
     doc.add_argument("--ignore", action="append", default=[], metavar="ID", help="a check id to ignore; repeatable")
 
 
@@ -62,7 +64,9 @@ def cmd_fault(lab: Lab, args: argparse.Namespace) -> int:
         healed = heal_faults(lab, args.node, args.fault)
         print(f"healed {args.node}: {', '.join(healed)}" if healed else f"{args.node} had no fault to heal")
     else:
-        extra = (["--json"] if args.json else []) + (["--probe"] if args.probe else [])
+        flags = {"--json": args.json, "--probe": args.probe, "--no-synthetic": args.no_synthetic,
+                 "--verbose": args.verbose}
+        extra = [flag for flag, on in flags.items() if on]
         extra += [arg for check in args.ignore for arg in ("--ignore", check)]
         return subprocess.call(doctor_command(lab.state, args.node, extra))
     return 0

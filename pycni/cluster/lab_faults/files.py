@@ -33,9 +33,10 @@ def conf_missing(t: Target) -> Undo:
 
 
 def conf_stray(t: Target) -> Undo:
-    path = t.path("net.d", "000-stray.conflist")  # sorts before 00-pycni-cluster.conflist
-    stray = {"cniVersion": "0.4.0", "name": "stray", "plugins": [{
-        "type": "bridge", "bridge": "docker0", "isGateway": True,
+    """An earlier network's conflist left in the conf dir; runtimes take the first name, and it sorts first."""
+    path = t.path("net.d", "00-cbr0.conflist")  # "00-c" < "00-p": before 00-pycni-cluster.conflist
+    stray = {"cniVersion": "0.4.0", "name": "cbr0", "plugins": [{
+        "type": "bridge", "bridge": "cbr0", "isGateway": True,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "172.30.0.0/24"}]], "dataDir": t.path("ipam")}}]}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(stray, f, indent=2)

@@ -199,3 +199,5 @@ def mtu(t: Target) -> Undo:
 
 def heal_mtu(t: Target, undo: Undo) -> None:
     t.run("ip", "link", "set", "eth0", "mtu", str(undo["mtu"]))
+    for node in t.state.nodes:  # path MTUs learned meanwhile outlive the fix by 10 minutes (doctor says so)
+        t.lab.exec(node, ["ip", "route", "flush", "cache"])
