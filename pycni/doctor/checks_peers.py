@@ -14,7 +14,7 @@ from collections import Counter
 
 from pycni.cluster.backends.vxlan import OVERHEAD
 from pycni.cluster.owned_routes import ROUTE_PROTO
-from pycni.doctor.result import CheckResult, fail, passed, skip
+from pycni.doctor.result import CheckResult, fail, passed, skip, warn
 from pycni.doctor.snapshot import LeaseView, Snapshot
 
 __all__ = ["mtu", "peer_state", "vtep_mac"]
@@ -63,13 +63,19 @@ def peer_state(snap: Snapshot) -> CheckResult:
                 problems.append(f"{peer.node}: fdb {mac} dst {peer.public_ip} on {dev} missing")
         elif not any(dst == peer.subnet and gw == peer.public_ip for dst, gw, _ in routes):
             problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip} missing")
-    for probe in snap.probes or ():
-        if not probe.reachable:
-            problems.append(f"{probe.peer}: its pod gateway {probe.target} does not answer a ping")
+    silent = [f"{p.peer}: {p.target} does not answer a ping" for p in snap.probes or () if not p.reachable]
     if problems:
-        return fail(cid, f"this node cannot reach every peer's pods ({snap.store.backend_type})", problems,
-                    "the agent repairs these within a resync interval: make sure it runs (see agent-down), "
-                    "then restart it")
+        return fail(cid, f"this node lacks kernel entries for its peers ({snap.store.backend_type})",
+                    problems + silent, "the agent repairs these within a resync interval: make sure it runs "
+                    "(see agent-down), then restart it")
+    if silent and snap.store.backend_type == "host-gw":
+        # A host-gw peer's gateway exists only once a pod runs there: silence is not proof of a broken path.
+        return warn(cid, "a peer's pod gateway does not answer (no pod there yet, or the path is broken)",
+                    silent, "pycni doctor --probe on that peer; check the firewalls and the underlay between them")
+    if silent:
+        return fail(cid, "entries are in place but peers' overlay addresses do not answer", silent,
+                    "run pycni doctor on the peer (its firewall: forward-drop, vxlan-port); check the underlay "
+                    "between the nodes")
     probed = f", {len(snap.probes)} gateway(s) answer" if snap.probes else ""
     return passed(cid, f"routes{' and VXLAN entries' if snap.store.backend_type == 'vxlan' else ''} for "
                   f"{len(_peers(snap))} peer(s) in place{probed}")

@@ -326,6 +326,15 @@ def test_a_host_gw_peer_needs_a_route_via_its_address() -> None:
     assert result(snap, "peer-state")[0] == "pass"
 
 
+def test_a_silent_peer_fails_with_vxlan_and_warns_with_host_gw() -> None:
+    snap = replace(healthy(), probes=(ProbeResult("n2", IPv4Address("10.244.2.0"), False, 1422, None),))
+    assert result(snap, "peer-state")[0] == "fail"
+    assert snap.store is not None
+    host_gw = replace(snap, store=replace(snap.store, backend_type="host-gw"))
+    host_gw = with_node(host_gw, routes=(RouteView(PEER, IPv4Address("192.168.77.12"), "eth0", 124),))
+    assert result(host_gw, "peer-state")[0] == "warn"
+
+
 def test_a_changed_vtep_mac_and_a_duplicate_fail_vtep_mac() -> None:
     snap = healthy()
     assert snap.node is not None and snap.store is not None
