@@ -78,8 +78,10 @@ class Leases:
         host_prefix: str = "",
         opener: LinkOpener = open_link,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._monotonic = monotonic
         self._broadcast = broadcast
         self._timing = timing
         self._host_prefix = host_prefix
@@ -111,7 +113,9 @@ class Leases:
         return keeper
 
     def _keep(self, lease: Lease) -> None:
-        keeper = Keeper(lease, self._store, timing=self._timing, opener=self._opener, clock=self._clock)
+        keeper = Keeper(
+            lease, self._store, timing=self._timing, opener=self._opener, clock=self._clock, monotonic=self._monotonic
+        )
         with self._lock:
             self._keepers[lease.client_id] = keeper
         keeper.start()
@@ -127,7 +131,12 @@ class Leases:
             log.info("%s: acquiring lease", request.client_id[1:].decode(errors="replace"))
             try:
                 lease = acquire_lease(
-                    request, broadcast=self._broadcast, timing=self._timing, opener=self._opener, clock=self._clock
+                    request,
+                    broadcast=self._broadcast,
+                    timing=self._timing,
+                    opener=self._opener,
+                    clock=self._clock,
+                    monotonic=self._monotonic,
                 )
             except LinkUnavailable as exc:
                 raise CniError(str(exc)) from exc

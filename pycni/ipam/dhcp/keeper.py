@@ -9,10 +9,11 @@ Contract:
   saving every renewed lease to the store. A NAK drops straight to a new
   acquisition. When the pod's netns is gone (a pod removed without DEL),
   the keeper forgets the lease and ends.
-- ``stop()`` wakes the keeper and waits for it to end; an exchange already
-  under way finishes first (at most the client timeout). It never releases:
-  the daemon releases after stopping, and a daemon shutting down keeps its
-  leases on disk for the next one to resume.
+- ``wake()`` makes it look at the timers again at once. ``stop()`` wakes
+  it and waits for it to end; an exchange already under way finishes
+  first (at most the client timeout). It never releases: the daemon
+  releases after stopping, and a daemon shutting down keeps its leases on
+  disk for the next one to resume.
 """
 
 from __future__ import annotations
@@ -39,8 +40,14 @@ log = logging.getLogger("pycni.dhcp")
 LinkOpener = Callable[[str, str], AbstractContextManager[Link]]  # (netns, ifname) -> an open link
 
 
-def _client(link: Link, lease_options: LeaseRequest | Lease, broadcast: bool, timing: Timing) -> Client:
-    return Client(link, lease_options.options, broadcast=broadcast, timing=timing)
+def _client(
+    link: Link,
+    lease_options: LeaseRequest | Lease,
+    broadcast: bool,
+    timing: Timing,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Client:
+    return Client(link, lease_options.options, broadcast=broadcast, timing=timing, monotonic=monotonic)
 
 
 def acquire_lease(
@@ -50,10 +57,11 @@ def acquire_lease(
     timing: Timing,
     opener: LinkOpener = open_link,
     clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Lease:
     """A new lease for ``request`` (DhcpError, LinkUnavailable or ValueError for a bad ACK when none)."""
     with opener(request.netns, request.ifname) as link:
-        reply = _client(link, request, broadcast, timing).acquire()
+        reply = _client(link, request, broadcast, timing, monotonic).acquire()
     return Lease(
         client_id=request.client_id,
         container_id=request.container_id,
@@ -87,23 +95,31 @@ class Keeper:
         timing: Timing,
         opener: LinkOpener = open_link,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         netns_exists: Callable[[str], bool] = os.path.exists,
     ) -> None:
         self.lease = lease
+        self._monotonic = monotonic
         self._store = store
         self._timing = timing
         self._opener = opener
         self._clock = clock
         self._netns_exists = netns_exists
         self._stopping = threading.Event()
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pycni-dhcp-keeper", daemon=True)
         self.ended = threading.Event()  # set when the thread ends on its own (netns gone) or after stop
 
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Look at the lease's timers again now (after a clock change, or to retry at once)."""
+        self._woken.set()
+
     def stop(self) -> None:
         self._stopping.set()
+        self._woken.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -124,7 +140,8 @@ class Keeper:
         while not self._stopping.is_set():
             step = next_step(self.lease, self._clock(), tried)
             if step.action == "wait":
-                self._stopping.wait(max(step.until - self._clock(), 0.0))
+                self._woken.wait(max(step.until - self._clock(), 0.0))
+                self._woken.clear()
                 continue
             if not self._netns_exists(self.lease.netns):
                 log.warning("%s: netns %s is gone; forgetting the lease", self.name, self.lease.netns)
@@ -134,13 +151,13 @@ class Keeper:
                 self._attempt(step)
                 tried = None
             except (DhcpError, LinkUnavailable, OSError, ValueError) as exc:
-                log.warning("%s: %s failed: %s", self.name, step.action, exc)
                 tried = self._clock()
+                log.warning("%s: %s failed: %s", self.name, step.action, exc)
 
     def _attempt(self, step: Step) -> None:
         lease = self.lease
         with self._opener(lease.netns, lease.ifname) as link:
-            client = _client(link, lease, lease.broadcast, self._timing)
+            client = _client(link, lease, lease.broadcast, self._timing, self._monotonic)
             address = lease.grant.address.ip
             try:
                 if step.action == "renew":
