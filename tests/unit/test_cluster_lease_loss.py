@@ -123,3 +123,20 @@ def test_left_behind_reports_stranded_pods_once_and_clears_the_report(tmp_path: 
         store.release_ip(ip_address("10.244.1.2"))
     assert left.check(NET("10.244.7.0/24")) == []
     assert not (tmp_path / STRANDED_FILE).exists() and metrics.get("pycni_agent_stranded_pods") == 0
+
+
+def test_a_running_node_whose_subnet_another_node_took_moves_once_and_says_so(kv: MemoryKV) -> None:
+    sm = manager(kv, config())
+    got: list[Lease] = []
+    keeper = LeaseKeeper(sm, "a", ip(1), {}, ttl=TTL, on_lease=got.append, metrics=AgentMetrics(),
+                         prefer=lambda: got[-1].subnet if got else None)  # what the agent's subnet.env says
+    keeper.step()
+    first = got[-1].subnet
+    sm.release("a")
+    assert sm.acquire("b", ip(2), {}, prefer=first).subnet == first  # b takes it before a renews
+
+    keeper.step()  # the renewal finds b on the subnet: lease lost
+    keeper.step()  # acquire again: the subnet a asks for is b's, so a free one
+
+    assert [lease.subnet for lease in got][:1] == [first] and len(got) == 2
+    assert got[1].subnet != first and keeper.lease is not None and keeper.lease.subnet == got[1].subnet
