@@ -14,6 +14,7 @@ rebinds at T2, and releases it on DEL before answering.
 - ``conf``: the ``ipam`` section the plugin and daemon read.
 - ``rpc``: the request/answer framing between plugin and daemon.
 - ``store``: the daemon's leases on disk, so a restarted daemon resumes them.
-- ``daemon``: the server, one keeper thread per lease.
+- ``keeper``: acquiring and releasing a lease, and the thread that keeps one.
+- ``daemon``: the leases by attachment and the unix-socket server.
 - ``plugin``: the CNI handlers and ``dhcp daemon`` (``command_line``).
 """
