@@ -30,3 +30,4 @@ bench: setup
 	.venv/bin/python benchmarks/run.py
 	.venv/bin/python benchmarks/policy.py
 	.venv/bin/python benchmarks/containerd.py
+	.venv/bin/python benchmarks/dhcp.py
