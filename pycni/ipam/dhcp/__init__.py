@@ -10,7 +10,7 @@ rebinds at T2, and releases it on DEL before answering.
   routes, timers) and the request/provide options of the config; pure.
 - ``lease``: the lease's timers as a state machine over a clock; pure.
 - ``client``: the exchanges (DORA, renew, rebind, release) over a ``Link``.
-- ``link``: the packet socket on the pod's interface, opened in its netns.
+- ``link``: the pod's interface, a packet socket opened in its netns (``pycni.net.packet``).
 - ``conf``: the ``ipam`` section the plugin and daemon read.
 - ``rpc``: the request/answer framing between plugin and daemon.
 - ``store``: the daemon's leases on disk, so a restarted daemon resumes them.
