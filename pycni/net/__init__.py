@@ -35,6 +35,7 @@ Addresses, routes, traffic
 - ``tc``         token-bucket shaping, ingress redirects to ifb devices, ifb links (bandwidth)
 - ``localnet``   route_localnet and the local-routing check (portmap)
 - ``conntrack``  flush conntrack entries (portmap)
+- ``packet``     packet sockets: IPv4 packets on one interface below the IP stack (dhcp)
 
 Packet filtering: ``firewall/`` (nftables, iptables, masquerade, spoof check);
 see its ``__init__``.
