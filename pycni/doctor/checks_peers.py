@@ -76,7 +76,12 @@ def peer_state(snap: Snapshot) -> CheckResult:
         return fail(cid, "entries are in place but peers' overlay addresses do not answer", silent,
                     "run pycni doctor on the peer (its firewall: forward-drop, vxlan-port); check the underlay "
                     "between the nodes")
-    probed = f", {len(snap.probes)} gateway(s) answer" if snap.probes else ""
+    quiet = [f"{p.peer}: its VTEP {p.target} answers, its pod gateway {p.gateway} does not"
+             for p in snap.probes or () if p.gateway is not None and p.gateway_ok is False]
+    if quiet:
+        return warn(cid, "a peer's pod gateway does not answer (no pod there yet, or its bridge lost its address)",
+                    quiet, "pycni doctor on that peer (see bridge-stale-addr there)")
+    probed = f", {len(snap.probes)} peer(s) answer pings" if snap.probes else ""
     return passed(cid, f"routes{' and VXLAN entries' if snap.store.backend_type == 'vxlan' else ''} for "
                   f"{len(_peers(snap))} peer(s) in place{probed}")
 

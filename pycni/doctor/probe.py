@@ -1,7 +1,8 @@
 """``--probe``: active checks across nodes, from this node's namespace.
 
 For each peer lease: a small ping to the peer's overlay address (its VTEP,
-``S.0``, with vxlan; its pod gateway ``S.1`` with host-gw), then a
+``S.0``, with vxlan; its pod gateway ``S.1`` with host-gw), with vxlan one to
+its pod gateway ``S.1`` too (on its bridge once a pod ran there), then a
 don't-fragment ping whose packet is exactly the pod MTU (payload MTU - 28:
 20 bytes of IPv4 header, 8 of ICMP), as cilium's pod-to-pod-no-frag test
 does. Small answered, big lost: an MTU black hole. All pings of all peers
@@ -33,6 +34,8 @@ def probe_peers(peers: Sequence[LeaseView], backend: str, pod_mtu: int | None, *
     size = pod_mtu - 28 if pod_mtu else None
     small = {p.node: subprocess.Popen([*base, probe_target(p, backend)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL) for p in peers}
+    gateways = {p.node: subprocess.Popen([*base, str(p.subnet[1])], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL) for p in peers if backend == "vxlan"}
     loud = [b for b in base if b != "-q"]  # ping says "local error: message too long" only when not quiet
     big = {p.node: subprocess.Popen([*loud, "-M", "do", "-s", str(size), probe_target(p, backend)],
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -45,8 +48,10 @@ def probe_peers(peers: Sequence[LeaseView], backend: str, pod_mtu: int | None, *
             output, _ = big[peer.node].communicate()
             df_ok = big[peer.node].returncode == 0
             df_error = None if df_ok else _ping_error(output)
+        gateway_ok = gateways[peer.node].wait() == 0 if peer.node in gateways else None
         results.append(ProbeResult(peer.node, IPv4Address(probe_target(peer, backend)), reachable, size,
-                                   df_ok if reachable else None, df_error if reachable else None))
+                                   df_ok if reachable else None, df_error if reachable else None,
+                                   peer.subnet[1] if peer.node in gateways else None, gateway_ok))
     return tuple(results)
 
 

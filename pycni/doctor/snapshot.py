@@ -230,6 +230,8 @@ class ProbeResult:
     df_size: int | None  # payload of the don't-fragment ping; None when not tried
     df_ok: bool | None
     df_error: str | None = None  # what ping said when the big ping failed ("local error: message too long, ...")
+    gateway: IPv4Address | None = None  # vxlan: the peer's pod gateway, pinged besides its VTEP
+    gateway_ok: bool | None = None
 
 
 @dataclass(frozen=True)

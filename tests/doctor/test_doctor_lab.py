@@ -79,7 +79,7 @@ def test_a_healthy_node_passes_every_check_with_probes(lab: Lab) -> None:
     statuses = {c["id"]: c["status"] for c in doc["checks"]}
     assert {s for s in statuses.values()} == {"pass"}, statuses
     assert set(doc["checks"][0]) == {"id", "status", "summary", "evidence", "fix"}
-    assert "1 gateway(s) answer" in check(doc, "peer-state")["summary"]
+    assert "1 peer(s) answer pings" in check(doc, "peer-state")["summary"]
 
 
 def test_a_removed_plugin_is_plugin_missing(lab: Lab) -> None:

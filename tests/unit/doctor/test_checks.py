@@ -333,6 +333,9 @@ def test_a_silent_peer_fails_with_vxlan_and_warns_with_host_gw() -> None:
     host_gw = replace(snap, store=replace(snap.store, backend_type="host-gw"))
     host_gw = with_node(host_gw, routes=(RouteView(PEER, IPv4Address("192.168.77.12"), "eth0", 124),))
     assert result(host_gw, "peer-state")[0] == "warn"
+    no_gateway = replace(healthy(), probes=(ProbeResult("n2", IPv4Address("10.244.2.0"), True, 1422, True, None,
+                                                        IPv4Address("10.244.2.1"), False),))
+    assert result(no_gateway, "peer-state")[0] == "warn"
 
 
 def test_a_changed_vtep_mac_and_a_duplicate_fail_vtep_mac() -> None:
