@@ -279,3 +279,38 @@ def test_the_command_line_wants_daemon_and_an_absolute_pidfile(capsys) -> None:
     assert "did you mean 'dhcp daemon'" in capsys.readouterr().err
     assert plugin.command_line(["daemon", "-pidfile", "relative.pid"]) == 1
     assert "path not absolute" in capsys.readouterr().err
+
+
+ACTIVATED_CHILD = """
+import os, socket, sys
+from pycni.ipam.dhcp.daemon import inherited_listener
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+os.dup2(listener.fileno(), 3)
+got = inherited_listener({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}, os.getpid())
+print(got.fileno(), got.getsockname())
+"""
+
+
+def test_socket_activation_takes_fd_3_only_when_meant_for_us(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from pycni.ipam.dhcp.daemon import inherited_listener
+    from tests.support.cnilab import REPO_ROOT
+
+    assert inherited_listener({}, 42) is None
+    assert inherited_listener({"LISTEN_PID": "41", "LISTEN_FDS": "1"}, 42) is None  # another process's
+    assert inherited_listener({"LISTEN_PID": "42", "LISTEN_FDS": "0"}, 42) is None
+    with pytest.raises(OSError, match="too many \\(2\\) sockets"):
+        inherited_listener({"LISTEN_PID": "42", "LISTEN_FDS": "2"}, 42)
+    path = str(tmp_path / "activated.sock")
+    out = subprocess.run(
+        [sys.executable, "-c", ACTIVATED_CHILD, path],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert out.stdout.split() == ["3", path]

@@ -16,8 +16,9 @@ Contract:
   netns still exists (a restarted daemon keeps renewing its live pods) and
   forgets the others. ``shutdown`` stops the keepers and keeps the store.
 - ``serve`` listens on the socket (refusing one another daemon answers on,
-  replacing a stale one), answers each connection in a thread, and on
-  SIGTERM/SIGINT removes the socket and pid file and returns.
+  replacing a stale one; or on the one systemd passed, socket activation as
+  the reference), answers each connection in a thread, and on SIGTERM/SIGINT
+  removes the socket (unless systemd's) and pid file and returns.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -250,6 +251,21 @@ def _claim_socket(path: str) -> None:
     raise OSError(f"another DHCP daemon is listening on '{path}'")
 
 
+def inherited_listener(environ: Mapping[str, str], pid: int) -> socket.socket | None:
+    """The listening socket systemd passed (socket activation: LISTEN_PID, LISTEN_FDS, fd 3), or None.
+
+    OSError when it passed more than one: which one would be ours is unknown.
+    """
+    if environ.get("LISTEN_PID") != str(pid) or not environ.get("LISTEN_FDS"):
+        return None
+    count = int(environ["LISTEN_FDS"])
+    if count == 0:
+        return None
+    if count > 1:
+        raise OSError(f"too many ({count}) sockets passed through socket activation")
+    return socket.socket(fileno=3)
+
+
 def serve(options: DaemonOptions, ready: Callable[[], None] = lambda: None) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     socket_path = options.host_prefix + options.socket_path
@@ -260,10 +276,17 @@ def serve(options: DaemonOptions, ready: Callable[[], None] = lambda: None) -> N
         host_prefix=options.host_prefix,
     )
     resumed = leases.resume()
-    _claim_socket(socket_path)
-    server = _Server(socket_path, _Handler)
+    inherited = inherited_listener(os.environ, os.getpid())
+    if inherited is None:
+        _claim_socket(socket_path)
+        server = _Server(socket_path, _Handler)
+        os.chmod(socket_path, 0o600)
+    else:  # systemd's socket: it made the path and removes it
+        server = _Server(socket_path, _Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = inherited
+        socket_path = ""
     server.leases = leases
-    os.chmod(socket_path, 0o600)
     if options.pidfile:
         with open(options.pidfile, "w", encoding="ascii") as f:
             f.write(str(os.getpid()))
@@ -272,7 +295,8 @@ def serve(options: DaemonOptions, ready: Callable[[], None] = lambda: None) -> N
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    log.info("listening on %s (%d leases resumed from %s)", socket_path, resumed, options.state_dir)
+    where = socket_path or "the socket systemd passed"
+    log.info("listening on %s (%d leases resumed from %s)", where, resumed, options.state_dir)
     ready()
     try:
         server.serve_forever(poll_interval=0.5)
