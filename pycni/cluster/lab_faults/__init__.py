@@ -67,6 +67,7 @@ class Fault:
 
 
 P0 = ("synthetic-pod",)  # a pod cannot be created: doctor's reproduction fails too
+PATH = ("peer-state",)  # the overlay to the peers is cut: doctor's probe of their gateways fails too
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("agent-down", "agent-down", "stop the node's agent", kernel.nothing, kernel.heal_nothing,
@@ -111,13 +112,14 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("peer-state", "peer-state", "stop the agent and delete its entry for one peer (neighbour or route)",
           kernel.peer_state, kernel.heal_peer_state, stop_agent=True),
     Fault("vtep-mac", "vtep-mac", "stop the agent and change the VXLAN device's MAC", kernel.vtep_mac,
-          kernel.heal_vtep_mac, stop_agent=True, backends=("vxlan",)),
+          kernel.heal_vtep_mac, stop_agent=True, backends=("vxlan",),
+          consequences=("peer-state",)),  # a new MAC flushes the device's neighbours; peers' FDB misses it
     Fault("node-ip", "node-ip", "move eth0 to another address under the running agent", kernel.node_ip,
-          kernel.heal_node_ip),
+          kernel.heal_node_ip, consequences=PATH),
     Fault("mtu", "mtu", "lower eth0's MTU by 100 on this node only", kernel.mtu, kernel.heal_mtu),
     Fault("vxlan-port", "vxlan-port", "drop the overlay's UDP port 8472 on input", kernel.nft_table(
         "inet", "labfault_vxlan", "in { type filter hook input priority -10; }", "udp dport 8472 drop"),
-          kernel.heal_nft, backends=("vxlan",)),
+          kernel.heal_nft, backends=("vxlan",), consequences=PATH),
 )}
 
 
