@@ -51,6 +51,7 @@ from pycni.spec.errors import (
 from pycni.spec.readers import describe_json
 from pycni.spec.validate import validate_container_id, validate_interface_name, validate_network_name
 from pycni.spec.version import CURRENT_VERSION, SUPPORTED_VERSIONS, check_supported, command_allowed
+from pycni.spec.version_info import plugin_info
 
 if TYPE_CHECKING:
     from pycni.spec.args import CniArgs
@@ -268,20 +269,12 @@ def _check_environment(command: str, env: Mapping[str, str]) -> None:
 
 
 def _version_answer(plugin: Plugin, stdin: bytes | Callable[[], bytes]) -> bytes:
-    """Compact JSON and a newline, like Go's encoder.
-
-    Echoes the request's cniVersion when the plugin supports it (what the
-    spec asks); otherwise the library's current version (what Go does).
-    """
-    version = CURRENT_VERSION
+    """``spec.version_info.plugin_info``; unreadable stdin is no request (the current version)."""
     try:
-        request = json.loads(_read(stdin) or b"null")
-    except (CniError, ValueError, RecursionError):
-        request = None
-    if isinstance(request, dict) and request.get("cniVersion") in plugin.versions:
-        version = request["cniVersion"]
-    answer = {"cniVersion": version, "supportedVersions": list(plugin.versions)}
-    return json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+        request = _read(stdin)
+    except CniError:
+        request = b""
+    return plugin_info(plugin.versions, request)
 
 
 def _read(stdin: bytes | Callable[[], bytes]) -> bytes:

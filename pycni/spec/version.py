@@ -12,9 +12,9 @@ from typing import Any
 
 from pycni.spec.errors import DecodingFailure, IncompatibleVersion
 
-#: Every version this library reads and writes, oldest first.
-SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-CURRENT_VERSION = SUPPORTED_VERSIONS[-1]
+# The one list of versions, in a module that imports nothing (VERSION's cold path); re-exported here.
+from pycni.spec.version_info import CURRENT_VERSION as CURRENT_VERSION
+from pycni.spec.version_info import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
 
 #: The oldest config version in which each command exists. One table, not
 #: a gate copied into every dispatcher.
