@@ -9,45 +9,61 @@ of a bare invocation, and the spec versions VERSION reports.
   each handler imports the module on its first call. VERSION, a bare run
   and looking a type up cost only skel, and a plugin module is free to
   import what it uses at its top.
+- ``plugin_info(type, request)`` is VERSION's answer from the entry alone:
+  it needs neither skel nor the plugin, so the in-process path answers
+  VERSION after importing this module and ``spec.version_info`` only.
 - ``import_plugin(type)`` imports that module now (the executor warms
   every plugin; a caller that must know a plugin loads before it commits
   to running it in-process).
 
 Layer: below ipam and plugins, above skel and spec (it imports only
-those): ipam's delegation and the plugin entry points look types up here.
-The table names modules as strings, so it imports no plugin.
+those, skel when a Plugin is first built): ipam's delegation and the
+plugin entry points look types up here. The table names modules as
+strings, so it imports no plugin.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
-from pycni.skel import Plugin
-from pycni.spec.version import SUPPORTED_VERSIONS
+from pycni.spec import version_info
+from pycni.spec.version_info import SUPPORTED_VERSIONS
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms on the cold path)
 if TYPE_CHECKING:
-    from pycni.skel import CmdArgs
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
 
-__all__ = ["PLUGINS", "Registration", "import_plugin", "load_plugin", "registration"]
+    from pycni.skel import CmdArgs, Plugin
+
+__all__ = ["PLUGINS", "Registration", "import_plugin", "load_plugin", "plugin_info", "registration"]
 
 
 def _from(version: str) -> tuple[str, ...]:
     return SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.index(version) :]
 
 
-@dataclass(frozen=True)
 class Registration:
-    """One plugin type: where its handlers are and what it says before running any."""
+    """One plugin type: where its handlers are and what it says before running any.
 
-    module: str  # imported on the first call of a handler
-    about: str  # printed on stderr when run without CNI_COMMAND
-    status: bool = True  # the module has cmd_status (else STATUS succeeds without it)
-    gc: bool = True  # the module has cmd_gc (else GC succeeds without it)
-    versions: tuple[str, ...] = SUPPORTED_VERSIONS
+    Read-only by convention. Not a dataclass: VERSION reads this table on the
+    cold path, where importing dataclasses (and inspect, ast, re behind it)
+    would cost more than the rest of the answer.
+    """
+
+    __slots__ = ("about", "gc", "module", "status", "versions")
+
+    def __init__(self, module: str, about: str, *, status: bool = True, gc: bool = True,
+                 versions: tuple[str, ...] = SUPPORTED_VERSIONS) -> None:
+        self.module = module  # imported on the first call of a handler
+        self.about = about  # printed on stderr when run without CNI_COMMAND
+        self.status = status  # the module has cmd_status (else STATUS succeeds without it)
+        self.gc = gc  # the module has cmd_gc (else GC succeeds without it)
+        self.versions = versions
+
+    def __repr__(self) -> str:
+        return f"Registration({self.module!r}, status={self.status}, gc={self.gc}, versions={self.versions})"
 
 
 PLUGINS: dict[str, Registration] = {
@@ -124,6 +140,11 @@ def registration(plugin_type: str) -> Registration:
         raise LookupError(f"pycni has no plugin of type {plugin_type!r}") from None
 
 
+def plugin_info(plugin_type: str, request: bytes) -> bytes:
+    """What ``plugin_type`` prints for VERSION given its stdin (LookupError when unknown); as ``skel.dispatch``."""
+    return version_info.plugin_info(registration(plugin_type).versions, request)
+
+
 def import_plugin(plugin_type: str) -> ModuleType:
     """Import the module that implements ``plugin_type`` (LookupError, or the import's own error)."""
     return importlib.import_module(registration(plugin_type).module)
@@ -146,6 +167,8 @@ def load_plugin(plugin_type: str) -> Plugin:
     """The ``skel.Plugin`` of ``plugin_type`` (LookupError when unknown); nothing of the plugin is imported yet."""
     plugin = _loaded.get(plugin_type)
     if plugin is None:
+        from pycni.skel import Plugin
+
         entry = registration(plugin_type)
         plugin = Plugin(
             name=plugin_type,
