@@ -72,33 +72,13 @@ def br_netfilter(snap: Snapshot) -> CheckResult:
     return warn(cid, "traffic between pods of this node bypasses netfilter (services, policy)", evidence, fix)
 
 
-def _underlay(snap: Snapshot) -> str | None:
-    lease = snap.own_lease
-    if snap.options.iface:
-        return snap.options.iface
-    if snap.node is None:
-        return None
-    if lease is not None:
-        for link in snap.node.links:
-            if any(a.ip == lease.public_ip for a in link.addresses):
-                return link.name
-    default = next((r.dev for r in snap.node.routes if r.dst.prefixlen == 0), None)
-    return default
-
-
-def _vxlan_device(snap: Snapshot) -> str | None:
-    if snap.store is None or snap.store.backend_type != "vxlan":
-        return None
-    return f"pycni.{snap.store.vni if snap.store.vni is not None else 1}"
-
-
 def rp_filter(snap: Snapshot) -> CheckResult:
     cid = "rp-filter"
     if snap.node is None:
         return skip(cid, f"cannot read sysctls: {snap.errors.get('node', 'unknown error')}")
     sysctls = snap.node.sysctls
     strict = []
-    for dev in filter(None, (_vxlan_device(snap), snap.options.bridge, _underlay(snap))):
+    for dev in filter(None, (snap.vxlan_device, snap.options.bridge, snap.underlay)):
         values = [sysctls.get(f"net.ipv4.conf.{name}.rp_filter") for name in ("all", dev)]
         effective = max((int(v) for v in values if v is not None and v.isdigit()), default=0)
         if effective == 1:
@@ -222,7 +202,7 @@ def conntrack(snap: Snapshot) -> CheckResult:
 
 def csum_offload(snap: Snapshot) -> CheckResult:
     cid = "csum-offload"
-    dev = _vxlan_device(snap)
+    dev = snap.vxlan_device
     if dev is None:
         return passed(cid, "no VXLAN device")
     if snap.node is None:

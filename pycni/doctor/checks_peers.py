@@ -33,11 +33,6 @@ def _ready(snap: Snapshot, cid: str) -> CheckResult | None:
     return None
 
 
-def _device(snap: Snapshot) -> str:
-    assert snap.store is not None
-    return f"pycni.{snap.store.vni if snap.store.vni is not None else 1}"
-
-
 def peer_state(snap: Snapshot) -> CheckResult:
     cid = "peer-state"
     not_ready = _ready(snap, cid)
@@ -46,7 +41,7 @@ def peer_state(snap: Snapshot) -> CheckResult:
     assert snap.store is not None and snap.node is not None
     routes = {(r.dst, r.gw, r.dev) for r in snap.node.routes if r.protocol == ROUTE_PROTO}
     problems: list[str] = []
-    dev = _device(snap)
+    dev = snap.vxlan_device or "pycni.1"
     entries = snap.node.peer_entries
     for peer in _peers(snap):
         if snap.store.backend_type == "vxlan":
@@ -99,7 +94,7 @@ def vtep_mac(snap: Snapshot) -> CheckResult:
                 + ", ".join(lease.node for lease in snap.store.leases if (lease.vtep_mac or "").lower() == mac)
                 for mac, n in macs.items() if n > 1]
     own = snap.own_lease
-    dev = _device(snap)
+    dev = snap.vxlan_device or "pycni.1"
     link = snap.node.link(dev)
     fix = "restart the agent (it sets the MAC it publishes)"
     if own is not None and link is not None and own.vtep_mac and link.mac.lower() != own.vtep_mac.lower():
@@ -118,12 +113,10 @@ def mtu(snap: Snapshot) -> CheckResult:
     assert snap.store is not None and snap.node is not None
     own = snap.own_lease
     problems: list[str] = []
-    from pycni.doctor.checks_kernel import _underlay
-
-    underlay = snap.node.link(_underlay(snap) or "")
+    underlay = snap.node.link(snap.underlay or "")
     overhead = OVERHEAD if snap.store.backend_type == "vxlan" else 0
     limit = underlay.mtu - overhead if underlay is not None else None
-    vxlan = snap.node.link(_device(snap)) if snap.store.backend_type == "vxlan" else None
+    vxlan = snap.node.link(snap.vxlan_device or "pycni.1") if snap.store.backend_type == "vxlan" else None
     if limit is not None and vxlan is not None and vxlan.mtu > limit:
         problems.append(f"{vxlan.name} MTU {vxlan.mtu} > {underlay.name if underlay else '?'} MTU "
                         f"{underlay.mtu if underlay else '?'} - {overhead}")

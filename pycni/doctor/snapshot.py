@@ -263,3 +263,25 @@ class Snapshot:
         if self.store is None:
             return None
         return next((lease for lease in self.store.leases if lease.node == self.options.node_name), None)
+
+    @property
+    def vxlan_device(self) -> str | None:
+        """The agent's VXLAN device (``pycni.<VNI>``) when the cluster runs vxlan."""
+        if self.store is None or self.store.backend_type != "vxlan":
+            return None
+        return f"pycni.{self.store.vni if self.store.vni is not None else 1}"
+
+    @property
+    def underlay(self) -> str | None:
+        """The device peers reach this node by: ``--iface``, else the one holding the leased address, else the
+        default route's."""
+        if self.options.iface:
+            return self.options.iface
+        if self.node is None:
+            return None
+        lease = self.own_lease
+        if lease is not None:
+            for link in self.node.links:
+                if any(a.ip == lease.public_ip for a in link.addresses):
+                    return link.name
+        return next((r.dev for r in self.node.routes if r.dst.prefixlen == 0), None)
