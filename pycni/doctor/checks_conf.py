@@ -82,6 +82,8 @@ def plugin_not_exec(snap: Snapshot) -> CheckResult:
             problems.append(f"{plugin.path}: not a regular file")
         elif not plugin.executable:
             problems.append(f"{plugin.path}: not executable (mode or a noexec mount)")
+        elif plugin.foreign_arch:
+            problems.append(f"{plugin.path}: built for {plugin.foreign_arch} (runtimes see 'exec format error')")
         elif not plugin.interpreter_ok:
             problems.append(f"{plugin.path}: its interpreter {plugin.interpreter} does not exist "
                             "(runtimes see 'no such file or directory')")

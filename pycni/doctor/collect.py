@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Interface, IPv4Network
@@ -32,7 +33,7 @@ from pycni.doctor.snapshot import (
     StoreView,
 )
 
-__all__ = ["collect"]
+__all__ = ["collect", "foreign_arch"]
 
 T = TypeVar("T")
 
@@ -129,6 +130,20 @@ def collect_conf(directory: str) -> tuple[ConfFile, ...]:
     return tuple(_conf_file(path) for path in conf_files(directory))
 
 
+# ELF e_machine values of the machines Debian builds for (elf.h), by platform.machine()'s name.
+_ELF_MACHINES = {3: "i686", 40: "armv7l", 62: "x86_64", 183: "aarch64", 243: "riscv64", 21: "ppc64le", 22: "s390x"}
+
+
+def foreign_arch(head: bytes, machine: str) -> str | None:
+    """The architecture an ELF header is for, when it is not ``machine``; None for this machine or not ELF."""
+    if len(head) < 20 or not head.startswith(b"\x7fELF"):
+        return None
+    number = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    arch = _ELF_MACHINES.get(number, f"e_machine {number}")
+    runs_here = arch == machine or (machine == "x86_64" and arch == "i686")  # 32-bit x86 runs on x86_64
+    return None if runs_here or machine not in _ELF_MACHINES.values() else arch
+
+
 def _interpreter(path: str) -> str | None:
     with open(path, "rb") as f:
         head = f.read(256)
@@ -150,6 +165,10 @@ def _plugin(plugin_type: str, bin_dirs: tuple[str, ...]) -> PluginFile:
         return PluginFile(plugin_type, path, regular=False)
     if not os.access(path, os.X_OK):
         return PluginFile(plugin_type, path, executable=False)
+    with open(path, "rb") as f:
+        other = foreign_arch(f.read(20), platform.machine())
+    if other is not None:
+        return PluginFile(plugin_type, path, foreign_arch=other)
     interpreter = _interpreter(path)
     if interpreter is not None and not os.access(interpreter, os.X_OK):
         return PluginFile(plugin_type, path, interpreter=interpreter, interpreter_ok=False)

@@ -85,6 +85,7 @@ class PluginFile:
     executable: bool = True
     interpreter: str | None = None  # the shebang's program, for scripts
     interpreter_ok: bool = True
+    foreign_arch: str | None = None  # an ELF binary built for another machine ("aarch64" on x86_64)
     versions: tuple[str, ...] | None = None  # VERSION's supportedVersions; None: not asked or failed
     version_error: str | None = None
 

@@ -94,6 +94,7 @@ def test_a_missing_plugin_fails_plugin_missing_with_the_runtime_wording() -> Non
     PluginFile("portmap", "/lab/bin/portmap", executable=False),
     PluginFile("portmap", "/lab/bin/portmap", regular=False),
     PluginFile("portmap", "/lab/bin/portmap", interpreter="/usr/bin/python9", interpreter_ok=False),
+    PluginFile("portmap", "/lab/bin/portmap", foreign_arch="aarch64"),
 ])
 def test_a_plugin_that_cannot_run_fails_plugin_not_exec(plugin: PluginFile) -> None:
     snap = healthy()

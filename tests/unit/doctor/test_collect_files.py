@@ -15,6 +15,7 @@ from pycni.doctor.collect import (
     collect_conf,
     collect_ipam,
     collect_plugins,
+    foreign_arch,
     read_env,
 )
 from pycni.doctor.collect_kernel import rule_text
@@ -101,3 +102,12 @@ def test_nft_rules_read_as_words() -> None:
     accept = {"expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
                                   "right": {"prefix": {"addr": "10.244.0.0", "len": 16}}}}, {"accept": None}]}
     assert rule_text(accept) == "ip saddr 10.244.0.0/16 accept"
+
+
+def test_elf_binaries_for_another_machine() -> None:
+    x86 = b"\x7fELF\x02\x01\x01" + bytes(11) + (62).to_bytes(2, "little")
+    arm = b"\x7fELF\x02\x01\x01" + bytes(11) + (183).to_bytes(2, "little")
+    assert foreign_arch(x86, "x86_64") is None
+    assert foreign_arch(arm, "x86_64") == "aarch64"
+    assert foreign_arch(b"#!/bin/sh\n" + bytes(20), "x86_64") is None
+    assert foreign_arch(arm, "mips") is None  # a machine we have no table entry for: do not guess
