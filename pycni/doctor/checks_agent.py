@@ -121,6 +121,10 @@ def node_ip(snap: Snapshot) -> CheckResult:
     if snap.node is None:
         return skip(cid, f"cannot list the node's addresses: {snap.errors.get('node', 'unknown error')}")
     holders = [link.name for link in snap.node.links if any(a.ip == lease.public_ip for a in link.addresses)]
+    iface = snap.options.iface
+    if holders and iface and iface not in holders:
+        return fail(cid, f"the lease publishes {lease.public_ip}, which is on {holders[0]}, not on --iface {iface}",
+                    [f"{iface} has no {lease.public_ip}"], "restart the agent with the --iface peers reach it by")
     if not holders:
         present = [f"{link.name}: {', '.join(str(a) for a in link.addresses)}" for link in snap.node.links
                    if link.addresses]

@@ -215,6 +215,8 @@ def test_a_leased_address_missing_from_the_node_fails_node_ip() -> None:
     links = tuple(replace(link, addresses=(IPv4Interface("192.168.77.99/24"),)) if link.name == "eth0" else link
                   for link in snap.node.links)
     assert failing(with_node(snap, links=links)) == ["node-ip"]
+    elsewhere = replace(snap, options=replace(snap.options, iface="eth1"))
+    assert result(elsewhere, "node-ip")[0] == "fail"
 
 
 # -- kernel settings and foreign firewalls ---------------------------------------------------------------------------
