@@ -76,7 +76,9 @@ class DhcpServer:
 
     def __post_init__(self) -> None:
         tok = uuid.uuid4().hex[:6]
-        run("ip", "link", "add", self.bridge, "type", "bridge")
+        # A set MAC: else the bridge takes its ports' lowest, which moves as pods come (and CHECK sees it move).
+        mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
+        run("ip", "link", "add", self.bridge, "address", mac, "type", "bridge")
         run("ip", "link", "set", self.bridge, "up")
         segments = []
         for name in ("a", "b"):

@@ -174,6 +174,30 @@ def test_a_restarted_daemon_resumes_renewing_live_pods(world: World, make_netns:
     assert world.state_files() == []
 
 
+def test_debians_go_daemon_forgets_its_leases_when_restarted(
+    world: World, make_netns: Callable[[], Netns], tmp_path: Path
+) -> None:
+    """Go's daemon keeps leases in memory: restarted, it neither renews a live pod's lease nor releases it on DEL."""
+    go_lab = CniLab(root=tmp_path / "go", bridge=world.server.bridge, subnet4="", gateway4="", subnet6="")
+    go_lab.install_pycni("macvlan")
+    go_socket = tmp_path / "go-dhcp.sock"
+    go = DhcpDaemon([f"{GO_PLUGIN_DIR}/dhcp", "daemon", "-socketpath", str(go_socket)], go_socket,
+                    tmp_path / "go-daemon.log").start()
+    try:
+        net = network(world, "macvlan", str(go_socket), go_lab)
+        ns = make_netns()
+        rt = net.rt(ns.path)
+        ip = str(net.add(rt).ips[0].address.ip)
+        go.stop()
+        go_socket.unlink(missing_ok=True)  # its README: remove the socket before starting it (it leaves it behind)
+        go.start()
+        net.delete(rt)
+        time.sleep(1)
+        assert world.server.lease_of(ip) is not None  # leaked until it expires at the server
+    finally:
+        go.stop()
+
+
 @pytest.mark.parametrize("main", ["pycni", "go"])
 @pytest.mark.parametrize("kind", ["bridge", "macvlan"])
 def test_against_debians_go_dhcp_plugin(
