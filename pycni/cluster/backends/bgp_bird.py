@@ -84,6 +84,7 @@ class BirdSupervisor:
         self.bird = bird
         self.start_timeout = start_timeout
         self.prefix = list(prefix)  # e.g. ip netns exec NS: the lab starts its ToR's bird from the host
+        self._synced = False  # this supervisor has seen bird take the current bird.conf
 
     def pid(self) -> int | None:
         return _pid_of(self.paths)
@@ -96,10 +97,15 @@ class BirdSupervisor:
         os.makedirs(self.paths.dir, mode=0o755, exist_ok=True)
         changed = self._write_checked(config)
         if not self.running():
-            return [self.start()]
-        if changed:
+            started = self.start()
+            self._synced = True
+            return [started]
+        if changed or not self._synced:
+            # Also once after an agent restart: the running bird may predate the file (a crash in between).
             self.configure()
-            return [f"bird reconfigured ({self.paths.conf})"]
+            self._synced = True
+            if changed:
+                return [f"bird reconfigured ({self.paths.conf})"]
         return []
 
     def _write_checked(self, config: str) -> bool:
@@ -144,8 +150,9 @@ class BirdSupervisor:
         return f"bird {how} (pid {pid}, socket {self.paths.socket})"
 
     def configure(self) -> None:
+        self._synced = False  # until bird confirms: a refused configure is retried at the next apply
         reply = query(self.paths.socket, "configure")
-        if not any(code in (3, 4, 18, 19, 20) for code, _ in reply):  # reconfigured / in progress / queued
+        if not any(code in (3, 4, 5, 17) for code, _ in reply):  # reconfigured, in progress, queued (bird 2.0)
             raise BirdError(f"bird did not take {self.paths.conf}: {reply}")
 
     def withdraw(self) -> None:

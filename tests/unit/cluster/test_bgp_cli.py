@@ -65,6 +65,7 @@ def run_dir() -> Iterator[str]:
 
     threading.Thread(target=serve, daemon=True).start()
     yield directory
+    server.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept(); close() alone would not
     server.close()
     os.unlink(path)
     os.rmdir(os.path.join(directory, "bird"))

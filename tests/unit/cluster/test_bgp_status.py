@@ -91,6 +91,7 @@ def fake_bird() -> Iterator[tuple[str, list[str]]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield path, seen
+    server.shutdown(socket.SHUT_RDWR)  # wakes the thread in accept(); close() alone would not
     server.close()
     os.unlink(path)
     os.rmdir(directory)
