@@ -314,3 +314,30 @@ def test_socket_activation_takes_fd_3_only_when_meant_for_us(tmp_path: Path) -> 
         env={"PYTHONPATH": str(REPO_ROOT)},
     )
     assert out.stdout.split() == ["3", path]
+
+
+def test_gc_releases_the_networks_leases_outside_the_valid_attachments(world: World) -> None:
+    for container in ("keep", "drop"):
+        world.leases.allocate(world.call("allocate", container=container))
+    other = world.call("allocate", container="drop")
+    other["config"] = {**other["config"], "name": "net2"}
+    world.leases.allocate(other)  # another network: GC of net1 leaves it alone
+    released = world.leases.gc(world.call("gc", valid=[["keep", "eth0"]]))
+    assert [(lease.container_id, lease.network) for lease in released] == [("drop", "net1")]
+    assert sorted((lease.container_id, lease.network) for lease in world.stored()) == [
+        ("drop", "net2"),
+        ("keep", "net1"),
+    ]
+    assert world.server.kinds().count(MessageType.RELEASE) == 1
+    assert answer(world.leases, world.call("gc"))["error"]["code"] == 7  # no valid list
+
+
+def test_the_plugins_gc_sends_the_valid_attachments(world: World, daemon_socket: str) -> None:
+    plugin.cmd_add(cmd_args(world, "ADD", daemon_socket))
+    args = cmd_args(world, "GC", daemon_socket, version="1.1.0")
+    args.config["cni.dev/valid-attachments"] = [{"containerID": "ctr1", "ifname": "eth0"}]
+    plugin.cmd_gc(args)
+    assert len(world.stored()) == 1
+    args.config["cni.dev/valid-attachments"] = []
+    plugin.cmd_gc(args)
+    assert world.stored() == [] and world.server.kinds()[-1] is MessageType.RELEASE

@@ -10,7 +10,8 @@ Contract:
   release reaches the server while the plugin's DEL still holds the
   interface. An interface already gone is logged, never a DEL failure.
   ``check`` fails with code 3 when the attachment holds no lease (the
-  reference's CHECK acquires one instead). Calls for one attachment are
+  reference's CHECK acquires one instead). ``gc`` releases the network's
+  leases of attachments not in the valid list (the reference has no GC). Calls for one attachment are
   serialised; different attachments run in parallel.
 - ``Leases.resume`` starts a keeper for every lease in the store whose
   netns still exists (a restarted daemon keeps renewing its live pods) and
@@ -149,10 +150,29 @@ class Leases:
             return lease_result(lease)
 
     def release(self, call: dict[str, Any]) -> None:
-        request = self._request(call)
-        with self._attachment_lock(request.client_id):
+        self._release(self._request(call).client_id)
+
+    def gc(self, call: dict[str, Any]) -> list[Lease]:
+        """Release the network's leases whose (containerID, ifName) is not in ``call["valid"]``; those released."""
+        config = call.get("config")
+        network = config.get("name") if isinstance(config, dict) else None
+        valid = call.get("valid")
+        if not isinstance(network, str) or not isinstance(valid, list):
+            raise InvalidConfig("gc needs the network config and its list of valid attachments")
+        keep = {(str(pair[0]), str(pair[1])) for pair in valid if isinstance(pair, list) and len(pair) == 2}
+        stale = [
+            lease
+            for lease in self.leases()
+            if lease.network == network and (lease.container_id, lease.ifname) not in keep
+        ]
+        for lease in stale:
+            self._release(lease.client_id)
+        return stale
+
+    def _release(self, client_id: bytes) -> None:
+        with self._attachment_lock(client_id):
             with self._lock:
-                keeper = self._keepers.pop(request.client_id, None)
+                keeper = self._keepers.pop(client_id, None)
             if keeper is None:
                 return
             keeper.stop()
@@ -205,6 +225,8 @@ def answer(leases: Leases, call: Any) -> dict[str, Any]:
             leases.release(call)
         elif method == "check":
             leases.check(call)
+        elif method == "gc":
+            leases.gc(call)
         elif method != "status":
             raise CniError(f"unknown method {method!r}")
         return {"result": {}}

@@ -7,8 +7,9 @@ Contract:
   gateway and routes in the config's version. DEL asks it to release the
   lease; it returns once DHCPRELEASE has left on the pod's interface. CHECK
   fails unless the daemon holds the lease. STATUS fails with code 50 when no
-  daemon answers. The netns path is made absolute: the daemon may run in
-  another working directory.
+  daemon answers. GC (spec 1.1.0) has the daemon release the network's
+  leases of attachments outside ``cni.dev/valid-attachments``. The netns
+  path is made absolute: the daemon may run in another working directory.
 - ``command_line(argv)`` is what the installed plugin does with arguments:
   ``dhcp daemon [-socketpath PATH] [-pidfile PATH] [-hostprefix DIR]
   [-broadcast] [-timeout DUR] [-resendmax DUR] [-statedir DIR]``, the
@@ -32,11 +33,12 @@ from pycni.ipam.dhcp.conf import DEFAULT_SOCKET, socket_path
 from pycni.ipam.dhcp.rpc import call
 from pycni.spec.result import Result
 
-__all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_status", "command_line", "parse_duration"]
+__all__ = ["cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status", "command_line", "parse_duration"]
 
 
-def _call(method: str, args: skel.CmdArgs) -> dict[str, Any]:
+def _call(method: str, args: skel.CmdArgs, **extra: Any) -> dict[str, Any]:
     request = {
+        **extra,
         "method": method,
         "containerID": args.container_id,
         "netns": os.path.abspath(args.netns) if args.netns else "",
@@ -61,6 +63,10 @@ def cmd_check(args: skel.CmdArgs) -> None:
 
 def cmd_status(args: skel.CmdArgs) -> None:
     _call("status", args)
+
+
+def cmd_gc(args: skel.CmdArgs) -> None:
+    _call("gc", args, valid=[list(pair) for pair in args.valid_attachments()])
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
