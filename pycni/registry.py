@@ -128,7 +128,7 @@ PLUGINS: dict[str, Registration] = {
     # IPAM
     "host-local": Registration("pycni.ipam.host_local.plugin", "pycni host-local IPAM plugin"),
     "static": Registration("pycni.ipam.static", "pycni static IPAM plugin", status=False, gc=False),
-    "dhcp": Registration("pycni.ipam.dhcp.plugin", "pycni dhcp IPAM plugin (and 'dhcp daemon')", gc=False),
+    "dhcp": Registration("pycni.ipam.dhcp.plugin", "pycni dhcp IPAM plugin (and 'dhcp daemon')"),
 }
 
 
