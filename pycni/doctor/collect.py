@@ -286,13 +286,16 @@ def collect_netns(cache: tuple[CacheFile, ...]) -> tuple[NetnsView, ...]:
         return ()
     named = {os.path.basename(c.netns) for c in cache if c.netns}
     in_use = netns_inodes_in_use()
+    nsfs = os.stat("/proc/self/ns/net").st_dev
     views = []
     for name in sorted(os.listdir(base)):
         try:
-            inode = os.stat(os.path.join(base, name)).st_ino
+            info = os.stat(os.path.join(base, name))
         except OSError:
             continue
-        views.append(NetnsView(name, inode in in_use or name in named))
+        if info.st_dev != nsfs:
+            continue  # not a namespace here: a mount private to another process's mount namespace (ip netns exec)
+        views.append(NetnsView(name, info.st_ino in in_use or name in named))
     return tuple(views)
 
 

@@ -86,7 +86,18 @@ def judge(snap: Snapshot, only: Collection[str] | None = None) -> list[CheckResu
         if result.status == "fail":
             failed.add(cid)
         results.append(result)
-    return results
+    return _with_causes_fixes(results)
+
+
+def _with_causes_fixes(results: list[CheckResult]) -> list[CheckResult]:
+    """A failure classified as another check's cause ("cause: plugin-missing") takes that check's fix, which
+    names this node's paths rather than the defaults."""
+    fixes = {r.id: r.fix for r in results if r.fix}
+    out = []
+    for r in results:
+        cause = next((line.removeprefix("cause: ") for line in r.evidence if line.startswith("cause: ")), None)
+        out.append(replace(r, fix=fixes[cause]) if cause in fixes and cause != r.id else r)
+    return out
 
 
 def roots_failing(results: Sequence[CheckResult], roots: Collection[str]) -> list[str]:

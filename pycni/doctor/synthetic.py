@@ -24,8 +24,13 @@ import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from pycni.doctor.snapshot import Options, SyntheticResult
+
+if TYPE_CHECKING:
+    from pycni.runtime.libcni import CniConfig, RuntimeConf
+    from pycni.spec.config import NetConfList
 
 __all__ = ["ShimsInProcess", "run_synthetic"]
 
@@ -75,6 +80,7 @@ def run_synthetic(options: Options, conf_name: str, *, timeout: float = 20.0) ->
         return SyntheticResult(False, "setup", f"ip netns add {netns}: {made.stderr.strip()}",
                                time.monotonic() - start)
     step = "add"
+    undo = None  # set while an ADD may have left something behind: DEL it whatever happens next
     try:
         runtime = CniConfig(list(options.bin_dirs), exec=ShimsInProcess(), cache_dir=options.cache_dir,
                             timeout=timeout)
@@ -82,19 +88,40 @@ def run_synthetic(options: Options, conf_name: str, *, timeout: float = 20.0) ->
         rt = RuntimeConf(container_id=f"pycni-doctor-{token}", netns=path, ifname="eth0",
                          args=(("IgnoreUnknown", "1"), ("K8S_POD_NAMESPACE", "pycni-doctor"),
                                ("K8S_POD_NAME", f"synthetic-{token}")))
-        try:
-            runtime.add_network_list(netlist, rt)
-            step = "check"
-            runtime.check_network_list(netlist, rt)
-            step = "del"
-            runtime.del_network_list(netlist, rt)
-        except CniError as exc:
-            if step != "del":
-                with contextlib.suppress(CniError):
-                    runtime.del_network_list(netlist, rt)
-            return SyntheticResult(False, step, str(exc.msg), time.monotonic() - start)
+        undo = (runtime, netlist, rt)
+        runtime.add_network_list(netlist, rt)
+        step = "check"
+        runtime.check_network_list(netlist, rt)
+        step = "del"
+        undo = None
+        runtime.del_network_list(netlist, rt)
         return SyntheticResult(True, "del", None, time.monotonic() - start)
     except CniError as exc:
         return SyntheticResult(False, step, str(exc.msg), time.monotonic() - start)
     finally:
+        if undo is not None:  # a failed (or interrupted) ADD or CHECK: the runtime's DEL, as kubelet would
+            _clean_up(*undo)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False, timeout=10)
+
+
+def _clean_up(runtime: CniConfig, netlist: NetConfList, rt: RuntimeConf) -> None:
+    """DEL the scratch pod; when a plugin of the chain cannot run (the fault being diagnosed), DEL with the
+    others, so its address and host rules do not outlive doctor (libcni stops at the first failing plugin)."""
+    from dataclasses import replace
+
+    from pycni.spec.errors import CniError
+
+    try:
+        runtime.del_network_list(netlist, rt)
+        return
+    except CniError:
+        pass
+    runnable = []
+    for plugin in netlist.plugins:
+        try:
+            runtime.exec.find(plugin.type, runtime.path)
+        except CniError:
+            continue
+        runnable.append(plugin)
+    with contextlib.suppress(CniError):
+        runtime.del_network_list(replace(netlist, plugins=tuple(runnable)), rt)

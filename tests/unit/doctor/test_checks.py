@@ -467,6 +467,11 @@ def test_a_failed_synthetic_pod_names_the_cause() -> None:
     found = next(r for r in judge(snap) if r.id == "synthetic-pod")
     assert found.status == "fail"
     assert "cause: ipam-exhausted" in found.evidence
+    add_failed = SyntheticResult(False, "add", 'failed to find plugin "portmap" in path [/lab/bin]', 0.1)
+    missing = replace(healthy(), plugins={**healthy().plugins, "portmap": PluginFile("portmap", None)},
+                      synthetic=add_failed)
+    borrowed = next(r for r in judge(missing) if r.id == "synthetic-pod")
+    assert borrowed.fix == "pycni install --bin-dir /lab/bin portmap"  # plugin-missing's, with this node's path
 
 
 def test_a_synthetic_pod_not_run_says_why() -> None:
