@@ -118,8 +118,12 @@ class BirdSupervisor:
         candidate = self.paths.conf + ".new"
         with open(candidate, "w", encoding="utf-8") as f:
             f.write(config)
-        check = subprocess.run([self.bird, "-p", "-c", candidate], capture_output=True, text=True, timeout=30,
-                               check=False)
+        try:
+            check = subprocess.run([self.bird, "-p", "-c", candidate], capture_output=True, text=True, timeout=30,
+                                   check=False)
+        except FileNotFoundError:
+            missing = f"'{self.bird}' not found; Debian: apt install bird2"
+            raise BirdError(f"the bgp backend needs bird2 ({missing})") from None
         if check.returncode != 0:
             raise BirdError(f"bird refused the rendered config {candidate}: {(check.stderr or check.stdout).strip()}")
         os.replace(candidate, self.paths.conf)

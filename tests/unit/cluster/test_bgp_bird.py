@@ -96,3 +96,9 @@ def test_a_pid_file_of_another_process_is_not_our_bird(tmp_path: Path) -> None:
     paths = BirdPaths(str(tmp_path))
     Path(paths.pid).write_text("1\n")
     assert BirdSupervisor(paths).pid() is None
+
+
+def test_without_bird_the_message_says_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(BirdError, match=r"the bgp backend needs bird2 \('/nonexistent/bird' not found; Debian: apt "
+                                        r"install bird2\)"):
+        BirdSupervisor(BirdPaths(str(tmp_path)), bird="/nonexistent/bird").apply("x\n")
