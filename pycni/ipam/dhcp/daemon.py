@@ -42,6 +42,7 @@ from pycni.ipam.dhcp.conf import LeaseRequest, parse_lease_request
 from pycni.ipam.dhcp.keeper import Keeper, LinkOpener, acquire_lease, release_lease
 from pycni.ipam.dhcp.lease import Lease
 from pycni.ipam.dhcp.link import LinkUnavailable, open_link
+from pycni.ipam.dhcp.options import describe_client
 from pycni.ipam.dhcp.rpc import read_message, write_message
 from pycni.ipam.dhcp.store import LeaseStore
 from pycni.spec.args import parse_cni_args
@@ -130,7 +131,7 @@ class Leases:
                 return lease_result(keeper.lease)
             if not request.netns or not os.path.exists(request.netns):
                 raise CniError(f"failed to acquire a DHCP lease: netns '{request.netns}' does not exist")
-            log.info("%s: acquiring lease", request.client_id[1:].decode(errors="replace"))
+            log.info("%s: acquiring lease", describe_client(request.client_id))
             try:
                 lease = acquire_lease(
                     request,
@@ -146,7 +147,7 @@ class Leases:
                 raise TryAgainLater(f"failed to acquire a DHCP lease on '{request.ifname}': {exc}") from exc
             self._store.save(lease)
             self._keep(lease)
-            log.info("%s: lease %s acquired", request.client_id[1:].decode(errors="replace"), lease.grant.address)
+            log.info("%s: lease %s acquired", describe_client(request.client_id), lease.grant.address)
             return lease_result(lease)
 
     def release(self, call: dict[str, Any]) -> None:
@@ -187,14 +188,14 @@ class Leases:
     def check(self, call: dict[str, Any]) -> None:
         request = self._request(call)
         if self._keeper(request.client_id) is None:
-            raise UnknownContainer(f"the DHCP daemon holds no lease for '{request.client_id[1:].decode()}'")
+            raise UnknownContainer(f"the DHCP daemon holds no lease for '{describe_client(request.client_id)}'")
 
     def resume(self) -> int:
         """Keep every stored lease whose netns still exists; the number resumed."""
         resumed = 0
         for lease in self._store.load_all():
             if not os.path.exists(lease.netns):
-                log.info("%s: netns %s is gone; forgetting its lease", lease.client_id[1:].decode(), lease.netns)
+                log.info("%s: netns %s is gone; forgetting its lease", describe_client(lease.client_id), lease.netns)
                 self._store.remove(lease.client_id)
                 continue
             self._keep(lease)
@@ -297,7 +298,6 @@ def serve(options: DaemonOptions, ready: Callable[[], None] = lambda: None) -> N
         timing=options.timing,
         host_prefix=options.host_prefix,
     )
-    resumed = leases.resume()
     inherited = inherited_listener(os.environ, os.getpid())
     if inherited is None:
         _claim_socket(socket_path)
@@ -309,6 +309,7 @@ def serve(options: DaemonOptions, ready: Callable[[], None] = lambda: None) -> N
         server.socket = inherited
         socket_path = ""
     server.leases = leases
+    resumed = leases.resume()  # once the socket is ours: a second daemon must not renew the first one's leases
     if options.pidfile:
         with open(options.pidfile, "w", encoding="ascii") as f:
             f.write(str(os.getpid()))

@@ -29,7 +29,7 @@ from pycni.ipam.dhcp.client import Client, DhcpError, Link, Refused, Timing
 from pycni.ipam.dhcp.conf import LeaseRequest
 from pycni.ipam.dhcp.lease import Lease, Step, next_step, renewed
 from pycni.ipam.dhcp.link import LinkUnavailable, open_link
-from pycni.ipam.dhcp.options import grant
+from pycni.ipam.dhcp.options import describe_client, grant
 from pycni.ipam.dhcp.store import LeaseStore
 
 __all__ = ["Keeper", "LinkOpener", "acquire_lease", "release_lease"]
@@ -125,7 +125,7 @@ class Keeper:
 
     @property
     def name(self) -> str:
-        return self.lease.client_id[1:].decode(errors="replace")
+        return describe_client(self.lease.client_id)
 
     def _run(self) -> None:
         try:

@@ -40,6 +40,7 @@ __all__ = [
     "Grant",
     "OptionPlan",
     "client_identifier",
+    "describe_client",
     "grant",
     "parse_option_name",
     "plan_options",
@@ -95,6 +96,11 @@ class OptionPlan:
         return cls(
             tuple(int(c) for c in data["requested"]), tuple((int(c), bytes.fromhex(v)) for c, v in data["provided"])
         )
+
+
+def describe_client(client_id: bytes) -> str:
+    """A client identifier as log lines name it: ours without its type byte, any other as readable text."""
+    return (client_id[1:] if client_id[:1] == b"\0" else client_id).decode(errors="replace")
 
 
 def client_identifier(container_id: str, network: str, ifname: str) -> bytes:
