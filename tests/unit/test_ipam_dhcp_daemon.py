@@ -341,3 +341,22 @@ def test_the_plugins_gc_sends_the_valid_attachments(world: World, daemon_socket:
     args.config["cni.dev/valid-attachments"] = []
     plugin.cmd_gc(args)
     assert world.stored() == [] and world.server.kinds()[-1] is MessageType.RELEASE
+
+
+def test_a_daemon_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:
+    import socket
+
+    from pycni.ipam.dhcp.daemon import _claim_socket
+
+    path = tmp_path / "run" / "dhcp.sock"
+    _claim_socket(str(path))  # makes the directory
+    assert path.parent.is_dir() and not path.exists()
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(str(path))
+    live.listen()
+    with pytest.raises(OSError, match="another DHCP daemon is listening"):
+        _claim_socket(str(path))
+    live.close()  # the file stays, nobody listens: stale
+    assert path.exists()
+    _claim_socket(str(path))
+    assert not path.exists()
