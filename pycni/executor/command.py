@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", metavar="ADDR", help="serve Prometheus metrics on HOST:PORT at /metrics")
     p.add_argument("--timeout", type=float, help="seconds a plugin call may run before it fails with code 11 "
                    "(default 60)")
-    p.add_argument("--max-workers", type=int, help="plugin calls run at once (default 32)")
+    p.add_argument("--max-workers", type=int, help="plugin calls run at once (default 32, shared by the processes)")
+    p.add_argument("--processes", type=int, help="worker processes accepting calls (default: one per core the "
+                   "executor may run on; 1 serves from this process alone)")
     p.add_argument("--io-timeout", type=float, help="seconds a client has to send its request (default 5)")
     p.add_argument("--no-preload", action="store_true", help="import plugins on first use, not at start")
 
@@ -39,10 +41,13 @@ def cmd_executor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pycni.executor.daemon import Options
     from pycni.executor.logs import JsonLog
     from pycni.executor.startup import run
+    from pycni.executor.workers import default_processes
 
-    limits = {"request_timeout": args.timeout, "max_workers": args.max_workers, "io_timeout": args.io_timeout}
+    limits = {"request_timeout": args.timeout, "max_workers": args.max_workers, "io_timeout": args.io_timeout,
+              "processes": args.processes}
     if any(value is not None and value <= 0 for value in limits.values()):
-        raise SystemExit("pycni executor: --timeout, --io-timeout and --max-workers must be positive")
+        raise SystemExit("pycni executor: --timeout, --io-timeout, --max-workers and --processes must be positive")
+    limits["processes"] = args.processes or default_processes()
     options = Options(
         socket_path=args.socket or environ.get("PYCNI_EXECUTOR_SOCKET") or DEFAULT_SOCKET,
         **{name: value for name, value in limits.items() if value is not None},

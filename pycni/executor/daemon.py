@@ -78,6 +78,7 @@ class Options:
     admission_timeout: float = 5.0  # how long a call waits for a free worker before being declined
     max_connections: int = 512  # connections being read or waiting; more are declined at once
     shutdown_grace: float = 30.0  # how long SIGTERM waits for running calls
+    processes: int = 1  # worker processes accepting on the socket (``workers``); limits above are split
 
 
 # --------------------------------------------------------------------------

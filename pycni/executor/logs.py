@@ -2,6 +2,9 @@
 
 Every line has ``time`` (UTC, ms), ``level`` and ``event`` plus the event's
 fields; ``reopen()`` (on SIGHUP) follows log rotation. Writing never raises.
+A fork waits for any line being written, so a worker process (``workers``)
+never starts with a log held by a thread it does not have; lines from
+several processes sharing the file are appended whole.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any, TextIO
+
+#: Every open log, so a fork (``workers``) never copies one in the middle of a write.
+_open_logs: weakref.WeakSet[JsonLog] = weakref.WeakSet()
 
 
 class JsonLog:
@@ -22,6 +29,7 @@ class JsonLog:
         self._stream = stream if stream is not None else sys.stderr
         self._file: TextIO | None = None
         self._lock = threading.Lock()
+        _open_logs.add(self)
         self.reopen()
 
     def reopen(self) -> None:
@@ -54,3 +62,16 @@ class JsonLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _hold_all() -> None:
+    for log in list(_open_logs):
+        log._lock.acquire()
+
+
+def _release_all() -> None:
+    for log in list(_open_logs):
+        log._lock.release()
+
+
+os.register_at_fork(before=_hold_all, after_in_parent=_release_all, after_in_child=_release_all)

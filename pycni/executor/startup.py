@@ -3,6 +3,8 @@
 Contract: ``run(options, log)`` serves from the calling (main) thread until
 SIGTERM or SIGINT, then lets running calls finish, removes the socket file
 it bound (never one systemd passed) and returns 0. SIGHUP reopens the log.
+With ``options.processes`` > 1 the calls are served by that many worker
+processes forked after preloading (``workers``); this process supervises.
 ``bind_listener`` refuses a socket another executor listens on and
 replaces a stale one; ``preload`` imports every plugin and opens a netlink
 handle so the first call is as fast as the next.
@@ -109,25 +111,36 @@ def run(options: Options, log: JsonLog, *, metrics_addr: str | None = None, do_p
     if listener is None:
         listener = bind_listener(options.socket_path)
     metrics = Metrics()
-    executor = Executor(listener, options, log, metrics)
+    own_sockets: list[socket.socket] = []  # the workers close these
     if metrics_addr:
         from pycni.executor.metrics import serve_metrics
 
         server = serve_metrics(metrics_addr, metrics)
+        own_sockets.append(server.socket)
         host, port = server.server_address[:2]
         log("metrics_listening", addr=f"{host!s}:{port}")
     if do_preload:
         preload(log)
-    signal.signal(signal.SIGTERM, lambda *_: executor.shutdown())
-    signal.signal(signal.SIGINT, lambda *_: executor.shutdown())
-    signal.signal(signal.SIGHUP, lambda *_: log.reopen())
     socket_name = listener.getsockname()
-    log("listening", socket=socket_name, pid=os.getpid(), socket_activated=activated,
-        max_workers=options.max_workers, request_timeout=options.request_timeout)
-    if on_ready is not None:
-        on_ready()
+
+    def serving() -> None:
+        log("listening", socket=socket_name, pid=os.getpid(), socket_activated=activated,
+            max_workers=options.max_workers, request_timeout=options.request_timeout, processes=options.processes)
+        if on_ready is not None:
+            on_ready()
+
     try:
-        executor.serve_forever()
+        if options.processes > 1:
+            from pycni.executor.workers import serve_in_processes
+
+            serve_in_processes(listener, options, log, metrics, serving, own_sockets)
+        else:
+            executor = Executor(listener, options, log, metrics)
+            signal.signal(signal.SIGTERM, lambda *_: executor.shutdown())
+            signal.signal(signal.SIGINT, lambda *_: executor.shutdown())
+            signal.signal(signal.SIGHUP, lambda *_: log.reopen())
+            serving()
+            executor.serve_forever()
     finally:
         if not activated and isinstance(socket_name, str) and socket_name:
             with contextlib.suppress(OSError):
