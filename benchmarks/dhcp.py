@@ -34,15 +34,24 @@ from tests.integration.dhcp_helpers import DhcpDaemon, DhcpServer, require_dnsma
 from tests.support.netns import Netns
 
 
-def exec_plugin(cni_path: list[str], command: str, config: dict, netns: str, container_id: str,
-                extra_env: dict[str, str]) -> float:
+def exec_plugin(
+    cni_path: list[str], command: str, config: dict, netns: str, container_id: str, extra_env: dict[str, str]
+) -> float:
     """Seconds one call of the conflist's (only) plugin took; raises on failure."""
-    env = {"PATH": PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
-           "CNI_IFNAME": "eth0", "CNI_PATH": os.pathsep.join(cni_path), **extra_env}
+    env = {
+        "PATH": PATH,
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": os.pathsep.join(cni_path),
+        **extra_env,
+    }
     binary = next(Path(d, config["type"]) for d in cni_path if Path(d, config["type"]).exists())
     start = time.perf_counter()
-    proc = subprocess.run([str(binary)], input=json.dumps(config).encode(), env=env, capture_output=True, timeout=120,
-                          check=False)
+    proc = subprocess.run(
+        [str(binary)], input=json.dumps(config).encode(), env=env, capture_output=True, timeout=120, check=False
+    )
     took = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{command} failed: {proc.stdout.decode()} {proc.stderr.decode()}")
@@ -71,15 +80,26 @@ def main() -> int:
         executor = Executor(root)
         install_plugins(py_bin, ["dhcp"], executor_socket=str(executor.socket))
         go_sock, py_sock = root / "go.sock", root / "py.sock"
-        daemons.append(DhcpDaemon([f"{GO_PLUGIN_DIR}/dhcp", "daemon", "-socketpath", str(go_sock)], go_sock,
-                                  root / "go-daemon.log").start())
-        daemons.append(DhcpDaemon([str(py_bin / "dhcp"), "daemon", "-socketpath", str(py_sock),
-                                   "-statedir", str(root / "state")], py_sock, root / "py-daemon.log").start())
+        daemons.append(
+            DhcpDaemon(
+                [f"{GO_PLUGIN_DIR}/dhcp", "daemon", "-socketpath", str(go_sock)], go_sock, root / "go-daemon.log"
+            ).start()
+        )
+        daemons.append(
+            DhcpDaemon(
+                [str(py_bin / "dhcp"), "daemon", "-socketpath", str(py_sock), "-statedir", str(root / "state")],
+                py_sock,
+                root / "py-daemon.log",
+            ).start()
+        )
         variants = {
             "go": ([str(go_bin), GO_PLUGIN_DIR], go_sock, {}),
             "pycni+executor": ([str(py_bin), GO_PLUGIN_DIR], py_sock, {"PYTHONPATH": str(REPO_ROOT)}),
-            "pycni in-process": ([str(py_bin), GO_PLUGIN_DIR], py_sock,
-                                 {"PYTHONPATH": str(REPO_ROOT), "PYCNI_EXECUTOR_SOCKET": ""}),
+            "pycni in-process": (
+                [str(py_bin), GO_PLUGIN_DIR],
+                py_sock,
+                {"PYTHONPATH": str(REPO_ROOT), "PYCNI_EXECUTOR_SOCKET": ""},
+            ),
         }
         times: dict[str, dict[str, list[float]]] = {name: {"ADD": [], "DEL": []} for name in variants}
         for _ in range(args.pods):
@@ -87,8 +107,13 @@ def main() -> int:
                 pod = Netns(f"pcxb-{uuid.uuid4().hex[:8]}")
                 subprocess.run(["ip", "netns", "add", pod.name], check=True)
                 try:
-                    config = {"cniVersion": "1.0.0", "name": "pcxb-dhcp", "type": "macvlan",
-                              "master": server.plain.host_end, "ipam": {"type": "dhcp", "daemonSocketPath": str(sock)}}
+                    config = {
+                        "cniVersion": "1.0.0",
+                        "name": "pcxb-dhcp",
+                        "type": "macvlan",
+                        "master": server.plain.host_end,
+                        "ipam": {"type": "dhcp", "daemonSocketPath": str(sock)},
+                    }
                     cid = f"bench-{pod.name}"
                     times[name]["ADD"].append(exec_plugin(cni_path, "ADD", config, pod.path, cid, env))
                     times[name]["DEL"].append(exec_plugin(cni_path, "DEL", config, pod.path, cid, env))

@@ -10,7 +10,6 @@ plugin deleted it). Debian's Go plugin runs in the same world for comparison.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -130,7 +129,7 @@ def test_pods_lease_from_the_server_reach_it_and_release_on_del(
     assert ping(ip_a, ns_b.name)
     net.check(rt_a)
 
-    for ns, rt, ip in pods:
+    for _ns, rt, ip in pods:
         net.delete(rt)
         # DEL returned: the release left before the interface went away, so the server forgets the lease.
         wait_until(lambda ip=ip: world.server.lease_of(ip) is None, 10, f"the server to drop {ip}")
