@@ -120,6 +120,7 @@ def test_a_node_whose_subnet_another_node_took_moves_and_reports_the_pod_left_be
 
     moved = subnet_of(lab, "n3")
     assert moved != s3, agent_logs(lab, "n3", "n4")
+    wait_until(lambda: stranded_report(lab, "n3") is not None, CONVERGE, "n3's stranded report")  # same pass
     assert [p["ip"] for p in stranded_report(lab, "n3") or []] == [old_pod.ip]
     wait_until(lambda: not any(ipaddress.ip_interface(a).ip in s3 for a in bridge_addresses(lab, "n3")),
                CONVERGE, "n3 to take s3's gateway off its bridge")
