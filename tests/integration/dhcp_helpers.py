@@ -30,6 +30,7 @@ from tests.support.subnets import free_subnet4
 from tests.support.wait import wait_until
 
 T1, T2 = 4, 8
+CLASSLESS_DST = "192.168.231.0/24"
 
 
 def require_dnsmasq() -> str:
@@ -46,6 +47,7 @@ class ServerLease:
     expiry: int
     mac: str
     ip: str
+    hostname: str  # "*" when the client sent none
     client_id: str  # colon hex, as dnsmasq writes it
 
 
@@ -121,6 +123,8 @@ class DhcpServer:
                 f"--interface={segment.server_end}",
                 f"--dhcp-range=set:{tag},{net[100]},{net[199]},255.255.255.0,2m",
                 f"--dhcp-option=tag:{tag},option:router,{segment.server_ip}",
+                # Sent only to clients that ask for it (ipam.request).
+                f"--dhcp-option=tag:{tag},option:classless-static-route,{CLASSLESS_DST},{segment.server_ip}",
             ]
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns.name, *args], stderr=subprocess.DEVNULL)
         wait_until(lambda: (self.root / "dnsmasq.pid").exists(), 10, "dnsmasq to start")
@@ -132,7 +136,7 @@ class DhcpServer:
         for line in self.lease_file.read_text().splitlines():
             fields = line.split()
             if len(fields) >= 5:
-                out.append(ServerLease(int(fields[0]), fields[1], fields[2], fields[4]))
+                out.append(ServerLease(int(fields[0]), fields[1], fields[2], fields[3], fields[4]))
         return out
 
     def lease_of(self, ip: str) -> ServerLease | None:

@@ -21,6 +21,7 @@ import pytest
 
 from pycni.spec.result import Result
 from tests.integration.dhcp_helpers import (
+    CLASSLESS_DST,
     DhcpDaemon,
     DhcpServer,
     Segment,
@@ -77,8 +78,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         namespaces.close()
 
 
-def network(world: World, kind: str, socket: str | None = None, lab: CniLab | None = None) -> Attach:
-    ipam = {"type": "dhcp", "daemonSocketPath": socket or world.socket}
+def network(
+    world: World, kind: str, socket: str | None = None, lab: CniLab | None = None, **options: Any
+) -> Attach:
+    ipam = {"type": "dhcp", "daemonSocketPath": socket or world.socket, **options}
     plugin: dict[str, Any]
     if kind == "bridge":
         plugin = {"type": "bridge", "bridge": world.server.bridge, "ipam": ipam}
@@ -135,6 +138,30 @@ def test_pods_lease_from_the_server_reach_it_and_release_on_del(
         wait_until(lambda ip=ip: world.server.lease_of(ip) is None, 10, f"the server to drop {ip}")
         net.delete(rt)  # idempotent
     assert f"{net.name}/eth0: failed to release" not in world.daemon.log()
+
+
+def test_requested_and_provided_options_reach_the_server(world: World, make_netns: Callable[[], Netns]) -> None:
+    net = network(
+        world,
+        "macvlan",
+        request=[{"option": "classless-static-route"}],
+        provide=[{"option": "host-name", "fromArg": "K8S_POD_NAME"}],
+    )
+    ns = make_netns()
+    rt = net.rt(ns.path, args=(("IgnoreUnknown", "1"), ("K8S_POD_NAME", "web-1")))
+    result = net.add(rt)
+    try:
+        seg = world.server.plain
+        ip = str(result.ips[0].address.ip)
+        lease = world.server.lease_of(ip)
+        assert lease is not None and lease.hostname == "web-1"
+        # RFC 3442: with classless routes the router makes no default route; the gateway is still reported.
+        assert [(str(r.dst), str(r.gw)) for r in result.routes] == [(CLASSLESS_DST, seg.server_ip)]
+        assert str(result.ips[0].gateway) == seg.server_ip
+        routes = ip_json("route", "show", CLASSLESS_DST, netns=ns.name)
+        assert [(r["dst"], r["gateway"]) for r in routes] == [(CLASSLESS_DST, seg.server_ip)]
+    finally:
+        net.delete(rt)
 
 
 def test_the_daemon_renews_the_lease_at_t1(world: World, make_netns: Callable[[], Netns]) -> None:
