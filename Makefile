@@ -31,3 +31,4 @@ bench: setup
 	.venv/bin/python benchmarks/policy.py
 	.venv/bin/python benchmarks/containerd.py
 	.venv/bin/python benchmarks/dhcp.py
+	.venv/bin/python benchmarks/wireguard.py
