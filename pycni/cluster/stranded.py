@@ -16,11 +16,11 @@ Contract:
 - ``foreign_gateways(addresses, cluster, subnet)`` (pure): the bridge's IPv4
   addresses shaped like the agent's gateways (the first address of a
   subnet of the cluster network, with the subnet's length) outside
-  ``subnet``: gateways of a subnet the node gave up. Anything else on the
-  bridge is someone else's and stays. Left in place, their prefix route would send
-  this node's traffic for the subnet's new owner into the local bridge, and
-  the bridge plugin would refuse the new gateway (an IPv4 bridge address
-  that differs is a conflict).
+  ``subnet``: gateways of a subnet the node gave up. Left in place, their
+  prefix route would send this node's traffic for the subnet's new owner
+  into the local bridge, and the bridge plugin would refuse the new gateway
+  (an IPv4 bridge address that differs is a conflict). Anything else on the
+  bridge is someone else's and stays.
 - ``LeftBehind(...).check(subnet)``: run on every reconcile (the
   reconciler's ``NodeFiles`` say which bridge, network, host-local dataDir
   and run dir), in the node's namespace. Deletes foreign gateways from the
