@@ -34,10 +34,15 @@ from pycni.cluster.lease import History, NetworkFull
 __all__ = ["blocked", "choose_subnet", "may_take", "within"]
 
 
-def within(cfg: ClusterConfig, subnet: IPv4Network) -> set[IPv4Network]:
-    """The subnets of ``cfg`` that overlap ``subnet`` (which may have another length after a config change)."""
+def within(cfg: ClusterConfig, subnet: IPv4Network, span: tuple[int, int] | None = None) -> set[IPv4Network]:
+    """The subnets of ``cfg`` that overlap ``subnet`` (which may have another length after a config change).
+
+    ``span`` is ``_span(cfg)``, passed in by callers that ask for many subnets.
+    """
     if subnet.prefixlen == cfg.subnet_len:
-        return {subnet} if cfg.contains(subnet) else set()
+        first, last = span or _span(cfg)
+        # cfg.contains, in integers: ipaddress's subnet_of made this most of an acquire among 1,000 leases
+        return {subnet} if first <= int(subnet.network_address) <= last else set()
     if not subnet.overlaps(cfg.network):
         return set()
     if subnet.prefixlen > cfg.subnet_len:
@@ -50,9 +55,10 @@ def within(cfg: ClusterConfig, subnet: IPv4Network) -> set[IPv4Network]:
 def blocked(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
             quarantine: float, now: float) -> tuple[set[IPv4Network], int, float | None]:
     """Subnets of ``cfg`` others may not take: (blocked, how many quarantined, first free_at)."""
+    span = _span(cfg)
     taken: set[IPv4Network] = set()
     for subnet in live:
-        taken.update(within(cfg, subnet))
+        taken.update(within(cfg, subnet, span))
     quarantined = 0
     first_free: float | None = None
     for subnet, hist in history.items():
@@ -60,12 +66,17 @@ def blocked(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[
             continue
         free_at = hist.free_at(quarantine)
         if free_at is None or free_at > now:
-            inside = within(cfg, subnet) - taken
+            inside = within(cfg, subnet, span) - taken
             taken.update(inside)
             quarantined += len(inside)
             at = free_at if free_at is not None else now + quarantine
             first_free = at if first_free is None else min(first_free, at)
     return taken, quarantined, first_free
+
+
+def _span(cfg: ClusterConfig) -> tuple[int, int]:
+    """The network addresses of SubnetMin and SubnetMax as integers: a /SubnetLen between them is cfg's."""
+    return int(cfg.first.network_address), int(cfg.last.network_address)
 
 
 def may_take(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal
 
@@ -125,12 +126,18 @@ def normalize_prefix(prefix: str) -> str:
 
 def subnet_from_key(key: str) -> IPv4Network:
     """``.../subnets/10.244.3.0-24`` -> 10.244.3.0/24 (ValueError when the key is not one)."""
-    name = key.rsplit("/", 1)[-1]
-    address, _, length = name.partition("-")
-    net = IPv4Network(f"{address}/{length}")
-    if subnet_key_name(net) != name:
+    net = _subnet_from_name(key.rsplit("/", 1)[-1])
+    if net is None:
         raise ValueError(f"not a subnet key: {key!r}")
     return net
+
+
+@lru_cache(maxsize=8192)  # every read of the leases parses each subnet's name again: ~15 us each in ipaddress
+def _subnet_from_name(name: str) -> IPv4Network | None:
+    """The subnet a key's last part names; None when it is not the canonical name of one."""
+    address, _, length = name.partition("-")
+    net = IPv4Network(f"{address}/{length}")
+    return net if subnet_key_name(net) == name else None
 
 
 def decode_lease(kv: KeyValue) -> Lease:
