@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pycni.cluster.backends.vxlan import OVERHEAD
+from pycni.cluster.backends.vxlan import vtep_mac as derived_vtep_mac
 from pycni.cluster.owned_routes import ROUTE_PROTO
 from pycni.doctor.result import CheckResult, fail, passed, skip, warn
 from pycni.doctor.snapshot import LeaseView, Snapshot
@@ -97,9 +98,13 @@ def vtep_mac(snap: Snapshot) -> CheckResult:
     dev = snap.vxlan_device or "pycni.1"
     link = snap.node.link(dev)
     fix = "restart the agent (it sets the MAC it publishes)"
-    if own is not None and link is not None and own.vtep_mac and link.mac.lower() != own.vtep_mac.lower():
-        problems.append(f"{dev} has MAC {link.mac}, the lease publishes {own.vtep_mac}")
-        fix = f"ip link set {dev} address {own.vtep_mac} (and MACAddressPolicy=none for {dev})"
+    # Without a lease (expired while the agent is down) the MAC to hold is still the one the agent
+    # derives from the node name and will publish again.
+    wanted, source = ((own.vtep_mac, "the lease publishes") if own is not None and own.vtep_mac
+                      else (derived_vtep_mac(snap.options.node_name), "the agent derives"))
+    if link is not None and link.mac.lower() != wanted.lower():
+        problems.append(f"{dev} has MAC {link.mac}, {source} {wanted}")
+        fix = f"ip link set {dev} address {wanted} (and MACAddressPolicy=none for {dev})"
     if problems:
         return fail(cid, "peers send this node's overlay traffic to the wrong MAC", problems, fix)
     return passed(cid, f"{dev} MAC matches the lease; no two nodes share a VTEP MAC")
