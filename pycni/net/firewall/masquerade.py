@@ -31,7 +31,10 @@ per-container chain provably does not exist (iptables-nft, read
 in-process), so tearing down nftables-made rules starts no iptables process.
 
 The table, its base chain and ``masq_checks`` are shared by every
-attachment and never deleted (as in the reference).
+attachment and never deleted (as in the reference). Finding an
+attachment's rules reads only their handles and comments, with one
+nfnetlink dump (``nft_dump``): a libnftables listing renders every rule of
+every pod on the node to JSON, on every ADD and DEL.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from typing import Any, Literal
 
 from pycni.net.errors import NetError
-from pycni.net.firewall import nft
+from pycni.net.firewall import nft, nft_dump
 from pycni.net.firewall.iptables import tool as iptables
 from pycni.net.firewall.iptables.state import TableEdit, TableState, chain_known_missing, change, save
 
@@ -159,6 +162,14 @@ def _nft_rules() -> list[dict[str, Any]]:
     return nft.rules("inet", TABLE, MASQ_CHAIN)
 
 
+def _nft_tagged() -> list[tuple[int, str]]:
+    """(handle, comment) of every rule in ``masq_checks``: one nfnetlink dump, not a libnftables listing."""
+    try:
+        return nft_dump.rule_comments("inet", TABLE, MASQ_CHAIN)
+    except NetError:
+        return [(int(r["handle"]), str(r.get("comment", ""))) for r in _nft_rules()]
+
+
 def _nft_delete(handles: Iterable[int]) -> None:
     nft.apply_json([{"delete": {"rule": _obj(chain=MASQ_CHAIN, handle=h)}} for h in handles])
 
@@ -257,7 +268,7 @@ def setup_masquerade(
     chosen = choose_backend(backend)
     if chosen == "nftables":
         prefix = _instance_tag(network, ifname, container_id)
-        stale = [r["handle"] for r in _nft_rules() if str(r.get("comment", "")).startswith(prefix)]
+        stale = [handle for handle, comment in _nft_tagged() if comment.startswith(prefix)]
         nft.apply_json(nft_setup_commands(addresses, network, ifname, container_id, stale))
         return chosen
     chain, comment = iptables_chain(network, container_id), iptables_comment(network, container_id)
@@ -280,7 +291,7 @@ def teardown_masquerade(network: str, ifname: str, container_id: str, addresses:
     errors: list[str] = []
     prefix = _instance_tag(network, ifname, container_id)
     try:
-        _nft_delete(r["handle"] for r in _nft_rules() if str(r.get("comment", "")).startswith(prefix))
+        _nft_delete(handle for handle, comment in _nft_tagged() if comment.startswith(prefix))
     except NetError as exc:
         if _nft_usable():
             errors.append(str(exc))
@@ -332,9 +343,7 @@ def gc_masquerade(network: str, valid: Iterable[tuple[str, str]]) -> None:
     net_prefix = _network_tag(network) + "-"
     try:
         _nft_delete(
-            r["handle"]
-            for r in _nft_rules()
-            if str(r.get("comment", "")).startswith(net_prefix) and r.get("comment") not in keep
+            handle for handle, comment in _nft_tagged() if comment.startswith(net_prefix) and comment not in keep
         )
     except NetError as exc:
         if _nft_usable():
