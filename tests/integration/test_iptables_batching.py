@@ -303,9 +303,11 @@ def test_firewall_del_skips_a_family_holding_no_pod_rules(
     att = names.att2()  # IPv4 only
     backend.add(att)
     starts()
-    real = iptables.nft_rule_verdicts
+    real, real_count = iptables.nft_rule_verdicts, iptables.nft_rule_count
     monkeypatch.setattr(iptables, "nft_rule_verdicts", lambda family, table, chain: (
         ["jump CNI-ADMIN"] if family == 6 else real(family, table, chain)))
+    monkeypatch.setattr(iptables, "nft_rule_count", lambda family, table, chain: (
+        1 if family == 6 else real_count(family, table, chain)))
     backend.delete(att)
     assert sorted(starts()) == ["iptables-restore", "iptables-save"]
     assert own_lines(names) == [line for line in own_lines(names) if names.cid2 not in line]

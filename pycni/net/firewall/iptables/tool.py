@@ -132,6 +132,22 @@ def _nft_chain_names(families: tuple[Family, ...], table: str) -> dict[Family, f
 _VERDICTS = ("accept", "drop", "return", "reject", "masquerade")
 
 
+def nft_rule_count(family: Family, table: str, chain: str) -> int | None:
+    """How many rules an iptables-nft chain holds (0 when it does not exist), from one nfnetlink dump.
+
+    None when unknowable so (iptables-legacy, or the dump failing). Cheap
+    whatever the chain's size: no rule is rendered.
+    """
+    if variant(family) != "nf_tables":
+        return None
+    from pycni.net.firewall import nft_dump
+
+    try:
+        return len(nft_dump.rule_comments("ip" if family == 4 else "ip6", table, chain))
+    except NetError:
+        return None
+
+
 def nft_rule_verdicts(family: Family, table: str, chain: str) -> list[str] | None:
     """Each rule's verdict in an iptables-nft chain ("accept", "drop", "jump <chain>", ...), read in-process.
 
@@ -188,6 +204,8 @@ __all__ = [
     "available",
     "list_rules",
     "nft_chains",
+    "nft_rule_count",
+    "nft_rule_verdicts",
     "run",
     "variant",
 ]
