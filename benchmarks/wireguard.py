@@ -1,6 +1,7 @@
 """The wireguard backend's data path against its ceiling and against vxlan, in one run.
 
-Three iperf3 TCP runs (one stream, receiver's figure), one after the other so they never share the CPU:
+Three iperf3 TCP runs (one stream, receiver's figure), taking turns in ``--rounds`` rounds (the median is
+printed) so they never share the CPU and the machine's load drifts over all three alike:
 
 1. ceiling: wireguard-go between two plain network namespaces joined by a
    veth (device MTU 1440, as the pods get), no pycni at all: what the
@@ -19,12 +20,16 @@ Run as root from the repository: ``.venv/bin/python benchmarks/wireguard.py``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,8 +62,11 @@ def iperf(server_ns: str, client_ns: str, ip: str, seconds: int) -> float:
         server.wait()
 
 
-def ceiling(seconds: int, tmp: str) -> float:
-    a, b = f"wgb-a-{int(time.time()) % 10000}", f"wgb-b-{int(time.time()) % 10000}"
+@contextlib.contextmanager
+def plain_pair(tmp: str) -> Iterator[tuple[str, str, str]]:
+    """Two namespaces joined by a veth, wireguard-go in each (device MTU 1440): (server ns, client ns, server ip)."""
+    stamp = os.getpid() % 100000
+    a, b = f"wgb-a-{stamp}", f"wgb-b-{stamp}"
     pids: list[int] = []
     try:
         for ns in (a, b):
@@ -81,7 +89,7 @@ def ceiling(seconds: int, tmp: str) -> float:
             pids.append(run_in_netns(f"/run/netns/{ns}", start))
             sh("ip", "-n", ns, "addr", "add", f"10.99.{i}.1/16", "dev", "wgb0")
             sh("ip", "-n", ns, "link", "set", "wgb0", "mtu", "1440", "up")
-        return iperf(b, a, "10.99.2.1", seconds)
+        yield b, a, "10.99.2.1"
     finally:
         for pid in pids:
             wireguard_go.stop_wireguard_go(pid, "wgb0")
@@ -89,14 +97,14 @@ def ceiling(seconds: int, tmp: str) -> float:
             sh("ip", "netns", "delete", ns, check=False)
 
 
-def pod_to_pod(backend: str, seconds: int, root: str, rotation: bool = False) -> tuple[float, float | None]:
+@contextlib.contextmanager
+def two_pods(backend: str, root: str) -> Iterator[tuple[Lab, str, str, str]]:
+    """A 2-node lab with a pod on each: (lab, server ns, client ns, server ip)."""
     lab = Lab.up(2, backend, root=root)
     try:
         a, b = lab.add_pod("n1", "a"), lab.add_pod("n2", "b")
         assert lab.ping("a", str(b.ip), count=3)
-        rate = iperf(b.netns, a.netns, str(b.ip), seconds)
-        gap = rotation_gap(lab, a.netns, str(b.ip)) if rotation else None
-        return rate, gap
+        yield lab, b.netns, a.netns, str(b.ip)
     finally:
         lab.down()
 
@@ -118,12 +126,19 @@ def rotation_gap(lab: Lab, src_ns: str, dst: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="length of each iperf3 run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds in which the three take turns (default 3)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pycni-bench-wg-") as tmp:
-        top = ceiling(args.seconds, tmp)
-        wg, gap = pod_to_pod("wireguard", args.seconds, tmp, rotation=True)
-        vx, _ = pod_to_pod("vxlan", args.seconds, tmp)
-    print("== wireguard backend: iperf3, 1 TCP stream, Gbit/s (receiver)")
+    rates: dict[str, list[float]] = {"ceiling": [], "wireguard": [], "vxlan": []}
+    with tempfile.TemporaryDirectory(prefix="pycni-bench-wg-") as tmp, plain_pair(tmp) as plain, \
+            two_pods("wireguard", tmp) as wg_lab, two_pods("vxlan", tmp) as vx_lab:
+        paths = {"ceiling": plain, "wireguard": wg_lab[1:], "vxlan": vx_lab[1:]}
+        for _ in range(args.rounds):
+            for name, (server, client, ip) in paths.items():
+                rates[name].append(iperf(server, client, ip, args.seconds))
+        gap = rotation_gap(wg_lab[0], wg_lab[2], wg_lab[3])
+    top, wg, vx = (statistics.median(rates[name]) for name in ("ceiling", "wireguard", "vxlan"))
+    print(f"== wireguard backend: iperf3, 1 TCP stream, Gbit/s (receiver), median of {args.rounds} rounds; "
+          f"load {os.getloadavg()[0]:.1f}")
     print(f"wireguard-go between two plain namespaces (ceiling)  {top:7.3f}")
     print(f"pod to pod across nodes, wireguard backend           {wg:7.3f}   {wg / top:6.1%} of the ceiling "
           "(target >= 90%)")
