@@ -2,7 +2,8 @@
 # A multi-node cluster on this machine: `pycni lab` builds an underlay, an
 # etcd and three nodes (network namespaces, one `pycni agent` each, VXLAN
 # between them), puts pods on different nodes, shows them pinging each other
-# and the outside world, then tears everything down. Runs as root; nothing
+# and the outside world, NetworkPolicy at work, then breaks a node on purpose
+# for `pycni doctor` to name and heals it, and tears everything down. Runs as root; nothing
 # is made in the host's own network namespace. (The single-node tour of the
 # `pycni add/del` command is scripts/demo-cni.sh.)
 set -euo pipefail
@@ -99,3 +100,12 @@ YAML
 http
 "$PYCNI" policy explain --from shop/front --to shop/api --port http
 kill "$server" 2>/dev/null || true
+
+step "pycni doctor: break n2 on purpose (a foreign firewall drops forwarded traffic, as Docker's FORWARD DROP does)"
+"$PYCNI" lab break n2 forward-drop
+"$PYCNI" lab exec web -- ping -c 1 -W 2 "$db" >/dev/null || echo "web -> db ($db): no answer"
+step "pycni lab doctor n2: what is wrong, and the fix"
+"$PYCNI" lab doctor n2 || echo "(doctor exits 1: a check fails)"
+step "pycni lab heal n2"
+"$PYCNI" lab heal n2
+"$PYCNI" lab exec web -- ping -c 1 -W 2 "$db" >/dev/null && echo "web -> db ($db): answers again"
