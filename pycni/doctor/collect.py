@@ -49,16 +49,23 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
             errors[name] = str(exc) or type(exc).__name__
             return None
 
+    # The datastore is the one slow part (a network round trip, or a timeout): asked beside everything else.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pycni-doctor-etcd")
+    asked = pool.submit(collect_store, options, etcd_timeout, tls)
+    pool.shutdown(wait=False)
     conf = part("conf", lambda: collect_conf(options.conf_dir))
     winner = next((c for c in conf or () if c.error is None), None)
     plugins = part("plugins", lambda: collect_plugins(winner.types if winner else (), options.bin_dirs)) or {}
-    store = collect_store(options, etcd_timeout, tls)
-    vxlan_device = f"pycni.{store.vni if store.vni is not None else 1}" if store.backend_type == "vxlan" else None
     from pycni.doctor.collect_kernel import collect_firewall, collect_node
 
     ipam_dir = (winner.ipam_data_dir if winner and winner.ipam_data_dir else options.ipam_data_dir)
     network = winner.network if winner and winner.network else options.network_name
     cache = part("cache", lambda: collect_cache(options.cache_dir, (network, options.network_name)))
+    node = part("node", collect_node)
+    firewall = part("firewall", collect_firewall)
+    store = asked.result()
     return Snapshot(
         options=options,
         conf=conf,
@@ -66,8 +73,8 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
         agent=part("agent", lambda: collect_agent(options.run_dir)),
         subnet_env=part("subnet_env", lambda: read_env(os.path.join(options.run_dir, "subnet.env"))),
         store=store,
-        node=part("node", lambda: collect_node(vxlan_device)),
-        firewall=part("firewall", collect_firewall),
+        node=node,
+        firewall=firewall,
         ipam=part("ipam", lambda: collect_ipam(os.path.join(ipam_dir, network))),
         cache=cache,
         netns=part("netns", lambda: collect_netns(cache or ())),

@@ -44,10 +44,14 @@ def _sysctl(key: str) -> str | None:
     return _read("/proc/sys/" + "/".join(parts))
 
 
-def collect_node(vxlan_device: str | None) -> NodeView:
+def collect_node(vxlan_device: str | None = None) -> NodeView:
+    """The node's links, routes, sysctls and counters; the overlay's entries of ``vxlan_device`` (default: the
+    agent's ``pycni.<VNI>`` device found among the links, so this needs nothing from the datastore)."""
     from pycni.net import addrs, links, routes
 
     infos = links.list_links()
+    if vxlan_device is None:
+        vxlan_device = next((i.name for i in infos if i.kind == "vxlan" and i.name.startswith("pycni.")), None)
     names = {info.index: info.name for info in infos}
     views = []
     for info in infos:
