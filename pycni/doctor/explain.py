@@ -76,7 +76,7 @@ _PATTERNS: tuple[tuple[str, Cause], ...] = (
            "refers to it", "pycni gc <network>; ip netns list for leftovers")),
     (r"no network config found in|no net configurations found|no CNI configuration file in|"
      r"cni config uninitialized|cni plugin not initialized|network plugin is not ready|Missing CNI default network|"
-     r"failed to load cni during init|no net configuration with name",
+     r"failed to load cni during init|no net configuration with name|CNI network \"?[\w.-]+\"? not found",
      Cause("conf-missing", "the runtime finds no (valid) network config in its conf dir",
            "start the node agent, which writes /etc/cni/net.d/00-pycni-cluster.conflist; pycni doctor")),
     (r"cni config load failed|failed to load cni config|error parsing configuration",

@@ -18,6 +18,11 @@ MESSAGES = [
     ("docker: network plugin is not ready: cni config uninitialized", "conf-missing"),
     ("no CNI configuration file in /etc/cni/net.d/. Has your network provider started?", "conf-missing"),
     ("no net configurations found in /etc/cni/net.d", "conf-missing"),
+    ('Error: error configuring network namespace for container 3f2a: CNI network "podman" not found',
+     "conf-missing"),
+    ('error adding pod default_web to CNI network "pycni": plugin type="bridge" name="pycni" failed (add): '
+     'failed to set bridge addr: "cni0" already has an IP address different from 10.244.1.1/24',
+     "bridge-stale-addr"),
     ('Container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin '
      "returns error: cni plugin not initialized", "conf-missing"),
     ('Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "3c05": '
