@@ -105,9 +105,10 @@ class Executor:
         self._pool = WorkerPool()
         self._connections = threading.BoundedSemaphore(options.max_connections)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._poller = select.poll()
-        for fd in (listener.fileno(), self._wake_r):
-            self._poller.register(fd, select.POLLIN)
+        # EPOLLEXCLUSIVE: with worker processes all waiting on this socket, a connection wakes one of them.
+        self._poller = select.epoll()
+        self._poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        self._poller.register(self._wake_r, select.EPOLLIN)
         self._active = 0
         self._idle = threading.Condition()
 
@@ -124,6 +125,7 @@ class Executor:
             sys.stderr, sys.stdout = real_stderr, real_stdout
             os.close(self._wake_r)
             os.close(self._wake_w)
+            self._poller.close()
 
     def shutdown(self) -> None:
         """Stop accepting (safe from a signal handler or another thread)."""
