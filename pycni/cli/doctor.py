@@ -54,6 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="report check ID but do not fail on it (repeatable, or comma-separated; 'all')")
     p.add_argument("--explain", metavar="MESSAGE", help="explain a runtime's error message and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="show evidence of passing checks too")
+    # The agent's other flags are accepted and ignored, so its command line can be reused as it is.
+    for flag in ("--public-ip", "--metrics", "--lease-ttl", "--resync-interval", "--policy", "--policy-timeout"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
+    for flag in ("--no-masquerade", "--release-on-exit"):
+        p.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
 
 
 def _node_name(args: argparse.Namespace) -> str:

@@ -37,3 +37,11 @@ def test_explain_without_a_known_cause_exits_2(capsys: pytest.CaptureFixture[str
 def test_an_unknown_ignore_id_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["doctor", "--ignore", "no-such-check"], capsys)
     assert code == 2 and "unknown check id 'no-such-check'" in err
+
+
+def test_the_agents_other_flags_are_accepted() -> None:
+    from pycni.cli.main import build_parser
+
+    args = build_parser().parse_args(["doctor", "--node-name", "n1", "--lease-ttl", "10", "--resync-interval", "2",
+                                      "--metrics", "127.0.0.1:9100", "--policy", "on", "--no-masquerade"])
+    assert args.node_name == "n1"
