@@ -62,7 +62,7 @@ class Fault:
     inject: Callable[[Target], Undo]
     heal: Callable[[Target, Undo], None]
     stop_agent: bool = False  # the agent repairs it within seconds: made (and left) with the agent stopped
-    backends: tuple[str, ...] = ("vxlan", "host-gw")
+    backends: tuple[str, ...] = ()  # the lab backends it applies to; () for every one
     consequences: tuple[str, ...] = ()  # checks that may fail too, because of this one
 
 
@@ -110,10 +110,12 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("iptables-mixed", "iptables-mixed", "an iptables-legacy chain hooked into FORWARD beside nftables",
           kernel.iptables_mixed, kernel.heal_iptables_mixed),
     Fault("peer-state", "peer-state", "stop the agent and delete its entry for one peer (neighbour or route)",
-          kernel.peer_state, kernel.heal_peer_state, stop_agent=True),
+          kernel.peer_state, kernel.heal_peer_state, stop_agent=True, backends=("vxlan", "host-gw")),
     Fault("vtep-mac", "vtep-mac", "stop the agent and change the VXLAN device's MAC", kernel.vtep_mac,
           kernel.heal_vtep_mac, stop_agent=True, backends=("vxlan",),
           consequences=("peer-state",)),  # a new MAC flushes the device's neighbours; peers' FDB misses it
+    Fault("cidr-overlap", "cidr-overlap", "a LAN on the node (a bridge lan0) numbered inside the pod network",
+          kernel.cidr_overlap, kernel.heal_cidr_overlap),
     Fault("node-ip", "node-ip", "move eth0 to another address under the running agent", kernel.node_ip,
           kernel.heal_node_ip, consequences=PATH),
     Fault("mtu", "mtu", "lower eth0's MTU by 100 on this node only", kernel.mtu, kernel.heal_mtu),
@@ -136,7 +138,7 @@ def _lookup(lab: Lab, node: str, name: str) -> Fault:
     fault = FAULTS.get(name)
     if fault is None:
         raise LabError(f"no fault '{name}'; the faults are: {', '.join(FAULTS)}")
-    if lab.state.backend not in fault.backends:
+    if fault.backends and lab.state.backend not in fault.backends:
         raise LabError(f"fault '{name}' needs the {' or '.join(fault.backends)} backend; lab {lab.state.id} runs "
                      f"{lab.state.backend}")
     return fault

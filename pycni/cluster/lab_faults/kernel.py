@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from ipaddress import IPv4Network
 
 from pycni.cluster.lab import LabError
 from pycni.cluster.lab_faults.target import Target, Undo, host
 
+LAN = "lan0"
 FOREIGN_ADDR = "10.250.0.1/24"  # a bridge address from "an earlier cluster", outside the lab's network
 
 
@@ -167,6 +169,21 @@ def vtep_mac(t: Target) -> Undo:
 
 def heal_vtep_mac(t: Target, undo: Undo) -> None:
     t.run("ip", "link", "set", undo["dev"], "address", undo["mac"])
+
+
+def cidr_overlap(t: Target) -> Undo:
+    """The node sits on a LAN numbered inside the pod network (a bridge: this kernel has no dummy links)."""
+    cluster = IPv4Network(t.state.network)
+    taken = {t.lab.node_subnet(n) for n in t.state.nodes}
+    lan = next(s for s in reversed(list(cluster.subnets(new_prefix=24))) if s not in taken)
+    t.run("ip", "link", "add", LAN, "type", "bridge")
+    t.run("ip", "addr", "add", f"{lan[1]}/{lan.prefixlen}", "dev", LAN)
+    t.run("ip", "link", "set", LAN, "up")
+    return {"link": LAN}
+
+
+def heal_cidr_overlap(t: Target, undo: Undo) -> None:
+    t.lab.exec(t.node, ["ip", "link", "delete", undo["link"]])
 
 
 def _underlay_address(t: Target, ip: str) -> None:
