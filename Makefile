@@ -28,6 +28,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python benchmarks/run.py
+	.venv/bin/python benchmarks/cold.py
 	.venv/bin/python benchmarks/policy.py
 	.venv/bin/python benchmarks/containerd.py
 	.venv/bin/python benchmarks/dhcp.py
