@@ -22,6 +22,10 @@ end; ``--etcd URL`` uses a running one). Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import selectors
+import socket
 import statistics
 import sys
 import tempfile
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.kv import prefix_end
 from pycni.cluster.lease import Lease
 from pycni.cluster.subnets import SubnetManager
 from pycni.cluster.watch_loop import watch_leases
@@ -79,48 +84,151 @@ class SimNode:
             return self.seen[key]
 
 
+class LightWatchers:
+    """Nodes that only watch: one etcd watch stream each, all read by one selector thread.
+
+    Each holds a lease (long TTL: no keeper) and its own watch on the subnets prefix, so etcd
+    holds and fans out to as many leases and watchers as the cluster has nodes; their events are
+    read and stamped by one thread instead of a full watcher each, which on a real cluster runs on
+    its node's own CPU. Events are recognised after the fact (``arrival``), off the clock.
+    """
+
+    def __init__(self, endpoint: str, prefix: str, names: list[str], start_revision: int) -> None:
+        self.names = names
+        self.lines: dict[int, list[tuple[float, bytes]]] = {}  # socket fd -> (arrival, event line)
+        self._tails: dict[int, bytes] = {}
+        self.selector = selectors.DefaultSelector()
+        host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+        key = f"{prefix}/subnets/".encode()
+        body = json.dumps({"create_request": {"key": base64.b64encode(key).decode(),
+                                              "range_end": base64.b64encode(prefix_end(key)).decode(),
+                                              "start_revision": str(start_revision)}}).encode()
+        request = (f"POST /v3/watch HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self.sockets = []
+        for _ in names:
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            sock.sendall(request)
+            answer = b""
+            while b'"created":true' not in answer:  # the watch is in place
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"etcd closed a watch: {answer[:200]!r}")
+                answer += chunk
+            sock.setblocking(False)
+            self.sockets.append(sock)
+            self.lines[sock.fileno()] = []
+            self.selector.register(sock, selectors.EVENT_READ)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            for key, _ in self.selector.select(0.2):
+                now = time.perf_counter()
+                fd = key.fd
+                data = self._tails.get(fd, b"") + key.fileobj.recv(1 << 20)  # type: ignore[union-attr]
+                *complete, self._tails[fd] = data.split(b"\n")
+                self.lines[fd] += [(now, line) for line in complete if b'"events"' in line]
+
+    def arrival(self, kind: str, node: str, timeout: float) -> list[float]:
+        """When each light watcher got the event that ``node``'s lease was added / removed."""
+        deadline = time.monotonic() + timeout
+        found: dict[int, float] = {}
+        while len(found) < len(self.sockets):
+            for fd, lines in list(self.lines.items()):
+                if fd in found:
+                    continue
+                for at, line in list(lines):
+                    if _event_of(line, kind) == node:
+                        found[fd] = at
+                        break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.sockets) - len(found)} light watchers never saw {kind} {node}")
+            time.sleep(0.01)
+        return list(found.values())
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            self.selector.unregister(sock)
+            sock.close()
+
+
+def _event_of(line: bytes, kind: str) -> str | None:
+    """The node whose lease a watch response's event put (``added``) or deleted (``removed``)."""
+    events = (json.loads(line).get("result") or {}).get("events") or []
+    for event in events:
+        if kind == "removed" and event.get("type") == "DELETE":
+            return f"subnet:{base64.b64decode(event['kv']['key']).decode()}"
+        if kind == "added" and event.get("type", "PUT") == "PUT":
+            return str(json.loads(base64.b64decode(event["kv"]["value"])).get("Node"))
+    return None
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(endpoint: str, n: int, rounds: int) -> dict[str, list[float]]:
+def run(endpoint: str, n: int, rounds: int, full: int) -> dict[str, list[float]]:
+    """Convergence with ``n`` nodes, ``full`` of them full watchers (the rest light: ``LightWatchers``)."""
     prefix = f"/bench-{uuid.uuid4().hex[:8]}"
     admin_kv = EtcdKV(endpoint)
     admin = SubnetManager(admin_kv, prefix, ttl=TTL)
-    admin.init_config(ClusterConfig(network=IPv4Network("10.244.0.0/16")))
+    # a /24 per node, with room for the probe and the newcomers: a /16 holds 256 nodes, a /12 4,096
+    admin.init_config(ClusterConfig(network=IPv4Network("10.244.0.0/16" if n < 250 else "10.240.0.0/12")))
     stop = threading.Event()
-    nodes = [SimNode(f"node{i:03d}", endpoint, prefix) for i in range(n)]
+    full = min(full, n)
+    nodes = [SimNode(f"node{i:04d}", endpoint, prefix) for i in range(full)]
     for i, node in enumerate(nodes):
         node.start(stop, i)
+    light_names = [f"light{i:04d}" for i in range(n - full)]
+    light_leases = SubnetManager(admin_kv, prefix, ttl=3600)  # outlives the run: no keeper needed
+    for i, name in enumerate(light_names, start=full):
+        light_leases.acquire(name, IPv4Address(f"10.99.{i // 250}.{i % 250 + 1}"), {"VtepMAC": "02:00:00:00:00:01"})
+    light = LightWatchers(endpoint, prefix, light_names, admin.list_leases()[1] + 1) if light_names else None
+    if light is not None:
+        threading.Thread(target=light.run, args=(stop,), daemon=True, name="light-watchers").start()
     # warm up: every watcher is following (its watch stream is open) once it reports a probe
     probe_kv = EtcdKV(endpoint)
     probe = SubnetManager(probe_kv, prefix, ttl=TTL)
-    probe.acquire("probe", IPv4Address("10.98.0.1"), {})
+    probe_lease = probe.acquire("probe", IPv4Address("10.98.0.1"), {})
     for node in nodes:
-        node.wait_for(("added", "probe"), 60)
+        node.wait_for(("added", "probe"), 120)
+    if light is not None:
+        light.arrival("added", "probe", 120)
     probe.release("probe")
     for node in nodes:
-        node.wait_for(("removed", "probe"), 60)
+        node.wait_for(("removed", "probe"), 120)
+    if light is not None:
+        light.arrival("removed", f"subnet:{probe_lease.key}", 120)
 
-    results: dict[str, list[float]] = {"acquire": [], "added": [], "added_median": [], "removed": []}
+    results: dict[str, list[float]] = {"acquire": [], "added": [], "added_full": [], "added_median": [],
+                                       "removed": []}
     newcomer_kv = EtcdKV(endpoint)
     newcomer = SubnetManager(newcomer_kv, prefix, ttl=TTL)
     for r in range(rounds):
         name = f"new{r}"
         started = time.perf_counter()
-        newcomer.acquire(name, IPv4Address(f"10.97.0.{r + 1}"), {"VtepMAC": "02:00:00:00:ff:ff"})
+        lease = newcomer.acquire(name, IPv4Address(f"10.97.0.{r + 1}"), {"VtepMAC": "02:00:00:00:ff:ff"})
         results["acquire"].append(time.perf_counter() - started)
-        arrivals = [node.wait_for(("added", name), 30) - started for node in nodes]
+        arrivals = [node.wait_for(("added", name), 60) - started for node in nodes]
+        results["added_full"].append(max(arrivals, default=0.0))
+        arrivals += [at - started for at in (light.arrival("added", name, 60) if light is not None else [])]
         results["added"].append(max(arrivals))
         results["added_median"].append(statistics.median(arrivals))
         started = time.perf_counter()
         newcomer.release(name)
-        results["removed"].append(max(node.wait_for(("removed", name), 30) - started for node in nodes))
+        gone = [node.wait_for(("removed", name), 60) - started for node in nodes]
+        if light is not None:
+            gone += [at - started for at in light.arrival("removed", f"subnet:{lease.key}", 60)]
+        results["removed"].append(max(gone))
         time.sleep(1.5)  # the watchers' expiry bookkeeping (0.1-1 s after a removal) is done before the next
     stop.set()
     for node in nodes:
         node.kv.close()
+    if light is not None:
+        light.close()
+    for name in light_names:
+        light_leases.release(name)
     for kv in (admin_kv, probe_kv, newcomer_kv):
         kv.close()
     return results
@@ -128,12 +236,25 @@ def run(endpoint: str, n: int, rounds: int) -> dict[str, list[float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--nodes", default="10,50", help="simulated node counts, comma-separated (default 10,50)")
+    parser.add_argument("--nodes", default="10,50,200,1000", help="simulated node counts, comma-separated")
     parser.add_argument("--rounds", type=int, default=10, help="newcomers per node count (default 10)")
+    parser.add_argument("--full", type=int, default=200,
+                        help="at most this many full nodes (threads of this process); the rest are light watchers "
+                             "(default 200)")
     parser.add_argument("--etcd", help="use this etcd client URL instead of starting one")
     args = parser.parse_args()
     counts = [int(x) for x in args.nodes.split(",")]
 
+    def ms(values: list[float], q: float | None = None) -> str:
+        value = statistics.median(values) if q is None else percentile(values, q)
+        return f"{value * 1000:.1f}"
+
+    print(f"lease convergence over {args.rounds} newcomers per size (ms; 'all' = until the last node saw it)")
+    header = ("nodes", "full", "acquire p50", "added p50 node", "added all p50", "added all max", "full nodes p50",
+              "removed all p50", "removed all max")
+    widths = [max(len(h), 7) for h in header]
+    print("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(header)), flush=True)
+    table: dict[int, dict[str, list[float]]] = {}
     server = None
     with tempfile.TemporaryDirectory(prefix="pycni-bench-etcd-") as tmp:
         if args.etcd:
@@ -142,23 +263,14 @@ def main() -> int:
             server = EtcdServer(Path(tmp) / "data", progress_notify="10m").start()
             endpoint = server.endpoint
         try:
-            table = {n: run(endpoint, n, args.rounds) for n in counts}
+            for n in counts:  # a row as each size is done: 1,000 nodes take minutes to start
+                r = table[n] = run(endpoint, n, args.rounds, args.full)
+                row = (str(n), str(min(n, args.full)), ms(r["acquire"]), ms(r["added_median"]), ms(r["added"]),
+                       ms(r["added"], 1.0), ms(r["added_full"]), ms(r["removed"]), ms(r["removed"], 1.0))
+                print("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)), flush=True)
         finally:
             if server is not None:
                 server.stop()
-
-    def ms(values: list[float], q: float | None = None) -> str:
-        value = statistics.median(values) if q is None else percentile(values, q)
-        return f"{value * 1000:.1f}"
-
-    print(f"lease convergence over {args.rounds} newcomers per size (ms; 'all' = until the last node saw it)")
-    header = ("nodes", "acquire p50", "added p50 node", "added all p50", "added all max", "removed all p50",
-              "removed all max")
-    rows = [(str(n), ms(r["acquire"]), ms(r["added_median"]), ms(r["added"]), ms(r["added"], 1.0),
-             ms(r["removed"]), ms(r["removed"], 1.0)) for n, r in table.items()]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)))
     if len(counts) >= 2:
         small, large = counts[0], counts[-1]
         grow = statistics.median(table[large]["added"]) / statistics.median(table[small]["added"])
