@@ -91,11 +91,12 @@ def install_shims(bin_dir: Path, plugin_types: Sequence[str]) -> None:
 class Executor:
     """``pycni executor`` on a private socket, started and killed by PID."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *args: str) -> None:
         self.socket = directory / "executor.sock"
         self.log = directory / "executor.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pycni", "executor", "--socket", str(self.socket), "--log-file", str(self.log)],
+            [sys.executable, "-m", "pycni", "executor", "--socket", str(self.socket), "--log-file", str(self.log),
+             *args],
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd="/",
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
