@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from pycni.cluster.status_file import AgentStatus
+from pycni.doctor.wireguard_view import WgDeviceView
 
 __all__ = [
     "AgentView",
@@ -107,6 +108,7 @@ class LeaseView:
     backend_type: str
     vtep_mac: str | None
     pod_mtu: int | None  # published by agents since pycni doctor; None for older leases
+    public_key: str | None = None  # the wireguard backend's (BackendData.PublicKey)
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,7 @@ class Snapshot:
     policy: tuple[bool, str] | None = None  # (table matches the agent's compiled state, detail); None: not exposed
     synthetic: SyntheticResult | None = None
     probes: tuple[ProbeResult, ...] | None = None
+    wireguard: WgDeviceView | None = None  # the node's WireGuard device (wireguard backend only)
     errors: Mapping[str, str] = field(default_factory=dict)  # part -> why it could not be collected
 
     @property
