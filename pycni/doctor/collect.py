@@ -59,6 +59,7 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
     winner = next((c for c in conf or () if c.error is None), None)
     plugins = part("plugins", lambda: collect_plugins(winner.types if winner else (), options.bin_dirs)) or {}
     from pycni.doctor.collect_kernel import collect_firewall, collect_node
+    from pycni.doctor.collect_wireguard import collect_wireguard
 
     ipam_dir = (winner.ipam_data_dir if winner and winner.ipam_data_dir else options.ipam_data_dir)
     network = winner.network if winner and winner.network else options.network_name
@@ -80,6 +81,8 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
         netns=part("netns", lambda: collect_netns(cache or ())),
         executor=part("executor", lambda: collect_executor(options)),
         policy=part("policy", lambda: collect_policy(winner.raw if winner else {})),
+        wireguard=part("wireguard", lambda: collect_wireguard(options.run_dir)) if store.backend_type == "wireguard"
+        else None,
         errors=errors,
     )
 
@@ -423,8 +426,10 @@ def collect_store(options: Options, timeout: float, tls: tuple[str | None, str |
         data = lease.backend_data
         mac = data.get("vtepMAC") or data.get("VtepMAC")
         mtu = data.get("podMTU")
+        key = data.get("PublicKey")
         views.append(LeaseView(lease.node, lease.subnet, lease.public_ip, lease.backend_type,
-                               str(mac) if mac else None, mtu if isinstance(mtu, int) else None))
+                               str(mac) if mac else None, mtu if isinstance(mtu, int) else None,
+                               key if isinstance(key, str) else None))
     backend = config.backend
     return StoreView(error=None, network=config.network, backend_type=backend.type,
                      vxlan_port=backend.port if backend.type == "vxlan" else None,
