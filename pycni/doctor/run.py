@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
-from pycni.doctor import checks_agent, checks_conf, checks_kernel, checks_local, checks_peers
+from pycni.doctor import checks_agent, checks_conf, checks_kernel, checks_local, checks_peers, checks_wireguard
 from pycni.doctor.result import CheckResult, skip
 from pycni.doctor.snapshot import Snapshot
 
@@ -45,6 +45,7 @@ CHECKS: tuple[tuple[str, Check, tuple[str, ...]], ...] = (
     ("peer-state", checks_peers.peer_state, ("datastore", "agent-down", "node-ip", "vtep-mac", "vxlan-port",
                                              "forward-drop")),
     ("mtu", checks_peers.mtu, ("agent-down",)),
+    ("wireguard", checks_wireguard.wireguard, ("datastore", "agent-down")),
     ("bridge-stale-addr", checks_local.bridge_stale_addr, ("cidr-mismatch",)),
     ("ipam-leak", checks_local.ipam_leak, ("cache-corrupt",)),
     ("ipam-exhausted", checks_local.ipam_exhausted, ("ipam-leak",)),
