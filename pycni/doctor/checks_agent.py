@@ -141,7 +141,7 @@ def cidr_overlap(snap: Snapshot) -> CheckResult:
         return skip(cid, "no cluster network to compare with (see datastore)")
     if snap.node is None:
         return skip(cid, f"cannot list the node's addresses and routes: {snap.errors.get('node', 'unknown error')}")
-    ours = {snap.options.bridge, f"pycni.{store.vni if store.vni is not None else 1}"}
+    ours = {snap.options.bridge, f"pycni.{store.vni if store.vni is not None else 1}", "pycni-wg"}
     if snap.winner is not None and snap.winner.bridge:
         ours.add(snap.winner.bridge)
     found = [f"{link.name}: {address}" for link in snap.node.links if link.name not in ours

@@ -57,6 +57,10 @@ def peer_state(snap: Snapshot) -> CheckResult:
                 problems.append(f"{peer.node}: neighbour {gw} lladdr {mac} on {dev} missing")
             if (mac, peer.public_ip) not in entries.fdb:
                 problems.append(f"{peer.node}: fdb {mac} dst {peer.public_ip} on {dev} missing")
+        elif snap.store.backend_type == "wireguard":  # S via S.0 dev pycni-wg onlink (backends.wireguard_plan)
+            if (peer.subnet, peer.subnet.network_address, "pycni-wg") not in routes:
+                problems.append(f"{peer.node}: route {peer.subnet} via {peer.subnet.network_address} dev pycni-wg "
+                                "missing")
         elif not any(dst == peer.subnet and gw == peer.public_ip for dst, gw, _ in routes):
             problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip} missing")
     silent = [f"{p.peer}: {p.target} does not answer a ping" for p in snap.probes or () if not p.reachable]
@@ -119,7 +123,7 @@ def mtu(snap: Snapshot) -> CheckResult:
     own = snap.own_lease
     problems: list[str] = []
     underlay = snap.node.link(snap.underlay or "")
-    overhead = OVERHEAD if snap.store.backend_type == "vxlan" else 0
+    overhead = {"vxlan": OVERHEAD, "wireguard": 60}.get(snap.store.backend_type or "", 0)
     limit = underlay.mtu - overhead if underlay is not None else None
     vxlan = snap.node.link(snap.vxlan_device or "pycni.1") if snap.store.backend_type == "vxlan" else None
     if limit is not None and vxlan is not None and vxlan.mtu > limit:
