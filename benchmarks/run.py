@@ -17,10 +17,17 @@ Scenarios:
    mapping, firewall, tuning): ADD and DEL latency
 3. churn: pods/s with --workers parallel workers over --churn-pods pods of
    the podman chain, each pod ADD then DEL
+4. cores: the same churn with everything (this script, the plugins it
+   execs, every thread of the executor) pinned to the first N cores, for
+   each N of --cores: how churn grows with cores
 
-Targets (pycni+executor / go): podman ADD+DEL <= 0.5, bridge ADD+DEL <= 1.2,
-churn >= 2.0. Run as root from the repository: ``python benchmarks/run.py``
-(``make bench``). Everything it creates is removed at the end.
+With the podman and churn scenarios it prints the executor's CPU (user +
+system, all its processes, from /proc) per pod, ADD+DEL.
+
+Targets (issue 15; pycni+executor / go): podman ADD+DEL <= 0.25, bridge
+ADD+DEL <= 0.8, churn >= 3.0; executor CPU per podman-chain pod <= 15 ms.
+Run as root from the repository: ``python benchmarks/run.py`` (``make
+bench``). Everything it creates is removed at the end.
 """
 
 from __future__ import annotations
@@ -57,8 +64,9 @@ from benchmarks.harness import (
     remove_pod,
 )
 
-TARGETS = {"bridge": 1.2, "podman": 0.5}
-CHURN_TARGET = 2.0
+TARGETS = {"bridge": 0.8, "podman": 0.25}
+CHURN_TARGET = 3.0
+CPU_TARGET_MS = 15.0
 _ports = itertools.count(20000)
 
 
@@ -231,6 +239,52 @@ def churn(networks: list[Network], pods: int, workers: int, rounds: int, failure
     return {name: count / seconds for name, (count, seconds) in total.items()}
 
 
+def executor_pids(executor: Executor) -> list[int]:
+    """The executor's process and its worker processes."""
+    pid = executor.proc.pid
+    with contextlib.suppress(OSError):
+        return [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    return [pid]
+
+
+def executor_cpu_seconds(executor: Executor) -> float:
+    """CPU time (user + system) the executor and its worker processes have used so far."""
+    pids = executor_pids(executor)
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def pin(cpus: set[int], executor: Executor) -> None:
+    """Run this benchmark (and the plugins it execs) and every thread of the executor on ``cpus`` only."""
+    os.sched_setaffinity(0, cpus)
+    pids = executor_pids(executor)
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
+
+
+def churn_by_cores(networks: list[Network], pods: int, workers: int, rounds: int, failures: Failures,
+                   executor: Executor, core_counts: list[int]) -> dict[str, dict[str, float]]:
+    """Churn (pods/s per variant) with everything pinned to the first N cores, for each N in ``core_counts``."""
+    available = sorted(os.sched_getaffinity(0))
+    found: dict[str, dict[str, float]] = {}
+    try:
+        for count in core_counts:
+            if count > len(available):
+                print(f"note: only {len(available)} cores here, skipping {count}", file=sys.stderr)
+                continue
+            pin(set(available[:count]), executor)
+            found[str(count)] = churn(networks, pods, workers, rounds, failures)
+    finally:
+        pin(set(available), executor)
+    return found
+
+
 def report(results: dict[str, object], variants_by_scenario: dict[str, list[Variant]]) -> list[str]:
     lines = []
     for scenario in ("bridge", "podman"):
@@ -257,6 +311,24 @@ def report(results: dict[str, object], variants_by_scenario: dict[str, list[Vari
             rate = data[variant.name]
             ratio = "" if variant.name == "go" else f"   pycni/Go {rate / data['go']:.2f}"
             lines.append(f"  {variant.label():<42} {rate:>8.2f} pods/s{ratio}")
+    data = results.get("cores")
+    if isinstance(data, dict) and data:
+        lines.append(f"\nchurn by cores (everything pinned with sched_setaffinity), {results['workers']} workers, "
+                     "pods/s")
+        names = [v.name for v in variants_by_scenario["cores"]]
+        lines.append(f"  {'cores':<6}" + "".join(f"{name:>18}" for name in names) + "   pycni+executor/Go")
+        for count, rates in data.items():
+            share = rates.get("pycni+executor", 0) / rates["go"] if rates.get("go") else 0
+            lines.append(f"  {count:<6}" + "".join(f"{rates[name]:>18.2f}" for name in names) + f"   {share:>8.2f}")
+        counts = list(data)
+        if len(counts) >= 2:
+            first, last = data[counts[0]], data[counts[-1]]
+            lines.append(f"  {counts[-1]} cores / {counts[0]}: " + ", ".join(
+                f"{name} {last[name] / first[name]:.2f}x" for name in names if first.get(name)))
+    cpu = results.get("executor_cpu_ms_per_pod")
+    if isinstance(cpu, dict) and cpu:
+        lines.append("\nexecutor CPU (user + system, all its processes) per pod of the chain, ADD+DEL (ms)")
+        lines.extend(f"  {scenario:<20} {ms:>7.1f}" for scenario, ms in cpu.items())
     data = results.get("floor")
     if isinstance(data, dict):
         lines.append("\none process, no work: VERSION of bridge (median ms)")
@@ -279,6 +351,10 @@ def report(results: dict[str, object], variants_by_scenario: dict[str, list[Vari
         ratio = data["pycni+executor"] / data["go"]
         lines.append(f"  churn    pods/s  {ratio:.2f} (target >= {CHURN_TARGET}) "
                      f"{'met' if ratio >= CHURN_TARGET else 'MISSED'}")
+    cpu = results.get("executor_cpu_ms_per_pod")
+    if isinstance(cpu, dict) and "podman" in cpu:
+        lines.append(f"  executor CPU per podman pod {cpu['podman']:.1f} ms (target <= {CPU_TARGET_MS:g}) "
+                     f"{'met' if cpu['podman'] <= CPU_TARGET_MS else 'MISSED'}")
     return lines
 
 
@@ -288,22 +364,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn-pods", type=int, default=100, help="pods per variant for churn (>= 100)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=4, help="churn rounds per variant, interleaved")
-    parser.add_argument("--scenarios", default="floor,bridge,podman,churn")
+    parser.add_argument("--scenarios", default="floor,bridge,podman,churn,cores")
+    parser.add_argument("--executor-processes", type=int, help="the executor's --processes (default: its own, one "
+                        "per core)")
+    parser.add_argument("--cores", default="1,2", help="core counts for the cores scenario (churn pinned to the "
+                        "first N cores)")
     parser.add_argument("--no-in-process", action="store_true", help="skip the pycni variant without executor")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
 
     cleanup = Cleanup()
-    executor = Executor(cleanup.tmpdir())
+    executor = Executor(cleanup.tmpdir(), *(["--processes", str(args.executor_processes)]
+                                            if args.executor_processes else []))
     results: dict[str, object] = {"pods": args.pods, "churn_pods": args.churn_pods, "workers": args.workers}
     variants_by_scenario: dict[str, list[Variant]] = {}
     failures = Failures(limit=max(5, args.pods // 3))
+    cpu_per_pod: dict[str, float] = {}
+    results["executor_cpu_ms_per_pod"] = cpu_per_pod
     try:
         runs: dict[str, tuple[str, Callable[[list[Network]], object]]] = {
             "bridge": ("bridge", lambda nets: latency(nets, args.pods, failures)),
             "podman": ("podman", lambda nets: latency(nets, args.pods, failures)),
             "churn": ("podman", lambda nets: churn(nets, args.churn_pods, args.workers, args.rounds, failures)),
+            "cores": ("podman", lambda nets: churn_by_cores(
+                [n for n in nets if n.variant.name != "pycni in-process"], args.churn_pods, args.workers,
+                args.rounds, failures, executor, [int(c) for c in args.cores.split(",") if c])),
             "floor": ("bridge", lambda nets: floor([n.variant for n in nets])),
         }
         for scenario in scenarios:
@@ -316,8 +402,17 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"note: pycni has no usable {', '.join(variant.fallbacks)}; "
                           f"{variant.name} runs Debian's Go binary for it", file=sys.stderr)
             print(f"{scenario}: {', '.join(v.name for v in variants)}", file=sys.stderr)
+            if scenario == "cores":
+                variants = [v for v in variants if v.name != "pycni in-process"]
+                variants_by_scenario[scenario] = variants
             mark = executor.mark()
+            cpu_before, calls_before = executor_cpu_seconds(executor), executor.calls()
             results[scenario] = measure([make_network(cleanup, v, chain) for v in variants])
+            if scenario in ("podman", "churn"):
+                pods_through_executor = (executor.calls() - calls_before) / (2 * (1 + len(PODMAN_META)))
+                if pods_through_executor:
+                    spent = (executor_cpu_seconds(executor) - cpu_before) * 1000 / pods_through_executor
+                    cpu_per_pod[scenario] = spent
             if scenario in ("bridge", "podman"):
                 results[f"{scenario}_inside_executor_ms"] = executor.durations(since=mark)
         results["executor_calls"] = executor.calls()
