@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from pycni.cluster.lab_state import LabState, NodeState, PodState, check_name, node_ip
+from pycni.cluster.lab_state import FaultState, LabState, NodeState, PodState, check_name, node_ip
 
 
 def test_lab_state_round_trip_and_names(tmp_path: Path) -> None:
@@ -26,3 +27,15 @@ def test_lab_state_round_trip_and_names(tmp_path: Path) -> None:
         loaded.netns_of("nope")
     with pytest.raises(ValueError):
         check_name("Bad_Name", "pod")
+
+
+def test_active_faults_round_trip_and_old_state_files_load(tmp_path: Path) -> None:
+    state = LabState(id="pl0a0b0d", root=str(tmp_path), backend="vxlan")
+    state.faults.append(FaultState(node="n1", fault="ip-forward", undo={"sysctls": {"net.ipv4.ip_forward": "1"}},
+                                   stopped_agent=True))
+    state.save()
+    assert LabState.load(str(tmp_path), "pl0a0b0d") == state
+    data = json.loads(Path(state.path).read_text())
+    del data["faults"]  # a state file written before lab faults existed
+    Path(state.path).write_text(json.dumps(data))
+    assert LabState.load(str(tmp_path), "pl0a0b0d").faults == []
