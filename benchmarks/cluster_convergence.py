@@ -1,6 +1,6 @@
-"""How fast a new node's lease reaches every other node, for 10 and 50 simulated nodes.
+"""How fast a new node's lease reaches every other node, for 10, 50, 200 and 1,000 simulated nodes.
 
-Each simulated node is what the agent runs for leases, minus the kernel:
+Each full simulated node is what the agent runs for leases, minus the kernel:
 its own etcd client (``EtcdKV``), a ``SubnetManager`` holding its lease
 (renewed every TTL/3) and a watcher thread (``list_leases`` then
 ``watch_leases``, i.e. the pure ``LeaseWatcher`` over an etcd watch).
@@ -10,13 +10,19 @@ start of its ``acquire`` until the last node's watcher has reported it
 remove`` does) and the time until every watcher reported it ``removed`` is
 measured the same way.
 
-All nodes are threads of this one process, so the figures include Python's
-thread scheduling (one interpreter lock for N watchers); on a real cluster
-each node has its own process and CPU, so these are upper bounds.
+All full nodes are threads of this one process, so the figures include
+Python's thread scheduling (one interpreter lock for N watchers); on a real
+cluster each node has its own process and CPU, so these are upper bounds.
+Beyond ``--full`` nodes (default 200) the others are light: a lease and an
+etcd watch each, so etcd holds and fans out to every node, read by one
+selector thread (``LightWatchers``) instead of a Python watcher each; the
+newcomer's ``acquire`` reads every node's lease either way. ``full nodes
+p50`` is the last full node alone.
 
 Run from the repository: ``.venv/bin/python benchmarks/cluster_convergence.py``
 (starts its own etcd from Debian's etcd-server on loopback, removes it at the
-end; ``--etcd URL`` uses a running one). Not part of the test suite.
+end; ``--etcd URL`` uses a running one; ``--nodes 10,50`` for a quick run).
+Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -182,8 +188,9 @@ def run(endpoint: str, n: int, rounds: int, full: int) -> dict[str, list[float]]
         node.start(stop, i)
     light_names = [f"light{i:04d}" for i in range(n - full)]
     light_leases = SubnetManager(admin_kv, prefix, ttl=3600)  # outlives the run: no keeper needed
-    for i, name in enumerate(light_names, start=full):
-        light_leases.acquire(name, IPv4Address(f"10.99.{i // 250}.{i % 250 + 1}"), {"VtepMAC": "02:00:00:00:00:01"})
+    light_ids = [light_leases.acquire(name, IPv4Address(f"10.99.{i // 250}.{i % 250 + 1}"),
+                                      {"VtepMAC": "02:00:00:00:00:01"}).lease_id
+                 for i, name in enumerate(light_names, start=full)]
     light = LightWatchers(endpoint, prefix, light_names, admin.list_leases()[1] + 1) if light_names else None
     if light is not None:
         threading.Thread(target=light.run, args=(stop,), daemon=True, name="light-watchers").start()
@@ -227,8 +234,8 @@ def run(endpoint: str, n: int, rounds: int, full: int) -> dict[str, list[float]]
         node.kv.close()
     if light is not None:
         light.close()
-    for name in light_names:
-        light_leases.release(name)
+    for lease_id in light_ids:  # their keys go with their etcd leases (a release would list the store each time)
+        admin_kv.revoke(lease_id)
     for kv in (admin_kv, probe_kv, newcomer_kv):
         kv.close()
     return results
