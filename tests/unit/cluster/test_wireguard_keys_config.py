@@ -89,3 +89,16 @@ def test_init_flags_become_backend_fields() -> None:
     assert backend_fields(args) == {"ListenPort": 51000, "PSK": PSK}
     with pytest.raises(InvalidConfig, match=r"^Backend.ListenPort: only applies to the wireguard backend$"):
         backend_fields(argparse.Namespace(backend="vxlan", listen_port=1, psk=None, persistent_keepalive=None))
+
+
+def test_cluster_init_flags_make_the_wireguard_config() -> None:
+    from pycni.cli.cluster import config_from_args
+    from pycni.cli.main import build_parser
+
+    args = build_parser().parse_args(["cluster", "init", "--network", "10.50.0.0/16", "--backend", "wireguard",
+                                      "--listen-port", "51000", "--psk", PSK, "--persistent-keepalive", "25",
+                                      "--mtu", "1400"])
+    assert config_from_args(args).to_wire()["Backend"] == {
+        "Type": "wireguard", "ListenPort": 51000, "PSK": PSK, "PersistentKeepaliveInterval": 25, "MTU": 1400}
+    args = build_parser().parse_args(["node", "rotate-key", "n2", "--timeout", "5"])
+    assert (args.node_command, args.name, args.timeout) == ("rotate-key", "n2", 5.0)
