@@ -204,23 +204,14 @@ def _restart_if_clear(lab: Lab, node: str) -> None:
 
 
 def _last_reconcile(lab: Lab, node: str) -> float | None:
-    """The agent's last reconcile (its metric), read inside the node's namespace; None when it does not answer."""
-    import urllib.request
+    """When the node's agent last reconciled, from its status file (written after every pass); None if absent."""
+    from pycni.cluster.status_file import STATUS_FILE, parse_status
 
-    from pycni.net.netns import run_in_netns
-
-    def scrape() -> float | None:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:9100/metrics", timeout=1) as response:
-                text = response.read().decode()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith("pycni_agent_last_reconcile_timestamp_seconds "):
-                return float(line.split()[1])
+    try:
+        with open(os.path.join(lab.state.node_dir(node), "run", STATUS_FILE), encoding="utf-8") as f:
+            return parse_status(f.read()).last_reconcile
+    except (OSError, ValueError):
         return None
-
-    return run_in_netns(f"/run/netns/{lab.state.nodes[node].netns}", scrape)
 
 
 # -- doctor ---------------------------------------------------------------------------------------------------
