@@ -27,6 +27,7 @@ that etcd has compacted raises ``Compacted``.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -127,7 +128,8 @@ def _b64(data: str | bytes) -> str:
 
 
 def _unb64(data: str) -> bytes:
-    return base64.b64decode(data) if data else b""
+    # base64.b64decode without its argument checks (a listing decodes two of these per key)
+    return binascii.a2b_base64(data) if data else b""
 
 
 def _message(text: str | None) -> str:

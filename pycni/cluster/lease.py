@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import Any, Literal
 
 from pycni.cluster.config import subnet_key_name
@@ -140,6 +140,11 @@ def _subnet_from_name(name: str) -> IPv4Network | None:
     return net if subnet_key_name(net) == name else None
 
 
+@lru_cache(maxsize=8192)  # every read of the leases parses each node's address again: ipaddress is slow at it
+def _ip_address(text: str) -> IPv4Address | IPv6Address:
+    return ip_address(text)
+
+
 def decode_lease(kv: KeyValue) -> Lease:
     """A live lease from its ``subnets/`` key (ValueError when malformed)."""
     subnet = subnet_from_key(kv.key)
@@ -156,7 +161,7 @@ def decode_lease(kv: KeyValue) -> Lease:
     if not isinstance(backend_type, str) or not isinstance(backend_data, dict):
         raise ValueError(f"lease {kv.key}: BackendType/BackendData malformed")
     try:
-        ip = ip_address(public_ip if isinstance(public_ip, str) else "")
+        ip = _ip_address(public_ip if isinstance(public_ip, str) else "")
     except ValueError:
         raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not an address") from None
     if not isinstance(ip, IPv4Address):
