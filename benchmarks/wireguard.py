@@ -6,7 +6,8 @@ printed) so they never share the CPU and the machine's load drifts over all thre
 1. ceiling: wireguard-go between two plain network namespaces joined by a
    veth (device MTU 1440, as the pods get), no pycni at all: what the
    userspace data path can do on this machine;
-2. wireguard: pod to pod across two nodes of a ``pycni lab --backend wireguard``;
+2. wireguard: pod to pod across two nodes of a ``pycni lab --backend wireguard``, and node to node over the
+   same device (the nodes' own ``.0`` addresses: what the pods' veth and bridge add is the difference);
 3. vxlan: pod to pod across two nodes of a ``pycni lab --backend vxlan``.
 
 Printed: the three rates and the ratios wireguard/ceiling (target >= 90 %)
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from ipaddress import IPv4Network
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -128,20 +130,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="length of each iperf3 run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds in which the three take turns (default 3)")
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {"ceiling": [], "wireguard": [], "vxlan": []}
+    rates: dict[str, list[float]] = {"ceiling": [], "wireguard": [], "node": [], "vxlan": []}
     with tempfile.TemporaryDirectory(prefix="pycni-bench-wg-") as tmp, plain_pair(tmp) as plain, \
             two_pods("wireguard", tmp) as wg_lab, two_pods("vxlan", tmp) as vx_lab:
-        paths = {"ceiling": plain, "wireguard": wg_lab[1:], "vxlan": vx_lab[1:]}
+        lab = wg_lab[0]
+        node_path = (lab.state.nodes["n2"].netns, lab.state.nodes["n1"].netns,
+                     str(IPv4Network(str(lab.node_subnet("n2"))).network_address))
+        paths = {"ceiling": plain, "wireguard": wg_lab[1:], "node": node_path, "vxlan": vx_lab[1:]}
         for _ in range(args.rounds):
             for name, (server, client, ip) in paths.items():
                 rates[name].append(iperf(server, client, ip, args.seconds))
         gap = rotation_gap(wg_lab[0], wg_lab[2], wg_lab[3])
-    top, wg, vx = (statistics.median(rates[name]) for name in ("ceiling", "wireguard", "vxlan"))
+    top, wg, node, vx = (statistics.median(rates[name]) for name in ("ceiling", "wireguard", "node", "vxlan"))
     print(f"== wireguard backend: iperf3, 1 TCP stream, Gbit/s (receiver), median of {args.rounds} rounds; "
           f"load {os.getloadavg()[0]:.1f}")
     print(f"wireguard-go between two plain namespaces (ceiling)  {top:7.3f}")
     print(f"pod to pod across nodes, wireguard backend           {wg:7.3f}   {wg / top:6.1%} of the ceiling "
           "(target >= 90%)")
+    print(f"node to node over the agent's device (no pod veth)  {node:7.3f}   {node / top:6.1%} of the ceiling")
     print(f"pod to pod across nodes, vxlan backend               {vx:7.3f}   wireguard = {wg / vx:6.1%} of vxlan")
     print(f"key rotation: longest pause in a 20 ms ping          {gap:7.3f} s (contract <= 2 s)")
 
