@@ -14,13 +14,10 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pycni.cluster.lab import LabError
+from pycni.cluster.lab import Lab, LabError
 from pycni.cluster.lab_state import LabState
-
-if TYPE_CHECKING:
-    from pycni.cluster.lab import Lab
 
 __all__ = ["Target", "Undo", "host", "remove_files", "stash_move", "stash_restore"]
 
@@ -71,10 +68,7 @@ class Target:
 
     def link_addresses(self, name: str) -> list[dict[str, Any]]:
         """The IPv4 addresses of a link (``ip -j addr`` entries: local, prefixlen, ...)."""
-        return [a for a in self.link_addresses_all(name) if a.get("family") == "inet"]
-
-    def link_addresses_all(self, name: str) -> list[dict[str, Any]]:
-        links: list[dict[str, Any]] = json.loads(self.run("ip", "-j", "addr", "show", "dev", name) or "[]")
+        links: list[dict[str, Any]] = json.loads(self.run("ip", "-j", "-4", "addr", "show", "dev", name) or "[]")
         return list(links[0].get("addr_info", [])) if links else []
 
     def vxlan_device(self) -> str:
