@@ -114,6 +114,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("vtep-mac", "vtep-mac", "stop the agent and change the VXLAN device's MAC", kernel.vtep_mac,
           kernel.heal_vtep_mac, stop_agent=True, backends=("vxlan",),
           consequences=("peer-state",)),  # a new MAC flushes the device's neighbours; peers' FDB misses it
+    Fault("policy", "policy", "delete the NetworkPolicy table under the running agent (nft flush ruleset)",
+          kernel.policy, kernel.heal_policy, consequences=P0),
     Fault("cidr-overlap", "cidr-overlap", "a LAN on the node (a bridge lan0) numbered inside the pod network",
           kernel.cidr_overlap, kernel.heal_cidr_overlap),
     Fault("node-ip", "node-ip", "move eth0 to another address under the running agent", kernel.node_ip,

@@ -186,6 +186,16 @@ def heal_cidr_overlap(t: Target, undo: Undo) -> None:
     t.lab.exec(t.node, ["ip", "link", "delete", undo["link"]])
 
 
+def policy(t: Target) -> Undo:
+    """The policy table is gone under the running agent, as after ``nft flush ruleset`` or a firewall reload."""
+    t.run("nft", "delete table inet pycni_policy")
+    return {}
+
+
+def heal_policy(t: Target, undo: Undo) -> None:
+    t.lab.stop_agent(t.node)  # a starting policy agent writes its whole table; healing then starts it again
+
+
 def _underlay_address(t: Target, ip: str) -> None:
     from pycni.cluster.lab_state import UNDERLAY
 
