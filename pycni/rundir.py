@@ -41,12 +41,12 @@ def run_dir(environ: Mapping[str, str]) -> str:
 
 
 @contextmanager
-def host_lock(name: str, *, directory: str = DEFAULT_RUN_DIR) -> Iterator[None]:
-    """Hold an exclusive flock on ``<directory>/<name>.lock`` (the file stays: others may be waiting on it)."""
+def host_lock(name: str, *, directory: str = DEFAULT_RUN_DIR, shared: bool = False) -> Iterator[None]:
+    """Hold a flock on ``<directory>/<name>.lock``, exclusive unless ``shared`` (the file stays: others wait on it)."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, f"{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
