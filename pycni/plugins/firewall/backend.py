@@ -19,7 +19,7 @@ from typing import Protocol
 
 from pycni.plugins.common import owner_tag, parse_owner_tag
 
-__all__ = ["Attachment", "Backend", "network_of_tag", "same_network", "stale_tags"]
+__all__ = ["Attachment", "Backend", "SharedChainsMissing", "network_of_tag", "same_network", "stale_tags"]
 
 IPAddress = IPv4Address | IPv6Address
 PLUGIN_TYPE = "firewall"
@@ -67,6 +67,10 @@ def stale_tags(tags: Collection[str], network: str, valid: Collection[tuple[str,
         if owner is not None and owner[0] == wanted and (owner[1], owner[2]) not in keep:
             stale.add(tag)
     return stale
+
+
+class SharedChainsMissing(Exception):
+    """An add under the shared lock found shared chains or jumps to make: run it under the exclusive lock."""
 
 
 class Backend(Protocol):

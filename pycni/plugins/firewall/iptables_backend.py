@@ -24,7 +24,7 @@ from pycni.net.errors import NetError
 from pycni.net.firewall.iptables import tool as iptables
 from pycni.net.firewall.iptables.state import TableEdit, TableState, change, save
 from pycni.plugins.firewall import rules as r
-from pycni.plugins.firewall.backend import Attachment, stale_tags
+from pycni.plugins.firewall.backend import Attachment, SharedChainsMissing, stale_tags
 from pycni.spec.errors import CniError
 
 __all__ = ["IptablesBackend"]
@@ -56,6 +56,11 @@ def _option(tokens: Sequence[str], name: str) -> str | None:
 
 
 class IptablesBackend:
+    #: add and delete of one attachment touch only its own tagged rules once the shared chains exist, so they
+    #: may run at once (each table write is one atomic restore, retried when the table moved): the plugin
+    #: holds its lock shared for them, exclusive for what changes shared rules (their creation, pruning, GC).
+    SHARED_LOCK = True
+
     def __init__(self, admin_chain: str) -> None:
         self.admin_chain = admin_chain
 
@@ -95,21 +100,27 @@ class IptablesBackend:
                 edit.delete("FORWARD", rule)
                 edit.insert("FORWARD", rule)
 
-    def _add_family(self, edit: TableEdit, att: Attachment, version: int) -> None:
+    def _add_family(self, edit: TableEdit, att: Attachment, version: int, shared: bool) -> None:
         self._ensure_base(edit)
+        changes_shared = len(edit.lines)
         for ip in att.addresses:
             if ip.version == version:
                 for rule in r.iptables_allow_rules(ip, att.tag):
                     edit.append_unique(r.CNI_FORWARD, rule)
         if att.policy != "open":
+            before = len(edit.lines)
             self._ensure_isolation(edit, att.bridge, att.policy)
+            changes_shared += len(edit.lines) - before
+        if shared and changes_shared:
+            raise SharedChainsMissing(f"{'ip6tables' if version == 6 else 'iptables'}: shared chains or jumps to make")
 
-    def add(self, att: Attachment) -> None:
+    def add(self, att: Attachment, *, shared: bool = False) -> None:
+        """``shared``: the plugin's lock is held shared; raise SharedChainsMissing rather than change shared rules."""
         try:
             for version in att.families():
 
                 def build(edit: TableEdit, version: int = version) -> None:
-                    self._add_family(edit, att, version)
+                    self._add_family(edit, att, version, shared)
 
                 change(_family(version), FILTER, build)
         except NetError:
