@@ -40,6 +40,7 @@ from pycni.policy.endpoints import Endpoint, EndpointError, encode, endpoint_key
 from pycni.policy.enforcer import Enforcer, SyncStats
 from pycni.policy.state import PolicyState
 from pycni.policy.store import ObjectStore
+from pycni.policy.table_audit import ruleset_summary
 
 __all__ = ["AgentStats", "PolicyAgent"]
 
@@ -255,6 +256,12 @@ class PolicyAgent:
                 return self._check(str(request.get("containerID", "")), str(request.get("ifname", "")))
             if op == "status":
                 return {"ok": True}
+            if op == "ruleset":  # pycni doctor's policy check compares it with the kernel's table
+                with self._lock:
+                    committed = self.enforcer.committed
+                if committed is None:
+                    return {"ok": False, "error": "nothing committed yet (the first sync has not run)"}
+                return {"ok": True, "summary": ruleset_summary(committed)}
         except EndpointError as exc:
             return {"ok": False, "error": str(exc)}
         except Exception as exc:

@@ -154,3 +154,15 @@ def test_resync_sweeps_endpoints_whose_netns_is_gone(tmp_path: Path) -> None:
         assert kv.list_prefix("/pycni/endpoints/")[0] == []
     finally:
         agent.stop()
+
+
+def test_ruleset_request_summarises_what_was_committed(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
+    kv, _, agent, sock = world
+    ObjectStore(kv).apply([DENY])
+    seen(agent, "x/deny")
+    assert call_agent(sock, add_request("a", "10.244.1.10"), timeout=2)["ok"] is True
+    answer = call_agent(sock, {"op": "ruleset"}, timeout=2)
+    assert answer["ok"] is True
+    summary = answer["summary"]
+    assert summary["chains"][pod_chain_name("x/a", "Ingress")] == 3  # jump to x/deny, NFLOG, drop
+    assert summary["maps"]["ingress_v4"] == 1
