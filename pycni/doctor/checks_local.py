@@ -140,6 +140,10 @@ def policy(snap: Snapshot) -> CheckResult:
     if snap.policy is None:
         return skip(cid, "the policy agent was not asked")
     ok, detail = snap.policy
+    if not ok and "is not what the agent committed" in detail:
+        return fail(cid, "the policy table was changed behind the agent: pods are not isolated as policy says",
+                    [detail], "wait for the agent's periodic resync (it rewrites the table) or restart the agent; "
+                    "find who edits inet pycni_policy (nft flush ruleset?)")
     if not ok:
         return fail(cid, "NetworkPolicy is on but not enforced: pods' ADD waits for the policy agent and fails",
                     [detail], "restart the agent (it runs the policy agent); see its log")

@@ -327,15 +327,21 @@ def _connects(path: str, timeout: float = 1.0) -> str | None:
     return None
 
 
-def _ask_status(path: str, timeout: float = 2.0) -> str | None:
+def _ask_status(path: str, timeout: float = 2.0, op: str = "status") -> str | None:
     """None when the policy agent answers the netpol plugin's ``status`` request with ok, else why not."""
+    answer = _ask_agent(path, op, timeout)
+    return answer if isinstance(answer, str) else None
+
+
+def _ask_agent(path: str, op: str, timeout: float = 2.0) -> dict[str, Any] | str:
+    """The policy agent's answer to ``op`` when ok, else why not (a string)."""
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
-        sock.sendall(json.dumps({"op": "status"}).encode())
+        sock.sendall(json.dumps({"op": op}).encode())
         sock.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := sock.recv(65536):
@@ -349,8 +355,8 @@ def _ask_status(path: str, timeout: float = 2.0) -> str | None:
     except ValueError:
         return f"answer is not JSON: {data[:100]!r}"
     if not isinstance(answer, dict) or answer.get("ok") is not True:
-        return f"status refused: {answer.get('error') if isinstance(answer, dict) else answer}"
-    return None
+        return f"{op} refused: {answer.get('error') if isinstance(answer, dict) else answer}"
+    return answer
 
 
 def _stale_shims(bin_dirs: tuple[str, ...]) -> list[str]:
@@ -393,7 +399,22 @@ def collect_policy(conflist: Any) -> tuple[bool, str] | None:
 
     if not nft.table_exists("inet", "pycni_policy"):
         return False, "the policy agent answers but table inet pycni_policy is missing"
-    return True, f"the policy agent answers status on {socket_path}; table inet pycni_policy in place"
+    from pycni.policy.table_audit import differences, kernel_summary
+
+    for attempt in range(3):  # a sync between the two reads is no fault: look again
+        committed = _ask_agent(socket_path, "ruleset")
+        if isinstance(committed, str):  # an agent from before the ruleset request: presence is all it can say
+            return True, f"the policy agent answers status on {socket_path}; table inet pycni_policy in place"
+        found = differences(committed.get("summary") or {},
+                            kernel_summary(nft.list_json("table inet pycni_policy")))
+        if not found:
+            break
+        time.sleep(0.3 * (attempt + 1))
+    if found:
+        shown = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
+        return False, f"table inet pycni_policy is not what the agent committed: {shown}"
+    return True, (f"the policy agent answers on {socket_path}; table inet pycni_policy holds exactly what it "
+                  "committed")
 
 
 # -- the datastore -----------------------------------------------------------------------

@@ -498,3 +498,13 @@ def test_links_view_lookup() -> None:
     assert snap.node.link("cni0") == next(link for link in snap.node.links if link.name == "cni0")
     assert snap.node.link("nope") is None
     assert isinstance(snap.node.links[0], LinkView)
+
+
+def test_policy_table_edited_behind_the_agent_is_its_own_failure() -> None:
+    from pycni.doctor.checks_local import policy
+
+    snap = replace(healthy(), policy=(False, "table inet pycni_policy is not what the agent committed: "
+                                             "chain pod_1_in holds 0 rules, the agent committed 3"))
+    result = policy(snap)
+    assert result.status == "fail" and "changed behind the agent" in result.summary
+    assert "pod_1_in holds 0 rules" in result.evidence[0]
