@@ -4,9 +4,9 @@ Each full simulated node is what the agent runs for leases, minus the kernel:
 its own etcd client (``EtcdKV``), a ``SubnetManager`` holding its lease
 (renewed every TTL/3) and a watcher thread (``list_leases`` then
 ``watch_leases``, i.e. the pure ``LeaseWatcher`` over an etcd watch).
-Per round a newcomer acquires a subnet; convergence is the time from the
-start of its ``acquire`` until the last node's watcher has reported it
-``added``. Then the newcomer is removed (``release``, what ``pycni node
+Per round a newcomer (a process of its own, as a new node is) acquires a
+subnet; convergence is the time from the start of its ``acquire`` until the
+last node's watcher has reported it ``added``. Then the newcomer is removed (``release``, what ``pycni node
 remove`` does) and the time until every watcher reported it ``removed`` is
 measured the same way.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import multiprocessing
 import selectors
 import socket
 import statistics
@@ -40,13 +41,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.kv import prefix_end
+from pycni.cluster.kv import KVUnavailable, prefix_end
 from pycni.cluster.lease import Lease
 from pycni.cluster.subnets import SubnetManager
 from pycni.cluster.watch_loop import watch_leases
@@ -73,7 +75,11 @@ class SimNode:
 
     def _keep(self, stop: threading.Event) -> None:
         while not stop.wait(TTL / 3):
-            self.lease = self.sm.renew(self.lease)
+            try:
+                self.lease = self.sm.renew(self.lease)
+            except KVUnavailable:
+                if not stop.is_set():  # else: the run ended while renewing, and closed the client
+                    raise
 
     def _watch(self, stop: threading.Event) -> None:
         leases, _ = self.sm.list_leases()
@@ -169,6 +175,26 @@ def _event_of(line: bytes, kind: str) -> str | None:
     return None
 
 
+def newcomer(endpoint: str, prefix: str, conn: Connection) -> None:
+    """The newcomer node, in a process of its own (as on a real cluster): acquire or release when told.
+
+    Answers each order with (perf_counter at the start, seconds it took, the lease key); perf_counter
+    is CLOCK_MONOTONIC, the same clock in every process.
+    """
+    kv = EtcdKV(endpoint)
+    manager = SubnetManager(kv, prefix, ttl=TTL)
+    while (order := conn.recv()) is not None:
+        what, name, r = order
+        started = time.perf_counter()
+        if what == "acquire":
+            key = manager.acquire(name, IPv4Address(f"10.97.0.{r + 1}"), {"VtepMAC": "02:00:00:00:ff:ff"}).key
+        else:
+            manager.release(name)
+            key = None
+        conn.send((started, time.perf_counter() - started, key))
+    kv.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -210,23 +236,28 @@ def run(endpoint: str, n: int, rounds: int, full: int) -> dict[str, list[float]]
 
     results: dict[str, list[float]] = {"acquire": [], "added": [], "added_full": [], "added_median": [],
                                        "removed": []}
-    newcomer_kv = EtcdKV(endpoint)
-    newcomer = SubnetManager(newcomer_kv, prefix, ttl=TTL)
+    orders, their_end = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=newcomer, args=(endpoint, prefix, their_end))
+    process.start()
+
+    def tell(what: str, name: str, r: int) -> tuple[float, float, str | None]:
+        orders.send((what, name, r))
+        answer: tuple[float, float, str | None] = orders.recv()
+        return answer
+
     for r in range(rounds):
         name = f"new{r}"
-        started = time.perf_counter()
-        lease = newcomer.acquire(name, IPv4Address(f"10.97.0.{r + 1}"), {"VtepMAC": "02:00:00:00:ff:ff"})
-        results["acquire"].append(time.perf_counter() - started)
+        started, took, key = tell("acquire", name, r)
+        results["acquire"].append(took)
         arrivals = [node.wait_for(("added", name), 60) - started for node in nodes]
         results["added_full"].append(max(arrivals, default=0.0))
         arrivals += [at - started for at in (light.arrival("added", name, 60) if light is not None else [])]
         results["added"].append(max(arrivals))
         results["added_median"].append(statistics.median(arrivals))
-        started = time.perf_counter()
-        newcomer.release(name)
+        started, _, _ = tell("release", name, r)
         gone = [node.wait_for(("removed", name), 60) - started for node in nodes]
         if light is not None:
-            gone += [at - started for at in light.arrival("removed", f"subnet:{lease.key}", 60)]
+            gone += [at - started for at in light.arrival("removed", f"subnet:{key}", 60)]
         results["removed"].append(max(gone))
         time.sleep(1.5)  # the watchers' expiry bookkeeping (0.1-1 s after a removal) is done before the next
     stop.set()
@@ -236,7 +267,9 @@ def run(endpoint: str, n: int, rounds: int, full: int) -> dict[str, list[float]]
         light.close()
     for lease_id in light_ids:  # their keys go with their etcd leases (a release would list the store each time)
         admin_kv.revoke(lease_id)
-    for kv in (admin_kv, probe_kv, newcomer_kv):
+    orders.send(None)
+    process.join(30)
+    for kv in (admin_kv, probe_kv):
         kv.close()
     return results
 
