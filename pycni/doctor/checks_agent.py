@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from pycni.cluster.backends.bgp import BIRD_ROUTE_PROTO
 from pycni.cluster.owned_routes import ROUTE_PROTO
 from pycni.doctor.result import CheckResult, fail, passed, skip, warn
 from pycni.doctor.snapshot import Snapshot
@@ -146,9 +147,11 @@ def cidr_overlap(snap: Snapshot) -> CheckResult:
         ours.add(snap.winner.bridge)
     found = [f"{link.name}: {address}" for link in snap.node.links if link.name not in ours
              for address in link.addresses if address.network.overlaps(store.network)]
+    # Pod routes are the agent's (proto 124) or, on a bgp node, those bird learned from the peers (proto bird).
+    protocols = {ROUTE_PROTO, BIRD_ROUTE_PROTO} if store.backend_type == "bgp" else {ROUTE_PROTO}
     found += [f"route {r.dst}{f' via {r.gw}' if r.gw else ''} dev {r.dev} (proto {r.protocol})"
               for r in snap.node.routes
-              if r.dst.prefixlen > 0 and r.dst.overlaps(store.network) and r.protocol != ROUTE_PROTO
+              if r.dst.prefixlen > 0 and r.dst.overlaps(store.network) and r.protocol not in protocols
               and r.dev not in ours]
     if found:
         return fail(cid, f"the pod network {store.network} overlaps this node's own networks", found,

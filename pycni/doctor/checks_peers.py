@@ -4,7 +4,9 @@ What the backend needs per peer with subnet S, underlay address U and VTEP
 MAC M (pycni.cluster.backends): vxlan a route ``S via S.0 dev pycni.N
 onlink``, a permanent neighbour ``S.0 lladdr M`` and an FDB entry ``M dst
 U``; host-gw a route ``S via U``. Both tagged with the agent's route
-protocol. ``--probe`` results (pings to each peer's pod gateway, and a
+protocol. bgp: a route ``S via U`` that bird learned from the peer and
+installed, tagged ``proto bird`` (bird's sessions are checked by
+checks_bgp). ``--probe`` results (pings to each peer's pod gateway, and a
 don't-fragment ping at pod MTU - 28) count here too.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pycni.cluster.backends.bgp import BIRD_ROUTE_PROTO
 from pycni.cluster.backends.vxlan import OVERHEAD
 from pycni.cluster.backends.vxlan import vtep_mac as derived_vtep_mac
 from pycni.cluster.owned_routes import ROUTE_PROTO
@@ -40,7 +43,9 @@ def peer_state(snap: Snapshot) -> CheckResult:
     if not_ready:
         return not_ready
     assert snap.store is not None and snap.node is not None
-    routes = {(r.dst, r.gw, r.dev) for r in snap.node.routes if r.protocol == ROUTE_PROTO}
+    bgp = snap.store.backend_type == "bgp"
+    protocol = BIRD_ROUTE_PROTO if bgp else ROUTE_PROTO  # who installs the routes to the peers
+    routes = {(r.dst, r.gw, r.dev) for r in snap.node.routes if r.protocol == protocol}
     problems: list[str] = []
     dev = snap.vxlan_device or "pycni.1"
     entries = snap.node.peer_entries
@@ -62,13 +67,17 @@ def peer_state(snap: Snapshot) -> CheckResult:
                 problems.append(f"{peer.node}: route {peer.subnet} via {peer.subnet.network_address} dev pycni-wg "
                                 "missing")
         elif not any(dst == peer.subnet and gw == peer.public_ip for dst, gw, _ in routes):
-            problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip} missing")
+            problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip}{' proto bird' if bgp else ''} "
+                            "missing")
     silent = [f"{p.peer}: {p.target} does not answer a ping" for p in snap.probes or () if not p.reachable]
     if problems:
+        fix = ("bird installs these from its BGP sessions: see bird and bgp-session, then birdc -s "
+               f"{snap.options.run_dir}/bird/bird.ctl show route" if bgp
+               else "the agent repairs these within a resync interval: make sure it runs (see agent-down), then "
+               "restart it")
         return fail(cid, f"this node lacks kernel entries for its peers ({snap.store.backend_type})",
-                    problems + silent, "the agent repairs these within a resync interval: make sure it runs "
-                    "(see agent-down), then restart it")
-    if silent and snap.store.backend_type == "host-gw":
+                    problems + silent, fix)
+    if silent and snap.store.backend_type in ("host-gw", "bgp"):
         # A host-gw peer's gateway exists only once a pod runs there: silence is not proof of a broken path.
         return warn(cid, "a peer's pod gateway does not answer (no pod there yet, or the path is broken)",
                     silent, "pycni doctor --probe on that peer; check the firewalls and the underlay between them")

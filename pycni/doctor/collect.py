@@ -58,6 +58,7 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
     conf = part("conf", lambda: collect_conf(options.conf_dir))
     winner = next((c for c in conf or () if c.error is None), None)
     plugins = part("plugins", lambda: collect_plugins(winner.types if winner else (), options.bin_dirs)) or {}
+    from pycni.doctor.collect_bgp import collect_bird
     from pycni.doctor.collect_kernel import collect_firewall, collect_node
     from pycni.doctor.collect_wireguard import collect_wireguard
 
@@ -83,6 +84,7 @@ def collect(options: Options, *, etcd_timeout: float = 2.0, tls: tuple[str | Non
         policy=part("policy", lambda: collect_policy(winner.raw if winner else {})),
         wireguard=part("wireguard", lambda: collect_wireguard(options.run_dir)) if store.backend_type == "wireguard"
         else None,
+        bird=part("bird", lambda: collect_bird(options.run_dir)) if store.backend_type == "bgp" else None,
         errors=errors,
     )
 
@@ -454,4 +456,5 @@ def collect_store(options: Options, timeout: float, tls: tuple[str | None, str |
     backend = config.backend
     return StoreView(error=None, network=config.network, backend_type=backend.type,
                      vxlan_port=backend.port if backend.type == "vxlan" else None,
-                     vni=backend.vni if backend.type == "vxlan" else None, leases=tuple(views))
+                     vni=backend.vni if backend.type == "vxlan" else None, leases=tuple(views),
+                     bgp=backend.bgp if backend.type == "bgp" else None)

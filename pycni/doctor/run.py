@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
-from pycni.doctor import checks_agent, checks_conf, checks_kernel, checks_local, checks_peers, checks_wireguard
+from pycni.doctor import (
+    checks_agent,
+    checks_bgp,
+    checks_conf,
+    checks_kernel,
+    checks_local,
+    checks_peers,
+    checks_wireguard,
+)
 from pycni.doctor.result import CheckResult, skip
 from pycni.doctor.snapshot import Snapshot
 
@@ -42,8 +50,11 @@ CHECKS: tuple[tuple[str, Check, tuple[str, ...]], ...] = (
     ("forward-drop", checks_kernel.forward_drop, ("iptables-mixed",)),
     ("vxlan-port", checks_kernel.vxlan_port, ("iptables-mixed",)),
     ("vtep-mac", checks_peers.vtep_mac, ("agent-down",)),
+    ("bird", checks_bgp.bird, ("datastore", "agent-down")),
+    ("bgp-session", checks_bgp.bgp_session, ("agent-down", "node-ip", "bird")),
+    ("bgp-export", checks_bgp.bgp_export, ("agent-down", "cidr-mismatch", "bird")),
     ("peer-state", checks_peers.peer_state, ("datastore", "agent-down", "node-ip", "vtep-mac", "vxlan-port",
-                                             "forward-drop")),
+                                             "forward-drop", "bird", "bgp-session")),
     ("mtu", checks_peers.mtu, ("agent-down",)),
     ("wireguard", checks_wireguard.wireguard, ("datastore", "agent-down")),
     ("bridge-stale-addr", checks_local.bridge_stale_addr, ("cidr-mismatch",)),

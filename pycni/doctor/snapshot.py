@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+from pycni.cluster.backends.bgp_config import BgpSettings
 from pycni.cluster.status_file import AgentStatus
+from pycni.doctor.bgp_view import BirdView
 from pycni.doctor.wireguard_view import WgDeviceView
 
 __all__ = [
@@ -121,6 +123,7 @@ class StoreView:
     vxlan_port: int | None = None
     vni: int | None = None
     leases: tuple[LeaseView, ...] = ()
+    bgp: BgpSettings | None = None  # the bgp backend's settings (mesh, reflectors, global peers)
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,7 @@ class Snapshot:
     synthetic: SyntheticResult | None = None
     probes: tuple[ProbeResult, ...] | None = None
     wireguard: WgDeviceView | None = None  # the node's WireGuard device (wireguard backend only)
+    bird: BirdView | None = None  # the node's bird (bgp backend only)
     errors: Mapping[str, str] = field(default_factory=dict)  # part -> why it could not be collected
 
     @property
