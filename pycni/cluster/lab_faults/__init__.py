@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pycni.cluster.lab import NETWORK_NAME, PREFIX, Lab, LabError
-from pycni.cluster.lab_faults import files, kernel
+from pycni.cluster.lab_faults import bgp, files, kernel
 from pycni.cluster.lab_faults.files import STALE_SHIM, VICTIM_PLUGIN
 from pycni.cluster.lab_faults.kernel import FOREIGN_ADDR
 from pycni.cluster.lab_faults.target import Target, Undo, remove_files, stash_restore
@@ -109,8 +109,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           kernel.heal_nft),
     Fault("iptables-mixed", "iptables-mixed", "an iptables-legacy chain hooked into FORWARD beside nftables",
           kernel.iptables_mixed, kernel.heal_iptables_mixed),
-    Fault("peer-state", "peer-state", "stop the agent and delete its entry for one peer (neighbour or route)",
-          kernel.peer_state, kernel.heal_peer_state, stop_agent=True, backends=("vxlan", "host-gw")),
+    Fault("peer-state", "peer-state", "stop the agent and delete its entry for one peer (neighbour or route; "
+          "bgp: disable bird's session to it)", kernel.peer_state, kernel.heal_peer_state, stop_agent=True,
+          backends=("vxlan", "host-gw", "bgp"), consequences=("bgp-session",)),
+    Fault("bird", "bird", "stop the agent and kill the node's bird (its routes stay: persist)", bgp.kill_bird,
+          kernel.heal_nothing, stop_agent=True, backends=("bgp",)),
     Fault("vtep-mac", "vtep-mac", "stop the agent and change the VXLAN device's MAC", kernel.vtep_mac,
           kernel.heal_vtep_mac, stop_agent=True, backends=("vxlan",),
           consequences=("peer-state",)),  # a new MAC flushes the device's neighbours; peers' FDB misses it
@@ -119,7 +122,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("cidr-overlap", "cidr-overlap", "a LAN on the node (a bridge lan0) numbered inside the pod network",
           kernel.cidr_overlap, kernel.heal_cidr_overlap),
     Fault("node-ip", "node-ip", "move eth0 to another address under the running agent", kernel.node_ip,
-          kernel.heal_node_ip, consequences=PATH),
+          kernel.heal_node_ip, consequences=(*PATH, "bird", "bgp-session")),  # bgp: bird busy, sessions reset
     Fault("mtu", "mtu", "lower eth0's MTU by 100 on this node only", kernel.mtu, kernel.heal_mtu),
     Fault("vxlan-port", "vxlan-port", "drop the overlay's UDP port 8472 on input", kernel.nft_table(
         "inet", "labfault_vxlan", "in { type filter hook input priority -10; }", "udp dport 8472 drop"),

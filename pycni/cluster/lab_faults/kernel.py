@@ -132,8 +132,13 @@ def _peer(t: Target) -> str:
 
 
 def peer_state(t: Target) -> Undo:
-    """The overlay's entry for one peer is gone: the neighbour (vxlan) or the route (host-gw)."""
+    """The overlay's entry for one peer is gone: the neighbour (vxlan), the route (host-gw), or the BGP session
+    bird learns it from (bgp: disabled, so bird withdraws the route)."""
     peer = _peer(t)
+    if t.state.backend == "bgp":
+        from pycni.cluster.lab_faults.bgp import disable_session
+
+        return disable_session(t, peer)
     subnet = t.lab.node_subnet(peer)
     if subnet is None:
         raise LabError(f"peer {peer} has no subnet yet")
@@ -153,7 +158,11 @@ def peer_state(t: Target) -> Undo:
 
 
 def heal_peer_state(t: Target, undo: Undo) -> None:
-    if undo.get("neigh"):
+    if undo.get("session"):
+        from pycni.cluster.lab_faults.bgp import enable_session
+
+        enable_session(t, undo)
+    elif undo.get("neigh"):
         gw, dev, mac = undo["neigh"]
         t.run("ip", "neigh", "replace", gw, "lladdr", mac, "dev", dev, "nud", "permanent")
     elif undo.get("route"):
