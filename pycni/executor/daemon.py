@@ -45,6 +45,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import queue
 import select
 import socket
 import struct
@@ -65,6 +66,8 @@ from pycni.spec.errors import TryAgainLater
 __all__ = ["DEFAULT_SOCKET", "SYSFS_READERS", "Executor", "Options"]
 
 DEFAULT_SOCKET = protocol.DEFAULT_SOCKET
+#: How long an idle connection thread waits for the next connection before it ends.
+_HANDLER_IDLE = 30.0
 #: Plugins reading /sys/class/net-style entries, which show the netns of whoever mounted /sys.
 SYSFS_READERS = frozenset({"host-device"})
 
@@ -111,6 +114,10 @@ class Executor:
         self._poller.register(self._wake_r, select.EPOLLIN)
         self._active = 0
         self._idle = threading.Condition()
+        # Connection threads are reused: starting one costs a thread's creation and a hand-off of the GIL.
+        self._handoff: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._waiting_handlers = 0  # handlers waiting for a connection that none has been promised yet
+        self._handlers_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -155,7 +162,31 @@ class Executor:
                 continue
             with self._idle:
                 self._active += 1
-            threading.Thread(target=self._connection, args=(conn,), name="pycni-conn", daemon=True).start()
+            self._dispatch(conn)
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        """Hand ``conn`` to a waiting connection thread, or start one."""
+        with self._handlers_lock:
+            if self._waiting_handlers:
+                self._waiting_handlers -= 1
+                self._handoff.put(conn)
+                return
+        threading.Thread(target=self._handler, args=(conn,), name="pycni-conn", daemon=True).start()
+
+    def _handler(self, conn: socket.socket) -> None:
+        """Serve ``conn``, then the connections handed over, until none comes for ``_HANDLER_IDLE`` seconds."""
+        while True:
+            self._connection(conn)
+            with self._handlers_lock:
+                self._waiting_handlers += 1
+            try:
+                conn = self._handoff.get(timeout=_HANDLER_IDLE)
+            except queue.Empty:
+                with self._handlers_lock:
+                    if self._waiting_handlers:  # more handlers wait than connections were promised: leave
+                        self._waiting_handlers -= 1
+                        return
+                conn = self._handoff.get()  # one was promised to the waiting handlers as this wait ended
 
     def _wait_idle(self, grace: float) -> None:
         deadline = time.monotonic() + grace
