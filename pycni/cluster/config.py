@@ -15,7 +15,9 @@ fields are refused rather than silently ignored, so a typo like
 ``SubnetLength`` is caught at ``cluster init``. ``Quarantine`` (seconds an
 expired subnet waits before another node may take it) is pycni's own
 addition: it belongs to the cluster, not to each agent, because the
-shortest quarantine any node applies is the one that holds. Every error is an
+shortest quarantine any node applies is the one that holds. ``EnableIPv6``,
+``IPv6Network`` and ``IPv6SubnetLen`` make the network dual-stack
+(config_v6.py). Every error is an
 ``InvalidConfig`` naming the field: ``"Network: '10.0.0.0/33' is not a CIDR"``.
 """
 
@@ -23,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 from pycni.cluster.backends.bgp_config import FIELDS as BGP_FIELDS
 from pycni.cluster.backends.bgp_config import BgpSettings
 from pycni.cluster.backends.wireguard_config import FIELDS as WIREGUARD_FIELDS
 from pycni.cluster.backends.wireguard_config import WireguardOptions
+from pycni.cluster.config_v6 import FIELDS as IPV6_FIELDS
+from pycni.cluster.config_v6 import Ipv6Settings
 from pycni.spec.errors import InvalidConfig
 
 __all__ = ["BACKEND_TYPES", "BackendConfig", "ClusterConfig", "subnet_key_name"]
@@ -119,6 +123,7 @@ class ClusterConfig:
     subnet_max: IPv4Network | None = None
     backend: BackendConfig = field(default_factory=_default_backend)
     quarantine: int | None = None  # seconds; None: each SubnetManager's default
+    ipv6: Ipv6Settings | None = None  # dual stack: each node's IPv6 subnet is paired with its IPv4 one
 
     def __post_init__(self) -> None:
         if self.quarantine is not None:
@@ -155,6 +160,12 @@ class ClusterConfig:
             raise InvalidConfig(
                 f"SubnetMin: {self.first.network_address} is after SubnetMax {self.last.network_address}"
             )
+        if self.ipv6 is not None:
+            self.ipv6.check_pairs(net, self.subnet_len)
+
+    def ipv6_subnet_for(self, subnet: IPv4Network) -> IPv6Network | None:
+        """The IPv6 subnet a node holding ``subnet`` gets (None without EnableIPv6)."""
+        return None if self.ipv6 is None else self.ipv6.subnet_for(self.network, subnet)
 
     # -- the subnets nodes may lease ------------------------------------------------
 
@@ -207,13 +218,16 @@ class ClusterConfig:
         out["Backend"] = self.backend.to_wire()
         if self.quarantine is not None:
             out["Quarantine"] = self.quarantine
+        if self.ipv6 is not None:
+            out.update(self.ipv6.to_wire())
         return out
 
     @classmethod
     def from_wire(cls, data: Any) -> ClusterConfig:
         if not isinstance(data, Mapping):
             raise InvalidConfig(f"cluster config must be a JSON object, not {_show(data)}")
-        _refuse_unknown("", data, ("Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "Quarantine"))
+        ipv4_fields = {k: v for k, v in data.items() if k not in IPV6_FIELDS}  # the IPv6 ones: config_v6.py
+        _refuse_unknown("", ipv4_fields, ("Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "Quarantine"))
         if "Network" not in data:
             raise InvalidConfig("Network: missing (the pod network, e.g. \"10.244.0.0/16\")")
         network = _parse_network("Network", data["Network"])
@@ -227,7 +241,7 @@ class ClusterConfig:
         ]
         backend = BackendConfig.from_wire(data["Backend"]) if "Backend" in data else _default_backend()
         return cls(network=network, subnet_len=subnet_len, subnet_min=bounds[0], subnet_max=bounds[1],
-                   backend=backend, quarantine=data.get("Quarantine"))
+                   backend=backend, quarantine=data.get("Quarantine"), ipv6=Ipv6Settings.from_wire(data))
 
     def describe(self) -> str:
         """One line for messages: ``10.244.0.0/16, /24 per node (254 subnets), vxlan VNI 1 port 8472``."""
@@ -243,6 +257,8 @@ class ClusterConfig:
         text = f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
         if self.quarantine is not None:
             text += f", quarantine {self.quarantine}s"
+        if self.ipv6 is not None:
+            text += f"; {self.ipv6.describe()}"
         return text
 
 
