@@ -5,7 +5,8 @@ Key layout under the prefix (default ``/pycni``)::
     <prefix>/config                   the ClusterConfig document (config.py); no TTL
     <prefix>/subnets/10.244.3.0-24    a live lease, attached to an etcd lease of ``ttl`` seconds that the
                                       node's agent keeps alive: {"Node", "PublicIP", "BackendType",
-                                      "BackendData"} (BackendData is the backend's, e.g. {"VtepMAC": ...})
+                                      "BackendData"} (BackendData is the backend's, e.g. {"VtepMAC": ...});
+                                      dual stack adds {"IPv6Subnet", "PublicIPv6", "BackendV6Data"}
     <prefix>/history/10.244.3.0-24    no TTL: the subnet's last owner and how its lease ended:
                                       {"Node", "PublicIP", "AcquiredAt", "ExpiredAt", "Released"}
 
@@ -14,6 +15,8 @@ Contract:
 - ``decode_lease`` / ``decode_history`` turn a stored key and value into a ``Lease`` / ``History``
   and raise ``ValueError`` for anything malformed; ``lease_value`` / ``history_value`` are their
   inverses (compact JSON with sorted keys, so equal values are equal bytes).
+- A dual-stack lease carries its IPv6 side as ``Lease.v6`` (``LeaseV6``); an IPv4-only lease has
+  ``v6=None`` and is written byte for byte as before, so old leases read and old readers still work.
 - Nothing here reads or writes the store: subnets.py does, over the ``KV`` seam.
 """
 
@@ -23,10 +26,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any, Literal
 
-from pycni.cluster.config import subnet_key_name
+from pycni.cluster.config import ClusterConfig, subnet_key_name
 from pycni.cluster.kv import KeyValue
 from pycni.spec.errors import CniError, InvalidConfig, TryAgainLater
 
@@ -36,8 +39,10 @@ __all__ = [
     "History",
     "Lease",
     "LeaseLost",
+    "LeaseV6",
     "NetworkFull",
     "SubnetState",
+    "V6Attrs",
     "decode_history",
     "decode_lease",
     "encode",
@@ -45,6 +50,7 @@ __all__ = [
     "lease_value",
     "normalize_prefix",
     "subnet_from_key",
+    "v6_side",
 ]
 
 DEFAULT_PREFIX = "/pycni"
@@ -63,6 +69,42 @@ class ClusterNotInitialized(InvalidConfig):
 
 
 @dataclass(frozen=True)
+class LeaseV6:
+    """The IPv6 side of a dual-stack lease: the node's IPv6 subnet, underlay address and backend data."""
+
+    subnet: IPv6Network
+    public_ip: IPv6Address | None  # None: the node has no IPv6 underlay (vxlan cannot reach it over IPv6)
+    backend_data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"IPv6Subnet": str(self.subnet), "BackendV6Data": dict(self.backend_data)}
+        if self.public_ip is not None:
+            out["PublicIPv6"] = str(self.public_ip)
+        return out
+
+    def same(self, other: LeaseV6 | None) -> bool:
+        return other is not None and (self.subnet, self.public_ip, dict(self.backend_data)) == (
+            other.subnet, other.public_ip, dict(other.backend_data))
+
+
+@dataclass(frozen=True)
+class V6Attrs:
+    """What a node brings to the IPv6 side of its lease: its IPv6 underlay address and backend data."""
+
+    public_ip: IPv6Address | None
+    backend_data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+def v6_side(cfg: ClusterConfig, subnet: IPv4Network, attrs: V6Attrs | None) -> LeaseV6 | None:
+    """The IPv6 side of a lease on ``subnet`` (None when the cluster is IPv4-only)."""
+    paired = cfg.ipv6_subnet_for(subnet)
+    if paired is None:
+        return None
+    attrs = attrs or V6Attrs(None)
+    return LeaseV6(paired, attrs.public_ip, dict(attrs.backend_data))
+
+
+@dataclass(frozen=True)
 class Lease:
     node: str
     subnet: IPv4Network
@@ -73,6 +115,7 @@ class Lease:
     key: str
     mod_revision: int
     lease_id: int = 0  # the etcd lease the key is attached to
+    v6: LeaseV6 | None = None  # dual stack: the IPv6 subnet leased alongside
 
     def same_endpoint(self, other: Lease) -> bool:
         """Whether peers would program the same routes for both (everything but timing and revisions)."""
@@ -82,6 +125,7 @@ class Lease:
             and self.public_ip == other.public_ip
             and self.backend_type == other.backend_type
             and dict(self.backend_data) == dict(other.backend_data)
+            and (self.v6.same(other.v6) if self.v6 is not None else other.v6 is None)
         )
 
 
@@ -166,7 +210,25 @@ def decode_lease(kv: KeyValue) -> Lease:
         raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not an address") from None
     if not isinstance(ip, IPv4Address):
         raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not IPv4")
-    return Lease(node, subnet, ip, backend_type, backend_data, None, kv.key, kv.mod_revision, kv.lease)
+    v6 = _decode_v6(kv.key, data) if "IPv6Subnet" in data else None
+    return Lease(node, subnet, ip, backend_type, backend_data, None, kv.key, kv.mod_revision, kv.lease, v6)
+
+
+def _decode_v6(key: str, data: Mapping[str, Any]) -> LeaseV6:
+    text, public, backend = data.get("IPv6Subnet"), data.get("PublicIPv6"), data.get("BackendV6Data") or {}
+    try:
+        subnet = IPv6Network(text if isinstance(text, str) else "")
+    except ValueError:
+        raise ValueError(f"lease {key}: IPv6Subnet {text!r} is not an IPv6 subnet") from None
+    ip: IPv6Address | None = None
+    if public is not None:
+        try:
+            ip = IPv6Address(public if isinstance(public, str) else "")
+        except ValueError:
+            raise ValueError(f"lease {key}: PublicIPv6 {public!r} is not an IPv6 address") from None
+    if not isinstance(backend, dict):
+        raise ValueError(f"lease {key}: BackendV6Data malformed")
+    return LeaseV6(subnet, ip, backend)
 
 
 def decode_history(kv: KeyValue) -> History:
@@ -193,8 +255,10 @@ def encode(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def lease_value(node: str, public_ip: IPv4Address, backend_type: str, data: Mapping[str, Any]) -> bytes:
-    return encode({"Node": node, "PublicIP": str(public_ip), "BackendType": backend_type, "BackendData": data})
+def lease_value(node: str, public_ip: IPv4Address, backend_type: str, data: Mapping[str, Any],
+                v6: LeaseV6 | None = None) -> bytes:
+    doc = {"Node": node, "PublicIP": str(public_ip), "BackendType": backend_type, "BackendData": data}
+    return encode({**doc, **v6.to_wire()} if v6 is not None else doc)
 
 
 def history_value(node: str, public_ip: str, acquired_at: float | None, expired_at: float | None, *,

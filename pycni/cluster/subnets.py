@@ -43,7 +43,9 @@ from pycni.cluster.lease import (
     History,
     Lease,
     LeaseLost,
+    LeaseV6,
     SubnetState,
+    V6Attrs,
     decode_history,
     decode_lease,
     encode,
@@ -51,6 +53,7 @@ from pycni.cluster.lease import (
     lease_value,
     normalize_prefix,
     subnet_from_key,
+    v6_side,
 )
 from pycni.spec.errors import InvalidConfig, TryAgainLater
 
@@ -176,11 +179,12 @@ class SubnetManager:
     # -- leases ------------------------------------------------------------------------
 
     def acquire(self, node: str, public_ip: IPv4Address, backend_data: Mapping[str, Any], *,
-                prefer: IPv4Network | None = None) -> Lease:
+                prefer: IPv4Network | None = None, v6: V6Attrs | None = None) -> Lease:
         """A subnet for ``node``: its current one, ``prefer``, its last one, or a free one (module doc).
 
         Raises ``NetworkFull`` when every subnet is leased or quarantined, ``ClusterNotInitialized``
-        without a config, ``KVUnavailable`` when the store cannot be reached.
+        without a config, ``KVUnavailable`` when the store cannot be reached. With EnableIPv6 the lease
+        carries the paired IPv6 subnet and ``v6`` (the node's IPv6 underlay address and backend data).
         """
         _check_node(node)
         public_ip = IPv4Address(public_ip)
@@ -195,19 +199,22 @@ class SubnetManager:
                 now = self._clock()
                 if self._stamp_expiries(snap, now):
                     continue  # histories changed: read them again
-                value = lease_value(node, public_ip, cfg.backend.type, data)
                 mine = [lease for lease in snap.leases.values() if lease.node == node]
                 current = next((lease for lease in mine if cfg.contains(lease.subnet)), None)
                 if current is not None:
+                    side = v6_side(cfg, current.subnet, v6)
+                    value = lease_value(node, public_ip, cfg.backend.type, data, side)
                     lease_id = lease_id or self.kv.grant_lease(self.ttl)
                     revision = self._take_over(snap, current, value, node, public_ip, lease_id, now)
                     if revision:
                         self._end_lease(current.lease_id, keep=lease_id)
                         log.info("node %s keeps its subnet %s", node, current.subnet)
-                        return self._made(node, current.subnet, public_ip, cfg, data, revision, lease_id, now)
+                        return self._made(node, current.subnet, public_ip, cfg, data, revision, lease_id, now, side)
                     continue
                 subnet = choose_subnet(cfg, snap.live, snap.history, node, quarantine=self.quarantine, now=now,
                                        rng=self._rng if collided else None, prefer=prefer)
+                side = v6_side(cfg, subnet, v6)
+                value = lease_value(node, public_ip, cfg.backend.type, data, side)
                 lease_id = lease_id or self.kv.grant_lease(self.ttl)
                 try:
                     revision = self._claim(snap, subnet, value, node, public_ip, lease_id, now)
@@ -216,7 +223,7 @@ class SubnetManager:
                     continue
                 if revision:
                     log.info("node %s leased subnet %s", node, subnet)
-                    return self._made(node, subnet, public_ip, cfg, data, revision, lease_id, now)
+                    return self._made(node, subnet, public_ip, cfg, data, revision, lease_id, now, side)
                 collided = True
             raise TryAgainLater(f"could not lease a subnet for {node}: {_MAX_ATTEMPTS} attempts lost races")
         except BaseException:
@@ -427,7 +434,7 @@ class SubnetManager:
                     # etcd says the lease expired but has not deleted its key yet: move it to a new lease
                     current = decode_lease(live)
                     lease_id = lease_id or self.kv.grant_lease(self.ttl)
-                    value = lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
+                    value = lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data, lease.v6)
                     revision = self._take_over(snap, current, value, lease.node, lease.public_ip, lease_id, now)
                     if revision:
                         return replace(lease, expires_at=now + self.ttl, mod_revision=revision, lease_id=lease_id)
@@ -443,7 +450,7 @@ class SubnetManager:
                     if free_at is None or free_at > now:
                         raise LeaseLost(f"subnet {lease.subnet} of node {lease.node} was last held by {hist.node} "
                                         "and is quarantined")
-                value = lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data)
+                value = lease_value(lease.node, lease.public_ip, lease.backend_type, lease.backend_data, lease.v6)
                 lease_id = lease_id or self.kv.grant_lease(self.ttl)
                 revision = self._claim(snap, lease.subnet, value, lease.node, lease.public_ip, lease_id, now)
                 if revision:
@@ -457,9 +464,9 @@ class SubnetManager:
             raise
 
     def _made(self, node: str, subnet: IPv4Network, public_ip: IPv4Address, cfg: ClusterConfig,
-              data: Mapping[str, Any], revision: int, lease_id: int, now: float) -> Lease:
+              data: Mapping[str, Any], revision: int, lease_id: int, now: float, v6: LeaseV6 | None) -> Lease:
         return Lease(node, subnet, public_ip, cfg.backend.type, data, now + self.ttl, self.subnet_key(subnet),
-                     revision, lease_id)
+                     revision, lease_id, v6)
 
     def _end_lease(self, lease_id: int, *, keep: int = 0) -> None:
         if not lease_id or lease_id == keep:
