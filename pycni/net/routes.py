@@ -192,12 +192,14 @@ def del_route(
 RTNH_F_ONLINK = 0x4
 
 
-def replace_tagged_route(dst: IPv4Network, *, gw: IPv4Address, dev: str, proto: int, onlink: bool = False) -> None:
+def replace_tagged_route(dst: IPv4Network | IPv6Network, *, gw: IPv4Address | IPv6Address, dev: str, proto: int,
+                         onlink: bool = False) -> None:
     """Install ``dst via gw dev dev [onlink] proto <proto>``, replacing any route to ``dst`` in main."""
     text = f"route '{dst} via {gw} dev {dev}{' onlink' if onlink else ''}'"
     with rtnl() as ipr:
         spec: dict[str, object] = {
-            "family": socket.AF_INET, "dst": str(dst.network_address), "dst_len": dst.prefixlen,
+            "family": socket.AF_INET if dst.version == 4 else socket.AF_INET6,
+            "dst": str(dst.network_address), "dst_len": dst.prefixlen,
             "gateway": str(gw), "oif": index_of(dev), "table": RT_TABLE_MAIN, "proto": proto,
         }
         if onlink:  # the gateway need not be on a connected subnet (a VXLAN peer's VTEP address)

@@ -15,6 +15,8 @@ Contract:
   ``list_neighbours`` / ``replace_neighbour`` / ``delete_neighbour``
   (entries the kernel learns itself are listed with ``permanent=False``).
 - Missing entries on delete are not errors (returns False).
+- IPv6 works the same (an IPv6 ``local`` makes a VXLAN over an IPv6
+  underlay; entries take either family; ``list_neighbours(dev, 6)``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from __future__ import annotations
 import errno
 import socket
 from dataclasses import dataclass
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Literal
 
 from pycni.net.errors import LinkNotFound, NetError
 from pycni.net.links import LinkInfo, get_link, set_link_mac, set_link_mtu, set_link_up
@@ -55,7 +58,7 @@ class VxlanSpec:
     name: str
     vni: int
     port: int
-    local: IPv4Address
+    local: IPv4Address | IPv6Address
     underlay: str  # the device VXLAN packets leave by
     mac: str
     mtu: int
@@ -64,12 +67,12 @@ class VxlanSpec:
 @dataclass(frozen=True)
 class FdbEntry:
     mac: str
-    dst: IPv4Address | None  # remote VTEP; None for entries without one (the device's own)
+    dst: IPv4Address | IPv6Address | None  # remote VTEP; None for entries without one (the device's own)
 
 
 @dataclass(frozen=True)
 class NeighbourEntry:
-    ip: IPv4Address
+    ip: IPv4Address | IPv6Address
     mac: str
     permanent: bool
 
@@ -84,7 +87,7 @@ def _identity(ipr: IPRoute, name: str) -> tuple[int, int, str, int] | None:
     return (
         int(data.get_attr("IFLA_VXLAN_ID") or 0),
         int(data.get_attr("IFLA_VXLAN_PORT") or 0),
-        str(data.get_attr("IFLA_VXLAN_LOCAL") or ""),
+        str(data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6") or ""),
         int(data.get_attr("IFLA_VXLAN_LINK") or 0),
     )
 
@@ -110,7 +113,7 @@ def ensure_vxlan(spec: VxlanSpec) -> LinkInfo:
                     kind="vxlan",
                     vxlan_id=spec.vni,
                     vxlan_port=spec.port,
-                    vxlan_local=str(spec.local),
+                    **{"vxlan_local" if spec.local.version == 4 else "vxlan_local6": str(spec.local)},
                     vxlan_link=underlay_index,
                     vxlan_learning=0,
                     address=spec.mac,
@@ -143,11 +146,11 @@ def list_fdb(dev: str) -> list[FdbEntry]:
         if not mac or mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1:
             continue
         dst = attr(msg, "NDA_DST")
-        out.append(FdbEntry(mac=mac, dst=None if dst is None else IPv4Address(dst)))
+        out.append(FdbEntry(mac=mac, dst=None if dst is None else ip_address(dst)))
     return out
 
 
-def replace_fdb(dev: str, mac: str, dst: IPv4Address) -> None:
+def replace_fdb(dev: str, mac: str, dst: IPv4Address | IPv6Address) -> None:
     """Point ``mac`` at the remote VTEP ``dst`` (permanent)."""
     with rtnl() as ipr:
         index = index_of(dev)
@@ -155,7 +158,7 @@ def replace_fdb(dev: str, mac: str, dst: IPv4Address) -> None:
             ipr.fdb("replace", ifindex=index, lladdr=mac, dst=str(dst), state=NUD_PERMANENT, flags=NTF_SELF)
 
 
-def delete_fdb(dev: str, mac: str, dst: IPv4Address | None = None) -> bool:
+def delete_fdb(dev: str, mac: str, dst: IPv4Address | IPv6Address | None = None) -> bool:
     """Remove the entry for ``mac`` (towards ``dst`` when given); False if there was none."""
     with rtnl() as ipr:
         try:
@@ -177,19 +180,19 @@ def delete_fdb(dev: str, mac: str, dst: IPv4Address | None = None) -> bool:
 # -- neighbours ---------------------------------------------------------------
 
 
-def list_neighbours(dev: str) -> list[NeighbourEntry]:
-    """IPv4 neighbour entries on ``dev``."""
+def list_neighbours(dev: str, family: Literal[4, 6] = 4) -> list[NeighbourEntry]:
+    """The neighbour entries of one family on ``dev``."""
     with rtnl() as ipr:
         index = index_of(dev)
         with failing(f"list neighbours of '{dev}'"):
-            messages = ipr.neigh("dump", ifindex=index, family=socket.AF_INET)
+            messages = ipr.neigh("dump", ifindex=index, family=socket.AF_INET if family == 4 else socket.AF_INET6)
     out: list[NeighbourEntry] = []
     for msg in messages:
         if int(msg["ifindex"]) != index or attr(msg, "NDA_DST") is None:
             continue
         out.append(
             NeighbourEntry(
-                ip=IPv4Address(attr(msg, "NDA_DST")),
+                ip=ip_address(attr(msg, "NDA_DST")),
                 mac=str(attr(msg, "NDA_LLADDR", "")).lower(),
                 permanent=bool(int(msg["state"]) & NUD_PERMANENT),
             )
@@ -197,22 +200,23 @@ def list_neighbours(dev: str) -> list[NeighbourEntry]:
     return out
 
 
-def replace_neighbour(dev: str, ip: IPv4Address, mac: str) -> None:
+def replace_neighbour(dev: str, ip: IPv4Address | IPv6Address, mac: str) -> None:
     """A permanent ``ip -> mac`` entry on ``dev``."""
     with rtnl() as ipr:
         index = index_of(dev)
         with failing(f"set neighbour {ip} lladdr {mac} on '{dev}'"):
             ipr.neigh("replace", ifindex=index, dst=str(ip), lladdr=mac, state=NUD_PERMANENT,
-                      family=socket.AF_INET)
+                      family=socket.AF_INET if ip.version == 4 else socket.AF_INET6)
 
 
-def delete_neighbour(dev: str, ip: IPv4Address) -> bool:
+def delete_neighbour(dev: str, ip: IPv4Address | IPv6Address) -> bool:
     """Remove the neighbour entry for ``ip``; False if there was none."""
     with rtnl() as ipr:
         try:
             index = index_of(dev)
             with failing(f"delete neighbour {ip} on '{dev}'"):
-                ipr.neigh("del", ifindex=index, dst=str(ip_address(ip)), family=socket.AF_INET)
+                ipr.neigh("del", ifindex=index, dst=str(ip_address(ip)),
+                          family=socket.AF_INET if ip.version == 4 else socket.AF_INET6)
         except LinkNotFound:
             return False
         except NetError as exc:
