@@ -6,10 +6,13 @@ Contract:
   using pycni's plugins — bridge (gateway on the bridge, no masquerade of its
   own: the agent masquerades only traffic leaving the cluster) with
   host-local over the node subnet, then portmap, then (with NetworkPolicy
-  on) netpol, which returns only when the pod's policy is enforced.
+  on) netpol, which returns only when the pod's policy is enforced. Dual
+  stack: host-local gets a second range set, the node's IPv6 subnet (its
+  ``::1`` the bridge's gateway), and pods a ``::/0`` route.
 - ``render_subnet_env(...)`` is pure: flannel's ``subnet.env`` keys under
   pycni names (``PYCNI_NETWORK``, ``PYCNI_SUBNET``, ``PYCNI_MTU``,
-  ``PYCNI_IPMASQ``, ``PYCNI_BACKEND``).
+  ``PYCNI_IPMASQ``, ``PYCNI_BACKEND``; dual stack adds ``PYCNI_IPV6_NETWORK``
+  and ``PYCNI_IPV6_SUBNET``, as Flannel's ``FLANNEL_IPV6_*``).
 - ``write_if_changed(path, text)`` replaces a file atomically, only when its
   content differs (a restarted agent leaves files untouched): True if written.
 - ``CONFLIST_NAME`` sorts first in a conf dir, where runtimes pick the
@@ -22,7 +25,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 __all__ = [
@@ -49,6 +52,7 @@ class NodeNetwork:
     ipam_data_dir: str | None = None  # None: host-local's default (/var/lib/cni/networks)
     policy_socket: str | None = None  # the policy agent's socket: chains netpol last; None: no policy
     policy_timeout: float = 10.0  # how long a pod's ADD waits for its policy
+    ipv6_subnet: IPv6Network | None = None  # dual stack: the node's IPv6 subnet
 
 
 def render_conflist(net: NodeNetwork) -> str:
@@ -57,6 +61,9 @@ def render_conflist(net: NodeNetwork) -> str:
         "ranges": [[{"subnet": str(net.subnet), "gateway": str(net.subnet[1])}]],
         "routes": [{"dst": "0.0.0.0/0"}],
     }
+    if net.ipv6_subnet is not None:
+        ipam["ranges"].append([{"subnet": str(net.ipv6_subnet), "gateway": str(net.ipv6_subnet[1])}])
+        ipam["routes"].append({"dst": "::/0"})
     if net.ipam_data_dir:
         ipam["dataDir"] = net.ipam_data_dir
     plugins: list[dict[str, Any]] = [
@@ -77,10 +84,16 @@ def render_conflist(net: NodeNetwork) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render_subnet_env(cluster: IPv4Network, subnet: IPv4Network, mtu: int, backend: str, ipmasq: bool = True) -> str:
+def render_subnet_env(cluster: IPv4Network, subnet: IPv4Network, mtu: int, backend: str, ipmasq: bool = True, *,
+                      ipv6: tuple[IPv6Network, IPv6Network] | None = None) -> str:
+    """``ipv6`` is (the cluster's IPv6 network, the node's IPv6 subnet) in a dual-stack cluster."""
     lines = [
         f"PYCNI_NETWORK={cluster}",
         f"PYCNI_SUBNET={subnet[1]}/{subnet.prefixlen}",
+    ]
+    if ipv6 is not None:
+        lines += [f"PYCNI_IPV6_NETWORK={ipv6[0]}", f"PYCNI_IPV6_SUBNET={ipv6[1][1]}/{ipv6[1].prefixlen}"]
+    lines += [
         f"PYCNI_MTU={mtu}",
         f"PYCNI_IPMASQ={'true' if ipmasq else 'false'}",
         f"PYCNI_BACKEND={backend}",

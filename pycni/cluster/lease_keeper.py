@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pycni.cluster.agent_metrics import AgentMetrics
 
 if TYPE_CHECKING:
-    from pycni.cluster.lease import Lease
+    from pycni.cluster.lease import Lease, V6Attrs
     from pycni.cluster.subnets import SubnetManager
 
 __all__ = ["LeaseKeeper"]
@@ -34,7 +34,7 @@ log = logging.getLogger("pycni.agent")
 class LeaseKeeper:
     def __init__(self, manager: SubnetManager, node: str, public_ip: IPv4Address, backend_data: dict[str, Any], *,
                  ttl: float, on_lease: Callable[[Lease], None], metrics: AgentMetrics,
-                 prefer: Callable[[], IPv4Network | None] = lambda: None) -> None:
+                 prefer: Callable[[], IPv4Network | None] = lambda: None, v6: V6Attrs | None = None) -> None:
         self.manager = manager
         self.node = node
         self.public_ip = public_ip
@@ -43,6 +43,7 @@ class LeaseKeeper:
         self.on_lease = on_lease
         self.metrics = metrics
         self.prefer = prefer
+        self.v6 = v6  # dual stack: the IPv6 side's underlay address and backend data
         self.lease: Lease | None = None
         self.acquired = threading.Event()
 
@@ -52,7 +53,8 @@ class LeaseKeeper:
 
         try:
             if self.lease is None:
-                lease = self.manager.acquire(self.node, self.public_ip, self.backend_data, prefer=self.prefer())
+                lease = self.manager.acquire(self.node, self.public_ip, self.backend_data, prefer=self.prefer(),
+                                             v6=self.v6)
                 self.metrics.inc("pycni_agent_lease_acquisitions_total")
                 log.info("lease acquired: %s -> %s (public ip %s)", self.node, lease.subnet, lease.public_ip)
             else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any, Protocol
 
 __all__ = [
@@ -35,6 +35,8 @@ class Underlay:
     ip: IPv4Address
     mtu: int
     networks: tuple[IPv4Network, ...]  # directly connected IPv4 subnets of ``iface``
+    ipv6: IPv6Address | None = None  # the node's global IPv6 address on ``iface`` (dual stack)
+    networks6: tuple[IPv6Network, ...] = ()  # directly connected IPv6 subnets of ``iface``
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,15 @@ class Peer:
     public_ip: IPv4Address
     backend_type: str
     backend_data: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    ipv6_subnet: IPv6Network | None = None  # dual stack: the lease's IPv6 side
+    public_ipv6: IPv6Address | None = None
+    backend_v6_data: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True, order=True)
 class RouteSpec:
-    dst: IPv4Network
-    gw: IPv4Address
+    dst: IPv4Network | IPv6Network
+    gw: IPv4Address | IPv6Address
     dev: str
     onlink: bool = False
 
@@ -61,8 +66,8 @@ class Desired:
     """The kernel state a backend wants: sets of entries, plus peers it had to refuse and why."""
 
     routes: frozenset[RouteSpec] = frozenset()
-    fdb: frozenset[tuple[str, IPv4Address]] = frozenset()  # (VTEP MAC, peer underlay IP)
-    neighbours: frozenset[tuple[IPv4Address, str]] = frozenset()  # (peer VTEP IP, VTEP MAC)
+    fdb: frozenset[tuple[str, IPv4Address | IPv6Address]] = frozenset()  # (VTEP MAC, peer underlay IP)
+    neighbours: frozenset[tuple[IPv4Address | IPv6Address, str]] = frozenset()  # (peer VTEP IP, VTEP MAC)
     refused: tuple[str, ...] = ()
 
 
