@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Protocol
 
 from pycni.cluster.agent_metrics import AgentMetrics
@@ -68,6 +68,7 @@ class AgentOptions:
     etcd_key_file: str | None = None
     iface: str | None = None
     public_ip: IPv4Address | None = None
+    public_ipv6: IPv6Address | None = None  # dual stack: the IPv6 underlay address (default: the iface's first)
     files: NodeFiles = field(default_factory=lambda: NodeFiles(conf_dir="/etc/cni/net.d", run_dir=DEFAULT_RUN_DIR))
     metrics_addr: str | None = None
     lease_ttl: int = 30
@@ -123,6 +124,7 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
               services: Sequence[ServiceFactory] = ()) -> int:
     from pycni.cluster.backends import make_backend
     from pycni.cluster.backends.wireguard_lease import LeaseAccess
+    from pycni.cluster.dualstack import dual_stack_refusal, lease_v6_attrs
     from pycni.cluster.lease_keeper import LeaseKeeper
     from pycni.cluster.peer_watcher import PeerWatcher
     from pycni.cluster.reconciler import Reconciler
@@ -147,19 +149,26 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
         running = _start_services(services, store, metrics, stop)
         if len(running) < len(services):
             return 0
-        underlay = find_underlay(options.iface, options.public_ip)
+        refusal = dual_stack_refusal(config)
+        if refusal is not None:
+            log.error("%s", refusal)
+            return 2
+        underlay = find_underlay(options.iface, options.public_ip, ipv6=config.ipv6 is not None,
+                                 public_ipv6=options.public_ipv6)
         backend = make_backend(config.backend.type, underlay, options.node_name, vni=config.backend.vni,
                                port=config.backend.port, mtu=config.backend.mtu, bgp=config.backend.bgp,
                                network=config.network, run_dir=options.files.run_dir,
                                wireguard=config.backend.wireguard, lease=LeaseAccess(store, manager.subnet_key))
         log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name, underlay.ip,
                  underlay.iface, underlay.mtu, backend.type, backend.pod_mtu())
-        reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade)
+        reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade,
+                                cluster6=config.ipv6.network if config.ipv6 else None)
         # The pod MTU rides in the lease so peers (and pycni doctor) can compare MTUs across nodes.
         lease_data = {**backend.backend_data(), "podMTU": backend.pod_mtu()}
         keeper = LeaseKeeper(manager, options.node_name, underlay.ip, lease_data, ttl=options.lease_ttl,
                              on_lease=reconciler.set_own, metrics=metrics,
-                             prefer=lambda: previous_subnet(options.files.run_dir))  # where its pods are
+                             prefer=lambda: previous_subnet(options.files.run_dir),  # where its pods are
+                             v6=lease_v6_attrs(config, underlay, backend))
         watcher = PeerWatcher(manager, on_peers=reconciler.set_peers, metrics=metrics)
         threads = [_start("lease", keeper.run, stop), _start("watch", watcher.run, stop)]
         reconciler.run(stop, options.resync)
