@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from pycni.rundir import DEFAULT_RUN_DIR
 
@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--etcd-prefix", default="/pycni", help="key prefix of the cluster in etcd (default /pycni)")
     p.add_argument("--iface", help="underlay interface peers reach this node by (default: the default route's)")
     p.add_argument("--public-ip", type=IPv4Address, help="underlay address to publish (default: the iface's first)")
+    p.add_argument("--public-ipv6", type=IPv6Address,
+                   help="dual stack: IPv6 underlay address to publish (default: the iface's first global one)")
     p.add_argument("--cni-conf-dir", default="/etc/cni/net.d", help="where the conflist goes (default /etc/cni/net.d)")
     p.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help=f"where subnet.env goes (default {DEFAULT_RUN_DIR})")
     p.add_argument("--network-name", default="pycni", help="CNI network name in the conflist (default pycni)")
@@ -86,6 +88,7 @@ def cmd_agent(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         etcd_key_file=args.etcd_keyfile,
         iface=args.iface,
         public_ip=args.public_ip,
+        public_ipv6=args.public_ipv6,
         files=NodeFiles(conf_dir=args.cni_conf_dir, run_dir=args.run_dir, network_name=args.network_name,
                         bridge=args.bridge, ipam_data_dir=args.ipam_data_dir,
                         policy_socket=os.path.abspath(policy_socket) if policy_socket else None,
