@@ -60,6 +60,9 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     init.add_argument("--subnet-len", type=int, default=24, help="prefix length of each node's subnet (default 24)")
     init.add_argument("--subnet-min", help="first subnet nodes may get (default: the network's second)")
     init.add_argument("--subnet-max", help="last subnet nodes may get (default: the network's last)")
+    init.add_argument("--ipv6-network", metavar="CIDR", help="dual stack: the IPv6 pod network (EnableIPv6)")
+    init.add_argument("--ipv6-subnet-len", type=int, metavar="N", help="prefix length of each node's IPv6 subnet "
+                      "(default 64)")
     init.add_argument("--backend", choices=("vxlan", "host-gw", "bgp", "wireguard"), default="vxlan",
                       help="how nodes reach each other's pods (default vxlan)")
     init.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
@@ -149,6 +152,8 @@ def config_from_args(args: argparse.Namespace) -> ClusterConfig:
     wire["Backend"] = backend
     if args.quarantine is not None:
         wire["Quarantine"] = args.quarantine
+    if args.ipv6_network is not None or args.ipv6_subnet_len is not None:  # dual stack (config_v6.py)
+        wire.update({"EnableIPv6": True, "IPv6Network": args.ipv6_network, "IPv6SubnetLen": args.ipv6_subnet_len})
     return ClusterConfig.from_wire(wire)
 
 
