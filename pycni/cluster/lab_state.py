@@ -90,6 +90,7 @@ class PodState:
     netns: str
     ip: str = ""
     namespace: str | None = None  # Kubernetes namespace (None: attached without K8S_* CNI_ARGS)
+    ipv6: str = ""  # in a dual-stack lab (lab_dualstack)
 
 
 @dataclass
@@ -118,6 +119,7 @@ class LabState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     pods: dict[str, PodState] = field(default_factory=dict)
     faults: list[FaultState] = field(default_factory=list)
+    ipv6: bool = False  # dual stack: IPv6 underlay addresses and an IPv6 pod network (lab_dualstack)
 
     @property
     def dir(self) -> str:

@@ -1,0 +1,88 @@
+"""A dual-stack lab (issue 16 item 3): pods on different nodes ping each other over IPv4 and IPv6, with
+vxlan (a second VXLAN device over the IPv6 underlay) and host-gw (IPv6 routes via the peers' IPv6 addresses)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+
+import pytest
+
+from pycni.cluster.config import ClusterConfig
+from pycni.cluster.lab import Lab
+from pycni.cluster.lab_dualstack import NETWORK6, UNDERLAY6
+from pycni.cluster.subnets import SubnetManager
+from tests.cluster.conftest import _missing, leftovers
+from tests.support.wait import wait_until
+
+
+@pytest.fixture(scope="module", params=["vxlan", "host-gw"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if _missing() is not None:
+        pytest.skip(_missing() or "")
+    root: Path = tmp_path_factory.mktemp(f"dual-{request.param}")
+    lab = Lab.up(3, request.param, root=str(root), ipv6=True)
+    try:
+        for node in sorted(lab.state.nodes):
+            lab.add_pod(node, f"{node}-p1")
+        yield lab
+    finally:
+        lab_id = lab.state.id
+        lab.down()
+        assert leftovers(lab_id) == []
+
+
+def _unreachable(lab: Lab, family: int) -> list[tuple[str, str]]:
+    pods = sorted(lab.state.pods.values(), key=lambda p: p.name)
+    return [(a.name, b.name) for a, b in itertools.permutations(pods, 2)
+            if not lab.ping(a.name, b.ip if family == 4 else b.ipv6)]
+
+
+def test_every_pod_pings_every_other_pod_over_both_families(lab: Lab) -> None:
+    pods = list(lab.state.pods.values())
+    assert len({p.node for p in pods}) == 3
+    assert all(p.ipv6 and IPv6Address(p.ipv6) in NETWORK6 for p in pods)
+    assert _unreachable(lab, 4) == []
+    # a pod's IPv6 address may still be tentative (duplicate address detection) for a moment after ADD
+    wait_until(lambda: _unreachable(lab, 6) == [], 30, "IPv6 pings between every pair of pods", step=1)
+
+
+def test_each_lease_carries_the_paired_ipv6_subnet_and_the_nodes_ipv6_address(lab: Lab) -> None:
+    def read(kv: object) -> tuple[ClusterConfig, list[object]]:
+        sm = SubnetManager(kv, "/pycni")  # type: ignore[arg-type]
+        return sm.load_config(), list(sm.list_leases()[0])
+
+    cfg, leases = lab.with_kv(read)
+    assert cfg.ipv6 is not None and cfg.ipv6.network == NETWORK6
+    for lease in leases:
+        v6 = lease.v6  # type: ignore[attr-defined]
+        assert v6 is not None
+        assert v6.subnet == cfg.ipv6_subnet_for(lease.subnet)  # type: ignore[attr-defined]
+        assert v6.public_ip in UNDERLAY6
+        if lab.state.backend == "vxlan":
+            assert v6.backend_data["vtepMAC"]
+
+
+def test_the_conflist_gives_pods_both_ranges(lab: Lab) -> None:
+    node = sorted(lab.state.nodes)[0]
+    path = Path(lab.state.node_dir(node)) / "net.d" / "00-pycni-cluster.conflist"
+    ranges = json.loads(path.read_text())["plugins"][0]["ipam"]["ranges"]
+    assert len(ranges) == 2
+    assert IPv6Network(ranges[1][0]["subnet"]).subnet_of(NETWORK6)
+
+
+def test_the_ipv6_overlay_has_its_own_device_or_routes_via_the_underlay(lab: Lab) -> None:
+    node = sorted(lab.state.nodes)[0]
+    routes = json.loads(lab.exec(node, ["ip", "-j", "-6", "route", "show", "proto", "124"]).stdout or "[]")
+    assert len(routes) == 2
+    if lab.state.backend == "vxlan":
+        assert {r["dev"] for r in routes} == {"pycni6.1"}
+        details = json.loads(lab.exec(node, ["ip", "-j", "-d", "link", "show", "pycni6.1"]).stdout)[0]
+        info = details["linkinfo"]["info_data"]
+        assert IPv6Address(info.get("local6") or info["local"]) in UNDERLAY6
+    else:
+        assert {r["dev"] for r in routes} == {"eth0"}
+        assert all(IPv6Address(r["gateway"]) in UNDERLAY6 for r in routes)
