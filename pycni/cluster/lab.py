@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, TypeVar
 
-from pycni.cluster import lab_bgp
+from pycni.cluster import lab_bgp, lab_dualstack
 from pycni.cluster.lab_state import (
     DEFAULT_NETWORK,
     DEFAULT_ROOT,
@@ -112,7 +112,8 @@ class Lab:
 
     @classmethod
     def up(cls, nodes: int = 3, backend: str = "vxlan", *, root: str = DEFAULT_ROOT, lab_id: str | None = None,
-           network: IPv4Network = DEFAULT_NETWORK, wait: float = 60.0, route_reflectors: Sequence[str] = ()) -> Lab:
+           network: IPv4Network = DEFAULT_NETWORK, wait: float = 60.0, route_reflectors: Sequence[str] = (),
+           ipv6: bool = False) -> Lab:
         """Build a lab of ``nodes`` nodes; on any failure everything made so far is removed.
 
         With ``bgp``, the underlay router runs a top-of-rack bird (lab_bgp) and the nodes a mesh, or peer
@@ -127,7 +128,7 @@ class Lab:
         lab_id = lab_id or "pl" + os.urandom(3).hex()
         if os.path.exists(os.path.join(root, lab_id)):
             raise LabError(f"lab '{lab_id}' already exists under {root}")
-        lab = cls(LabState(id=lab_id, root=root, backend=backend, network=str(network)))
+        lab = cls(LabState(id=lab_id, root=root, backend=backend, network=str(network), ipv6=ipv6))
         lab.state.save()
         try:
             lab._install_plugins()
@@ -231,6 +232,7 @@ class Lab:
         _ip(ul, "link", "add", "ul0", "type", "bridge")
         _ip(ul, "addr", "add", f"{self.state.etcd_ip}/{UNDERLAY.prefixlen}", "dev", "ul0")
         _ip(ul, "link", "set", "ul0", "up")
+        lab_dualstack.underlay_up(self.state)
         _ns_exec(ul, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         # The outside world: behind the underlay's router, knowing no route to any pod.
         self._add_netns(ext)
@@ -288,7 +290,8 @@ class Lab:
         from pycni.cluster.subnets import SubnetManager
 
         bgp = lab_bgp.lab_settings(self.state.etcd_ip, route_reflectors) if backend == "bgp" else None
-        config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend, bgp=bgp))
+        config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend, bgp=bgp),
+                               ipv6=lab_dualstack.settings(self.state))
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).init_config(config))
 
     # -- nodes -------------------------------------------------------------------------
@@ -307,6 +310,7 @@ class Lab:
         _ip(ul, "link", "set", port, "master", "ul0", "up")
         _ip(node.netns, "addr", "add", f"{node.ip}/{UNDERLAY.prefixlen}", "dev", "eth0")
         _ip(node.netns, "link", "set", "eth0", "up")
+        lab_dualstack.node_up(self.state, node.netns, index)
         _ip(node.netns, "route", "add", "default", "via", str(self.state.etcd_ip))
         for sub in ("net.d", "run", "ipam", "cache"):
             os.makedirs(os.path.join(self.state.node_dir(name), sub), exist_ok=True)
@@ -384,6 +388,8 @@ class Lab:
             wanted = {s for n, s in subnets.items() if n != name and s is not None}
             if self.owned_routes(name) != wanted:
                 return False
+        if not lab_dualstack.converged(self.state):
+            return False
         return self.state.backend != "bgp" or lab_bgp.tor_subnets(self.state) == set(subnets.values())  # the ToR too
 
     def _log_tail(self, node: str, lines: int = 8) -> str:
@@ -440,7 +446,7 @@ class Lab:
             self.del_pod(key)
             raise LabError(f"failed to attach pod '{key}' on {node}: {proc.stderr.strip()}")
         result = json.loads(proc.stdout)
-        pod.ip = str(result["ips"][0]["address"]).split("/")[0]
+        pod.ip, pod.ipv6 = str(result["ips"][0]["address"]).split("/")[0], lab_dualstack.pod_ipv6(result)
         self.state.save()
         return pod
 
