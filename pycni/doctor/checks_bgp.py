@@ -141,7 +141,9 @@ def bgp_export(snap: Snapshot) -> CheckResult:
     assert snap.bird is not None and snap.own_lease is not None
     subnet = snap.own_lease.subnet
     problems: list[str] = []
-    if subnet not in snap.bird.originated:
+    if snap.bird.originated is None:
+        pass  # bird refused to show them: in the evidence of the verdict below
+    elif subnet not in snap.bird.originated:
         problems.append(f"bird originates {', '.join(map(str, snap.bird.originated)) or 'nothing'}, the lease is "
                         f"{subnet}")
     else:
@@ -154,4 +156,7 @@ def bgp_export(snap: Snapshot) -> CheckResult:
                else _birdc(snap, f"show route export {silent[0]}") + "; restart the agent")
         return fail(cid, f"the node's subnet {subnet} does not reach its BGP peers: their pods cannot reach "
                     "this node's", problems, fix)
+    if snap.bird.refused:
+        return warn(cid, "bird refused to show what it announces (it may be recovering after a restart)",
+                    snap.bird.refused, "run pycni doctor again in a minute")
     return passed(cid, f"{subnet} announced to {len(snap.bird.exported)} Established peer(s)")

@@ -44,10 +44,18 @@ def collect_bird(run_dir: str, *, timeout: float = 2.0) -> BirdView:
     pid = BirdSupervisor(paths).pid()
     try:
         sessions = tuple(bgp_peers(parse_protocols(query(paths.socket, "show protocols all", timeout=timeout))))
-        originated = route_prefixes(query(paths.socket, f"show route protocol {ORIGIN_PROTOCOL}", timeout=timeout))
-        up = [s.name for s in sessions if "Established" in s.info][:MAX_EXPORT_QUERIES]
-        exported = {name: route_prefixes(query(paths.socket, f"show route export {name}", timeout=timeout))
-                    for name in up}
     except BirdError as exc:
         return BirdView(paths.socket, pid, str(exc))
-    return BirdView(paths.socket, pid, None, sessions, originated, exported)
+    refused: list[str] = []
+
+    def routes(command: str) -> tuple[IPv4Network, ...] | None:
+        try:
+            return route_prefixes(query(paths.socket, command, timeout=timeout))
+        except BirdError as exc:  # bird answers but refuses (recovering after a restart): say so, go on
+            refused.append(str(exc))
+            return None
+
+    originated = routes(f"show route protocol {ORIGIN_PROTOCOL}")
+    up = [s.name for s in sessions if "Established" in s.info][:MAX_EXPORT_QUERIES]
+    exported = {name: found for name in up if (found := routes(f"show route export {name}")) is not None}
+    return BirdView(paths.socket, pid, None, sessions, originated, exported, tuple(refused))
