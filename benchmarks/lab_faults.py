@@ -48,6 +48,8 @@ def main() -> int:
             print(f"doctor, healthy node (reference): {healthy:.2f} s (median of 5)")
             rows = []
             for name, fault in FAULTS.items():
+                if fault.backends and lab.state.backend not in fault.backends:
+                    continue  # another backend's fault (bird: bgp only)
                 b = timed(lambda name=name: break_fault(lab, NODE, name))
                 d = timed(doctor)
                 h = timed(lambda: heal_faults(lab, NODE))
