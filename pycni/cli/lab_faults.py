@@ -50,7 +50,8 @@ def cmd_fault(lab: Lab, args: argparse.Namespace) -> int:
         for fault in FAULTS.values():
             on = sorted(node for node, name in active if name == fault.name)
             notes = ["agent stopped" if fault.stop_agent else "",
-                     "" if lab.state.backend in fault.backends else f"{'/'.join(fault.backends)} only",
+                     "" if not fault.backends or lab.state.backend in fault.backends
+                     else f"{'/'.join(fault.backends)} only",
                      f"ACTIVE on {','.join(on)}" if on else ""]
             print(f"{fault.name:18} {fault.check:18} {fault.summary}"
                   + "".join(f" [{n}]" for n in notes if n))
