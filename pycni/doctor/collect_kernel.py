@@ -66,8 +66,9 @@ def collect_node(vxlan_device: str | None = None) -> NodeView:
         from pycni.net import vxlan
 
         entries = PeerEntries(
-            fdb=frozenset((e.mac, e.dst) for e in vxlan.list_fdb(vxlan_device) if e.dst is not None),
-            neighbours=frozenset((n.ip, n.mac) for n in vxlan.list_neighbours(vxlan_device) if n.permanent))
+            fdb=frozenset((e.mac, e.dst) for e in vxlan.list_fdb(vxlan_device) if isinstance(e.dst, IPv4Address)),
+            neighbours=frozenset((n.ip, n.mac) for n in vxlan.list_neighbours(vxlan_device)
+                                 if n.permanent and isinstance(n.ip, IPv4Address)))
     devices = [v.name for v in views if v.kind in ("bridge", "vxlan") or v.addresses]
     sysctls = {key: _sysctl(key) for key in sysctl_keys(devices)}
     count = _read("/proc/sys/net/netfilter/nf_conntrack_count")
