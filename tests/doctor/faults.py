@@ -6,13 +6,16 @@ entries. Doctor runs inside the lab node's namespace, so almost every check
 sees only the node; the ones in ``HOST_WIDE`` read what the whole machine
 shares (``/run/netns``, the kernel log, NetworkManager) and are passed to
 doctor as ``--ignore`` unless the test is about them, and left out of
-assertions about a clean node. Tests then assert on the checks they are
+assertions about a clean node. The executor check is pointed at the node's
+run dir (``PYCNI_EXECUTOR_SOCKET``), where no executor runs, so a host's
+executor socket (a benchmark's, left behind) is not the lab node's. Tests then assert on the checks they are
 about, never on the exact set of warnings.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Collection
@@ -21,7 +24,7 @@ from typing import Any
 from pycni.cluster.lab import Lab
 from pycni.cluster.lab_faults import FAULTS, break_fault, doctor_command, heal_faults
 
-__all__ = ["HOST_WIDE", "PROBED", "assert_named_then_clean", "doctor", "shown", "with_status"]
+__all__ = ["HOST_WIDE", "PROBED", "assert_named_then_clean", "doctor", "node_env", "shown", "with_status"]
 
 # Checks that read host-wide state other tests on this machine change.
 HOST_WIDE = frozenset({"netns-leak", "conntrack", "csum-offload", "link-managers"})
@@ -38,11 +41,16 @@ def doctor(lab: Lab, node: str, *flags: str, about: Collection[str] = ()) -> tup
     """``pycni doctor --json`` as ``pycni lab doctor`` runs it, host-wide checks ignored unless ``about`` them."""
     ignore = [f"--ignore={cid}" for cid in sorted(HOST_WIDE - set(about))]
     proc = subprocess.run(doctor_command(lab.state, node, ["--json", *ignore, *flags]), capture_output=True,
-                          text=True, timeout=120, check=False)
+                          text=True, timeout=120, check=False, env=node_env(lab, node))
     assert proc.returncode in (0, 1), f"doctor could not run ({proc.returncode}): {proc.stderr}"
     document = json.loads(proc.stdout)
     assert document["node"] == node
     return proc.returncode, document["checks"]
+
+
+def node_env(lab: Lab, node: str) -> dict[str, str]:
+    """The environment doctor runs in: the executor socket looked for in the node's run dir, not the host's."""
+    return {**os.environ, "PYCNI_EXECUTOR_SOCKET": os.path.join(lab.state.node_dir(node), "run", "executor.sock")}
 
 
 def with_status(checks: list[dict[str, Any]], *statuses: str) -> Checks:

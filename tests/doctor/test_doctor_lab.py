@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pycni.cluster.lab import NETWORK_NAME, PREFIX, Lab
-from tests.doctor.faults import HOST_WIDE
+from tests.doctor.faults import HOST_WIDE, node_env
 from tests.support.wait import wait_until
 
 NODE = "n1"
@@ -31,7 +31,7 @@ def doctor(lab: Lab, *extra: str) -> tuple[int, dict[str, Any]]:
            "--ipam-data-dir", os.path.join(d, "ipam"), "--cni-bin-dir", os.path.join(lab.state.dir, "bin"),
            "--cache-dir", os.path.join(d, "cache"), "--network-name", NETWORK_NAME,
            *(f"--ignore={cid}" for cid in sorted(HOST_WIDE)), *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=node_env(lab, NODE))
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
