@@ -4,9 +4,9 @@ What the backend needs per peer with subnet S, underlay address U and VTEP
 MAC M (pycni.cluster.backends): vxlan a route ``S via S.0 dev pycni.N
 onlink``, a permanent neighbour ``S.0 lladdr M`` and an FDB entry ``M dst
 U``; host-gw a route ``S via U``. Both tagged with the agent's route
-protocol. bgp: a route ``S via U`` that bird learned from the peer and
-installed, tagged ``proto bird`` (bird's sessions are checked by
-checks_bgp). ``--probe`` results (pings to each peer's pod gateway, and a
+protocol. bgp: a route to ``S`` that bird learned and installed, tagged
+``proto bird``, via U or via a router that peers for the nodes (bird's
+sessions are checked by checks_bgp). ``--probe`` results (pings to each peer's pod gateway, and a
 don't-fragment ping at pod MTU - 28) count here too.
 """
 
@@ -66,9 +66,11 @@ def peer_state(snap: Snapshot) -> CheckResult:
             if (peer.subnet, peer.subnet.network_address, "pycni-wg") not in routes:
                 problems.append(f"{peer.node}: route {peer.subnet} via {peer.subnet.network_address} dev pycni-wg "
                                 "missing")
-        elif not any(dst == peer.subnet and gw == peer.public_ip for dst, gw, _ in routes):
-            problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip}{' proto bird' if bgp else ''} "
-                            "missing")
+        elif bgp and not any(dst == peer.subnet for dst, _, _ in routes):
+            # Any next hop will do: behind a router that peers for the nodes (Backend.Peers) it is the router.
+            problems.append(f"{peer.node}: no route {peer.subnet} proto bird (via {peer.public_ip} or a router)")
+        elif not bgp and not any(dst == peer.subnet and gw == peer.public_ip for dst, gw, _ in routes):
+            problems.append(f"{peer.node}: route {peer.subnet} via {peer.public_ip} missing")
     silent = [f"{p.peer}: {p.target} does not answer a ping" for p in snap.probes or () if not p.reachable]
     if problems:
         fix = ("bird installs these from its BGP sessions: see bird and bgp-session, then birdc -s "

@@ -65,8 +65,15 @@ def test_a_healthy_bgp_node_has_no_problem_at_all() -> None:
 def test_a_peer_route_of_the_agent_instead_of_birds_is_peer_state() -> None:
     result = peer_state(bgp_node(peer_route_proto=124))
     assert result.status == "fail"
-    assert result.evidence == ("n2: route 10.244.2.0/24 via 192.168.77.12 proto bird missing",)
+    assert result.evidence == ("n2: no route 10.244.2.0/24 proto bird (via 192.168.77.12 or a router)",)
     assert "bgp-session" in result.fix
+
+
+def test_a_peer_route_through_a_router_counts() -> None:
+    snap = bgp_node(peer_route_proto=None)
+    assert snap.node is not None
+    snap = with_node(snap, routes=(*snap.node.routes, RouteView(PEER, TOR, "eth0", 12)))
+    assert peer_state(snap).status == "pass"
 
 
 def test_a_route_of_bird_still_overlaps_on_other_backends() -> None:
