@@ -251,7 +251,7 @@ def _show(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         ("Backend", ", ".join(details)),
         ("Quarantine", f"{sm.quarantine:.0f}s"),
         ("Leases", f"{len(leased)} live, {len(quarantined)} quarantined, {free} free"),
-    ]
+    ] + ([("IPv6", cfg.ipv6.describe() + ", paired with the IPv4 subnet")] if cfg.ipv6 else [])
     width = max(len(name) for name, _ in info)
     for name, value in info:
         print(f"  {name.ljust(width)}  {value}")
@@ -282,7 +282,7 @@ def _lease_json(state: Any) -> dict[str, Any]:
         return {"Subnet": str(state.subnet), "Node": None}
     return {"Node": lease.node, "Subnet": str(lease.subnet), "PublicIP": str(lease.public_ip),
             "BackendType": lease.backend_type, "BackendData": dict(lease.backend_data),
-            "ExpiresAt": lease.expires_at}
+            "ExpiresAt": lease.expires_at, **(lease.v6.to_wire() if lease.v6 is not None else {})}
 
 
 # -- node list / remove ---------------------------------------------------------------------
