@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pycni.cli.cluster import add_cluster_arguments, config_from_args
 from pycni.cluster.agent import AgentOptions, run_agent
 from pycni.cluster.backends.base import Peer, RouteSpec, Underlay
 from pycni.cluster.backends.hostgw import HostGwBackend
@@ -197,3 +199,14 @@ def test_the_agent_refuses_a_dual_stack_config_on_an_ipv4_only_backend(caplog: p
     assert ("refusing to start: the wireguard backend is IPv4-only: a dual-stack cluster (EnableIPv6) needs the "
             "vxlan or host-gw backend") in caplog.messages
     assert not list(tmp_path.iterdir())
+
+
+def test_cluster_init_flags_make_the_config_dual_stack() -> None:
+    parser = argparse.ArgumentParser()
+    add_cluster_arguments(parser)
+    args = parser.parse_args(["init", "--network", "10.50.0.0/16", "--ipv6-network", "fd00:50::/48",
+                              "--ipv6-subnet-len", "64"])
+    cfg = config_from_args(args)
+    assert cfg.ipv6 is not None and str(cfg.ipv6.network) == "fd00:50::/48" and cfg.ipv6.subnet_len == 64
+    plain = config_from_args(parser.parse_args(["init", "--network", "10.50.0.0/16"]))
+    assert plain.ipv6 is None
