@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from pycni.cluster.lab import Lab
-from tests.cluster.conftest import build_lab, leftovers
+from tests.cluster.conftest import leftovers
 from tests.doctor.conftest import _missing
 from tests.doctor.faults import HOST_WIDE, assert_named_then_clean, doctor, shown, with_status
 
@@ -43,7 +43,13 @@ def _bird() -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if _bird_missing() is not None:
         pytest.skip(_bird_missing() or "")
-    lab = build_lab(tmp_path_factory.mktemp("doctor-bgp"), "bgp", nodes=2, pods_per_node=1)
+    lab = Lab.up(2, "bgp", root=str(tmp_path_factory.mktemp("doctor-bgp")), wait=90)  # sessions: a loaded CI
+    try:
+        lab.add_pod("n1", "web")
+        lab.add_pod("n2", "db")
+    except BaseException:
+        lab.down()
+        raise
     yield lab
     lab_id = lab.state.id
     lab.down()
