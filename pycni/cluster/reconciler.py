@@ -76,7 +76,7 @@ class Reconciler:
         self._peers: dict[str, Lease] | None = None
         self._refused: tuple[str, ...] = ()
         self.left_behind = LeftBehind(bridge=files.bridge, network=files.network_name, data_dir=files.ipam_data_dir,
-                                      run_dir=files.run_dir, cluster=cluster, metrics=metrics)
+                                      run_dir=files.run_dir, cluster=cluster, metrics=metrics, cluster6=cluster6)
 
     def set_own(self, lease: Lease) -> None:
         with self._lock:
@@ -106,7 +106,8 @@ class Reconciler:
         if own is None or peers is None:
             return None
         self.write_files(own)
-        self.left_behind.check(own.subnet)  # before the backend: the old gateway's route would shadow a peer's
+        # before the backend: the old gateway's route would shadow a peer's
+        self.left_behind.check(own.subnet, own.v6.subnet if own.v6 else None)
         if self.masquerade:
             from pycni.cluster.masquerade import ensure_masquerade, masquerade_in_place
 

@@ -20,7 +20,9 @@ Contract:
   prefix route would send this node's traffic for the subnet's new owner
   into the local bridge, and the bridge plugin would refuse the new gateway
   (an IPv4 bridge address that differs is a conflict). Anything else on the
-  bridge is someone else's and stays.
+  bridge is someone else's and stays. ``foreign_gateways6`` is the same for
+  a dual-stack node's IPv6 gateways (``net[1]/len`` of an IPv6 subnet of the
+  cluster's IPv6 network), which move with the IPv4 subnet they are paired with.
 - ``LeftBehind(...).check(subnet)``: run on every reconcile (the
   reconciler's ``NodeFiles`` say which bridge, network, host-local dataDir
   and run dir), in the node's namespace. Deletes foreign gateways from the
@@ -36,7 +38,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import TYPE_CHECKING
 
 from pycni.cluster.conflist import SUBNET_ENV, write_if_changed
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from pycni.ipam.host_local.store import Reservation
     from pycni.net.addrs import IPInterface
 
-__all__ = ["STRANDED_FILE", "LeftBehind", "foreign_gateways", "previous_subnet", "stranded"]
+__all__ = ["STRANDED_FILE", "LeftBehind", "foreign_gateways", "foreign_gateways6", "previous_subnet", "stranded"]
 
 log = logging.getLogger("pycni.agent")
 
@@ -76,6 +78,14 @@ def foreign_gateways(addresses: Iterable[IPInterface], cluster: IPv4Network,
             and a.ip == a.network[1] and a.ip in cluster and a.ip not in subnet]
 
 
+def foreign_gateways6(addresses: Iterable[IPInterface], cluster: IPv6Network,
+                      subnet: IPv6Network) -> list[IPv6Interface]:
+    """The gateway-shaped IPv6 addresses inside ``cluster`` but outside ``subnet`` (dual stack)."""
+    return [a for a in addresses
+            if isinstance(a, IPv6Interface) and a.network.prefixlen == subnet.prefixlen
+            and a.ip == a.network[1] and a.ip in cluster and a.ip not in subnet]
+
+
 def _as_json(pods: Sequence[Reservation]) -> str:
     return json.dumps([{"ip": str(p.ip), "containerID": p.container_id, "ifname": p.ifname} for p in pods],
                       indent=2) + "\n"
@@ -85,17 +95,18 @@ class LeftBehind:
     """What the node left on subnets it no longer holds; see the module docstring."""
 
     def __init__(self, *, bridge: str, network: str, data_dir: str | None, run_dir: str, cluster: IPv4Network,
-                 metrics: AgentMetrics) -> None:
+                 metrics: AgentMetrics, cluster6: IPv6Network | None = None) -> None:
         self.bridge = bridge
         self.network = network
         self.data_dir = data_dir
         self.run_dir = run_dir
         self.cluster = cluster
+        self.cluster6 = cluster6
         self.metrics = metrics
         self._reported: set[tuple[str, str]] = set()
 
-    def check(self, subnet: IPv4Network) -> list[Reservation]:
-        self._drop_foreign_gateways(subnet)
+    def check(self, subnet: IPv4Network, subnet6: IPv6Network | None = None) -> list[Reservation]:
+        self._drop_foreign_gateways(subnet, subnet6)
         pods = stranded(self._reservations(), subnet)
         for pod in pods:
             if (str(pod.ip), pod.container_id) not in self._reported:
@@ -117,15 +128,19 @@ class LeftBehind:
 
         return DiskStore(self.data_dir or DEFAULT_DATA_DIR, self.network).reservations()
 
-    def _drop_foreign_gateways(self, subnet: IPv4Network) -> None:
+    def _drop_foreign_gateways(self, subnet: IPv4Network, subnet6: IPv6Network | None) -> None:
         from pycni.net.addrs import del_address, list_addresses
         from pycni.net.errors import LinkNotFound
 
         try:
             addresses = list_addresses(self.bridge, 4)
+            addresses6 = list_addresses(self.bridge, 6) if self.cluster6 and subnet6 else []
         except LinkNotFound:
             return  # no bridge yet: no pod was ever attached
-        for address in foreign_gateways(addresses, self.cluster, subnet):
+        foreign: list[IPv4Interface | IPv6Interface] = [*foreign_gateways(addresses, self.cluster, subnet)]
+        if self.cluster6 is not None and subnet6 is not None:
+            foreign += foreign_gateways6(addresses6, self.cluster6, subnet6)
+        for address in foreign:
             if del_address(self.bridge, address, missing_ok=True):
                 log.warning("removed %s from %s: the node no longer holds %s", address, self.bridge,
                             address.network)

@@ -6,14 +6,15 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
 
 from pycni.cluster.config import ClusterConfig
+from pycni.cluster.conflist import render_subnet_env
 from pycni.cluster.lab import Lab
-from pycni.cluster.lab_dualstack import NETWORK6, UNDERLAY6
+from pycni.cluster.lab_dualstack import NETWORK6, UNDERLAY6, node_subnet6
 from pycni.cluster.subnets import SubnetManager
 from tests.cluster.conftest import _missing, leftovers
 from tests.support.wait import wait_until
@@ -86,3 +87,38 @@ def test_the_ipv6_overlay_has_its_own_device_or_routes_via_the_underlay(lab: Lab
     else:
         assert {r["dev"] for r in routes} == {"eth0"}
         assert all(IPv6Address(r["gateway"]) in UNDERLAY6 for r in routes)
+
+
+def _leases(lab: Lab) -> dict[str, IPv4Network]:
+    return lab.with_kv(lambda kv: {lease.node: lease.subnet for lease in SubnetManager(kv, "/pycni").list_leases()[0]})
+
+
+def _bridge_ipv6(lab: Lab, node: str) -> list[IPv6Address]:
+    out = lab.exec(node, ["ip", "-j", "-6", "addr", "show", "dev", "cni0"]).stdout
+    return [IPv6Address(a["local"]) for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
+
+
+def test_a_node_that_moves_takes_its_old_ipv6_gateway_off_its_bridge(lab: Lab) -> None:
+    """Last in the module: it changes the lab. Without it, the old /64 on n3's bridge would capture n3's
+    traffic for the pods of the subnet's new owner."""
+    s3, s3v6 = lab.node_subnet("n3"), node_subnet6(lab.state, "n3")
+    assert s3 is not None and s3v6 is not None
+    lab.stop_agent("n3")
+    lab.with_kv(lambda kv: SubnetManager(kv, "/pycni").release("n3"))  # `pycni node remove n3`, by mistake
+    n4_run = Path(lab.state.node_dir("n4")) / "run"  # n4 was on s3 before: its subnet.env says so
+    n4_run.mkdir(parents=True)
+    (n4_run / "subnet.env").write_text(render_subnet_env(IPv4Network(lab.state.network), s3, 1430,
+                                                         lab.state.backend))
+    lab.add_node("n4", wait=0)
+    wait_until(lambda: _leases(lab).get("n4") == s3, 60, "n4 to lease s3", step=0.5)
+    lab.start_agent("n3")
+    wait_until(lambda: "n3" in _leases(lab), 60, "n3 to lease a subnet again", step=0.5)
+    lab.wait_ready(60)
+    assert node_subnet6(lab.state, "n4") == s3v6
+    wait_until(lambda: not any(ip in s3v6 for ip in _bridge_ipv6(lab, "n3")), 30,
+               "n3 to take the old IPv6 gateway off its bridge", step=0.5)
+    mover, owner = lab.add_pod("n3", "n3-p2"), lab.add_pod("n4", "n4-p1")
+    assert IPv6Address(owner.ipv6) in s3v6 and IPv6Address(mover.ipv6) not in s3v6
+    wait_until(lambda: lab.ping("n3-p2", owner.ipv6) and lab.ping("n1-p1", owner.ipv6)
+               and lab.ping("n4-p1", mover.ipv6), 30, "IPv6 pings between the moved node, the new owner and n1",
+               step=1)

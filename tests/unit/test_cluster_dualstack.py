@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from pycni.cluster.conflist import NodeNetwork, render_conflist, render_subnet_e
 from pycni.cluster.kv import KeyValue
 from pycni.cluster.lease import V6Attrs, decode_lease
 from pycni.cluster.reconciler import NodeFiles
+from pycni.cluster.stranded import foreign_gateways6
 from pycni.cluster.subnets import SubnetManager
 from pycni.spec.errors import InvalidConfig
 from pycni.testing.kv import MemoryKV
@@ -210,3 +211,11 @@ def test_cluster_init_flags_make_the_config_dual_stack() -> None:
     assert cfg.ipv6 is not None and str(cfg.ipv6.network) == "fd00:50::/48" and cfg.ipv6.subnet_len == 64
     plain = config_from_args(parser.parse_args(["init", "--network", "10.50.0.0/16"]))
     assert plain.ipv6 is None
+
+
+def test_a_dual_stack_node_that_moved_drops_its_old_ipv6_gateway_too() -> None:
+    on_bridge: list[IPv4Interface | IPv6Interface] = [
+        IPv6Interface("fd00:10:244:3::1/64"), IPv6Interface("fd00:10:244:7::1/64"),
+        IPv6Interface("fd00:10:244:8::5/64"), IPv6Interface("fd00:99::1/64"), IPv4Interface("10.244.3.1/24")]
+    assert foreign_gateways6(on_bridge, IPv6Network("fd00:10:244::/56"), IPv6Network("fd00:10:244:7::/64")) == [
+        IPv6Interface("fd00:10:244:3::1/64")]
