@@ -8,7 +8,8 @@ the backends it applies to, and the checks it may make fail as a
 consequence (``synthetic-pod`` when pods cannot be created, ...). Its
 ``inject(target) -> undo`` makes it and returns, as JSON values, what
 ``heal(target, undo)`` needs to put things back exactly as they were.
-Faults only touch the node's namespace, the node's directories, or the
+Faults only touch the node's namespace, the node's directories (and, on a
+bgp lab, the node's bird through its control socket: lab_faults.bgp), or the
 lab's plugin directory (shared by its nodes: ``plugin-missing``,
 ``plugin-not-exec``, ``version-skew`` and ``executor`` reach every node);
 never the host.
