@@ -7,20 +7,23 @@ postrouting chain::
     ip saddr <cluster> ip daddr 224.0.0.0/4 return
     ip saddr <cluster> masquerade
 
+and in a dual-stack cluster the same three for its IPv6 network (``ip6``,
+multicast ff00::/8), with their own comment.
+
 Contract:
 
-- ``masquerade_commands(cluster)`` is pure: the libnftables JSON of one
+- ``masquerade_commands(cluster, cluster6=None)`` is pure: the libnftables JSON of one
   transaction that (re)creates the table with exactly these rules. Applying
   it again replaces the rules atomically (add table, delete it, add it
   again, in one transaction), so there is never a moment without them.
-- ``masquerade_in_place(cluster)`` tells whether the kernel holds exactly
+- ``masquerade_in_place(cluster, cluster6=None)`` tells whether the kernel holds exactly
   this table (for the reconcile loop: repair only what differs).
 - ``remove_masquerade()`` deletes the table; a missing table is fine.
 """
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from pycni.net.firewall import nft
@@ -33,45 +36,54 @@ _FAMILY = "inet"
 _COMMENT = "pycni agent: masquerade pods leaving {}"
 
 
-def _prefix(net: IPv4Network) -> dict[str, Any]:
+def _prefix(net: IPv4Network | IPv6Network) -> dict[str, Any]:
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
 
 
-def _match(field: str, op: str, right: Any) -> dict[str, Any]:
-    return {"match": {"op": op, "left": {"payload": {"protocol": "ip", "field": field}}, "right": right}}
+def _match(field: str, op: str, right: Any, protocol: str = "ip") -> dict[str, Any]:
+    return {"match": {"op": op, "left": {"payload": {"protocol": protocol, "field": field}}, "right": right}}
 
 
 def _rule(expr: list[dict[str, Any]], comment: str) -> dict[str, Any]:
     return {"add": {"rule": {"family": _FAMILY, "table": TABLE, "chain": CHAIN, "expr": expr, "comment": comment}}}
 
 
-def masquerade_commands(cluster: IPv4Network) -> list[dict[str, Any]]:
-    """One transaction: the table afresh, with the three rules of the module docstring."""
+def masquerade_commands(cluster: IPv4Network, cluster6: IPv6Network | None = None) -> list[dict[str, Any]]:
+    """One transaction: the table afresh, with the three rules of the module docstring (six with IPv6)."""
     table = {"family": _FAMILY, "name": TABLE}
     chain = {"family": _FAMILY, "table": TABLE, "name": CHAIN, "type": "nat", "hook": "postrouting",
              "prio": 100, "policy": "accept"}
-    comment = _COMMENT.format(cluster)
-    src = _match("saddr", "==", _prefix(cluster))
     return [
         {"add": {"table": table}},
         {"delete": {"table": table}},
         {"add": {"table": table}},
         {"add": {"chain": chain}},
-        _rule([src, _match("daddr", "==", _prefix(cluster)), {"return": None}], comment),
-        _rule([src, _match("daddr", "==", _prefix(IPv4Network("224.0.0.0/4"))), {"return": None}], comment),
+        *_rules(cluster, IPv4Network("224.0.0.0/4"), "ip"),
+        *(_rules(cluster6, IPv6Network("ff00::/8"), "ip6") if cluster6 is not None else []),
+    ]
+
+
+def _rules(cluster: IPv4Network | IPv6Network, multicast: IPv4Network | IPv6Network,
+           protocol: str) -> list[dict[str, Any]]:
+    comment = _COMMENT.format(cluster)
+    src = _match("saddr", "==", _prefix(cluster), protocol)
+    return [
+        _rule([src, _match("daddr", "==", _prefix(cluster), protocol), {"return": None}], comment),
+        _rule([src, _match("daddr", "==", _prefix(multicast), protocol), {"return": None}], comment),
         _rule([src, {"masquerade": None}], comment),
     ]
 
 
-def ensure_masquerade(cluster: IPv4Network) -> None:
-    nft.apply_json(masquerade_commands(cluster))
+def ensure_masquerade(cluster: IPv4Network, cluster6: IPv6Network | None = None) -> None:
+    nft.apply_json(masquerade_commands(cluster, cluster6))
 
 
-def masquerade_in_place(cluster: IPv4Network) -> bool:
-    """True if the table holds exactly our three rules for ``cluster``."""
+def masquerade_in_place(cluster: IPv4Network, cluster6: IPv6Network | None = None) -> bool:
+    """True if the table holds exactly our three rules for ``cluster`` (and three for ``cluster6``)."""
     rules = nft.rules(_FAMILY, TABLE)
-    comment = _COMMENT.format(cluster)
-    return len(rules) == 3 and all(r.get("comment") == comment and r.get("chain") == CHAIN for r in rules)
+    comments = [_COMMENT.format(cluster)] * 3 + ([_COMMENT.format(cluster6)] * 3 if cluster6 is not None else [])
+    return sorted(str(r.get("comment")) for r in rules) == sorted(comments) and all(
+        r.get("chain") == CHAIN for r in rules)
 
 
 def remove_masquerade() -> bool:

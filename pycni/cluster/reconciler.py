@@ -111,9 +111,10 @@ class Reconciler:
         if self.masquerade:
             from pycni.cluster.masquerade import ensure_masquerade, masquerade_in_place
 
-            if not masquerade_in_place(self.cluster):
-                ensure_masquerade(self.cluster)
-                log.info("masquerade for pods leaving %s in place", self.cluster)
+            if not masquerade_in_place(self.cluster, self.cluster6):
+                ensure_masquerade(self.cluster, self.cluster6)
+                log.info("masquerade for pods leaving %s in place", " and ".join(
+                    str(n) for n in (self.cluster, self.cluster6) if n is not None))
         me = lease_to_peer(own)
         desired = self.backend.plan(me, [lease_to_peer(p) for p in peers.values() if p.node != me.node])
         if desired.refused != self._refused:

@@ -20,6 +20,7 @@ from pycni.cluster.config_v6 import refuse_dual_stack
 from pycni.cluster.conflist import NodeNetwork, render_conflist, render_subnet_env
 from pycni.cluster.kv import KeyValue
 from pycni.cluster.lease import V6Attrs, decode_lease
+from pycni.cluster.masquerade import masquerade_commands
 from pycni.cluster.reconciler import NodeFiles
 from pycni.cluster.stranded import foreign_gateways6
 from pycni.cluster.subnets import SubnetManager
@@ -219,3 +220,14 @@ def test_a_dual_stack_node_that_moved_drops_its_old_ipv6_gateway_too() -> None:
         IPv6Interface("fd00:10:244:8::5/64"), IPv6Interface("fd00:99::1/64"), IPv4Interface("10.244.3.1/24")]
     assert foreign_gateways6(on_bridge, IPv6Network("fd00:10:244::/56"), IPv6Network("fd00:10:244:7::/64")) == [
         IPv6Interface("fd00:10:244:3::1/64")]
+
+
+def test_masquerade_adds_the_same_three_rules_for_the_ipv6_network() -> None:
+    v4 = masquerade_commands(IPv4Network("10.244.0.0/16"))
+    dual = masquerade_commands(IPv4Network("10.244.0.0/16"), IPv6Network("fd00:10:244::/56"))
+    assert dual[:len(v4)] == v4  # the IPv4 rules as before, first
+    added = [c["add"]["rule"] for c in dual[len(v4):]]
+    assert [r["comment"] for r in added] == ["pycni agent: masquerade pods leaving fd00:10:244::/56"] * 3
+    assert all(e["match"]["left"]["payload"]["protocol"] == "ip6" for r in added for e in r["expr"] if "match" in e)
+    assert added[1]["expr"][1]["match"]["right"] == {"prefix": {"addr": "ff00::", "len": 8}}
+    assert added[2]["expr"][-1] == {"masquerade": None}
