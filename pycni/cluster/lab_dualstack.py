@@ -3,7 +3,10 @@
 The lab's underlay bridge gets ``UNDERLAY6 ::1`` beside its IPv4 address
 and node K ``UNDERLAY6 ::(10+K)`` on its eth0 (no duplicate address
 detection: the lab's addresses are unique by construction, and a tentative
-address would delay the agent's first IPv6 lease). The cluster config gets
+address would delay the agent's first IPv6 lease), with a default route via
+the underlay router, which routes IPv6 too: the outside world gets
+``OUTSIDE6_IP`` behind ``OUTSIDE6_GW`` and, as for IPv4, no route to any pod
+(only the agents' IPv6 masquerade lets pods reach it). The cluster config gets
 ``IPv6Network`` NETWORK6 with a /64 per node. A dual-stack lab has converged
 when, beside the IPv4 routes lab.py checks, every node has an IPv6 route to
 every other node's IPv6 subnet (read from the subnet.env each agent wrote).
@@ -22,11 +25,13 @@ from typing import Any
 from pycni.cluster.config_v6 import Ipv6Settings
 from pycni.cluster.lab_state import LabState
 
-__all__ = ["NETWORK6", "UNDERLAY6", "converged", "node_ipv6", "node_subnet6", "node_up", "pod_ipv6", "settings",
-           "underlay_up"]
+__all__ = ["NETWORK6", "OUTSIDE6_IP", "UNDERLAY6", "converged", "node_ipv6", "node_subnet6", "node_up", "outside_up",
+           "pod_ipv6", "settings", "underlay_up"]
 
 UNDERLAY6 = IPv6Network("fd00:1ab::/64")
 NETWORK6 = IPv6Network("fd00:10:244::/56")
+OUTSIDE6_GW = IPv6Address("fd00:203::1")
+OUTSIDE6_IP = IPv6Address("fd00:203::10")
 
 
 def node_ipv6(index: int) -> IPv6Address:
@@ -46,11 +51,22 @@ def _ip(netns: str, *args: str) -> None:
 def underlay_up(state: LabState) -> None:
     if state.ipv6:
         _ip(state.underlay_ns, "-6", "addr", "add", f"{UNDERLAY6.network_address + 1}/64", "dev", "ul0", "nodad")
+        subprocess.run(["ip", "netns", "exec", state.underlay_ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+                       check=True, capture_output=True, timeout=30)
+
+
+def outside_up(state: LabState) -> None:
+    """IPv6 between the underlay router (ext0) and the outside world (eth0), once both links are up."""
+    if state.ipv6:
+        _ip(state.underlay_ns, "-6", "addr", "add", f"{OUTSIDE6_GW}/64", "dev", "ext0", "nodad")
+        _ip(state.outside_ns, "-6", "addr", "add", f"{OUTSIDE6_IP}/64", "dev", "eth0", "nodad")
+        _ip(state.outside_ns, "-6", "route", "add", "default", "via", str(OUTSIDE6_GW))
 
 
 def node_up(state: LabState, netns: str, index: int) -> None:
     if state.ipv6:
         _ip(netns, "-6", "addr", "add", f"{node_ipv6(index)}/64", "dev", "eth0", "nodad")
+        _ip(netns, "-6", "route", "add", "default", "via", str(UNDERLAY6.network_address + 1))
 
 
 def pod_ipv6(result: Mapping[str, Any]) -> str:

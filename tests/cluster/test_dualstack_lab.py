@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.conflist import render_subnet_env
 from pycni.cluster.lab import Lab
-from pycni.cluster.lab_dualstack import NETWORK6, UNDERLAY6, node_subnet6
+from pycni.cluster.lab_dualstack import NETWORK6, OUTSIDE6_IP, UNDERLAY6, node_ipv6, node_subnet6
 from pycni.cluster.subnets import SubnetManager
 from tests.cluster.conftest import _missing, leftovers
 from tests.support.wait import wait_until
@@ -87,6 +89,27 @@ def test_the_ipv6_overlay_has_its_own_device_or_routes_via_the_underlay(lab: Lab
     else:
         assert {r["dev"] for r in routes} == {"eth0"}
         assert all(IPv6Address(r["gateway"]) in UNDERLAY6 for r in routes)
+
+
+def test_pods_reach_the_ipv6_outside_world_through_masquerade(lab: Lab) -> None:
+    pod = lab.state.pods["n2-p1"]
+    node = lab.state.nodes[pod.node]
+    script = (
+        "import socket;s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        "s.bind(('::',8081));s.listen();print('ready',flush=True);c,a=s.accept();c.sendall(a[0].encode())"
+    )
+    proc = subprocess.Popen(["ip", "netns", "exec", lab.state.outside_ns, sys.executable, "-c", script],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        seen = lab.exec(pod.name, [sys.executable, "-c",
+                                   f"import socket;s=socket.create_connection(('{OUTSIDE6_IP}',8081),timeout=5);"
+                                   "print(s.recv(100).decode())"], check=True).stdout.strip()
+        assert IPv6Address(seen) == node_ipv6(node.index)  # the outside saw the node, never the pod
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert "fd00:10:244" not in lab.exec("outside", ["ip", "-6", "route"]).stdout
 
 
 def _leases(lab: Lab) -> dict[str, IPv4Network]:
