@@ -242,6 +242,7 @@ class Lab:
         _ip(ext, "addr", "add", f"{OUTSIDE_IP}/{OUTSIDE_NET.prefixlen}", "dev", "eth0")
         _ip(ext, "link", "set", "eth0", "up")
         _ip(ext, "route", "add", "default", "via", str(OUTSIDE_GW))
+        lab_dualstack.outside_up(self.state)
 
     def start_etcd(self, wait: float = 20.0) -> None:
         ip = self.state.etcd_ip
