@@ -177,7 +177,7 @@ def test_isolation_jump_moved_ahead_of_cni_forward() -> None:
     )
     edit = st.TableEdit(st.parse_save(text, "filter"))
     att = Attachment("n", "c", "eth0", (ip_address("10.1.0.5"),), policy="same-bridge", bridge="br0")
-    IptablesBackend("CNI-ADMIN")._add_family(edit, att, 4)
+    IptablesBackend("CNI-ADMIN")._add_family(edit, att, 4, shared=False)  # the exclusive lock: jumps may move
     targets = [rule[-1] for rule in edit.rules("FORWARD")]
     assert targets == ["CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-1", "CNI-FORWARD"]
     assert edit.rules("FORWARD")[0] == stage1_iso  # moved: deleted, then inserted at the top
