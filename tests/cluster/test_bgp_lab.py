@@ -25,15 +25,14 @@ import pytest
 from pycni.cluster.lab import Lab
 from pycni.cluster.lab_bgp import node_bird
 from tests.cluster.conftest import leftovers
+from tests.support.prerequisites import skip_or_fail
 from tests.support.wait import wait_until
 
 
 @pytest.fixture(autouse=True)
 def _bird() -> None:
     if shutil.which("bird") is None:
-        if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
-            pytest.fail("bgp lab prerequisite missing: bird (Debian: bird2)")
-        pytest.skip("needs bird (Debian: bird2)")
+        skip_or_fail("needs bird (Debian: bird2)", "bgp lab prerequisite missing: bird (Debian: bird2)")
 
 
 def _build(root: Path, route_reflectors: tuple[str, ...] = ()) -> Lab:

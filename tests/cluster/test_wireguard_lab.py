@@ -27,6 +27,7 @@ from pycni.cluster.lab_wireguard import supervisor
 from pycni.net.wireguard_go import is_wireguard_go, socket_path
 from pycni.net.wireguard_uapi import DeviceState, get_device
 from tests.cluster.conftest import _missing, build_lab, leftovers
+from tests.support.prerequisites import skip_or_fail
 from tests.support.wait import wait_until
 
 PORT = 51820
@@ -37,9 +38,7 @@ ETCD_PORT = 2379
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     reason = _missing() or next((f"needs '{t}'" for t in ("wireguard-go", "wg", "tcpdump") if not _which(t)), None)
     if reason is not None:
-        if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
-            pytest.fail(f"wireguard lab prerequisite missing: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(reason, f"wireguard lab prerequisite missing: {reason}")
     lab = build_lab(tmp_path_factory.mktemp("lab-wireguard"), "wireguard", nodes=3, pods_per_node=1)
     yield lab
     lab_id = lab.state.id

@@ -16,6 +16,7 @@ import pytest
 
 from pycni.cluster.lab import Lab
 from tests.cluster.conftest import leftovers
+from tests.support.prerequisites import skip_or_fail
 
 
 def _missing() -> str | None:
@@ -32,9 +33,7 @@ def _prerequisites() -> None:
     reason = _missing()
     if reason is None:
         return
-    if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
-        pytest.fail(f"doctor test prerequisite missing: {reason}")
-    pytest.skip(reason)
+    skip_or_fail(reason, f"doctor test prerequisite missing: {reason}")
 
 
 @pytest.fixture(scope="module")

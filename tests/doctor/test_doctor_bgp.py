@@ -10,7 +10,6 @@ for vxlan (tests.doctor.faults). Needs root, etcd, ping, nft and bird2.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from pycni.cluster.lab import Lab
 from tests.cluster.conftest import leftovers
 from tests.doctor.conftest import _missing
 from tests.doctor.faults import HOST_WIDE, assert_named_then_clean, doctor, shown, with_status
+from tests.support.prerequisites import skip_or_fail
 
 NODE = "n1"
 FAULTS_ON_BGP = ("bird", "peer-state", "node-ip", "mtu", "ip-forward")
@@ -34,9 +34,7 @@ def _bird() -> None:
     reason = _bird_missing()
     if reason is None:
         return
-    if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
-        pytest.fail(f"bgp doctor test prerequisite missing: {reason}")
-    pytest.skip(reason)
+    skip_or_fail(reason, f"bgp doctor test prerequisite missing: {reason}")
 
 
 @pytest.fixture(scope="module")

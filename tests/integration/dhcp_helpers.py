@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from tests.support.host import run
 from tests.support.netns import Netns
+from tests.support.prerequisites import skip_or_fail
 from tests.support.subnets import free_subnet4
 from tests.support.wait import wait_until
 
@@ -36,9 +35,7 @@ CLASSLESS_DST = "192.168.231.0/24"
 def require_dnsmasq() -> str:
     path = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
     if path is None:
-        if os.environ.get("PYCNI_REQUIRE_KERNEL_TESTS") == "1":
-            pytest.fail("kernel test prerequisite missing: needs dnsmasq (dnsmasq-base)")
-        pytest.skip("needs dnsmasq (dnsmasq-base)")
+        skip_or_fail("needs dnsmasq (dnsmasq-base)", "kernel test prerequisite missing: needs dnsmasq (dnsmasq-base)")
     return path
 
 
