@@ -329,9 +329,9 @@ def _connects(path: str, timeout: float = 1.0) -> str | None:
     return None
 
 
-def _ask_status(path: str, timeout: float = 2.0, op: str = "status") -> str | None:
+def _ask_status(path: str, timeout: float = 2.0) -> str | None:
     """None when the policy agent answers the netpol plugin's ``status`` request with ok, else why not."""
-    answer = _ask_agent(path, op, timeout)
+    answer = _ask_agent(path, "status", timeout)
     return answer if isinstance(answer, str) else None
 
 
