@@ -53,10 +53,9 @@ __all__ = ["preload"]
 
 
 def preload() -> None:
-    """Import all of pyroute2 and the message classes the hot path encodes, so no request pays for it."""
+    """Import all of pyroute2 and its message classes, so no request pays for it."""
     from pycni.net.netlink import messages
 
     messages.pyroute2()  # the whole package: IPRoute, Conntrack
-    messages.link_msg()
-    messages.addr_msg(0, 0, 0)
-    messages.route_msg(0, 0, table=0, proto=0, scope=0, rtype=0)
+    for module in ("ifinfmsg", "ifaddrmsg", "rtmsg"):  # what a message codec does not encode falls back to
+        messages.pyroute2_module(f"netlink.rtnl.{module}")

@@ -130,7 +130,7 @@ def test_message_classes_load_without_the_whole_of_pyroute2_which_still_complete
     code = (
         "import sys\n"
         "from pycni.net.netlink import messages\n"
-        "messages.link_msg()\n"
+        "messages.pyroute2_module('netlink.rtnl.ifinfmsg')\n"
         "assert 'pyroute2.netlink.rtnl.ifinfmsg' in sys.modules\n"
         "assert 'pyroute2.ndb.main' not in sys.modules, 'the package __init__ ran'\n"
         "assert messages.pyroute2().IPRoute and messages.pyroute2().Conntrack\n"

@@ -1,14 +1,17 @@
-"""pyroute2's message classes, and sending one of them through ``wire``.
+"""Link, address and route messages, sent through ``wire``; pyroute2's message classes where ours stop.
 
 Contract:
 
 - ``link_msg``, ``addr_msg`` and ``route_msg`` build an ``ifinfmsg``,
-  ``ifaddrmsg`` or ``rtmsg`` whose fields and ``attrs`` (pyroute2's NLA
-  names: ``("IFLA_MTU", 1400)``) the caller chose; ``request(msg, type,
-  flags)`` sets the header, encodes it with pyroute2, sends it with
-  ``wire.exchange`` and waits for the kernel's ack (``NLM_F_ACK`` is always
-  set). With ``NLM_F_DUMP`` it returns the decoded answers instead.
-  Kernel errors raise OSError, as ``wire`` does.
+  ``ifaddrmsg`` or ``rtmsg`` (``codec.RtMessage``) whose fields and
+  ``attrs`` (pyroute2's NLA names: ``("IFLA_MTU", 1400)``) the caller
+  chose; ``request(msg, type, flags)`` sets the header, encodes it (with
+  ``codec``; with pyroute2 when it carries an attribute ``codec`` does not
+  know: the same bytes either way), sends it with ``wire.exchange`` and
+  waits for the kernel's ack (``NLM_F_ACK`` is always set). With
+  ``NLM_F_DUMP`` it returns the decoded answers instead (``get_attr``,
+  ``msg["field"]``). Kernel errors raise OSError, as ``wire`` does.
+  pyroute2's own messages may be passed to ``request`` too.
 - ``create_link(kind, ifname, attrs, info_data)``: RTM_NEWLINK (create,
   exclusive) for a link of ``kind`` in the calling thread's netns; kernel
   errors as ``failing`` translates them, a kind whose driver the kernel
@@ -47,6 +50,7 @@ from importlib import util as importlib_util
 from typing import Any
 
 from pycni.net.errors import UnsupportedKernelFeature
+from pycni.net.netlink.codec import RtMessage, Unencodable
 from pycni.net.netlink.errors import failing
 from pycni.net.netlink.wire import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, RTM_NEWLINK, exchange
 
@@ -126,7 +130,7 @@ def _new(module: str, name: str) -> Any:
 
 def link_msg(index: int = 0, *, flags: int = 0, change: int = 0, attrs: Attrs = ()) -> Message:
     """An ``ifinfmsg`` (RTM_*LINK) for the link ``index`` (0: named by IFLA_IFNAME)."""
-    msg = _new("netlink.rtnl.ifinfmsg", "ifinfmsg")
+    msg = RtMessage("ifinfmsg")
     msg["index"] = index
     msg["flags"] = flags
     msg["change"] = change
@@ -136,7 +140,7 @@ def link_msg(index: int = 0, *, flags: int = 0, change: int = 0, attrs: Attrs = 
 
 def addr_msg(family: int, prefixlen: int, index: int, attrs: Attrs = ()) -> Message:
     """An ``ifaddrmsg`` (RTM_*ADDR) for an address on the link ``index``."""
-    msg = _new("netlink.rtnl.ifaddrmsg", "ifaddrmsg")
+    msg = RtMessage("ifaddrmsg")
     msg["family"] = family
     msg["prefixlen"] = prefixlen
     msg["index"] = index
@@ -148,7 +152,7 @@ def route_msg(
     family: int, dst_len: int, *, table: int, proto: int, scope: int, rtype: int, attrs: Attrs = ()
 ) -> Message:
     """An ``rtmsg`` (RTM_*ROUTE); the table goes in RTA_TABLE too, for tables above 255."""
-    msg = _new("netlink.rtnl.rtmsg", "rtmsg")
+    msg = RtMessage("rtmsg")
     msg["family"] = family
     msg["dst_len"] = dst_len
     msg["table"] = table if table < 256 else 252  # RT_TABLE_COMPAT; RTA_TABLE carries the real one
@@ -162,10 +166,15 @@ def route_msg(
 def request(msg: Message, msg_type: int, flags: int = 0) -> list[Message]:
     """Send ``msg`` as ``msg_type``; the decoded answers of a dump, else [] once the kernel acknowledged it."""
     dump = flags & NLM_F_DUMP == NLM_F_DUMP
-    msg["header"]["type"] = msg_type
-    msg["header"]["flags"] = NLM_F_REQUEST | flags
-    msg["header"]["sequence_number"] = 1
-    msg["header"]["pid"] = 0
+    if isinstance(msg, RtMessage):
+        try:
+            _set_header(msg, msg_type, flags)
+            msg.encode()
+        except Unencodable:
+            msg = _as_pyroute2(msg)  # an attribute only pyroute2 knows: its encoding, as before
+        else:
+            return [RtMessage.decoded(msg.kind, raw) for raw in exchange(msg.data, strict=dump)]
+    _set_header(msg, msg_type, flags)
     msg.encode()
     found = []
     for raw in exchange(msg.data, strict=dump):
@@ -173,6 +182,24 @@ def request(msg: Message, msg_type: int, flags: int = 0) -> list[Message]:
         answer.decode()
         found.append(answer)
     return found
+
+
+def _set_header(msg: Message, msg_type: int, flags: int) -> None:
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = NLM_F_REQUEST | flags
+    msg["header"]["sequence_number"] = 1
+    msg["header"]["pid"] = 0
+
+
+def _as_pyroute2(msg: RtMessage) -> Message:
+    """The same message as pyroute2's class, for the attributes ``codec`` does not encode."""
+    module = {"ifinfmsg": "netlink.rtnl.ifinfmsg", "ifaddrmsg": "netlink.rtnl.ifaddrmsg"}.get(
+        msg.kind, "netlink.rtnl.rtmsg"
+    )
+    converted = _new(module, msg.kind)
+    for key, value in msg.fields.items():
+        converted[key] = value
+    return converted
 
 
 def create_link(kind: str, ifname: str, *, attrs: Attrs = (), info_data: Attrs = ()) -> None:
