@@ -6,9 +6,11 @@ the public way to warm it up). Modules, each importing only those above it:
 - ``errors``    kernel errors become ours: ``failing(action)``, ``describe(exc)``, ``strerror(code)``
 - ``wire``      rtnetlink constants, the attribute codec and ``exchange``: one request on a
                 blocking socket opened per call, in the calling thread's netns, with ack parsing
-- ``messages``  pyroute2's message classes (imported on first use, without pyroute2's
-                400 ms package ``__init__``), builders for link/address/route messages and
-                ``request`` to send one through ``wire``
+- ``pyroute2_package``  pyroute2's package and submodules on first use, without its 400 ms
+                package ``__init__``
+- ``codec``     link/address/route messages encoded and decoded by hand (pyroute2's bytes)
+- ``messages``  builders for link/address/route messages and ``request`` to send one through
+                ``wire`` (pyroute2's message classes for what ``codec`` does not know)
 - ``lookup``    link lookups decoded by hand: ``index_of``, ``query_link``, ``dump_links``
 - ``iproute``   pyroute2's ``IPRoute`` handles (``rtnl()``, ``session()``) for the requests the
                 hot path does not make (tc, vxlan, neighbours, rules, bridge VLANs)

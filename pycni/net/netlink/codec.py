@@ -164,7 +164,7 @@ class RtMessage:
         return None if payload is None else _decode_value(known[1], payload)
 
     def _pyroute2_decoded(self) -> Any:
-        from pycni.net.netlink.messages import pyroute2_module
+        from pycni.net.netlink.pyroute2_package import pyroute2_module
 
         module = {"ifinfmsg": "netlink.rtnl.ifinfmsg", "ifaddrmsg": "netlink.rtnl.ifaddrmsg"}.get(
             self.kind, "netlink.rtnl.rtmsg"
