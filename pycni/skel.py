@@ -34,7 +34,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -49,6 +48,7 @@ from pycni.spec.errors import (
     IOFailure,
 )
 from pycni.spec.readers import describe_json
+from pycni.spec.record import field, record
 from pycni.spec.validate import validate_container_id, validate_interface_name, validate_network_name
 from pycni.spec.version import CURRENT_VERSION, SUPPORTED_VERSIONS, check_supported, command_allowed
 from pycni.spec.version_info import plugin_info
@@ -76,7 +76,7 @@ _GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 _OWN_NETNS = "/proc/self/ns/net"
 
 
-@dataclass(frozen=True)
+@record
 class CmdArgs:
     """One invocation as a handler sees it: the CNI_* variables and the config."""
 
@@ -165,7 +165,7 @@ class CmdArgs:
         return tuple(pairs)
 
 
-@dataclass(frozen=True)
+@record
 class Plugin:
     """A plugin type's handlers and what it tells VERSION and a bare invocation."""
 
@@ -179,7 +179,7 @@ class Plugin:
     about: str = ""  # printed on stderr when run without CNI_COMMAND
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     """What the plugin process prints and how it exits."""
 

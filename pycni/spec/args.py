@@ -12,10 +12,10 @@ cannot contain ``=`` or ``;``: the format has no escaping.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from typing import ClassVar
 
 from pycni.spec.errors import InvalidEnvironment
+from pycni.spec.record import record
 
 __all__ = ["K8S_KEYS", "CniArgs", "format_cni_args", "parse_cni_args"]
 
@@ -58,7 +58,7 @@ def format_cni_args(pairs: Iterable[tuple[str, str]]) -> str:
     return ";".join(parts)
 
 
-@dataclass(frozen=True)
+@record
 class CniArgs:
     """Parsed CNI_ARGS. For a repeated key the last value wins, as in Go."""
 

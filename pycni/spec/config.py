@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 from pycni.spec.errors import CniError, DecodingFailure, InvalidConfig
 from pycni.spec.readers import CONFLISTS, describe_value, join, read_object, read_str
+from pycni.spec.record import record, replace
 from pycni.spec.validate import validate_network_name
 from pycni.spec.version import negotiate, parse_version
 
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@record
 class PluginConf:
     """One plugin configuration object, kept as given (unknown keys included).
 
@@ -75,7 +75,7 @@ class PluginConf:
         return ipam_type_of(self.raw)
 
 
-@dataclass(frozen=True)
+@record
 class NetConfList:
     """A network configuration list: the unit the runtime ADDs, DELs, CHECKs and GCs."""
 

@@ -28,10 +28,10 @@ spec module can use it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pycni.spec.errors import CniError, DecodingFailure, InvalidConfig
+from pycni.spec.record import record
 
 __all__ = [
     "CONFLISTS",
@@ -100,7 +100,7 @@ def describe_value(value: Any) -> str:
 _OUT_OF_RANGE = "{value} is out of range {min}-{max}"
 
 
-@dataclass(frozen=True)
+@record
 class Reader:
     """The readers for one kind of document (see the module doc for the kinds)."""
 

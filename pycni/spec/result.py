@@ -20,7 +20,6 @@ Pure: no I/O. ``dumps`` is the one canonical byte encoding for stdout/caches.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 from pycni.spec.errors import IncompatibleVersion
 from pycni.spec.readers import RESULTS, join
+from pycni.spec.record import record, replace
 from pycni.spec.version import SUPPORTED_VERSIONS, result_family, version_at_least
 
 __all__ = [
@@ -70,7 +70,7 @@ def _freeze(obj: object, *names: str) -> None:
             object.__setattr__(obj, name, tuple(value))
 
 
-@dataclass(frozen=True)
+@record
 class Interface:
     """An interface created by the attachment, in the container or on the host."""
 
@@ -82,7 +82,7 @@ class Interface:
     pci_id: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class IPConfig:
     """An address (with its prefix), its subnet's gateway and the owning interface index."""
 
@@ -95,7 +95,7 @@ class IPConfig:
         return 4 if isinstance(self.address, IPv4Interface) else 6
 
 
-@dataclass(frozen=True)
+@record
 class Route:
     dst: IPv4Network | IPv6Network
     gw: IPv4Address | IPv6Address | None = None
@@ -107,7 +107,7 @@ class Route:
     scope: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class DNS:
     nameservers: tuple[str, ...] = ()
     domain: str = ""
@@ -121,7 +121,7 @@ class DNS:
         return not (self.nameservers or self.domain or self.search or self.options)
 
 
-@dataclass(frozen=True)
+@record
 class Result:
     """A success result in the 1.1.0 model; ``cni_version`` is the version it was read in or is meant for."""
 

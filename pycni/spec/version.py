@@ -7,10 +7,10 @@ Version strings are ``MAJOR[.MINOR[.MICRO]]``; the empty string means
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pycni.spec.errors import DecodingFailure, IncompatibleVersion
+from pycni.spec.record import record
 
 # The one list of versions, in a module that imports nothing (VERSION's cold path); re-exported here.
 from pycni.spec.version_info import CURRENT_VERSION as CURRENT_VERSION
@@ -86,7 +86,7 @@ def negotiate(cni_version: str, cni_versions: Sequence[str] = (), supported: Ite
     return max(candidates, key=parse_version)
 
 
-@dataclass(frozen=True)
+@record
 class PluginInfo:
     """What a plugin answers to VERSION."""
 
