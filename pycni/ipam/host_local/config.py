@@ -28,7 +28,6 @@ Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -48,6 +47,7 @@ from pycni.spec.fields import (
     read_object,
     read_str,
 )
+from pycni.spec.record import record
 from pycni.spec.result import Route
 
 __all__ = ["DEFAULT_DATA_DIR", "HostLocalConfig", "Range", "RangeSet", "parse_config", "parse_range_set"]
@@ -55,7 +55,7 @@ __all__ = ["DEFAULT_DATA_DIR", "HostLocalConfig", "Range", "RangeSet", "parse_co
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
-@dataclass(frozen=True)
+@record
 class Range:
     """One pool: ``start``..``end`` (inclusive) inside ``subnet``; ``gateway`` is never handed out."""
 
@@ -84,7 +84,7 @@ class Range:
         return f"{self.start}-{self.end}"  # Go's Range.String(), used in error messages
 
 
-@dataclass(frozen=True)
+@record
 class RangeSet:
     """Ranges of one family; ADD takes one address from each set."""
 
@@ -107,7 +107,7 @@ class RangeSet:
         return ",".join(str(r) for r in self.ranges)
 
 
-@dataclass(frozen=True)
+@record
 class HostLocalConfig:
     network: str  # the network name: the store directory under data_dir
     cni_version: str

@@ -23,7 +23,6 @@ can pass ``MemoryStore``; the default is the reference-compatible disk store.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 
 from pycni import skel
@@ -33,6 +32,7 @@ from pycni.ipam.host_local.store import DiskStore, Store, collect_garbage, find_
 from pycni.registry import load_plugin
 from pycni.spec.errors import InvalidConfig, PluginNotAvailable, UnknownContainer
 from pycni.spec.fields import parse_resolv_conf
+from pycni.spec.record import replace
 from pycni.spec.result import DNS, Result
 
 __all__ = ["StoreFactory", "cmd_add", "cmd_check", "cmd_del", "cmd_gc", "cmd_status", "make_plugin"]

@@ -35,12 +35,12 @@ import os
 import threading
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Protocol
 
 from pycni.spec.errors import IOFailure
 from pycni.spec.fields import IPAddress, canonical_ip
+from pycni.spec.record import record
 
 __all__ = [
     "LAST_RESERVED_PREFIX",
@@ -59,7 +59,7 @@ LOCK_FILE = "lock"
 _SEPARATOR = "\r\n"  # between container ID and ifname, as Go writes it
 
 
-@dataclass(frozen=True)
+@record
 class Reservation:
     """One reserved address and its owner. ``ifname`` None: a legacy ID-only reservation."""
 

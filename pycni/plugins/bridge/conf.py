@@ -10,12 +10,12 @@ keys are ignored. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from pycni.spec.config import ipam_type_of
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.readers import read_bool, read_choice, read_int, read_list, read_str
+from pycni.spec.record import field, record
 from pycni.spec.result import DNS
 from pycni.spec.validate import IFNAME_MAX_BYTES
 
@@ -27,7 +27,7 @@ _MAX_VLAN = 4094
 _MTU_RANGE = (68, 65535)
 
 
-@dataclass(frozen=True)
+@record
 class BridgeConf:
     network: str
     cni_version: str

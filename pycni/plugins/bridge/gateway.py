@@ -20,10 +20,10 @@ gateway), so the container never gets the same default route twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
 from typing import TYPE_CHECKING
 
+from pycni.spec.record import record, replace
 from pycni.spec.result import IPConfig, Result, Route
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ IPInterface = IPv4Interface | IPv6Interface
 _DEFAULT = {4: "0.0.0.0/0", 6: "::/0"}
 
 
-@dataclass(frozen=True)
+@record
 class L3Plan:
     ips: tuple[IPConfig, ...]
     routes: tuple[Route, ...]

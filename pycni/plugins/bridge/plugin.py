@@ -24,7 +24,6 @@ when the config has an IPAM type.
 from __future__ import annotations
 
 from contextlib import suppress
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pycni import skel
@@ -34,6 +33,7 @@ from pycni.plugins.bridge.gateway import apply_gateways, plan_l3
 from pycni.plugins.bridge.teardown import cmd_del, cmd_gc
 from pycni.plugins.common import requested_mac, require_ips
 from pycni.plugins.steps import UndoStack
+from pycni.spec.record import replace
 
 if TYPE_CHECKING:
     from pycni.spec.result import Interface, Result
@@ -181,4 +181,3 @@ def cmd_check(args: skel.CmdArgs) -> None:
 def cmd_status(args: skel.CmdArgs) -> None:
     if parse_conf(args.config).ipam_type:
         ipam_status(args)
-

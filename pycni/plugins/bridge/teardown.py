@@ -22,13 +22,13 @@ gone); every step runs, the first error is reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pycni.ipam.delegate import ipam_del, ipam_gc
 from pycni.plugins.steps import Attempts, container_addresses, delete_container_link_with_addresses
 from pycni.spec.config import ipam_type_of
 from pycni.spec.errors import InvalidConfig
+from pycni.spec.record import record
 
 if TYPE_CHECKING:
     from pycni.skel import CmdArgs
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["cmd_del", "cmd_gc"]
 
 
-@dataclass(frozen=True)
+@record
 class _TeardownConf:
     network: str
     ipam_type: str
