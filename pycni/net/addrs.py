@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Literal
 
@@ -25,6 +24,7 @@ from pycni.net.netlink.errors import failing
 from pycni.net.netlink.lookup import index_of
 from pycni.net.netlink.messages import addr_msg, attr, request
 from pycni.net.netlink.wire import NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR
+from pycni.spec.record import record
 
 __all__ = [
     "AddressState",
@@ -45,7 +45,7 @@ IFA_F_TENTATIVE = 0x40
 _FAMILIES: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
-@dataclass(frozen=True)
+@record
 class AddressState:
     """An address with the kernel's view of it."""
 

@@ -14,7 +14,6 @@ Contract:
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from typing import Any
 
 from pycni.net.errors import LinkExists, LinkNotFound, NetError, UnsupportedKernelFeature
@@ -25,6 +24,7 @@ from pycni.net.netlink.lookup import index_of
 from pycni.net.netlink.messages import attr, link_msg, request
 from pycni.net.netlink.wire import RTM_NEWLINK
 from pycni.net.sysctl import ensure_sysctl, iface_key
+from pycni.spec.record import record
 
 __all__ = [
     "BridgeVlan",
@@ -42,7 +42,7 @@ _BRIDGE_VLAN_INFO_PVID = 0x2
 _BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 
 
-@dataclass(frozen=True)
+@record
 class BridgeVlan:
     """One VLAN on a bridge port."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pycni.net.errors import LinkNotFound, LinkNotUp, NetnsNotFound
 from pycni.net.netlink import messages
@@ -29,6 +28,7 @@ from pycni.net.netlink.errors import failing
 from pycni.net.netlink.lookup import RawLink, dump_links, index_of, kind_u16, kind_u32, query_link
 from pycni.net.netlink.wire import RTM_DELLINK, RTM_NEWLINK
 from pycni.net.netns import NetnsRef, open_netns, run_in_netns
+from pycni.spec.record import record
 
 __all__ = [
     "IPVLAN_MODES",
@@ -75,7 +75,7 @@ _OPER_STATES: dict[str, str] = {
 OPER_DELAYS: tuple[float, ...] = (0.0, 0.05, 0.5, 1.0, 1.0)
 
 
-@dataclass(frozen=True)
+@record
 class LinkInfo:
     """A snapshot of one link as the kernel reported it."""
 

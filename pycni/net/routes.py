@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from pycni.net.netlink.iproute import rtnl
 from pycni.net.netlink.lookup import index_of
 from pycni.net.netlink.messages import Message, attr, request, route_msg
 from pycni.net.netlink.wire import NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RTM_NEWROUTE
+from pycni.spec.record import record
 
 __all__ = [
     "RT_SCOPE_HOST",
@@ -63,7 +63,7 @@ _IP6_RT_PRIO_USER = 1024
 _FAMILIES: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
-@dataclass(frozen=True)
+@record
 class RouteInfo:
     """One next hop of one route as the kernel reported it."""
 

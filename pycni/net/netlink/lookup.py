@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno as errno_mod
 import socket
 import struct
-from dataclasses import dataclass
 
 from pycni.net.errors import LinkNotFound, NetError
 from pycni.net.netlink.errors import strerror
@@ -37,6 +36,7 @@ from pycni.net.netlink.wire import (
     exchange,
     nla,
 )
+from pycni.spec.record import record
 from pycni.spec.validate import IFNAME_MAX_BYTES
 
 __all__ = ["OPER_STATES", "RawLink", "dump_links", "index_of", "kind_u16", "kind_u32", "query_link"]
@@ -65,7 +65,7 @@ _U16 = struct.Struct("=H")
 OPER_STATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 
 
-@dataclass(frozen=True)
+@record
 class RawLink:
     """The attributes of one RTM_NEWLINK answer that pycni reads (kind-specific data still encoded)."""
 
