@@ -6,10 +6,10 @@ Pure functions over CmdArgs and results; kernel work stays in pycni.net.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pycni.spec.errors import InvalidConfig
+from pycni.spec.record import replace
 
 if TYPE_CHECKING:
     from pycni.skel import CmdArgs
