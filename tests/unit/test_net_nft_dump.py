@@ -25,3 +25,22 @@ def test_handle_and_comment() -> None:
 
 def test_a_rule_without_user_data_has_no_comment() -> None:
     assert parse_rule(_message(_nla(3, (7).to_bytes(8, "big")))) == (7, "")
+
+
+def _expr(name: bytes, *data: bytes) -> bytes:
+    return _nla(1, _nla(1, name + b"\0") + _nla(0x8000 | 2, b"".join(data)))
+
+
+def test_summary_of_an_iptables_nft_rule() -> None:
+    """``-s 10.1.0.1/32 -m comment --comment t -j CNI-ADMIN`` as iptables-nft encodes it."""
+    from pycni.net.firewall.nft_dump import RuleSummary, summarize_rule
+
+    comment_match = _expr(b"match", _nla(1, b"comment\0"), _nla(2, b"\0\0\0\0"), _nla(3, b"t".ljust(256, b"\0")))
+    verdict = _nla(0x8000 | 2, _nla(1, struct.pack(">i", -3)) + _nla(2, b"CNI-ADMIN\0"))
+    immediate = _expr(b"immediate", _nla(1, b"\0\0\0\0"), _nla(0x8000 | 2, verdict))
+    exprs = _nla(0x8000 | 4, _expr(b"payload") + _expr(b"cmp") + comment_match + _expr(b"counter") + immediate)
+    message = _message(_nla(1, b"filter\0"), _nla(3, (9).to_bytes(8, "big")), exprs)
+    assert summarize_rule(message) == RuleSummary(
+        9, "", "t", ("payload", "cmp", "match:comment", "counter", "immediate"), "jump CNI-ADMIN")
+    accept = _expr(b"immediate", _nla(0x8000 | 2, _nla(0x8000 | 2, _nla(1, struct.pack(">i", 1)))))
+    assert summarize_rule(_message(_nla(0x8000 | 4, accept))).verdict == "accept"

@@ -11,32 +11,60 @@ data, where nft keeps it) are decoded, costs a few tens of microseconds.
 Contract: ``rule_comments(family, table, chain)`` returns ``(handle,
 comment)`` for every rule of the chain in the calling thread's network
 namespace ("" for a rule without comment), and [] when the table or the
-chain does not exist. Other kernel errors raise ``NftError``. Pure
-decoding (``parse_rule``) is separate from the one socket round trip.
+chain does not exist. ``chain_rules`` returns a ``RuleSummary`` per rule
+(also the iptables comment, the expression kinds and the verdict: what
+iptables-nft's rules are recognised by), [] likewise; ``chain_exists``
+tells a missing chain from an empty one. Other kernel errors raise ``NftError``. Pure decoding
+(``parse_rule``, ``summarize_rule``) is separate from the socket round trip.
+
+Sockets: closing a netfilter netlink socket waits until the kernel has
+freed what the last transactions deleted (an RCU grace period, 10-30 ms
+here, on every close that follows a delete). The process's own network
+namespace (the host's, where the plugins' tables live) keeps its dump
+sockets open and reuses them; dumps in other namespaces open and close one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import struct
+import threading
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from pycni.net.firewall.nft import NftError
 
-__all__ = ["FAMILIES", "parse_rule", "rule_comments"]
+__all__ = ["FAMILIES", "RuleSummary", "chain_exists", "chain_rules", "parse_rule", "rule_comments", "summarize_rule"]
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETRULE = 7
+NFTA_CHAIN_NAME = 3
 NFTA_RULE_TABLE = 1
 NFTA_RULE_CHAIN = 2
 NFTA_RULE_HANDLE = 3
+NFTA_RULE_EXPRESSIONS = 4
 NFTA_RULE_USERDATA = 7
+NFTA_LIST_ELEM = 1
+NFTA_EXPR_NAME = 1
+NFTA_EXPR_DATA = 2
+NFTA_MATCH_NAME = 1
+NFTA_MATCH_INFO = 3
+NFTA_IMMEDIATE_DATA = 2
+NFTA_DATA_VERDICT = 2
+NFTA_VERDICT_CODE = 1
+NFTA_VERDICT_CHAIN = 2
 NFTNL_UDATA_RULE_COMMENT = 0
+#: nf_tables verdict codes (NF_DROP, NF_ACCEPT, NFT_CONTINUE, NFT_BREAK, NFT_JUMP, NFT_GOTO, NFT_RETURN)
+_VERDICTS = {0: "drop", 1: "accept", -1: "continue", -2: "break", -3: "jump", -4: "goto", -5: "return"}
 FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
 _NLM_F_REQUEST = 0x1
+_NLM_F_ACK = 0x4
 _NLM_F_DUMP = 0x300
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
@@ -50,11 +78,12 @@ def _nla(attr_type: int, payload: bytes) -> bytes:
     return _NLA.pack(4 + len(payload), attr_type) + payload + b"\0" * (-len(payload) % 4)
 
 
-def _request(family: str, table: str, chain: str) -> bytes:
+def _request(family: str, table: str, chain: str, message: int = NFT_MSG_GETRULE, flags: int = _NLM_F_DUMP) -> bytes:
+    name_attr = NFTA_CHAIN_NAME if message == NFT_MSG_GETCHAIN else NFTA_RULE_CHAIN  # the table is 1 in both
     body = _NFGENMSG.pack(FAMILIES[family], 0, 0)
-    body += _nla(NFTA_RULE_TABLE, table.encode() + b"\0") + _nla(NFTA_RULE_CHAIN, chain.encode() + b"\0")
-    msg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-    return _HEADER.pack(_HEADER.size + len(body), msg_type, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0) + body
+    body += _nla(NFTA_RULE_TABLE, table.encode() + b"\0") + _nla(name_attr, chain.encode() + b"\0")
+    msg_type = (NFNL_SUBSYS_NFTABLES << 8) | message
+    return _HEADER.pack(_HEADER.size + len(body), msg_type, _NLM_F_REQUEST | flags, 1, 0) + body
 
 
 def _comment(userdata: bytes) -> str:
@@ -66,6 +95,79 @@ def _comment(userdata: bytes) -> str:
             return value.split(b"\0", 1)[0].decode("utf-8", "replace")
         offset += 2 + length
     return ""
+
+
+def _attributes(data: bytes, offset: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+    end = len(data) if end is None else end
+    while offset + 4 <= end:
+        length, attr_type = _NLA.unpack_from(data, offset)
+        if length < 4:
+            return
+        yield attr_type & _NLA_TYPE_MASK, data[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def _string(payload: bytes) -> str:
+    return payload.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class RuleSummary(NamedTuple):
+    """What identifies a rule without rendering it."""
+
+    handle: int
+    comment: str  # nft's comment (user data), "" without
+    xt_comment: str  # the comment of an xtables "comment" match (how iptables-nft stores ``-m comment``), "" without
+    exprs: tuple[str, ...]  # expression kinds in order; xtables matches as "match:<name>" ("payload", "counter", ...)
+    verdict: str  # "accept", "drop", "return", "jump <chain>", "goto <chain>"; "" when no immediate verdict
+
+
+def _verdict(data: bytes) -> str:
+    for kind, payload in _attributes(data):
+        if kind != NFTA_IMMEDIATE_DATA:
+            continue
+        for kind2, verdict in _attributes(payload):
+            if kind2 != NFTA_DATA_VERDICT:
+                continue
+            code, chain = None, ""
+            for kind3, value in _attributes(verdict):
+                if kind3 == NFTA_VERDICT_CODE and len(value) >= 4:
+                    code = struct.unpack(">i", value[:4])[0]
+                elif kind3 == NFTA_VERDICT_CHAIN:
+                    chain = _string(value)
+            name = _VERDICTS.get(code, "") if code is not None else ""
+            return f"{name} {chain}" if chain else name
+    return ""
+
+
+def summarize_rule(message: bytes) -> RuleSummary:
+    """The ``RuleSummary`` of one NFT_MSG_NEWRULE message (header included)."""
+    handle, comment, xt_comment, verdict = 0, "", "", ""
+    exprs: list[str] = []
+    for kind, payload in _attributes(message, _HEADER.size + _NFGENMSG.size):
+        if kind == NFTA_RULE_HANDLE:
+            handle = int.from_bytes(payload[:8], "big")
+        elif kind == NFTA_RULE_USERDATA:
+            comment = _comment(payload)
+        elif kind == NFTA_RULE_EXPRESSIONS:
+            for elem_kind, elem in _attributes(payload):
+                if elem_kind != NFTA_LIST_ELEM:
+                    continue
+                name, data = "", b""
+                for attr, value in _attributes(elem):
+                    if attr == NFTA_EXPR_NAME:
+                        name = _string(value)
+                    elif attr == NFTA_EXPR_DATA:
+                        data = value
+                if name == "match":
+                    fields = dict(_attributes(data))
+                    match = _string(fields.get(NFTA_MATCH_NAME, b""))
+                    name = f"match:{match}"
+                    if match == "comment":
+                        xt_comment = _string(fields.get(NFTA_MATCH_INFO, b""))
+                elif name == "immediate":
+                    verdict = _verdict(data) or verdict
+                exprs.append(name)
+    return RuleSummary(handle, comment, xt_comment, tuple(exprs), verdict)
 
 
 def parse_rule(message: bytes) -> tuple[int, str]:
@@ -86,21 +188,97 @@ def parse_rule(message: bytes) -> tuple[int, str]:
     return handle, comment
 
 
+def _netns() -> tuple[int, int] | None:
+    try:
+        st = os.stat("/proc/thread-self/ns/net")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _Sockets:
+    """Idle dump sockets of the process's own network namespace, reused (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[socket.socket] = []
+        self._home: tuple[int, int] | None = None
+        self._pid = 0
+
+    @contextlib.contextmanager
+    def get(self) -> Iterator[socket.socket]:
+        here = _netns()
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child does not share its parent's sockets
+                self._idle, self._pid = [], os.getpid()
+                with contextlib.suppress(OSError):
+                    st = os.stat(f"/proc/{os.getpid()}/ns/net")
+                    self._home = (st.st_dev, st.st_ino)
+            reuse = here is not None and here == self._home
+            sock = self._idle.pop() if reuse and self._idle else None
+        if sock is None:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
+        try:
+            if sock.getsockname()[0] == 0:  # new: not bound yet
+                sock.bind((0, 0))
+            yield sock
+        except BaseException:
+            sock.close()  # an answer may be left unread on it
+            raise
+        if reuse:
+            with self._lock:
+                if self._pid == os.getpid():
+                    self._idle.append(sock)
+                    return
+        sock.close()
+
+
+_sockets = _Sockets()
+
+
+def _dump(family: str, table: str, chain: str, message: int = NFT_MSG_GETRULE) -> list[bytes] | None:
+    """The answer's messages (a chain's rules; or the chain itself); None on ENOENT."""
+    try:
+        with _sockets.get() as sock:
+            flags = _NLM_F_DUMP if message == NFT_MSG_GETRULE else _NLM_F_ACK
+            sock.send(_request(family, table, chain, message, flags))
+            messages, code = _collect(sock)
+    except OSError as exc:
+        code = exc.errno or errno.EIO
+    if code == errno.ENOENT:
+        return None
+    if code:
+        reason = os.strerror(code)
+        raise NftError(f"failed to list the rules of {family} {table} {chain}: {reason}")
+    return messages
+
+
 def rule_comments(family: str, table: str, chain: str) -> list[tuple[int, str]]:
     """(handle, comment) of each rule of ``family table chain``; [] when it does not exist."""
-    try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as sock:
-            sock.bind((0, 0))
-            sock.send(_request(family, table, chain))
-            return _collect(sock)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return []
-        raise NftError(f"failed to list the rules of {family} {table} {chain}: {exc.strerror or exc}") from exc
+    return [parse_rule(message) for message in _dump(family, table, chain) or []]
 
 
-def _collect(sock: socket.socket) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
+def chain_rules(family: str, table: str, chain: str, containing: str | None = None) -> list[RuleSummary]:
+    """A ``RuleSummary`` of each rule of ``family table chain``; [] when it does not exist.
+
+    ``containing``: only the rules whose message holds this text (a comment, a chain name) somewhere, found
+    by a byte search before any decoding (a chain of a node's pods costs little when we want one of them).
+    """
+    messages = _dump(family, table, chain) or []
+    if containing is not None:
+        wanted = containing.encode()
+        messages = [message for message in messages if wanted in message]
+    return [summarize_rule(message) for message in messages]
+
+
+def chain_exists(family: str, table: str, chain: str) -> bool:
+    """Whether ``family table`` holds ``chain`` (one NFT_MSG_GETCHAIN round trip)."""
+    return _dump(family, table, chain, NFT_MSG_GETCHAIN) is not None
+
+
+def _collect(sock: socket.socket) -> tuple[list[bytes], int]:
+    """The messages of one complete answer, and the kernel's error code (0: none)."""
+    found: list[bytes] = []
     while True:
         data = sock.recv(1 << 20)
         if not data:
@@ -111,11 +289,8 @@ def _collect(sock: socket.socket) -> list[tuple[int, str]]:
             if length < _HEADER.size:
                 raise OSError(errno.EIO, "malformed netlink answer")
             if msg_type == _NLMSG_DONE:
-                return found
+                return found, 0
             if msg_type == _NLMSG_ERROR:
-                code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                if code:
-                    raise OSError(code, os.strerror(code))
-                return found
-            found.append(parse_rule(data[offset : offset + length]))
+                return found, -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+            found.append(data[offset : offset + length])
             offset += (length + 3) & ~3

@@ -11,6 +11,17 @@ pycni.net.iptables_state; the steps are the same create-if-missing,
 insert/append-if-absent steps as one command each, so the rules are laid
 out exactly as before. DEL, GC and pruning skip a family whose chains
 provably do not exist (iptables-nft, read in-process) without running a tool.
+
+With iptables-nft the common cases need less (issue 15; the save +
+restore pair was ~10 ms of CPU and ~20 ms of wall time per pod):
+
+- DEL finds the attachment's rules in one nfnetlink dump of CNI-FORWARD
+  (the tag is the comment of their ``comment`` match) and deletes them by
+  handle in one nft transaction: no tool process.
+- ADD of an ``open`` attachment, when the dumps show the shared chains and
+  both jumps in place and no rule of its tag yet, appends its rules with
+  one ``iptables-restore --noflush`` and no ``iptables-save`` (the tool
+  still encodes them). Anything else takes the read-edit-write path above.
 """
 
 from __future__ import annotations
@@ -21,7 +32,10 @@ import shutil
 from collections.abc import Callable, Collection, Sequence
 
 from pycni.net.errors import NetError
+from pycni.net.firewall import nft, nft_dump
 from pycni.net.firewall.iptables import tool as iptables
+from pycni.net.firewall.iptables.save_restore import quote as _quote
+from pycni.net.firewall.iptables.save_restore import restore
 from pycni.net.firewall.iptables.state import TableEdit, TableState, change, save
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment, SharedChainsMissing, stale_tags
@@ -53,6 +67,22 @@ def _may_exist(family: iptables.Family, *chains: str) -> bool:
 
 def _option(tokens: Sequence[str], name: str) -> str | None:
     return tokens[tokens.index(name) + 1] if name in tokens[:-1] else None
+
+
+_NFT_FAMILY = {4: "ip", 6: "ip6"}
+#: how iptables-nft encodes ``-m comment --comment <text> -j <chain>``
+_COMMENTED_JUMP = ("match:comment", "counter", "immediate")
+
+
+def _has_commented_jump(family: iptables.Family, chain: str, comment: str, target: str) -> bool:
+    return any(rule.xt_comment == comment and rule.exprs == _COMMENTED_JUMP and rule.verdict == f"jump {target}"
+               for rule in nft_dump.chain_rules(_NFT_FAMILY[family], FILTER, chain, containing=comment))
+
+
+def _tagged_handles(family: iptables.Family, tag: str) -> list[int]:
+    """Handles of CNI-FORWARD's rules whose comment is ``tag`` (iptables-nft, in-process)."""
+    return [rule.handle for rule in nft_dump.chain_rules(_NFT_FAMILY[family], FILTER, r.CNI_FORWARD, containing=tag)
+            if rule.xt_comment == tag]
 
 
 class IptablesBackend:
@@ -114,10 +144,34 @@ class IptablesBackend:
         if shared and changes_shared:
             raise SharedChainsMissing(f"{'ip6tables' if version == 6 else 'iptables'}: shared chains or jumps to make")
 
+    def _append_in_process(self, att: Attachment, version: int) -> bool:
+        """The ADD of an open attachment with one restore and no save, when the dumps allow it; else False."""
+        family = _family(version)
+        if att.policy != "open" or iptables.variant(family) != "nf_tables":
+            return False
+        try:
+            ready = (
+                nft_dump.chain_exists(_NFT_FAMILY[family], FILTER, self.admin_chain)
+                and _has_commented_jump(family, "FORWARD", r.FORWARD_COMMENT, r.CNI_FORWARD)
+                and _has_commented_jump(family, r.CNI_FORWARD, r.ADMIN_COMMENT, self.admin_chain)
+                and not _tagged_handles(family, att.tag)
+            )
+            if not ready:
+                return False
+            lines = [" ".join(_quote(token) for token in ("-A", r.CNI_FORWARD, *rule))
+                     for ip in att.addresses if ip.version == version
+                     for rule in r.iptables_allow_rules(ip, att.tag)]
+            restore(family, FILTER, lines)
+        except NetError:
+            return False  # the read-edit-write path decides (and retries) from what the table holds
+        return True
+
     def add(self, att: Attachment, *, shared: bool = False) -> None:
         """``shared``: the plugin's lock is held shared; raise SharedChainsMissing rather than change shared rules."""
         try:
             for version in att.families():
+                if self._append_in_process(att, version):
+                    continue
 
                 def build(edit: TableEdit, version: int = version) -> None:
                     self._add_family(edit, att, version, shared)
@@ -166,8 +220,23 @@ class IptablesBackend:
 
     def delete(self, att: Attachment) -> None:
         for family in _families():  # both: the tag alone says what is this attachment's
+            if self._delete_in_process(family, att.tag):
+                continue
             if self._may_hold_attachments(family):
                 change(family, FILTER, lambda edit: self._delete_tagged(edit, lambda tag: tag == att.tag))
+
+    @staticmethod
+    def _delete_in_process(family: iptables.Family, tag: str) -> bool:
+        """Delete the tag's rules by handle (iptables-nft); False when the tool's path must do it."""
+        if iptables.variant(family) != "nf_tables":
+            return False
+        for _ in range(3):  # a rule deleted meanwhile fails the whole transaction: look again
+            try:
+                nft.delete_rules(_NFT_FAMILY[family], FILTER, r.CNI_FORWARD, _tagged_handles(family, tag))
+            except NetError:
+                continue
+            return True
+        return False
 
     def _may_hold_attachments(self, family: iptables.Family) -> bool:
         """False when CNI-FORWARD provably is missing or holds only the jump to the admin chain (no pod's rules).
