@@ -19,11 +19,16 @@ Contract (the wiring around ``PolicyState``, the compiler and ``Enforcer``):
 - Everything that changes state or the kernel holds one lock, so a
   plugin's ``add`` is enforced before its answer and never interleaves
   with a watch-driven sync.
+- After the first load and every slow resync the heap is settled
+  (``settle_heap``): what is alive then is moved out of the cyclic
+  collector's sweeps, so a label change never waits behind a full
+  collection of the 10k-pod state (~30-100 ms here, the tail of its p99).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -42,7 +47,7 @@ from pycni.policy.state import PolicyState
 from pycni.policy.store import ObjectStore
 from pycni.policy.table_audit import ruleset_summary
 
-__all__ = ["AgentStats", "PolicyAgent"]
+__all__ = ["AgentStats", "PolicyAgent", "settle_heap"]
 
 log = logging.getLogger("pycni.policy")
 _MAX_REQUEST = 1 << 16
@@ -57,6 +62,19 @@ class AgentStats:
     sync_seconds: list[float] = field(default_factory=list)  # recent, for the histogram
     failures: int = 0
     plugin_requests: dict[str, int] = field(default_factory=dict)
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what survives (``gc.freeze``).
+
+    The state, the compiler's caches and the committed ruleset are long-lived: a full collection walks
+    every one of them (130k objects at 1,000 policies and 10k pods), and one falls every few dozen
+    syncs. Frozen, they are skipped; what a later sync frees is still freed by reference counting, and
+    the next settle (the slow resync) unfreezes first, so cycles among the old objects are collected then.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class PolicyAgent:
@@ -90,6 +108,7 @@ class PolicyAgent:
         self._load_snapshot()
         with self._lock:
             self._record(self.enforcer.resync(self.compiler.compile(self.state.view(self.node))))
+            settle_heap()
         self._spawn(self._watch_loop, "pycni-policy-watch")
         self._spawn(self._sync_loop, "pycni-policy-sync")
         if self.socket_path:
@@ -192,6 +211,7 @@ class PolicyAgent:
                         # A fresh compile too: the slow timer is where any drift of the caches would end.
                         self.compiler = Compiler()
                         self._record(self.enforcer.resync(self.compiler.compile(self.state.view(self.node))))
+                        settle_heap()
                     next_resync = time.monotonic() + self.resync_seconds
                 else:
                     self.sync()

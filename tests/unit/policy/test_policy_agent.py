@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,14 @@ def add_request(name: str, ip: str, cid: str = "c1") -> dict[str, object]:
 def test_start_replaces_the_whole_table(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
     _, kernel, _, _ = world
     assert kernel.scripts[0].startswith("add table inet pycni_policy\ndelete table inet pycni_policy\n")
+
+
+def test_loaded_state_is_out_of_the_collectors_sweeps(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
+    # A full collection walks every tracked object; the agent's state must not be among them after start.
+    _, _, agent, _ = world
+    assert gc.get_freeze_count() > 0
+    tracked = gc.get_objects(generation=2)
+    assert not any(o is agent.state or o is agent.compiler for o in tracked)
 
 
 def seen(agent: PolicyAgent, policy_key: str) -> None:
