@@ -18,45 +18,49 @@ quarantine, and returns, in order:
 
 ``NetworkFull`` when none is left, saying when the first quarantined one is
 free again. A live key or history of another length than the config's
-subnets (after a config change) blocks every subnet it overlaps. Nothing
-here reads the store or the clock: subnets.py passes both in.
+subnets (after a config change) blocks every subnet it overlaps. Subnets
+are of the config's ``lease_network``: IPv4, or IPv6 in an IPv6-only cluster
+(a key of the other family blocks nothing). Nothing here reads the store or
+the clock: subnets.py passes both in.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Collection, Mapping
-from ipaddress import IPv4Network
 
-from pycni.cluster.config import ClusterConfig
+from pycni.cluster.config import AnyNetwork, ClusterConfig
 from pycni.cluster.lease import History, NetworkFull
 
 __all__ = ["blocked", "choose_subnet", "may_take", "within"]
 
 
-def within(cfg: ClusterConfig, subnet: IPv4Network, span: tuple[int, int] | None = None) -> set[IPv4Network]:
+def within(cfg: ClusterConfig, subnet: AnyNetwork, span: tuple[int, int] | None = None) -> set[AnyNetwork]:
     """The subnets of ``cfg`` that overlap ``subnet`` (which may have another length after a config change).
 
     ``span`` is ``_span(cfg)``, passed in by callers that ask for many subnets.
     """
-    if subnet.prefixlen == cfg.subnet_len:
+    network, length = cfg.lease_network, cfg.lease_len
+    if subnet.version != network.version:
+        return set()
+    if subnet.prefixlen == length:
         first, last = span or _span(cfg)
         # cfg.contains, in integers: ipaddress's subnet_of made this most of an acquire among 1,000 leases
         return {subnet} if first <= int(subnet.network_address) <= last else set()
-    if not subnet.overlaps(cfg.network):
+    if not subnet.overlaps(network):
         return set()
-    if subnet.prefixlen > cfg.subnet_len:
-        parent = subnet.supernet(new_prefix=cfg.subnet_len)
+    if subnet.prefixlen > length:
+        parent = subnet.supernet(new_prefix=length)
         return {parent} if cfg.contains(parent) else set()
-    inner = subnet if subnet.subnet_of(cfg.network) else cfg.network
-    return {s for s in inner.subnets(new_prefix=cfg.subnet_len) if cfg.contains(s)}
+    inner = subnet if subnet.subnet_of(network) else network  # type: ignore[arg-type]  # same version, checked
+    return {s for s in inner.subnets(new_prefix=length) if cfg.contains(s)}
 
 
-def blocked(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
-            quarantine: float, now: float) -> tuple[set[IPv4Network], int, float | None]:
+def blocked(cfg: ClusterConfig, live: Collection[AnyNetwork], history: Mapping[AnyNetwork, History],
+            quarantine: float, now: float) -> tuple[set[AnyNetwork], int, float | None]:
     """Subnets of ``cfg`` others may not take: (blocked, how many quarantined, first free_at)."""
     span = _span(cfg)
-    taken: set[IPv4Network] = set()
+    taken: set[AnyNetwork] = set()
     for subnet in live:
         taken.update(within(cfg, subnet, span))
     quarantined = 0
@@ -79,18 +83,18 @@ def _span(cfg: ClusterConfig) -> tuple[int, int]:
     return int(cfg.first.network_address), int(cfg.last.network_address)
 
 
-def may_take(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
-             node: str, subnet: IPv4Network, *, quarantine: float, now: float) -> bool:
+def may_take(cfg: ClusterConfig, live: Collection[AnyNetwork], history: Mapping[AnyNetwork, History],
+             node: str, subnet: AnyNetwork, *, quarantine: float, now: float) -> bool:
     """True when ``node`` may claim ``subnet``: in the network, no live key on it, no other node's quarantine."""
-    if subnet.prefixlen != cfg.subnet_len or not cfg.contains(subnet):
+    if subnet.prefixlen != cfg.lease_len or not cfg.contains(subnet):
         return False
     others = {s: h for s, h in history.items() if h.node != node}
     return subnet not in blocked(cfg, live, others, quarantine, now)[0]
 
 
-def choose_subnet(cfg: ClusterConfig, live: Collection[IPv4Network], history: Mapping[IPv4Network, History],
+def choose_subnet(cfg: ClusterConfig, live: Collection[AnyNetwork], history: Mapping[AnyNetwork, History],
                   node: str, *, quarantine: float, now: float, rng: random.Random | None = None,
-                  prefer: IPv4Network | None = None) -> IPv4Network:
+                  prefer: AnyNetwork | None = None) -> AnyNetwork:
     """The subnet ``node`` should claim (see the module docstring); ``rng`` picks a random start."""
     if prefer is not None and may_take(cfg, live, history, node, prefer, quarantine=quarantine, now=now):
         return prefer
@@ -100,15 +104,15 @@ def choose_subnet(cfg: ClusterConfig, live: Collection[IPv4Network], history: Ma
     taken, quarantined, first_free = blocked(cfg, live, history, quarantine, now)
     total = cfg.subnet_count
     if len(taken) >= total:
-        msg = f"no free subnet left in {cfg.network} ({len(taken)} of {total} leased or quarantined)"
+        msg = f"no free subnet left in {cfg.lease_network} ({len(taken)} of {total} leased or quarantined)"
         if quarantined and first_free is not None:
             msg += f"; {quarantined} quarantined, the first is free again in {max(0, first_free - now):.0f}s"
         raise NetworkFull(msg)
-    size = 1 << (32 - cfg.subnet_len)
+    size = cfg.subnet_size
     base = int(cfg.first.network_address)
     start = rng.randrange(total) if rng is not None else 0
     for step in range(total):
-        candidate = IPv4Network((base + ((start + step) % total) * size, cfg.subnet_len))
+        candidate = cfg.subnet_at(base + ((start + step) % total) * size)
         if candidate not in taken:
             return candidate
     raise AssertionError("a free subnet was counted but not found")  # pragma: no cover

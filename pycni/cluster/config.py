@@ -17,7 +17,12 @@ expired subnet waits before another node may take it) is pycni's own
 addition: it belongs to the cluster, not to each agent, because the
 shortest quarantine any node applies is the one that holds. ``EnableIPv6``,
 ``IPv6Network`` and ``IPv6SubnetLen`` make the network dual-stack
-(config_v6.py). Every error is an
+(config_v6.py); with ``"EnableIPv4": false`` too (Flannel's field, default
+true) it is IPv6-only: no ``Network``, ``network`` is None, and nodes lease
+/IPv6SubnetLen subnets of ``IPv6Network`` keyed by their own name
+(``fd00:10:244:1::-64``). The leasable subnets (``first``, ``last``,
+``subnets``, ``contains``) are of ``lease_network``: Network, or IPv6Network
+when IPv4 is off. Every error is an
 ``InvalidConfig`` naming the field: ``"Network: '10.0.0.0/33' is not a CIDR"``.
 """
 
@@ -25,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from typing import Any, TypeAlias
 
 from pycni.cluster.backends.bgp_config import FIELDS as BGP_FIELDS
 from pycni.cluster.backends.bgp_config import BgpSettings
@@ -36,7 +41,9 @@ from pycni.cluster.config_v6 import FIELDS as IPV6_FIELDS
 from pycni.cluster.config_v6 import Ipv6Settings
 from pycni.spec.errors import InvalidConfig
 
-__all__ = ["BACKEND_TYPES", "BackendConfig", "ClusterConfig", "subnet_key_name"]
+__all__ = ["BACKEND_TYPES", "AnyNetwork", "BackendConfig", "ClusterConfig", "subnet_key_name"]
+
+AnyNetwork: TypeAlias = IPv4Network | IPv6Network  # a leased subnet: IPv4, or IPv6 in an IPv6-only cluster
 
 BACKEND_TYPES = ("vxlan", "host-gw", "bgp", "wireguard")
 MAX_SUBNET_LEN = 29  # /29: 8 addresses, 5 left for pods after network, broadcast and the node's gateway
@@ -117,7 +124,7 @@ def _default_backend() -> BackendConfig:
 class ClusterConfig:
     """The pod network shared by every node, cut into one subnet per node."""
 
-    network: IPv4Network
+    network: IPv4Network | None  # None: IPv6-only (EnableIPv4 false), ``ipv6`` says the network
     subnet_len: int = 24
     subnet_min: IPv4Network | None = None
     subnet_max: IPv4Network | None = None
@@ -129,6 +136,13 @@ class ClusterConfig:
         if self.quarantine is not None:
             _check_int("Quarantine", self.quarantine, 0, 30 * 24 * 3600)
         net = self.network
+        if net is None:
+            if self.ipv6 is None:
+                raise InvalidConfig("EnableIPv6: an IPv6-only config (EnableIPv4 false) needs \"EnableIPv6\": true "
+                                    "and an IPv6Network")
+            if self.subnet_min is not None or self.subnet_max is not None:
+                raise InvalidConfig("SubnetMin: only applies to an IPv4 Network (EnableIPv4 is false)")
+            return
         if not isinstance(net, IPv4Network):
             raise InvalidConfig(f"Network: {_show(net)} is not an IPv4 CIDR")
         for reserved, what in _RESERVED.items():
@@ -156,61 +170,111 @@ class ClusterConfig:
                 raise InvalidConfig(f"{wire}: {_show(value)} is not a /{self.subnet_len} subnet")
             if not value.subnet_of(net):
                 raise InvalidConfig(f"{wire}: {value.network_address} is outside Network {net}")
-        if self.first > self.last:
+        if int(self.first.network_address) > int(self.last.network_address):
             raise InvalidConfig(
                 f"SubnetMin: {self.first.network_address} is after SubnetMax {self.last.network_address}"
             )
         if self.ipv6 is not None:
             self.ipv6.check_pairs(net, self.subnet_len)
 
-    def ipv6_subnet_for(self, subnet: IPv4Network) -> IPv6Network | None:
-        """The IPv6 subnet a node holding ``subnet`` gets (None without EnableIPv6)."""
-        return None if self.ipv6 is None else self.ipv6.subnet_for(self.network, subnet)
+    def ipv6_subnet_for(self, subnet: AnyNetwork) -> IPv6Network | None:
+        """The IPv6 subnet a node holding ``subnet`` gets (None without EnableIPv6; itself when IPv6-only)."""
+        if self.ipv6 is None:
+            return None
+        if isinstance(subnet, IPv6Network):
+            return subnet
+        assert self.network is not None  # an IPv4 subnet is leased only where IPv4 is on
+        return self.ipv6.subnet_for(self.network, subnet)
+
+    @property
+    def ipv6_only(self) -> bool:
+        return self.network is None
+
+    def check_public_ip(self, node: str, public_ip: IPv4Address | IPv6Address) -> None:
+        """InvalidConfig unless ``public_ip`` is of the family leases are keyed in (IPv6 when IPv6-only)."""
+        if public_ip.version != self.lease_network.version:
+            kind = "IPv6-only" if self.network is None else "IPv4"
+            raise InvalidConfig(f"node {node}: its public address {public_ip} is IPv{public_ip.version}, but the "
+                                f"cluster network is {kind} ({self.describe()}): the node needs an "
+                                f"IPv{self.lease_network.version} underlay address")
 
     # -- the subnets nodes may lease ------------------------------------------------
 
     @property
-    def first(self) -> IPv4Network:
-        """SubnetMin, or the second subnet of Network (the first when it only has two)."""
+    def lease_network(self) -> AnyNetwork:
+        """The network leases cut: Network, or IPv6Network in an IPv6-only cluster."""
+        if self.network is not None:
+            return self.network
+        assert self.ipv6 is not None  # __post_init__
+        return self.ipv6.network
+
+    @property
+    def lease_len(self) -> int:
+        """The prefix length of a leased subnet: SubnetLen, or IPv6SubnetLen in an IPv6-only cluster."""
+        if self.network is not None:
+            return self.subnet_len
+        assert self.ipv6 is not None
+        return self.ipv6.subnet_len
+
+    @property
+    def first(self) -> AnyNetwork:
+        """SubnetMin, or the second subnet of the network (the first when it only has two)."""
         if self.subnet_min is not None:
             return self.subnet_min
-        skip = 1 if self.subnet_len - self.network.prefixlen > 1 else 0
+        skip = 1 if self.lease_len - self.lease_network.prefixlen > 1 else 0
         return self._nth(skip)
 
     @property
-    def last(self) -> IPv4Network:
+    def last(self) -> AnyNetwork:
         if self.subnet_max is not None:
             return self.subnet_max
-        return self._nth((1 << (self.subnet_len - self.network.prefixlen)) - 1)
+        return self._nth((1 << (self.lease_len - self.lease_network.prefixlen)) - 1)
 
     @property
     def subnet_count(self) -> int:
-        size = 1 << (32 - self.subnet_len)
-        return (int(self.last.network_address) - int(self.first.network_address)) // size + 1
+        return (int(self.last.network_address) - int(self.first.network_address)) // self.subnet_size + 1
 
-    def subnets(self) -> Iterator[IPv4Network]:
+    @property
+    def subnet_size(self) -> int:
+        """Addresses in one leased subnet."""
+        return 1 << (self.lease_network.max_prefixlen - self.lease_len)
+
+    def subnet_at(self, start: int) -> AnyNetwork:
+        """The leased-length subnet starting at the integer address ``start``, in the leased family."""
+        if self.network is not None:
+            return IPv4Network((start, self.subnet_len))
+        return IPv6Network((start, self.lease_len))
+
+    def subnets(self) -> Iterator[AnyNetwork]:
         """Every leasable subnet, SubnetMin to SubnetMax in address order."""
-        size = 1 << (32 - self.subnet_len)
+        size = self.subnet_size
         start = int(self.first.network_address)
         for i in range(self.subnet_count):
-            yield IPv4Network((start + i * size, self.subnet_len))
+            yield self.subnet_at(start + i * size)
 
-    def contains(self, subnet: IPv4Network) -> bool:
-        """Whether ``subnet`` is one this config hands out."""
+    def contains(self, subnet: AnyNetwork) -> bool:
+        """Whether ``subnet`` is one this config hands out (never one of the other family)."""
+        network = self.lease_network
         return (
-            subnet.prefixlen == self.subnet_len
-            and subnet.subnet_of(self.network)
-            and self.first.network_address <= subnet.network_address <= self.last.network_address
+            subnet.version == network.version
+            and subnet.prefixlen == self.lease_len
+            and int(network.network_address) <= int(subnet.network_address) <= int(network.broadcast_address)
+            and int(self.first.network_address) <= int(subnet.network_address) <= int(self.last.network_address)
         )
 
-    def _nth(self, index: int) -> IPv4Network:
-        size = 1 << (32 - self.subnet_len)
-        return IPv4Network((int(self.network.network_address) + index * size, self.subnet_len))
+    def _nth(self, index: int) -> AnyNetwork:
+        return self.subnet_at(int(self.lease_network.network_address) + index * self.subnet_size)
 
     # -- wire ----------------------------------------------------------------------
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"Network": str(self.network), "SubnetLen": self.subnet_len}
+        if self.network is None:  # IPv6-only: Flannel's EnableIPv4 false, no Network
+            out: dict[str, Any] = {"EnableIPv4": False, "Backend": self.backend.to_wire()}
+            if self.quarantine is not None:
+                out["Quarantine"] = self.quarantine
+            assert self.ipv6 is not None
+            return {**out, **self.ipv6.to_wire()}
+        out = {"Network": str(self.network), "SubnetLen": self.subnet_len}
         if self.subnet_min is not None:
             out["SubnetMin"] = str(self.subnet_min.network_address)
         if self.subnet_max is not None:
@@ -226,10 +290,17 @@ class ClusterConfig:
     def from_wire(cls, data: Any) -> ClusterConfig:
         if not isinstance(data, Mapping):
             raise InvalidConfig(f"cluster config must be a JSON object, not {_show(data)}")
-        ipv4_fields = {k: v for k, v in data.items() if k not in IPV6_FIELDS}  # the IPv6 ones: config_v6.py
+        # the IPv6 ones: config_v6.py; EnableIPv4 (false: IPv6-only) just below
+        ipv4_fields = {k: v for k, v in data.items() if k not in IPV6_FIELDS and k != "EnableIPv4"}
         _refuse_unknown("", ipv4_fields, ("Network", "SubnetLen", "SubnetMin", "SubnetMax", "Backend", "Quarantine"))
+        enable_ipv4 = data.get("EnableIPv4", True)
+        if not isinstance(enable_ipv4, bool):
+            raise InvalidConfig(f"EnableIPv4: {_show(enable_ipv4)} is not true or false")
+        if not enable_ipv4:
+            return cls._ipv6_only(data)
         if "Network" not in data:
-            raise InvalidConfig("Network: missing (the pod network, e.g. \"10.244.0.0/16\")")
+            hint = "; an IPv6-only network sets \"EnableIPv4\": false" if data.get("EnableIPv6") is True else ""
+            raise InvalidConfig(f"Network: missing (the pod network, e.g. \"10.244.0.0/16\"{hint})")
         network = _parse_network("Network", data["Network"])
         subnet_len = data.get("SubnetLen", 24)
         if subnet_len is None:
@@ -243,6 +314,18 @@ class ClusterConfig:
         return cls(network=network, subnet_len=subnet_len, subnet_min=bounds[0], subnet_max=bounds[1],
                    backend=backend, quarantine=data.get("Quarantine"), ipv6=Ipv6Settings.from_wire(data))
 
+    @classmethod
+    def _ipv6_only(cls, data: Mapping[str, Any]) -> ClusterConfig:
+        for name in ("Network", "SubnetLen", "SubnetMin", "SubnetMax"):
+            if data.get(name) is not None:
+                raise InvalidConfig(f"{name}: set, but EnableIPv4 is false (an IPv6-only network has only "
+                                    f"IPv6Network and IPv6SubnetLen)")
+        if data.get("EnableIPv6") is not True:
+            raise InvalidConfig("EnableIPv6: an IPv6-only config (EnableIPv4 false) needs \"EnableIPv6\": true "
+                                "and an IPv6Network")
+        backend = BackendConfig.from_wire(data["Backend"]) if "Backend" in data else _default_backend()
+        return cls(network=None, backend=backend, quarantine=data.get("Quarantine"), ipv6=Ipv6Settings.from_wire(data))
+
     def describe(self) -> str:
         """One line for messages: ``10.244.0.0/16, /24 per node (254 subnets), vxlan VNI 1 port 8472``."""
         backend = self.backend.type
@@ -254,16 +337,20 @@ class ClusterConfig:
             backend += f" ({(self.backend.wireguard or WireguardOptions()).describe()})"
         if self.backend.mtu is not None:
             backend += f" MTU {self.backend.mtu}"
-        text = f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
+        if self.network is None:
+            text = (f"IPv6-only {self.lease_network}, /{self.lease_len} per node ({self.subnet_count} subnets), "
+                    f"{backend}")
+        else:
+            text = f"{self.network}, /{self.subnet_len} per node ({self.subnet_count} subnets), {backend}"
         if self.quarantine is not None:
             text += f", quarantine {self.quarantine}s"
-        if self.ipv6 is not None:
+        if self.ipv6 is not None and self.network is not None:
             text += f"; {self.ipv6.describe()}"
         return text
 
 
-def subnet_key_name(subnet: IPv4Network) -> str:
-    """How a subnet appears in a key, as Flannel writes it: ``10.244.3.0-24``."""
+def subnet_key_name(subnet: AnyNetwork) -> str:
+    """How a subnet appears in a key, as Flannel writes it: ``10.244.3.0-24`` (``fd00:10:244:1::-64``)."""
     return f"{subnet.network_address}-{subnet.prefixlen}"
 
 

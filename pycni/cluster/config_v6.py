@@ -106,9 +106,9 @@ class Ipv6Settings:
         return f"IPv6 {self.network}, /{self.subnet_len} per node"
 
 
-def refuse_dual_stack(backend_type: str) -> str | None:
-    """Why a dual-stack config cannot run on ``backend_type`` (None when it can)."""
+def refuse_dual_stack(backend_type: str, *, ipv6_only: bool = False) -> str | None:
+    """Why a dual-stack (or IPv6-only) config cannot run on ``backend_type`` (None when it can)."""
     if backend_type in DUAL_STACK_BACKENDS:
         return None
-    return (f"the {backend_type} backend is IPv4-only: a dual-stack cluster (EnableIPv6) needs the "
-            f"{' or '.join(DUAL_STACK_BACKENDS)} backend")
+    kind = "an IPv6-only cluster (EnableIPv4 false)" if ipv6_only else "a dual-stack cluster (EnableIPv6)"
+    return f"the {backend_type} backend is IPv4-only: {kind} needs the {' or '.join(DUAL_STACK_BACKENDS)} backend"

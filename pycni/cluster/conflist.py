@@ -8,11 +8,14 @@ Contract:
   host-local over the node subnet, then portmap, then (with NetworkPolicy
   on) netpol, which returns only when the pod's policy is enforced. Dual
   stack: host-local gets a second range set, the node's IPv6 subnet (its
-  ``::1`` the bridge's gateway), and pods a ``::/0`` route.
+  ``::1`` the bridge's gateway), and pods a ``::/0`` route. IPv6-only
+  (``subnet`` None): only the IPv6 range and route.
 - ``render_subnet_env(...)`` is pure: flannel's ``subnet.env`` keys under
   pycni names (``PYCNI_NETWORK``, ``PYCNI_SUBNET``, ``PYCNI_MTU``,
   ``PYCNI_IPMASQ``, ``PYCNI_BACKEND``; dual stack adds ``PYCNI_IPV6_NETWORK``
-  and ``PYCNI_IPV6_SUBNET``, as Flannel's ``FLANNEL_IPV6_*``).
+  and ``PYCNI_IPV6_SUBNET``, as Flannel's ``FLANNEL_IPV6_*``; IPv6-only has
+  these two instead of ``PYCNI_NETWORK`` and ``PYCNI_SUBNET``, as Flannel
+  writes its file with ``EnableIPv4`` false).
 - ``write_if_changed(path, text)`` replaces a file atomically, only when its
   content differs (a restarted agent leaves files untouched): True if written.
 - ``CONFLIST_NAME`` sorts first in a conf dir, where runtimes pick the
@@ -45,8 +48,8 @@ CNI_VERSION = "1.0.0"
 @dataclass(frozen=True)
 class NodeNetwork:
     name: str  # the CNI network name
-    cluster: IPv4Network
-    subnet: IPv4Network
+    cluster: IPv4Network | None  # None (and subnet None): IPv6-only
+    subnet: IPv4Network | None
     mtu: int
     bridge: str = "cni0"
     ipam_data_dir: str | None = None  # None: host-local's default (/var/lib/cni/networks)
@@ -56,11 +59,10 @@ class NodeNetwork:
 
 
 def render_conflist(net: NodeNetwork) -> str:
-    ipam: dict[str, Any] = {
-        "type": "host-local",
-        "ranges": [[{"subnet": str(net.subnet), "gateway": str(net.subnet[1])}]],
-        "routes": [{"dst": "0.0.0.0/0"}],
-    }
+    ipam: dict[str, Any] = {"type": "host-local", "ranges": [], "routes": []}
+    if net.subnet is not None:
+        ipam["ranges"].append([{"subnet": str(net.subnet), "gateway": str(net.subnet[1])}])
+        ipam["routes"].append({"dst": "0.0.0.0/0"})
     if net.ipv6_subnet is not None:
         ipam["ranges"].append([{"subnet": str(net.ipv6_subnet), "gateway": str(net.ipv6_subnet[1])}])
         ipam["routes"].append({"dst": "::/0"})
@@ -84,10 +86,10 @@ def render_conflist(net: NodeNetwork) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render_subnet_env(cluster: IPv4Network, subnet: IPv4Network, mtu: int, backend: str, ipmasq: bool = True, *,
-                      ipv6: tuple[IPv6Network, IPv6Network] | None = None) -> str:
-    """``ipv6`` is (the cluster's IPv6 network, the node's IPv6 subnet) in a dual-stack cluster."""
-    lines = [
+def render_subnet_env(cluster: IPv4Network | None, subnet: IPv4Network | None, mtu: int, backend: str,
+                      ipmasq: bool = True, *, ipv6: tuple[IPv6Network, IPv6Network] | None = None) -> str:
+    """``ipv6`` is (the cluster's IPv6 network, the node's IPv6 subnet) in a dual-stack or IPv6-only cluster."""
+    lines = [] if cluster is None or subnet is None else [
         f"PYCNI_NETWORK={cluster}",
         f"PYCNI_SUBNET={subnet[1]}/{subnet.prefixlen}",
     ]

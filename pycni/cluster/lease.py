@@ -7,6 +7,9 @@ Key layout under the prefix (default ``/pycni``)::
                                       node's agent keeps alive: {"Node", "PublicIP", "BackendType",
                                       "BackendData"} (BackendData is the backend's, e.g. {"VtepMAC": ...});
                                       dual stack adds {"IPv6Subnet", "PublicIPv6", "BackendV6Data"}
+    <prefix>/subnets/fd00:10:244:1::-64  IPv6-only (EnableIPv4 false): the key names the IPv6 subnet and the
+                                      value has no PublicIP: {"Node", "BackendType", "BackendData",
+                                      "IPv6Subnet", "PublicIPv6", "BackendV6Data"}
     <prefix>/history/10.244.3.0-24    no TTL: the subnet's last owner and how its lease ended:
                                       {"Node", "PublicIP", "AcquiredAt", "ExpiredAt", "Released"}
 
@@ -17,6 +20,9 @@ Contract:
   inverses (compact JSON with sorted keys, so equal values are equal bytes).
 - A dual-stack lease carries its IPv6 side as ``Lease.v6`` (``LeaseV6``); an IPv4-only lease has
   ``v6=None`` and is written byte for byte as before, so old leases read and old readers still work.
+- An IPv6-only lease has ``subnet`` and ``public_ip`` of IPv6 and ``v6`` holding the same subnet and
+  address with the IPv6 backend data: code for the IPv6 side reads ``v6`` in both kinds of cluster, and
+  code for the IPv4 side skips a lease whose ``subnet.version`` is 6.
 - Nothing here reads or writes the store: subnets.py does, over the ``KV`` seam.
 """
 
@@ -29,7 +35,7 @@ from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any, Literal
 
-from pycni.cluster.config import ClusterConfig, subnet_key_name
+from pycni.cluster.config import AnyNetwork, ClusterConfig, subnet_key_name
 from pycni.cluster.kv import KeyValue
 from pycni.spec.errors import CniError, InvalidConfig, TryAgainLater
 
@@ -95,7 +101,7 @@ class V6Attrs:
     backend_data: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
-def v6_side(cfg: ClusterConfig, subnet: IPv4Network, attrs: V6Attrs | None) -> LeaseV6 | None:
+def v6_side(cfg: ClusterConfig, subnet: AnyNetwork, attrs: V6Attrs | None) -> LeaseV6 | None:
     """The IPv6 side of a lease on ``subnet`` (None when the cluster is IPv4-only)."""
     paired = cfg.ipv6_subnet_for(subnet)
     if paired is None:
@@ -107,8 +113,8 @@ def v6_side(cfg: ClusterConfig, subnet: IPv4Network, attrs: V6Attrs | None) -> L
 @dataclass(frozen=True)
 class Lease:
     node: str
-    subnet: IPv4Network
-    public_ip: IPv4Address
+    subnet: AnyNetwork  # IPv6 only in an IPv6-only cluster
+    public_ip: IPv4Address | IPv6Address
     backend_type: str
     backend_data: Mapping[str, Any] = field(hash=False)
     expires_at: float | None  # clock time the lease ends unless renewed; None when not known
@@ -133,7 +139,7 @@ class Lease:
 class History:
     """The last owner of a subnet and how its lease ended."""
 
-    subnet: IPv4Network
+    subnet: AnyNetwork
     node: str
     public_ip: str
     acquired_at: float | None
@@ -154,7 +160,7 @@ class History:
 class SubnetState:
     """One subnet as ``pycni cluster show`` reports it."""
 
-    subnet: IPv4Network
+    subnet: AnyNetwork
     status: Literal["leased", "quarantined", "free"]
     lease: Lease | None
     history: History | None
@@ -168,8 +174,8 @@ def normalize_prefix(prefix: str) -> str:
     return prefix
 
 
-def subnet_from_key(key: str) -> IPv4Network:
-    """``.../subnets/10.244.3.0-24`` -> 10.244.3.0/24 (ValueError when the key is not one)."""
+def subnet_from_key(key: str) -> AnyNetwork:
+    """``.../subnets/10.244.3.0-24`` -> 10.244.3.0/24, ``fd00::-64`` -> fd00::/64 (ValueError when not one)."""
     net = _subnet_from_name(key.rsplit("/", 1)[-1])
     if net is None:
         raise ValueError(f"not a subnet key: {key!r}")
@@ -177,10 +183,10 @@ def subnet_from_key(key: str) -> IPv4Network:
 
 
 @lru_cache(maxsize=8192)  # every read of the leases parses each subnet's name again: ~15 us each in ipaddress
-def _subnet_from_name(name: str) -> IPv4Network | None:
+def _subnet_from_name(name: str) -> AnyNetwork | None:
     """The subnet a key's last part names; None when it is not the canonical name of one."""
     address, _, length = name.partition("-")
-    net = IPv4Network(f"{address}/{length}")
+    net: AnyNetwork = IPv6Network(f"{address}/{length}") if ":" in address else IPv4Network(f"{address}/{length}")
     return net if subnet_key_name(net) == name else None
 
 
@@ -204,6 +210,8 @@ def decode_lease(kv: KeyValue) -> Lease:
         raise ValueError(f"lease {kv.key}: Node missing")
     if not isinstance(backend_type, str) or not isinstance(backend_data, dict):
         raise ValueError(f"lease {kv.key}: BackendType/BackendData malformed")
+    if isinstance(subnet, IPv6Network):
+        return _decode_ipv6_only(kv, subnet, node, backend_type, backend_data, data)
     try:
         ip = _ip_address(public_ip if isinstance(public_ip, str) else "")
     except ValueError:
@@ -212,6 +220,17 @@ def decode_lease(kv: KeyValue) -> Lease:
         raise ValueError(f"lease {kv.key}: PublicIP {public_ip!r} is not IPv4")
     v6 = _decode_v6(kv.key, data) if "IPv6Subnet" in data else None
     return Lease(node, subnet, ip, backend_type, backend_data, None, kv.key, kv.mod_revision, kv.lease, v6)
+
+
+def _decode_ipv6_only(kv: KeyValue, subnet: IPv6Network, node: str, backend_type: str,
+                      backend_data: dict[str, Any], data: Mapping[str, Any]) -> Lease:
+    """An IPv6-only lease: its key names the IPv6 subnet, PublicIPv6 is the node's address."""
+    v6 = _decode_v6(kv.key, data)
+    if v6.subnet != subnet:
+        raise ValueError(f"lease {kv.key}: IPv6Subnet {v6.subnet} is not the key's subnet {subnet}")
+    if v6.public_ip is None:
+        raise ValueError(f"lease {kv.key}: PublicIPv6 missing")
+    return Lease(node, subnet, v6.public_ip, backend_type, backend_data, None, kv.key, kv.mod_revision, kv.lease, v6)
 
 
 def _decode_v6(key: str, data: Mapping[str, Any]) -> LeaseV6:
@@ -255,9 +274,12 @@ def encode(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def lease_value(node: str, public_ip: IPv4Address, backend_type: str, data: Mapping[str, Any],
+def lease_value(node: str, public_ip: IPv4Address | IPv6Address, backend_type: str, data: Mapping[str, Any],
                 v6: LeaseV6 | None = None) -> bytes:
-    doc = {"Node": node, "PublicIP": str(public_ip), "BackendType": backend_type, "BackendData": data}
+    """The stored value; an IPv6-only lease (``public_ip`` IPv6, ``v6`` given) has no PublicIP."""
+    doc: dict[str, Any] = {"Node": node, "BackendType": backend_type, "BackendData": data}
+    if public_ip.version == 4:
+        doc["PublicIP"] = str(public_ip)
     return encode({**doc, **v6.to_wire()} if v6 is not None else doc)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import TYPE_CHECKING, Any
 
 from pycni.cluster.agent_metrics import AgentMetrics
@@ -32,9 +32,10 @@ log = logging.getLogger("pycni.agent")
 
 
 class LeaseKeeper:
-    def __init__(self, manager: SubnetManager, node: str, public_ip: IPv4Address, backend_data: dict[str, Any], *,
-                 ttl: float, on_lease: Callable[[Lease], None], metrics: AgentMetrics,
-                 prefer: Callable[[], IPv4Network | None] = lambda: None, v6: V6Attrs | None = None) -> None:
+    def __init__(self, manager: SubnetManager, node: str, public_ip: IPv4Address | IPv6Address,
+                 backend_data: dict[str, Any], *, ttl: float, on_lease: Callable[[Lease], None], metrics: AgentMetrics,
+                 prefer: Callable[[], IPv4Network | IPv6Network | None] = lambda: None,
+                 v6: V6Attrs | None = None) -> None:
         self.manager = manager
         self.node = node
         self.public_ip = public_ip

@@ -8,7 +8,8 @@ postrouting chain::
     ip saddr <cluster> masquerade
 
 and in a dual-stack cluster the same three for its IPv6 network (``ip6``,
-multicast ff00::/8), with their own comment.
+multicast ff00::/8), with their own comment; an IPv6-only cluster
+(``cluster`` None) has only those three.
 
 Contract:
 
@@ -48,7 +49,7 @@ def _rule(expr: list[dict[str, Any]], comment: str) -> dict[str, Any]:
     return {"add": {"rule": {"family": _FAMILY, "table": TABLE, "chain": CHAIN, "expr": expr, "comment": comment}}}
 
 
-def masquerade_commands(cluster: IPv4Network, cluster6: IPv6Network | None = None) -> list[dict[str, Any]]:
+def masquerade_commands(cluster: IPv4Network | None, cluster6: IPv6Network | None = None) -> list[dict[str, Any]]:
     """One transaction: the table afresh, with the three rules of the module docstring (six with IPv6)."""
     table = {"family": _FAMILY, "name": TABLE}
     chain = {"family": _FAMILY, "table": TABLE, "name": CHAIN, "type": "nat", "hook": "postrouting",
@@ -58,7 +59,7 @@ def masquerade_commands(cluster: IPv4Network, cluster6: IPv6Network | None = Non
         {"delete": {"table": table}},
         {"add": {"table": table}},
         {"add": {"chain": chain}},
-        *_rules(cluster, IPv4Network("224.0.0.0/4"), "ip"),
+        *(_rules(cluster, IPv4Network("224.0.0.0/4"), "ip") if cluster is not None else []),
         *(_rules(cluster6, IPv6Network("ff00::/8"), "ip6") if cluster6 is not None else []),
     ]
 
@@ -74,14 +75,14 @@ def _rules(cluster: IPv4Network | IPv6Network, multicast: IPv4Network | IPv6Netw
     ]
 
 
-def ensure_masquerade(cluster: IPv4Network, cluster6: IPv6Network | None = None) -> None:
+def ensure_masquerade(cluster: IPv4Network | None, cluster6: IPv6Network | None = None) -> None:
     nft.apply_json(masquerade_commands(cluster, cluster6))
 
 
-def masquerade_in_place(cluster: IPv4Network, cluster6: IPv6Network | None = None) -> bool:
+def masquerade_in_place(cluster: IPv4Network | None, cluster6: IPv6Network | None = None) -> bool:
     """True if the table holds exactly our three rules for ``cluster`` (and three for ``cluster6``)."""
     rules = nft.rules(_FAMILY, TABLE)
-    comments = [_COMMENT.format(cluster)] * 3 + ([_COMMENT.format(cluster6)] * 3 if cluster6 is not None else [])
+    comments = [_COMMENT.format(net) for net in (cluster, cluster6) if net is not None for _ in range(3)]
     return sorted(str(r.get("comment")) for r in rules) == sorted(comments) and all(
         r.get("chain") == CHAIN for r in rules)
 

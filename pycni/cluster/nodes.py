@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
 from typing import Any, Literal
 
+from pycni.cluster.config import AnyNetwork
 from pycni.cluster.lease import SubnetState
 
 __all__ = ["NodeRow", "describe_in", "format_table", "node_rows"]
@@ -23,7 +23,7 @@ __all__ = ["NodeRow", "describe_in", "format_table", "node_rows"]
 @dataclass(frozen=True)
 class NodeRow:
     name: str
-    subnet: IPv4Network
+    subnet: AnyNetwork
     public_ip: str
     backend: str
     state: Literal["up", "expired", "removed"]

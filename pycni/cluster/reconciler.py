@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
 
 from pycni.cluster.agent_metrics import AgentMetrics
@@ -54,17 +54,19 @@ class NodeFiles:
 
 def lease_to_peer(lease: Lease) -> Peer:
     v6 = lease.v6
-    return Peer(node=lease.node, subnet=lease.subnet, public_ip=lease.public_ip,
+    subnet = lease.subnet if isinstance(lease.subnet, IPv4Network) else None  # None: an IPv6-only lease
+    public_ip = lease.public_ip if isinstance(lease.public_ip, IPv4Address) else None
+    return Peer(node=lease.node, subnet=subnet, public_ip=public_ip,
                 backend_type=lease.backend_type, backend_data=dict(lease.backend_data),
                 ipv6_subnet=v6.subnet if v6 else None, public_ipv6=v6.public_ip if v6 else None,
                 backend_v6_data=dict(v6.backend_data) if v6 else {})
 
 
 class Reconciler:
-    def __init__(self, backend: Backend, cluster: IPv4Network, files: NodeFiles, metrics: AgentMetrics, *,
+    def __init__(self, backend: Backend, cluster: IPv4Network | None, files: NodeFiles, metrics: AgentMetrics, *,
                  masquerade: bool = True, cluster6: IPv6Network | None = None) -> None:
         self.backend = backend
-        self.cluster = cluster
+        self.cluster = cluster  # None: IPv6-only
         self.cluster6 = cluster6  # dual stack: the IPv6 pod network
         self.files = files
         self.metrics = metrics
@@ -90,14 +92,15 @@ class Reconciler:
 
     def write_files(self, own: Lease) -> None:
         mtu = self.backend.pod_mtu()
-        net = NodeNetwork(name=self.files.network_name, cluster=self.cluster, subnet=own.subnet, mtu=mtu,
+        subnet = own.subnet if isinstance(own.subnet, IPv4Network) else None  # None: IPv6-only
+        net = NodeNetwork(name=self.files.network_name, cluster=self.cluster, subnet=subnet, mtu=mtu,
                           bridge=self.files.bridge, ipam_data_dir=self.files.ipam_data_dir,
                           policy_socket=self.files.policy_socket, policy_timeout=self.files.policy_timeout,
                           ipv6_subnet=own.v6.subnet if own.v6 else None)
         if write_if_changed(os.path.join(self.files.conf_dir, CONFLIST_NAME), render_conflist(net)):
             log.info("wrote %s", os.path.join(self.files.conf_dir, CONFLIST_NAME))
         ipv6 = (self.cluster6, own.v6.subnet) if self.cluster6 is not None and own.v6 is not None else None
-        env = render_subnet_env(self.cluster, own.subnet, mtu, self.backend.type, self.masquerade, ipv6=ipv6)
+        env = render_subnet_env(self.cluster, subnet, mtu, self.backend.type, self.masquerade, ipv6=ipv6)
         write_if_changed(os.path.join(self.files.run_dir, SUBNET_ENV), env)
 
     def reconcile_once(self) -> Changes | None:

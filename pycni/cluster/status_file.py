@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 __all__ = ["STATUS_FILE", "AgentStatus", "parse_status", "render_status", "write_status"]
@@ -31,7 +31,7 @@ STATUS_FILE = "agent.json"
 class AgentStatus:
     pid: int
     node: str
-    subnet: IPv4Network
+    subnet: IPv4Network | IPv6Network  # IPv6 in an IPv6-only cluster
     backend: str
     pod_mtu: int
     last_reconcile: float  # wall-clock seconds (time.time()) of the last successful reconcile pass
@@ -63,9 +63,9 @@ def parse_status(text: str) -> AgentStatus:
     if not isinstance(node, str) or not isinstance(backend, str):
         raise ValueError("node/backend: missing or not a string")
     try:
-        subnet = IPv4Network(str(doc.get("subnet")))
+        subnet = ip_network(str(doc.get("subnet")))
     except ValueError:
-        raise ValueError(f"subnet: {doc.get('subnet')!r} is not an IPv4 CIDR") from None
+        raise ValueError(f"subnet: {doc.get('subnet')!r} is not a CIDR") from None
     return AgentStatus(pid=int(number("pid")), node=node, subnet=subnet, backend=backend,
                        pod_mtu=int(number("podMTU")), last_reconcile=number("lastReconcile"),
                        resync_seconds=number("resyncSeconds"))

@@ -9,10 +9,11 @@ old gateway off its bridge.
 Contract:
 
 - ``previous_subnet(run_dir)``: the subnet of the ``subnet.env`` the agent
-  last wrote (Flannel's PrevSubnet), None without a readable one.
+  last wrote (Flannel's PrevSubnet; its IPv6 subnet in an IPv6-only
+  cluster), None without a readable one.
 - ``stranded(reservations, subnet)`` (pure): host-local's reservations of
-  the node's network outside ``subnet``, the addresses of pods the node can
-  no longer route.
+  the node's network outside ``subnet`` (of its family: IPv6 in an
+  IPv6-only cluster), the addresses of pods the node can no longer route.
 - ``foreign_gateways(addresses, cluster, subnet)`` (pure): the bridge's IPv4
   addresses shaped like the agent's gateways (the first address of a
   subnet of the cluster network, with the subnet's length) outside
@@ -38,7 +39,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_network
 from typing import TYPE_CHECKING
 
 from pycni.cluster.conflist import SUBNET_ENV, write_if_changed
@@ -55,19 +56,20 @@ log = logging.getLogger("pycni.agent")
 STRANDED_FILE = "stranded-pods.json"
 
 
-def previous_subnet(run_dir: str) -> IPv4Network | None:
-    """PYCNI_SUBNET of ``<run_dir>/subnet.env`` (written as gateway/len), or None."""
+def previous_subnet(run_dir: str) -> IPv4Network | IPv6Network | None:
+    """PYCNI_SUBNET of ``<run_dir>/subnet.env`` (written as gateway/len), else PYCNI_IPV6_SUBNET, or None."""
     try:
         with open(os.path.join(run_dir, SUBNET_ENV), encoding="utf-8") as f:
             values = dict(line.strip().split("=", 1) for line in f if "=" in line)
-        return IPv4Network(values["PYCNI_SUBNET"], strict=False)
+        return ip_network(values.get("PYCNI_SUBNET") or values["PYCNI_IPV6_SUBNET"], strict=False)
     except (OSError, KeyError, ValueError):
         return None
 
 
-def stranded(reservations: Iterable[Reservation], subnet: IPv4Network) -> list[Reservation]:
-    """The IPv4 reservations outside ``subnet``, in address order."""
-    return sorted((r for r in reservations if r.ip.version == 4 and r.ip not in subnet), key=lambda r: r.ip)
+def stranded(reservations: Iterable[Reservation], subnet: IPv4Network | IPv6Network) -> list[Reservation]:
+    """The reservations of ``subnet``'s family outside it, in address order."""
+    return sorted((r for r in reservations if r.ip.version == subnet.version and r.ip not in subnet),
+                  key=lambda r: r.ip)
 
 
 def foreign_gateways(addresses: Iterable[IPInterface], cluster: IPv4Network,
@@ -94,7 +96,7 @@ def _as_json(pods: Sequence[Reservation]) -> str:
 class LeftBehind:
     """What the node left on subnets it no longer holds; see the module docstring."""
 
-    def __init__(self, *, bridge: str, network: str, data_dir: str | None, run_dir: str, cluster: IPv4Network,
+    def __init__(self, *, bridge: str, network: str, data_dir: str | None, run_dir: str, cluster: IPv4Network | None,
                  metrics: AgentMetrics, cluster6: IPv6Network | None = None) -> None:
         self.bridge = bridge
         self.network = network
@@ -105,7 +107,8 @@ class LeftBehind:
         self.metrics = metrics
         self._reported: set[tuple[str, str]] = set()
 
-    def check(self, subnet: IPv4Network, subnet6: IPv6Network | None = None) -> list[Reservation]:
+    def check(self, subnet: IPv4Network | IPv6Network, subnet6: IPv6Network | None = None) -> list[Reservation]:
+        """``subnet`` is the lease's (IPv6 in an IPv6-only cluster), ``subnet6`` its IPv6 side."""
         self._drop_foreign_gateways(subnet, subnet6)
         pods = stranded(self._reservations(), subnet)
         for pod in pods:
@@ -128,7 +131,7 @@ class LeftBehind:
 
         return DiskStore(self.data_dir or DEFAULT_DATA_DIR, self.network).reservations()
 
-    def _drop_foreign_gateways(self, subnet: IPv4Network, subnet6: IPv6Network | None) -> None:
+    def _drop_foreign_gateways(self, subnet: IPv4Network | IPv6Network, subnet6: IPv6Network | None) -> None:
         from pycni.net.addrs import del_address, list_addresses
         from pycni.net.errors import LinkNotFound
 
@@ -137,7 +140,9 @@ class LeftBehind:
             addresses6 = list_addresses(self.bridge, 6) if self.cluster6 and subnet6 else []
         except LinkNotFound:
             return  # no bridge yet: no pod was ever attached
-        foreign: list[IPv4Interface | IPv6Interface] = [*foreign_gateways(addresses, self.cluster, subnet)]
+        foreign: list[IPv4Interface | IPv6Interface] = []
+        if self.cluster is not None and isinstance(subnet, IPv4Network):
+            foreign += foreign_gateways(addresses, self.cluster, subnet)
         if self.cluster6 is not None and subnet6 is not None:
             foreign += foreign_gateways6(addresses6, self.cluster6, subnet6)
         for address in foreign:

@@ -31,11 +31,11 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Literal
 
 from pycni.cluster.allocation import choose_subnet
-from pycni.cluster.config import ClusterConfig, subnet_key_name
+from pycni.cluster.config import AnyNetwork, ClusterConfig, subnet_key_name
 from pycni.cluster.kv import KV, KeyValue, KVError, LeaseExpired, Put
 from pycni.cluster.lease import (
     DEFAULT_PREFIX,
@@ -70,9 +70,9 @@ class _Snapshot:
 
     revision: int
     config: ClusterConfig | None
-    live: dict[IPv4Network, KeyValue]  # every subnets/ key, parsable or not: each one blocks its subnet
-    leases: dict[IPv4Network, Lease]
-    history: dict[IPv4Network, History]
+    live: dict[AnyNetwork, KeyValue]  # every subnets/ key, parsable or not: each one blocks its subnet
+    leases: dict[AnyNetwork, Lease]
+    history: dict[AnyNetwork, History]
 
 
 class SubnetManager:
@@ -114,10 +114,10 @@ class SubnetManager:
     def history_prefix(self) -> str:
         return f"{self.prefix}/history/"
 
-    def subnet_key(self, subnet: IPv4Network) -> str:
+    def subnet_key(self, subnet: AnyNetwork) -> str:
         return self.subnets_prefix + subnet_key_name(subnet)
 
-    def history_key(self, subnet: IPv4Network) -> str:
+    def history_key(self, subnet: AnyNetwork) -> str:
         return self.history_prefix + subnet_key_name(subnet)
 
     # -- config ---------------------------------------------------------------------------
@@ -178,8 +178,8 @@ class SubnetManager:
 
     # -- leases ------------------------------------------------------------------------
 
-    def acquire(self, node: str, public_ip: IPv4Address, backend_data: Mapping[str, Any], *,
-                prefer: IPv4Network | None = None, v6: V6Attrs | None = None) -> Lease:
+    def acquire(self, node: str, public_ip: IPv4Address | IPv6Address, backend_data: Mapping[str, Any], *,
+                prefer: AnyNetwork | None = None, v6: V6Attrs | None = None) -> Lease:
         """A subnet for ``node``: its current one, ``prefer``, its last one, or a free one (module doc).
 
         Raises ``NetworkFull`` when every subnet is leased or quarantined, ``ClusterNotInitialized``
@@ -187,7 +187,7 @@ class SubnetManager:
         carries the paired IPv6 subnet and ``v6`` (the node's IPv6 underlay address and backend data).
         """
         _check_node(node)
-        public_ip = IPv4Address(public_ip)
+        public_ip = ip_address(public_ip)
         data = dict(backend_data)
         encode(data)  # fails early on values that are not JSON
         lease_id = 0
@@ -196,6 +196,7 @@ class SubnetManager:
             for _ in range(_MAX_ATTEMPTS):
                 snap = self._read()
                 cfg = self._config_of(snap)
+                cfg.check_public_ip(node, public_ip)
                 now = self._clock()
                 if self._stamp_expiries(snap, now):
                     continue  # histories changed: read them again
@@ -402,7 +403,7 @@ class SubnetManager:
             log.info("lease of node %s on %s expired; quarantined for %.0fs", hist.node, hist.subnet,
                      self.quarantine)
 
-    def _claim(self, snap: _Snapshot, subnet: IPv4Network, value: bytes, node: str, public_ip: IPv4Address,
+    def _claim(self, snap: _Snapshot, subnet: AnyNetwork, value: bytes, node: str, public_ip: IPv4Address | IPv6Address,
                lease_id: int, now: float) -> int:
         hist = snap.history.get(subnet)
         return self.kv.txn(
@@ -411,7 +412,7 @@ class SubnetManager:
              Put(self.history_key(subnet), history_value(node, str(public_ip), now, None, released=False))],
         )
 
-    def _take_over(self, snap: _Snapshot, current: Lease, value: bytes, node: str, public_ip: IPv4Address,
+    def _take_over(self, snap: _Snapshot, current: Lease, value: bytes, node: str, public_ip: IPv4Address | IPv6Address,
                    lease_id: int, now: float) -> int:
         hist = snap.history.get(current.subnet)
         acquired = hist.acquired_at if hist and hist.node == node and hist.acquired_at is not None else now
@@ -463,7 +464,7 @@ class SubnetManager:
                 self._end_lease(lease_id)
             raise
 
-    def _made(self, node: str, subnet: IPv4Network, public_ip: IPv4Address, cfg: ClusterConfig,
+    def _made(self, node: str, subnet: AnyNetwork, public_ip: IPv4Address | IPv6Address, cfg: ClusterConfig,
               data: Mapping[str, Any], revision: int, lease_id: int, now: float, v6: LeaseV6 | None) -> Lease:
         return Lease(node, subnet, public_ip, cfg.backend.type, data, now + self.ttl, self.subnet_key(subnet),
                      revision, lease_id, v6)

@@ -5,7 +5,10 @@
 it; with neither, the device of the default route. Runs in the agent's
 network namespace. In a dual-stack cluster (``ipv6=True``) the underlay also
 carries the device's first global IPv6 address (or ``--public-ipv6``), and
-None when it has none: the vxlan backend then has no IPv6 overlay.
+None when it has none: the vxlan backend then has no IPv6 overlay. In an
+IPv6-only cluster (``ipv4=False``) the IPv6 address is the node's only one:
+it is required, ``ip`` is None, and with neither ``--iface`` nor
+``--public-ipv6`` the device is that of the IPv6 default route.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ __all__ = ["find_underlay"]
 
 
 def find_underlay(iface: str | None, public_ip: IPv4Address | None, *, ipv6: bool = False,
-                  public_ipv6: IPv6Address | None = None) -> Underlay:
+                  public_ipv6: IPv6Address | None = None, ipv4: bool = True) -> Underlay:
+    if not ipv4:
+        return _ipv6_only_underlay(iface, public_ipv6)
     from pycni.net import addrs, links, routes
 
     if iface is None and public_ip is not None:
@@ -35,12 +40,12 @@ def find_underlay(iface: str | None, public_ip: IPv4Address | None, *, ipv6: boo
         if iface is None:
             raise InvalidConfig("no --iface or --public-ip given and there is no default route to pick one from")
     link = links.get_link(iface)
-    ipv4 = [a for a in addrs.list_addresses(iface, 4) if isinstance(a, IPv4Interface)]
+    addresses4 = [a for a in addrs.list_addresses(iface, 4) if isinstance(a, IPv4Interface)]
     if public_ip is None:
-        if not ipv4:
+        if not addresses4:
             raise InvalidConfig(f"--iface: '{iface}' has no IPv4 address")
-        public_ip = ipv4[0].ip
-    underlay = Underlay(iface=iface, ip=public_ip, mtu=link.mtu, networks=tuple(a.network for a in ipv4))
+        public_ip = addresses4[0].ip
+    underlay = Underlay(iface=iface, ip=public_ip, mtu=link.mtu, networks=tuple(a.network for a in addresses4))
     if not ipv6:
         return underlay
     globals6 = [a for a in addrs.list_addresses(iface, 6)
@@ -48,3 +53,28 @@ def find_underlay(iface: str | None, public_ip: IPv4Address | None, *, ipv6: boo
     if public_ipv6 is None and globals6:
         public_ipv6 = globals6[0].ip
     return replace(underlay, ipv6=public_ipv6, networks6=tuple(a.network for a in globals6))
+
+
+def _ipv6_only_underlay(iface: str | None, public_ipv6: IPv6Address | None) -> Underlay:
+    from pycni.net import addrs, links, routes
+
+    if iface is None and public_ipv6 is not None:
+        for link in links.list_links():
+            if any(a.ip == public_ipv6 for a in addrs.list_addresses(link.name, 6)):
+                iface = link.name
+                break
+        else:
+            raise InvalidConfig(f"--public-ipv6: no interface carries {public_ipv6}")
+    if iface is None:
+        iface = routes.default_route_interface(6)
+        if iface is None:
+            raise InvalidConfig("no --iface or --public-ipv6 given and there is no IPv6 default route to pick one from")
+    link = links.get_link(iface)
+    globals6 = [a for a in addrs.list_addresses(iface, 6)
+                if isinstance(a, IPv6Interface) and not a.ip.is_link_local and not a.ip.is_loopback]
+    if public_ipv6 is None:
+        if not globals6:
+            raise InvalidConfig(f"--iface: '{iface}' has no global IPv6 address (an IPv6-only cluster needs one)")
+        public_ipv6 = globals6[0].ip
+    return Underlay(iface=iface, ip=None, mtu=link.mtu, networks=(), ipv6=public_ipv6,
+                    networks6=tuple(a.network for a in globals6))

@@ -90,7 +90,7 @@ def cidr_mismatch(snap: Snapshot) -> CheckResult:
     if lease is None:
         return skip(cid, f"no lease for {snap.options.node_name} (see agent-down)")
     problems: list[str] = []
-    if not lease.subnet.subnet_of(store.network):
+    if not isinstance(lease.subnet, IPv4Network) or not lease.subnet.subnet_of(store.network):
         problems.append(f"lease {lease.subnet} is outside the cluster network {store.network}")
     winner = snap.winner
     if winner is not None and winner.ranges and tuple(winner.ranges) != (lease.subnet,):

@@ -18,6 +18,8 @@ Other backends pass all three with "no bird". Routes to the peers are
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv4Network
+
 from pycni.cluster.backends.base import Peer, Underlay
 from pycni.cluster.backends.bgp_config import BgpSettings
 from pycni.cluster.backends.bgp_render import Session
@@ -66,9 +68,10 @@ def bird(snap: Snapshot) -> CheckResult:
 def _underlay(snap: Snapshot, own: LeaseView) -> Underlay:
     assert snap.node is not None
     link = snap.node.link(snap.underlay or "")
+    ip = own.public_ip if isinstance(own.public_ip, IPv4Address) else None  # bgp is IPv4-only
     if link is None:
-        return Underlay("?", own.public_ip, 0, ())
-    return Underlay(link.name, own.public_ip, link.mtu, tuple(a.network for a in link.addresses))
+        return Underlay("?", ip, 0, ())
+    return Underlay(link.name, ip, link.mtu, tuple(a.network for a in link.addresses))
 
 
 def expected_sessions(snap: Snapshot) -> tuple[tuple[Session, ...], tuple[str, ...]]:
@@ -78,7 +81,8 @@ def expected_sessions(snap: Snapshot) -> tuple[tuple[Session, ...], tuple[str, .
     assert own is not None
 
     def peer(lease: LeaseView) -> Peer:
-        return Peer(lease.node, lease.subnet, lease.public_ip, lease.backend_type)
+        return Peer(lease.node, lease.subnet if isinstance(lease.subnet, IPv4Network) else None,
+                    lease.public_ip if isinstance(lease.public_ip, IPv4Address) else None, lease.backend_type)
 
     settings = snap.store.bgp or BgpSettings()
     return plan_sessions(peer(own), [peer(lease) for lease in snap.store.leases], settings, _underlay(snap, own))

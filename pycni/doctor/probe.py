@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Sequence
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from pycni.doctor.snapshot import LeaseView, ProbeResult
 
@@ -51,7 +51,8 @@ def probe_peers(peers: Sequence[LeaseView], backend: str, pod_mtu: int | None, *
         gateway_ok = gateways[peer.node].wait() == 0 if peer.node in gateways else None
         results.append(ProbeResult(peer.node, IPv4Address(probe_target(peer, backend)), reachable, size,
                                    df_ok if reachable else None, df_error if reachable else None,
-                                   peer.subnet[1] if peer.node in gateways else None, gateway_ok))
+                                   peer.subnet[1] if peer.node in gateways and isinstance(peer.subnet, IPv4Network)
+                                   else None, gateway_ok))
     return tuple(results)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from pycni.cluster.backends.bgp_config import BgpSettings
@@ -105,8 +105,8 @@ class AgentView:
 @dataclass(frozen=True)
 class LeaseView:
     node: str
-    subnet: IPv4Network
-    public_ip: IPv4Address
+    subnet: IPv4Network | IPv6Network  # IPv6 in an IPv6-only cluster
+    public_ip: IPv4Address | IPv6Address
     backend_type: str
     vtep_mac: str | None
     pod_mtu: int | None  # published by agents since pycni doctor; None for older leases

@@ -6,7 +6,9 @@ to it: what is missing is installed, what is ours but unwanted is removed.
 Routes are ours when they carry ``pycni.cluster.owned_routes.ROUTE_PROTO``;
 FDB and neighbour entries are ours when they sit on the VXLAN device, which
 only the agent uses. The planning half is pure (``plan``) so it is tested
-without root; ``Backend.converge`` is the kernel half.
+without root; ``Backend.converge`` is the kernel half. In an IPv6-only
+cluster peers and the underlay have no IPv4 side (``subnet``, ``public_ip``,
+``ip`` None): backends plan and program only their IPv6 plane.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Underlay:
     """The node's address on the network between nodes, and the device it sits on."""
 
     iface: str
-    ip: IPv4Address
+    ip: IPv4Address | None  # None: an IPv6-only node (its address is ``ipv6``)
     mtu: int
     networks: tuple[IPv4Network, ...]  # directly connected IPv4 subnets of ``iface``
     ipv6: IPv6Address | None = None  # the node's global IPv6 address on ``iface`` (dual stack)
@@ -44,8 +46,8 @@ class Peer:
     """What a backend needs of one node's lease (its own node included)."""
 
     node: str
-    subnet: IPv4Network
-    public_ip: IPv4Address
+    subnet: IPv4Network | None  # None (and public_ip None) in an IPv6-only cluster: only the ipv6 fields are set
+    public_ip: IPv4Address | None
     backend_type: str
     backend_data: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     ipv6_subnet: IPv6Network | None = None  # dual stack: the lease's IPv6 side

@@ -62,6 +62,7 @@ class BgpBackend:
 
     def spec(self, own: Peer, peers: Iterable[Peer]) -> tuple[BirdSpec, tuple[str, ...]]:
         sessions, refused = plan_sessions(own, peers, self.settings, self.underlay)
+        assert self.underlay.ip is not None and own.subnet is not None  # the agent refuses IPv6-only on bgp
         spec = BirdSpec(node=own.node, router_id=self.underlay.ip, iface=self.underlay.iface,
                         asn=self.settings.asn, subnet=own.subnet, network=self.network, sessions=sessions,
                         log_file=self.paths.log)

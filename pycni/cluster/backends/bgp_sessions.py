@@ -52,6 +52,8 @@ def plan_sessions(own: Peer, peers: Iterable[Peer], settings: BgpSettings,
             continue
         if peer.backend_type != TYPE:
             refused.append(f"peer '{peer.node}' uses backend '{peer.backend_type}'; this node runs bgp")
+        elif peer.public_ip is None or own.public_ip is None:  # IPv6-only: the agent refuses it on bgp
+            continue
         elif _off_segment(underlay, peer.public_ip):
             refused.append(_off_segment_message(underlay, f"node '{peer.node}' ({peer.subnet})", peer.public_ip))
         else:
@@ -67,6 +69,7 @@ def plan_sessions(own: Peer, peers: Iterable[Peer], settings: BgpSettings,
             kind = "client"
         else:
             continue
+        assert peer.public_ip is not None and own.public_ip is not None  # filtered above
         passive = kind == "mesh" and peer.public_ip > own.public_ip
         sessions.append(Session(ip=peer.public_ip, kind=kind, asn=settings.asn, node=peer.node, passive=passive))
     node_ips = {p.public_ip for p in nodes} | {own.public_ip}

@@ -8,7 +8,8 @@ MTU (no encapsulation).
 
 Dual stack: a peer whose lease carries an IPv6 subnet gets a second route,
 ``<its IPv6 subnet> via <its PublicIPv6>``, under the same rule (its IPv6
-underlay address must be on a directly connected IPv6 subnet).
+underlay address must be on a directly connected IPv6 subnet). IPv6-only:
+that route alone.
 """
 
 from __future__ import annotations
@@ -42,14 +43,16 @@ class HostGwBackend:
         for peer in peers:
             if peer.node == own.node:
                 continue
-            if not any(peer.public_ip in net for net in self.underlay.networks):
-                connected = ", ".join(str(n) for n in self.underlay.networks) or "none"
-                refused.append(
-                    f"host-gw cannot reach peer '{peer.node}' ({peer.subnet}): its address {peer.public_ip} is not on "
-                    f"the same layer-2 segment as {self.underlay.iface} (connected: {connected}); use the vxlan backend"
-                )
-                continue
-            routes.add(RouteSpec(dst=peer.subnet, gw=peer.public_ip, dev=self.underlay.iface))
+            if peer.subnet is not None and peer.public_ip is not None and own.subnet is not None:
+                if not any(peer.public_ip in net for net in self.underlay.networks):
+                    connected = ", ".join(str(n) for n in self.underlay.networks) or "none"
+                    refused.append(
+                        f"host-gw cannot reach peer '{peer.node}' ({peer.subnet}): its address {peer.public_ip} is "
+                        f"not on the same layer-2 segment as {self.underlay.iface} (connected: {connected}); use the "
+                        f"vxlan backend"
+                    )
+                    continue
+                routes.add(RouteSpec(dst=peer.subnet, gw=peer.public_ip, dev=self.underlay.iface))
             if peer.ipv6_subnet is not None and own.ipv6_subnet is not None:
                 route6 = self._route6(peer, refused)
                 if route6 is not None:
@@ -71,7 +74,8 @@ class HostGwBackend:
     def converge(self, own: Peer, desired: Desired) -> Changes:
         from pycni.net.sysctl import enable_ip_forward
 
-        enable_ip_forward(4)
+        if own.subnet is not None:
+            enable_ip_forward(4)
         if own.ipv6_subnet is not None:
             enable_ip_forward(6)
         added, removed = converge_routes(desired)

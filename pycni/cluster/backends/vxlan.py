@@ -21,6 +21,9 @@ and its own MAC, published as ``BackendV6Data: {"vtepMAC"}``. Only when the
 node has an IPv6 underlay address; a peer without one gets no IPv6 entries
 and is reported. An IPv6 underlay costs 20 bytes more (70), so with it the
 pods get underlay MTU - 70 for both families.
+
+IPv6-only (peers and the node without an IPv4 side): only the IPv6 device
+and its entries; the IPv4 device is removed if an earlier config made one.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def vtep_mac(node: str) -> str:
 
 def vtep_ip(peer: Peer) -> IPv4Address:
     """The address a node's VTEP carries in the overlay: the first address of its subnet (".0")."""
+    assert peer.subnet is not None, "an IPv6-only peer has no IPv4 VTEP"
     return peer.subnet.network_address
 
 
@@ -90,15 +94,17 @@ class VxlanBackend:
         for peer in peers:
             if peer.node == own.node:
                 continue
-            mac = str(peer.backend_data.get("vtepMAC", "")).lower()
+            ipv4 = peer.subnet is not None and peer.public_ip is not None and own.subnet is not None
+            mac = str((peer.backend_data if ipv4 else peer.backend_v6_data).get("vtepMAC", "")).lower()
             if peer.backend_type != TYPE or not mac:
                 refused.append(f"peer '{peer.node}' uses backend '{peer.backend_type}' without a VTEP MAC; "
                                f"this node runs vxlan")
                 continue
-            gw = vtep_ip(peer)
-            routes.add(RouteSpec(dst=peer.subnet, gw=gw, dev=self.device, onlink=True))
-            neighbours.add((gw, mac))
-            fdb.add((mac, peer.public_ip))
+            if peer.subnet is not None and peer.public_ip is not None and own.subnet is not None:
+                gw = vtep_ip(peer)
+                routes.add(RouteSpec(dst=peer.subnet, gw=gw, dev=self.device, onlink=True))
+                neighbours.add((gw, mac))
+                fdb.add((mac, peer.public_ip))
             if own.ipv6_subnet is not None and peer.ipv6_subnet is not None:
                 self._plan_v6(peer, routes, fdb, neighbours, refused)
         return Desired(frozenset(routes), frozenset(fdb), frozenset(neighbours), tuple(refused))
@@ -121,10 +127,14 @@ class VxlanBackend:
         from pycni.net.links import delete_link
         from pycni.net.sysctl import enable_ip_forward
 
-        enable_ip_forward(4)
         added: list[str] = []
         removed: list[str] = []
-        planes = [_Plane(self.device, 4, self.underlay.ip, self.mac, IPv4Interface(f"{vtep_ip(own)}/32"))]
+        planes = []
+        if own.subnet is not None and self.underlay.ip is not None:
+            enable_ip_forward(4)
+            planes.append(_Plane(self.device, 4, self.underlay.ip, self.mac, IPv4Interface(f"{vtep_ip(own)}/32")))
+        elif delete_link(self.device, missing_ok=True):  # IPv6-only
+            removed.append(f"device {self.device}")
         if own.ipv6_subnet is not None and self.underlay.ipv6 is not None:
             enable_ip_forward(6)
             planes.append(_Plane(self.device6, 6, self.underlay.ipv6, self.mac6,

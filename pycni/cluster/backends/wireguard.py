@@ -131,6 +131,7 @@ class WireguardBackend:
         link = links.get_link(self.device)
         if link.mtu != self.pod_mtu():
             links.set_link_mtu(self.device, self.pod_mtu())
+        assert own.subnet is not None  # the agent refuses IPv6-only on wireguard
         address = IPv4Interface(f"{own.subnet.network_address}/32")
         present = addrs.list_addresses(self.device, 4)
         if address not in present:
@@ -166,7 +167,7 @@ class WireguardBackend:
         return self.setup.lease
 
     def _own_lease(self, own: Peer) -> OwnLease | None:
-        if self.setup.lease is None:
+        if self.setup.lease is None or own.subnet is None:
             return None
         try:
             return read_own(self.setup.lease, own.subnet)

@@ -88,6 +88,8 @@ def plan_wireguard(own: Peer, peers: Iterable[Peer], *, device: str, own_key: st
             refused.append(f"peer '{peer.node}' ({peer.subnet}) shares its WireGuard public key with "
                            f"{', '.join(n for n in holders if n != peer.node)}; refused until its key is unique")
             continue
+        if peer.subnet is None:  # an IPv6-only lease: the agent refuses such a cluster on wireguard
+            continue
         allowed = tuple(sorted({str(peer.subnet), f"{peer.public_ip}/32"}))
         wg_peers.add(WgPeer(public_key=key, node=peer.node, endpoint=f"{peer.public_ip}:{_port_of(peer, default_port)}",
                             allowed_ips=allowed, keepalive=keepalive, psk=psk,
