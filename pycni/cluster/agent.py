@@ -154,18 +154,21 @@ def run_agent(options: AgentOptions, stop: threading.Event, *, kv: KV | None = N
             log.error("%s", refusal)
             return 2
         underlay = find_underlay(options.iface, options.public_ip, ipv6=config.ipv6 is not None,
-                                 public_ipv6=options.public_ipv6)
+                                 public_ipv6=options.public_ipv6, ipv4=config.network is not None)
         backend = make_backend(config.backend.type, underlay, options.node_name, vni=config.backend.vni,
                                port=config.backend.port, mtu=config.backend.mtu, bgp=config.backend.bgp,
                                network=config.network, run_dir=options.files.run_dir,
                                wireguard=config.backend.wireguard, lease=LeaseAccess(store, manager.subnet_key))
-        log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name, underlay.ip,
+        log.info("node %s: underlay %s on %s (mtu %d), backend %s, pod mtu %d", options.node_name,
+                 underlay.ip or underlay.ipv6,
                  underlay.iface, underlay.mtu, backend.type, backend.pod_mtu())
         reconciler = Reconciler(backend, config.network, options.files, metrics, masquerade=options.masquerade,
                                 cluster6=config.ipv6.network if config.ipv6 else None)
         # The pod MTU rides in the lease so peers (and pycni doctor) can compare MTUs across nodes.
         lease_data = {**backend.backend_data(), "podMTU": backend.pod_mtu()}
-        keeper = LeaseKeeper(manager, options.node_name, underlay.ip, lease_data, ttl=options.lease_ttl,
+        public_ip = underlay.ip or underlay.ipv6  # IPv6-only: find_underlay made sure of an IPv6 address
+        assert public_ip is not None
+        keeper = LeaseKeeper(manager, options.node_name, public_ip, lease_data, ttl=options.lease_ttl,
                              on_lease=reconciler.set_own, metrics=metrics,
                              prefer=lambda: previous_subnet(options.files.run_dir),  # where its pods are
                              v6=lease_v6_attrs(config, underlay, backend))
