@@ -56,13 +56,15 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         "every live lease.",
     )
     add_etcd_arguments(init)
-    init.add_argument("--network", required=True, help="the pod network, e.g. 10.244.0.0/16")
-    init.add_argument("--subnet-len", type=int, default=24, help="prefix length of each node's subnet (default 24)")
+    init.add_argument("--network", help="the pod network, e.g. 10.244.0.0/16 (required unless --no-ipv4)")
+    init.add_argument("--subnet-len", type=int, help="prefix length of each node's subnet (default 24)")
     init.add_argument("--subnet-min", help="first subnet nodes may get (default: the network's second)")
     init.add_argument("--subnet-max", help="last subnet nodes may get (default: the network's last)")
     init.add_argument("--ipv6-network", metavar="CIDR", help="dual stack: the IPv6 pod network (EnableIPv6)")
     init.add_argument("--ipv6-subnet-len", type=int, metavar="N", help="prefix length of each node's IPv6 subnet "
                       "(default 64)")
+    init.add_argument("--no-ipv4", action="store_true", help="IPv6-only: no IPv4 pod network (EnableIPv4 false; "
+                      "needs --ipv6-network)")
     init.add_argument("--backend", choices=("vxlan", "host-gw", "bgp", "wireguard"), default="vxlan",
                       help="how nodes reach each other's pods (default vxlan)")
     init.add_argument("--vni", type=int, help="VXLAN network identifier (default 1)")
@@ -138,7 +140,11 @@ def config_from_args(args: argparse.Namespace) -> ClusterConfig:
     """The config the flags describe, validated with the wire format's field names in errors."""
     from pycni.cluster.config import ClusterConfig
 
-    wire: dict[str, Any] = {"Network": args.network, "SubnetLen": args.subnet_len}
+    wire: dict[str, Any] = {"EnableIPv4": False} if args.no_ipv4 else {}
+    if args.network is not None or not args.no_ipv4:
+        wire["Network"] = args.network
+    if args.subnet_len is not None:
+        wire["SubnetLen"] = args.subnet_len
     if args.subnet_min:
         wire["SubnetMin"] = args.subnet_min
     if args.subnet_max:
@@ -152,7 +158,7 @@ def config_from_args(args: argparse.Namespace) -> ClusterConfig:
     wire["Backend"] = backend
     if args.quarantine is not None:
         wire["Quarantine"] = args.quarantine
-    if args.ipv6_network is not None or args.ipv6_subnet_len is not None:  # dual stack (config_v6.py)
+    if args.ipv6_network is not None or args.ipv6_subnet_len is not None or args.no_ipv4:  # config_v6.py
         wire.update({"EnableIPv6": True, "IPv6Network": args.ipv6_network, "IPv6SubnetLen": args.ipv6_subnet_len})
     return ClusterConfig.from_wire(wire)
 
@@ -196,7 +202,7 @@ def _init(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             stored = None
         except InvalidConfig:
             stored = None  # unreadable; init_config says so unless --force
-        if not args.force:
+        if not args.force and cfg.network is not None:  # (IPv6-only: no IPv4 Network to overlap)
             overlaps = host_overlaps(cfg.network, _connected_routes(), stored.network if stored else None)
             if overlaps:
                 raise InvalidConfig(
@@ -246,12 +252,12 @@ def _show(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         1 for s in quarantined if cfg.contains(s.subnet))
     print(f"cluster {sm.prefix} at {', '.join(getattr(sm.kv, 'endpoints', []))}")
     info = [
-        ("Network", str(cfg.network)),
-        ("SubnetLen", f"{cfg.subnet_len} ({cfg.subnet_count} subnets, {cfg.first} to {cfg.last})"),
+        ("Network", str(cfg.network) if cfg.network is not None else f"{cfg.lease_network} (IPv6-only)"),
+        ("SubnetLen", f"{cfg.lease_len} ({cfg.subnet_count} subnets, {cfg.first} to {cfg.last})"),
         ("Backend", ", ".join(details)),
         ("Quarantine", f"{sm.quarantine:.0f}s"),
         ("Leases", f"{len(leased)} live, {len(quarantined)} quarantined, {free} free"),
-    ] + ([("IPv6", cfg.ipv6.describe() + ", paired with the IPv4 subnet")] if cfg.ipv6 else [])
+    ] + ([("IPv6", cfg.ipv6.describe() + ", paired with the IPv4 subnet")] if cfg.ipv6 and cfg.network else [])
     width = max(len(name) for name, _ in info)
     for name, value in info:
         print(f"  {name.ljust(width)}  {value}")
