@@ -55,12 +55,33 @@ def version_via(lab: CniLab, socket_path: Path) -> subprocess.CompletedProcess[b
     return run_shim(lab, "bridge", shim_env(lab, "VERSION", socket=str(socket_path)), b"{}")
 
 
+def kill_daemons_serving(sock: Path) -> None:
+    """SIGKILL every process whose command line names ``sock`` (a path unique to one test), by pid.
+
+    A detached daemon outlives its test: when the test fails before it stops the daemon (``--daemon``
+    slower than the timeout on a loaded machine, no pid file), nothing else ever would.
+    """
+    needle = str(sock).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 def test_daemon_mode_returns_when_ready_and_stops_cleanly_on_sigterm(lab: CniLab, short_dir: Path) -> None:
     lab.install_pycni("bridge")
     sock, pid_file, log = short_dir / "ex.sock", short_dir / "ex.pid", short_dir / "ex.log"
-    out = pycni("executor", "--daemon", "--socket", str(sock), "--pid-file", str(pid_file), "--log-file", str(log))
-    assert out.returncode == 0, out.stderr
-    pid = int(pid_file.read_text())
+    try:
+        out = pycni("executor", "--daemon", "--socket", str(sock), "--pid-file", str(pid_file), "--log-file", str(log))
+        assert out.returncode == 0, out.stderr
+        pid = int(pid_file.read_text())
+    except BaseException:
+        kill_daemons_serving(sock)
+        raise
     try:
         assert stat.S_IMODE(sock.stat().st_mode) == 0o600 and stat.S_ISSOCK(sock.stat().st_mode)
         assert os.getsid(pid) == pid or os.getsid(pid) != os.getsid(0)  # detached from our session
@@ -72,7 +93,10 @@ def test_daemon_mode_returns_when_ready_and_stops_cleanly_on_sigterm(lab: CniLab
         assert '"event": "call"' in log.read_text()
     finally:
         os.kill(pid, signal.SIGTERM)
-    wait_gone(pid)
+    try:
+        wait_gone(pid)
+    finally:
+        kill_daemons_serving(sock)  # workers too, should the supervisor have failed to stop them
     assert not sock.exists() and not pid_file.exists()
     assert '"event": "stopped"' in log.read_text()
 
