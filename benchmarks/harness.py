@@ -212,6 +212,7 @@ class Pod:
 
 
 _pod_counter = 0
+_our_netns: set[str] = set()  # made by this process and not yet deleted: all Cleanup may remove
 
 
 def new_pod(host_port: int | None = None) -> Pod:
@@ -219,6 +220,7 @@ def new_pod(host_port: int | None = None) -> Pod:
     global _pod_counter
     _pod_counter += 1
     name = f"{NETNS_PREFIX}{uuid.uuid4().hex[:10]}"
+    _our_netns.add(name)
     sh("ip", "netns", "add", name)
     sh("ip", "-n", name, "link", "set", "lo", "up")
     caps: dict[str, Any] = {}
@@ -229,6 +231,7 @@ def new_pod(host_port: int | None = None) -> Pod:
 
 def remove_pod(pod: Pod) -> None:
     sh("ip", "netns", "delete", pod.name, check=False)
+    _our_netns.discard(pod.name)
 
 
 def free_subnet() -> str:
@@ -300,24 +303,30 @@ class Cleanup:
     def run(self) -> list[str]:
         """Remove what the benchmark made; return what could not be removed."""
         leftovers: list[str] = []
-        for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
-            name = line.split()[0] if line.strip() else ""
-            if name.startswith(NETNS_PREFIX):
-                sh("ip", "netns", "delete", name, check=False)
+        for name in sorted(_our_netns):  # only ours: another run's pods may be using theirs
+            sh("ip", "netns", "delete", name, check=False)
+            _our_netns.discard(name)
         for bridge in self.bridges:
             sh("ip", "link", "delete", bridge, check=False)
         leftovers += self._remove_tagged_iptables_rules()
         leftovers += self.firewall.remove_new_shared_chains()
-        # pycni's own nft tables (portmap, firewall, masquerade) that this run created and left empty
+        # nft tables this run created (pycni's portmap, firewall and masquerade tables, iptables-nft's): removed
+        # when they hold no rule and no set element; else someone else's attachments use them now, or ours
+        # were left (said so when the rules name this run's networks)
         for table in sorted(set(sh("nft", "list", "tables", check=False).stdout.split("\n")) - self.nft_tables):
             parts = table.split()
             if len(parts) != 3:
                 continue
-            listing = sh("nft", "list", "table", parts[1], parts[2], check=False).stdout
-            if f"/{NETWORK_PREFIX}" in listing:
-                leftovers.append(f"{table} (rules of this run's attachments still in it)")
-            elif "pycni/" not in listing:  # else: another run's attachments use it now
+            listing = sh("nft", "-j", "list", "table", parts[1], parts[2], check=False).stdout
+            try:
+                objects = json.loads(listing)["nftables"]
+            except (ValueError, KeyError):
+                continue
+            in_use = any("rule" in o or o.get("set", o.get("map", {})).get("elem") for o in objects)
+            if not in_use:
                 sh("nft", "delete", "table", parts[1], parts[2], check=False)
+            elif NETWORK_PREFIX in listing:
+                leftovers.append(f"{table} (rules of this run's attachments still in it)")
         for directory in self.dirs:
             shutil.rmtree(directory, ignore_errors=True)
         links = sh("ip", "-o", "link", "show", check=False).stdout
