@@ -14,8 +14,8 @@ Contract:
 
 from __future__ import annotations
 
+import _socket  # not socket: its import builds enums (~3 ms on a cold plugin call)
 import errno
-import socket
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import Literal
 
@@ -42,7 +42,7 @@ RT_SCOPE_UNIVERSE = 0
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 
-_FAMILIES: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
+_FAMILIES: dict[int, int] = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 
 
 @record
@@ -56,14 +56,14 @@ class AddressState:
 
 
 def _states(index: int, family: Literal[4, 6] | None) -> list[AddressState]:
-    query = addr_msg(_FAMILIES[family] if family else socket.AF_UNSPEC, 0, index)
+    query = addr_msg(_FAMILIES[family] if family else _socket.AF_UNSPEC, 0, index)
     out: list[AddressState] = []
     for msg in request(query, RTM_GETADDR, NLM_F_DUMP):
         if msg["index"] != index:  # kernels without strict dump filtering send every link's
             continue
         # IFA_FLAGS carries all 32 flag bits; the header field only the low 8.
         flags = int(attr(msg, "IFA_FLAGS", msg["flags"]))
-        address = attr(msg, "IFA_ADDRESS") if msg["family"] == socket.AF_INET6 else attr(msg, "IFA_LOCAL")
+        address = attr(msg, "IFA_ADDRESS") if msg["family"] == _socket.AF_INET6 else attr(msg, "IFA_LOCAL")
         if address is None:
             address = attr(msg, "IFA_ADDRESS")
         out.append(
@@ -90,7 +90,7 @@ def list_addresses(ifname: str, family: Literal[4, 6] | None = None) -> list[IPI
 
 
 def _family(cidr: IPInterface) -> int:
-    return socket.AF_INET if isinstance(cidr, IPv4Interface) else socket.AF_INET6
+    return _socket.AF_INET if isinstance(cidr, IPv4Interface) else _socket.AF_INET6
 
 
 def _address_attrs(cidr: IPInterface) -> list[tuple[str, str]]:

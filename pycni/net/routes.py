@@ -19,8 +19,8 @@ Contract:
 
 from __future__ import annotations
 
+import _socket  # not socket: its import builds enums (~3 ms on a cold plugin call)
 import errno
-import socket
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any, Literal
 
@@ -60,7 +60,7 @@ _RTPROT_STATIC = 4  # what routes added by pycni carry (as pyroute2 and ip(8) "s
 _RTN_UNICAST = 1
 _IP6_RT_PRIO_USER = 1024
 
-_FAMILIES: dict[int, int] = {4: socket.AF_INET, 6: socket.AF_INET6}
+_FAMILIES: dict[int, int] = {4: _socket.AF_INET, 6: _socket.AF_INET6}
 
 
 @record
@@ -82,7 +82,7 @@ class RouteInfo:
 
 
 def _family(dst: IPNetwork) -> int:
-    return socket.AF_INET if dst.version == 4 else socket.AF_INET6
+    return _socket.AF_INET if dst.version == 4 else _socket.AF_INET6
 
 
 def _describe(dst: IPNetwork, gw: IPAddress | None, dev: str | None) -> str:
@@ -198,7 +198,7 @@ def replace_tagged_route(dst: IPv4Network | IPv6Network, *, gw: IPv4Address | IP
     text = f"route '{dst} via {gw} dev {dev}{' onlink' if onlink else ''}'"
     with rtnl() as ipr:
         spec: dict[str, object] = {
-            "family": socket.AF_INET if dst.version == 4 else socket.AF_INET6,
+            "family": _socket.AF_INET if dst.version == 4 else _socket.AF_INET6,
             "dst": str(dst.network_address), "dst_len": dst.prefixlen,
             "gateway": str(gw), "oif": index_of(dev), "table": RT_TABLE_MAIN, "proto": proto,
         }
@@ -212,7 +212,7 @@ def delete_listed_route(route: RouteInfo) -> bool:
     """Delete one route as ``list_routes`` reported it; False if it was already gone."""
     with rtnl() as ipr:
         spec: dict[str, object] = {
-            "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
+            "family": _socket.AF_INET if route.dst.version == 4 else _socket.AF_INET6,
             "dst": str(route.dst.network_address), "dst_len": route.dst.prefixlen,
             "table": route.table, "proto": route.protocol,
         }
@@ -239,7 +239,7 @@ def _metrics(msg: Message) -> tuple[int | None, int | None]:
 
 def _expand(msg: Message, names: dict[int, str]) -> list[RouteInfo]:
     family = int(msg["family"])
-    zero = "0.0.0.0" if family == socket.AF_INET else "::"
+    zero = "0.0.0.0" if family == _socket.AF_INET else "::"
     dst = ip_network(f"{attr(msg, 'RTA_DST', zero)}/{msg['dst_len']}", strict=False)
     table = int(attr(msg, "RTA_TABLE", msg["table"]))
     src = attr(msg, "RTA_PREFSRC")

@@ -203,7 +203,7 @@ def _encode_value(codec: str, value: Any, kind: str) -> bytes:
     if codec == "asciiz":
         return (value.encode() if isinstance(value, str) else bytes(value)) + b"\0"
     if codec == "ip":
-        from socket import inet_pton
+        from _socket import inet_pton
 
         return inet_pton(_AF_INET6 if ":" in value else _AF_INET, value)
     if codec == "l2addr":
@@ -226,7 +226,7 @@ def _decode_value(codec: str, payload: bytes) -> Any:
     if codec == "asciiz":
         return payload.split(b"\0", 1)[0].decode(errors="replace")
     if codec == "ip":
-        from socket import inet_ntop
+        from _socket import inet_ntop
 
         return inet_ntop(_AF_INET6 if len(payload) == 16 else _AF_INET, payload)
     return ":".join(f"{byte:02x}" for byte in payload)  # l2addr
