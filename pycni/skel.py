@@ -30,13 +30,13 @@ prevResult is parsed or an ADD result printed.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pycni.spec import wirejson
 from pycni.spec.errors import (
     CniError,
     DecodingFailure,
@@ -308,7 +308,7 @@ def _parse_config(data: bytes) -> dict[str, Any]:
     if not data.strip():
         raise DecodingFailure("error unmarshall network config: empty input")
     try:
-        config = json.loads(data, parse_constant=_reject_constant)
+        config = wirejson.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise DecodingFailure(f"error unmarshall network config: {exc}") from exc
     if not isinstance(config, dict):
@@ -365,7 +365,7 @@ def _call(plugin: Plugin, args: CmdArgs) -> bytes:
 
 def _dumps(obj: dict[str, Any]) -> bytes:
     """Error objects, encoded exactly as pycni.spec.result.dumps (not imported: it pulls in ipaddress)."""
-    return json.dumps(obj, indent=4).encode("utf-8")
+    return wirejson.dumps_indented(obj).encode("utf-8")
 
 
 def _under(prefix: str, msg: str) -> str:

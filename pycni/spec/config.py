@@ -21,11 +21,11 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from pycni.spec import wirejson
 from pycni.spec.errors import CniError, DecodingFailure, InvalidConfig
 from pycni.spec.readers import CONFLISTS, describe_value, join, read_object, read_str
 from pycni.spec.record import record, replace
@@ -210,7 +210,7 @@ def _reject_constant(name: str) -> Any:
 
 def _load_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(data, parse_constant=_reject_constant)
+        doc = wirejson.loads(data, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise DecodingFailure(f"failed to parse {what}: {exc}") from exc
     if not isinstance(doc, dict):
@@ -219,7 +219,7 @@ def _load_object(data: bytes, what: str) -> dict[str, Any]:
 
 
 def _encode(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return wirejson.dumps_compact(doc).encode("utf-8")
 
 
 def _read_name(doc: dict[str, Any]) -> str:

@@ -19,7 +19,6 @@ Pure: no I/O. ``dumps`` is the one canonical byte encoding for stdout/caches.
 
 from __future__ import annotations
 
-import json
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -33,6 +32,7 @@ from ipaddress import (
 )
 from typing import Any, Literal
 
+from pycni.spec import wirejson
 from pycni.spec.errors import IncompatibleVersion
 from pycni.spec.readers import RESULTS, join
 from pycni.spec.record import record, replace
@@ -173,7 +173,7 @@ def convert_result(data: Any, to_version: str, default_version: str = "") -> dic
 
 def dumps(obj: dict[str, Any]) -> bytes:
     """The canonical encoding printed by plugins: 4-space indent, no trailing newline (Go's MarshalIndent)."""
-    return json.dumps(obj, indent=4).encode("utf-8")
+    return wirejson.dumps_indented(obj).encode("utf-8")
 
 
 def _check_supported(version: str) -> None:
