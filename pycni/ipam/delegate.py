@@ -69,11 +69,11 @@ def _find(plugin_type: str, paths: Sequence[str]) -> str:
 
 def _run_in_process(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> bytes | None:
     """The delegate's stdout, run in this thread; its CniError if it failed; None if pycni lacks the type."""
-    import json
     import sys
 
     from pycni import skel
     from pycni.registry import import_plugin, load_plugin
+    from pycni.spec import wirejson
     from pycni.spec.errors import CniError
 
     try:
@@ -88,20 +88,19 @@ def _run_in_process(plugin_type: str, env: Mapping[str, str], stdin: bytes) -> b
         sys.stderr.flush()
     if outcome.exit_code == 0:
         return outcome.stdout
-    raise CniError.from_wire(json.loads(outcome.stdout))  # skel always prints an error object on failure
+    raise CniError.from_wire(wirejson.loads(outcome.stdout))  # skel always prints an error object on failure
 
 
 def ipam_add(args: CmdArgs) -> Result:
     """ADD on the IPAM delegate; its result converted to the current version."""
-    import json
-
+    from pycni.spec import wirejson
     from pycni.spec.errors import DecodingFailure
     from pycni.spec.result import Result
 
     plugin_type = ipam_type(args)
     out = delegate(plugin_type, "ADD", args)
     try:
-        data = json.loads(out)
+        data = wirejson.loads(out)
     except ValueError as exc:
         raise DecodingFailure(f"IPAM plugin {plugin_type!r} returned invalid JSON: {exc}") from exc
     return Result.from_wire(data, default_version=args.cni_version)
