@@ -6,6 +6,7 @@ import dataclasses
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -88,8 +89,9 @@ def test_the_standard_library_sees_a_dataclass() -> None:
 
 
 def test_defining_records_imports_no_dataclasses() -> None:
+    root = str(Path(__file__).resolve().parents[2])
     code = (
-        "import sys\n"
+        f"import sys; sys.path.insert(0, {root!r})\n"
         "from pycni.spec.record import record, field, replace\n"
         "@record\n"
         "class A:\n"
@@ -98,5 +100,5 @@ def test_defining_records_imports_no_dataclasses() -> None:
         "assert replace(A(1), a=2) == A(2)\n"
         "assert 'dataclasses' not in sys.modules and 'inspect' not in sys.modules\n"
     )
-    proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False, cwd=".")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
