@@ -40,12 +40,12 @@ Layout (docs/DESIGN.md "NetworkPolicy" says why):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pycni.policy.admin_match import admin_order, rules_of
 from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPolicy, TierPolicy
 from pycni.policy.admin_rules import baseline_chain_name, render_tier_chain, tier_chain_name
-from pycni.policy.membership import Membership, PeerKey
+from pycni.policy.membership import Membership, PeerKey, PodChanges
 from pycni.policy.model import Direction, Namespace, NetworkPolicy, Pod
 from pycni.policy.policy_rules import (
     CidrSet,
@@ -98,7 +98,10 @@ class NodeView:
     """What one node's agent knows: the cluster's objects and which node it is.
 
     ``pods`` are every pod with an endpoint anywhere (IPs and node set);
-    pods without IPs cannot be matched and are ignored.
+    pods without IPs cannot be matched and are ignored. ``pod_changes``
+    (optional, from a source that tracks them) lets an incremental
+    ``Compiler`` find the changed pods without a pass over all of them;
+    the ruleset never depends on it.
     """
 
     node: str
@@ -107,6 +110,7 @@ class NodeView:
     policies: Sequence[NetworkPolicy]
     admin_policies: Sequence[AdminNetworkPolicy] = ()
     baseline: BaselineAdminNetworkPolicy | None = None
+    pod_changes: PodChanges | None = field(default=None, compare=False)
 
 
 def _base_chains() -> dict[str, Chain]:
@@ -177,7 +181,7 @@ class Compiler:
                              dict[str, SetSpec]] | None = None
 
     def compile(self, view: NodeView) -> Ruleset:
-        changed = self.m.update(view.node, view.namespaces, view.pods)
+        changed = self.m.update(view.node, view.namespaces, view.pods, view.pod_changes)
         families = self.m.families
         policies = sorted(view.policies, key=lambda p: p.key)
         selected_by, same = self._selected_by(policies, changed)

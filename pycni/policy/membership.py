@@ -8,26 +8,48 @@ namespace) and every remembered peer's members follow, at a cost of the
 changed pods times the peers remembered, not of every pod. A namespace
 label change, or a different node, rebuilds everything (rare).
 
+Finding the changed pods costs a pass over every pod, unless the view
+brings ``PodChanges``: the keys that may differ since the view numbered
+``since``, from a source that tracks them (``PolicyState``). They are
+used only when ``since`` is the very view this Membership last followed;
+otherwise (a first view, a view skipped or whose compile failed) the full
+pass runs, so a wrong number can cost time, never correctness.
+
 Pods without addresses and host-network pods are never members: their
 traffic is node traffic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from pycni.policy.admin_model import AdminSubject
 from pycni.policy.model import Labels, LabelSelector, Namespace, NetworkPolicy, Pod
 from pycni.policy.ruleset import FAMILIES, Fam, ip_family
 from pycni.policy.selectors import selector_matches
 
-__all__ = ["Membership", "PeerKey"]
+__all__ = ["Membership", "PeerKey", "PodChanges"]
 
 PeerKey = tuple[str, LabelSelector | None, LabelSelector | None]  # (scope or "", podSelector, namespaceSelector)
 
 
 def _usable(pod: Pod) -> bool:
     return bool(pod.ips) and not pod.host_network
+
+
+@dataclass(frozen=True)
+class PodChanges:
+    """Which pods of a view may differ from those of an earlier one, numbered by their source.
+
+    ``keys``: every pod key added, removed or replaced since view ``since``; ``by_key``: this view's
+    pods by key (the same objects as its ``pods``); ``generation``: this view's own number.
+    """
+
+    since: int
+    generation: int
+    keys: frozenset[str]
+    by_key: Mapping[str, Pod]
 
 
 class Membership:
@@ -43,26 +65,47 @@ class Membership:
         # What the last update touched, so the compiler recomputes only that:
         self.dirty_peers: set[PeerKey] = set()  # peers that gained, lost or hold a changed pod (or are new)
         self.changed_local_namespaces: set[str] = set()  # namespaces where this node's pods changed
+        self._generation = 0  # the PodChanges.generation of the view last followed (0: none)
 
     # -- keeping up ------------------------------------------------------------------
 
-    def update(self, node: str, namespaces: Mapping[str, Namespace], pods: Iterable[Pod]) -> set[str] | None:
+    def update(self, node: str, namespaces: Mapping[str, Namespace], pods: Iterable[Pod],
+               changes: PodChanges | None = None) -> set[str] | None:
         """Follow a new view; the keys of changed pods, or None when everything was rebuilt."""
-        new = {p.key: p for p in pods if _usable(p)}
         self.dirty_peers = set()
         self.changed_local_namespaces = set()
+        generation, self._generation = self._generation, 0  # back to "unknown" until this update is done
         if node != self.node or dict(namespaces) != self.namespaces:
-            self._rebuild(node, namespaces, new)
-            return None
-        changed = {k for k, p in new.items() if self.pods.get(k) is not p}
-        changed |= {k for k in self.pods if k not in new}
+            self._rebuild(node, namespaces, {p.key: p for p in pods if _usable(p)})
+            changed = None
+        elif changes is not None and generation and changes.since == generation:
+            changed = set()
+            for key in changes.keys:
+                pod = changes.by_key.get(key)
+                if self.pods.get(key) is not (pod if pod is not None and _usable(pod) else None):
+                    changed.add(key)
+            self._follow(changed, lambda key: changes.by_key.get(key))
+        else:
+            new = {p.key: p for p in pods if _usable(p)}
+            changed = {k for k, p in new.items() if self.pods.get(k) is not p}
+            changed |= {k for k in self.pods if k not in new}
+            self._follow(changed, new.get)
+        if changes is not None:
+            self._generation = changes.generation
+        return changed
+
+    def _follow(self, changed: set[str], pod_of: Callable[[str], Pod | None]) -> None:
+        """Re-index the changed pods and move them in and out of the remembered peers."""
+        node = self.node
         for key in changed:
             old = self.pods.pop(key, None)
             if old is not None:
                 self._unindex(old)
                 if old.node == node:
                     self.changed_local_namespaces.add(old.namespace)
-            pod = new.get(key)
+            pod = pod_of(key)
+            if pod is not None and not _usable(pod):
+                pod = None
             if pod is not None:
                 self.pods[key] = pod
                 self._index(pod)
@@ -77,7 +120,6 @@ class Membership:
                 else:
                     continue
                 self.dirty_peers.add(peer)  # a member came, went or changed (its addresses may have)
-        return changed
 
     def _rebuild(self, node: str, namespaces: Mapping[str, Namespace], pods: dict[str, Pod]) -> None:
         self.node = node

@@ -9,7 +9,9 @@ stop enforcement for everyone else. ``view(node)`` is the compiler's input.
 
 The pods it gives are kept merged (Pod object + endpoints) as keys change:
 a pod nothing touched stays the very same object, which is how the
-incremental ``Compiler`` knows what it may keep.
+incremental ``Compiler`` knows what it may keep. Each view is numbered and
+names the pods changed since the one before (``PodChanges``), so the
+compiler's cost of one label change does not grow with the cluster.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pycni.policy.admin_model import AdminNetworkPolicy, BaselineAdminNetworkPol
 from pycni.policy.compile import NodeView
 from pycni.policy.endpoints import Endpoint, EndpointError, endpoints_prefix
 from pycni.policy.endpoints import decode as decode_endpoint
+from pycni.policy.membership import PodChanges
 from pycni.policy.model import Namespace, NetworkPolicy, Pod
 from pycni.policy.store import ObjectStore, StoreError
 from pycni.policy.validate import ValidationError
@@ -42,6 +45,8 @@ class PolicyState:
         self.revision = 0
         self._endpoint_keys: dict[str, set[str]] = {}  # pod key -> its endpoints' keys
         self._merged: dict[str, Pod] = {}  # pod key -> the pod with its endpoints' addresses
+        self._view_number = 0
+        self._changed: set[str] | None = None  # pod keys changed since the last view; None: not known
 
     def load(self, kvs: Iterable[KeyValue], revision: int) -> list[str]:
         """Replace everything with a snapshot; returns the keys that did not decode."""
@@ -55,6 +60,7 @@ class PolicyState:
         self._merged.clear()
         bad = [kv.key for kv in kvs if not self.put(kv)]
         self.revision = revision
+        self._changed = None  # everything may have changed
         return bad
 
     def put(self, kv: KeyValue) -> bool:
@@ -126,7 +132,8 @@ class PolicyState:
         endpoints = sorted((self.endpoints[k] for k in self._endpoint_keys.get(pod_key, ())),
                            key=lambda e: (e.container_id, e.ifname))
         if not endpoints:
-            self._merged.pop(pod_key, None)
+            if self._merged.pop(pod_key, None) is not None and self._changed is not None:
+                self._changed.add(pod_key)
             self._endpoint_keys.pop(pod_key, None)
             return
         first = endpoints[0]
@@ -135,10 +142,18 @@ class PolicyState:
         merged = replace(base, ips=ips, node=first.node)
         if self._merged.get(pod_key) != merged:
             self._merged[pod_key] = merged
+            if self._changed is not None:
+                self._changed.add(pod_key)
 
     def pods(self) -> list[Pod]:
         return list(self._merged.values())
 
     def view(self, node: str) -> NodeView:
-        return NodeView(node, dict(self.namespaces), self.pods(), list(self.policies.values()),
-                        list(self.admin_policies.values()), self.baseline)
+        """The compiler's input, numbered, with the pods changed since the previous view."""
+        since, self._view_number = self._view_number, self._view_number + 1
+        by_key = dict(self._merged)
+        changes = None if self._changed is None else PodChanges(since, self._view_number,
+                                                                frozenset(self._changed), by_key)
+        self._changed = set()
+        return NodeView(node, dict(self.namespaces), list(by_key.values()), list(self.policies.values()),
+                        list(self.admin_policies.values()), self.baseline, changes)
