@@ -28,7 +28,6 @@ from ipaddress import (
     ip_interface,
     ip_network,
 )
-from typing import Any
 
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.readers import (
@@ -47,6 +46,10 @@ from pycni.spec.readers import (
 )
 from pycni.spec.result import DNS, Route
 from pycni.spec.version import parse_version
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "IPAddress",
