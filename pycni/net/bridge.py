@@ -14,7 +14,6 @@ Contract:
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 from pycni.net.errors import LinkExists, LinkNotFound, NetError, UnsupportedKernelFeature
 from pycni.net.links import IFF_PROMISC, LinkInfo, get_link, set_link_up
@@ -25,6 +24,10 @@ from pycni.net.netlink.messages import attr, link_msg, request
 from pycni.net.netlink.wire import RTM_NEWLINK
 from pycni.net.sysctl import ensure_sysctl, iface_key
 from pycni.spec.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "BridgeVlan",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import time
 from ipaddress import IPv4Address, IPv6Address, IPv6Interface
-from typing import TYPE_CHECKING
 
 from pycni.net.addrs import add_address, list_address_states
 from pycni.net.errors import NetError
@@ -30,6 +29,7 @@ from pycni.net.links import get_link, set_link_up
 from pycni.net.routes import add_route
 from pycni.net.sysctl import ensure_sysctl, iface_key
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
 if TYPE_CHECKING:
     from pycni.spec.result import IPConfig, Result
 

@@ -16,10 +16,13 @@ Contract:
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from pycni.net.errors import NetError
 from pycni.net.netlink.errors import describe
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = [
     "enable_ip_forward",

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
 
 from pycni.net.errors import LinkExists, NetError
 from pycni.net.links import LinkInfo, delete_link, get_link, link_exists, random_ifname, set_link_up
 from pycni.net.netlink import messages
 from pycni.net.netns import NetnsRef, run_in_netns
 from pycni.net.sysctl import iface_key, write_sysctl
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["create_veth_pair"]
 
