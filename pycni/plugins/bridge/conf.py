@@ -10,7 +10,6 @@ keys are ignored. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pycni.spec.config import ipam_type_of
 from pycni.spec.errors import InvalidConfig
@@ -18,6 +17,10 @@ from pycni.spec.readers import read_bool, read_choice, read_int, read_list, read
 from pycni.spec.record import field, record
 from pycni.spec.result import DNS
 from pycni.spec.validate import IFNAME_MAX_BYTES
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["DEFAULT_BRIDGE", "MASQ_BACKENDS", "BridgeConf", "parse_conf"]
 

@@ -21,11 +21,11 @@ gateway), so the container never gets the same default route twice.
 from __future__ import annotations
 
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface, ip_network
-from typing import TYPE_CHECKING
 
 from pycni.spec.record import record, replace
 from pycni.spec.result import IPConfig, Result, Route
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
 if TYPE_CHECKING:
     from pycni.plugins.bridge.conf import BridgeConf
 

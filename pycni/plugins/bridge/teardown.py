@@ -22,14 +22,13 @@ gone); every step runs, the first error is reported.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pycni.ipam.delegate import ipam_del, ipam_gc
 from pycni.plugins.steps import Attempts, container_addresses, delete_container_link_with_addresses
 from pycni.spec.config import ipam_type_of
 from pycni.spec.errors import InvalidConfig
 from pycni.spec.record import record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
 if TYPE_CHECKING:
     from pycni.skel import CmdArgs
 

@@ -17,10 +17,9 @@ bridge vlan filtering"), which ADD reports as it is.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pycni.plugins.steps import undone_on_failure
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
 if TYPE_CHECKING:
     from pycni.net.links import LinkInfo
     from pycni.plugins.bridge.conf import BridgeConf
