@@ -26,11 +26,9 @@ see the package unfinished.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import types
-from importlib import util as importlib_util
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms, with re and enum, of a cold plugin call)
 if TYPE_CHECKING:
@@ -45,7 +43,7 @@ class _DeferredPackage(types.ModuleType):
     """pyroute2's package module before its ``__init__`` ran: the first missing attribute runs it."""
 
     def __getattr__(self, name: str) -> Any:
-        if importlib_util.find_spec(f"pyroute2.{name}") is not None:
+        if _find_spec(f"pyroute2.{name}") is not None:
             # A submodule not imported yet: ``from pyroute2 import config`` (which
             # pyroute2's own modules do) then imports it, as with any package.
             raise AttributeError(f"module 'pyroute2' has no attribute '{name}'")
@@ -69,17 +67,17 @@ def _defer_package_init() -> None:
     with _init_lock:
         if "pyroute2" in sys.modules:
             return
-        spec = importlib_util.find_spec("pyroute2")
+        spec = _find_spec("pyroute2")
         if spec is None or spec.loader is None:
             return  # not installed: the import below raises ModuleNotFoundError as usual
-        package = importlib_util.module_from_spec(spec)
+        package = _module_from_spec(spec)
         package.__class__ = _DeferredPackage
         sys.modules["pyroute2"] = package
 
 
 def pyroute2() -> Any:
     """The whole pyroute2 package (``IPRoute``, ``Conntrack``, ...), imported on first use."""
-    package = importlib.import_module("pyroute2")  # import_module: mypy wants no stubs pyroute2 doesn't ship
+    package = _import_module("pyroute2")  # import_module: mypy wants no stubs pyroute2 doesn't ship
     package.IPRoute  # noqa: B018  # finishes a deferred package
     return package
 
@@ -87,4 +85,24 @@ def pyroute2() -> Any:
 def pyroute2_module(name: str) -> Any:
     """``pyroute2.<name>`` (e.g. "netlink.rtnl.ifinfmsg"), without running pyroute2's package ``__init__``."""
     _defer_package_init()
-    return importlib.import_module(f"pyroute2.{name}")
+    return _import_module(f"pyroute2.{name}")
+
+
+# importlib.util is imported when pyroute2 is, not before: a cold plugin call that
+# never needs pyroute2 would pay ~1 ms for it (with warnings and importlib._abc).
+def _find_spec(name: str) -> Any:
+    from importlib.util import find_spec
+
+    return find_spec(name)
+
+
+def _module_from_spec(spec: Any) -> types.ModuleType:
+    from importlib.util import module_from_spec
+
+    return module_from_spec(spec)
+
+
+def _import_module(name: str) -> Any:
+    from importlib import import_module
+
+    return import_module(name)
