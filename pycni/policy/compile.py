@@ -150,6 +150,19 @@ def _peer_key(spec: PeerSet | FromPeer) -> PeerKey:
     return (spec.scope, spec.pod_selector, spec.namespace_selector)
 
 
+def _dependency(spec: SetSpec) -> tuple[str, PeerKey | str | None]:
+    """What a set's members are computed from: ("cidr", None), ("peer", its PeerKey), ("selected", the
+    policy key whose selected pods carry the named port) or ("pods", None) for all pods or a block's."""
+    if isinstance(spec, CidrSet):
+        return "cidr", None
+    source = spec if isinstance(spec, PeerSet) else spec.source
+    if isinstance(source, PeerSet | FromPeer):
+        return "peer", _peer_key(source)
+    if isinstance(source, FromSelected):
+        return "selected", source.policy_key
+    return "pods", None
+
+
 def _named_port_elements(pods: Sequence[Pod], spec: NamedPortSet) -> frozenset[str]:
     # An admin named port has no protocol of its own (""): each container port's counts.
     return frozenset(
@@ -175,6 +188,7 @@ class Compiler:
         self._tier_chains: dict[str, tuple[tuple[TierPolicy, ...], tuple[Fam, ...], Chain, tuple[SetSpec, ...]]] = {}
         # set name -> (what its members were computed from, the set)
         self._sets: dict[str, tuple[object, Set]] = {}
+        self._set_deps: dict[str, tuple[str, PeerKey | str | None]] = {}  # set name -> _dependency(its spec)
         self._selected: dict[str, tuple[NetworkPolicy, list[Pod]]] = {}
         # the NetworkPolicy part of the last compile, reused while no policy and no local pod changed
         self._section: tuple[tuple[Fam, ...], Isolating, dict[str, Pod], dict[str, Chain],
@@ -210,11 +224,10 @@ class Compiler:
                 vmaps[f"{direction.lower()}_{ip_family(ip)}"][ip] = f"goto {chain.name}"
         self._pod_chains = pod_chains
 
-        sets = {name: self._set(specs[name], changed, selected_by) for name in sorted(specs)}
+        sets = self._sets_of(specs, changed, selected_by, same)
         self._sets = {name: self._sets[name] for name in sets}
-        self.m.forget_peers_except({_peer_key(s) for s in specs.values() if isinstance(s, PeerSet)}
-                                   | {_peer_key(s.source) for s in specs.values()
-                                      if isinstance(s, NamedPortSet) and isinstance(s.source, FromPeer)})
+        self.m.forget_peers_except({key for kind, key in map(self._set_deps.__getitem__, specs)
+                                    if kind == "peer" and isinstance(key, tuple)})
         maps = {
             name: Map(name, f"{ADDR_TYPE['v6' if name.endswith('v6') else 'v4']} : verdict",
                       tuple(sorted(elements.items())))
@@ -309,6 +322,30 @@ class Compiler:
                     isolating.setdefault((pod.key, direction), []).append(policy.key)
         self._chains = chain_cache
         return isolating, local, chains, specs
+
+    def _sets_of(self, specs: dict[str, SetSpec], changed: set[str] | None, selected_by: dict[str, list[Pod]],
+                 same: bool) -> dict[str, Set]:
+        """Every set the specs name, the ones whose inputs did not change taken as they were, unexamined.
+
+        A set's name is a hash of what it stands for, so a name's dependency (``_dependency``) never
+        changes: an ipBlock's set never; a peer's when the membership marked the peer dirty; the named
+        ports of a NetworkPolicy's selected pods when its selection changed (never while ``same``);
+        the rest (all pods, pods in a block) when any pod changed. Anything else goes to ``_set``.
+        """
+        sets: dict[str, Set] = {}
+        dirty = self.m.dirty_peers
+        for name in sorted(specs):
+            kind, key = self._set_deps.get(name) or self._set_deps.setdefault(name, _dependency(specs[name]))
+            cached = self._sets.get(name) if changed is not None else None
+            if cached is not None and (kind == "cidr" or (kind == "peer" and key not in dirty)
+                                       or (kind == "selected" and same and key in self._selected)
+                                       or (kind == "pods" and not changed)):
+                sets[name] = cached[1]
+            else:
+                sets[name] = self._set(specs[name], changed, selected_by)
+        for name in [n for n in self._set_deps if n not in specs]:
+            del self._set_deps[name]
+        return sets
 
     def _set(self, spec: SetSpec, changed: set[str] | None, selected_by: dict[str, list[Pod]]) -> Set:
         cached = self._sets.get(spec.name)

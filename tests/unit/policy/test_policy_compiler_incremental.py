@@ -86,7 +86,7 @@ operations = st.lists(st.tuples(st.sampled_from(
 def test_incremental_equals_fresh_compile(ops: list[tuple[str, int, int]]) -> None:
     namespaces = {n: namespace(n, f"t{i % 2}") for i, n in enumerate(NAMES)}
     pods = {i: pod(NAMES[i % 3], i, ("web", "db", "cache")[i % 3], NODES[i % 2]) for i in range(20)}
-    policies = {p.key: p for p in POLICIES[:2]}
+    policies = {p.key: p for p in POLICIES[:3]}
     admin: dict[str, AdminNetworkPolicy] = {}
     baseline: BaselineAdminNetworkPolicy | None = None
     compiler = Compiler()
