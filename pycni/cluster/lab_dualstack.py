@@ -1,5 +1,11 @@
 """A dual-stack lab (``pycni lab up --ipv6``): IPv6 underlay addresses, an IPv6 pod network, its convergence.
 
+An IPv6-only lab (``--ipv6-only``) is the same minus every IPv4 address on
+nodes and pods: node K has only ``UNDERLAY6 ::(10+K)``, etcd listens on
+``UNDERLAY6 ::1`` (lab_state's ``etcd_endpoint``), the cluster config has
+``EnableIPv4`` false, and the agents run vxlan or host-gw over IPv6 alone.
+The underlay router and the outside world keep their IPv4 side (unused).
+
 The lab's underlay bridge gets ``UNDERLAY6 ::1`` beside its IPv4 address
 and node K ``UNDERLAY6 ::(10+K)`` on its eth0 (no duplicate address
 detection: the lab's addresses are unique by construction, and a tentative
@@ -23,12 +29,11 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 from pycni.cluster.config_v6 import Ipv6Settings
-from pycni.cluster.lab_state import LabState
+from pycni.cluster.lab_state import UNDERLAY, UNDERLAY6, LabState
 
 __all__ = ["NETWORK6", "OUTSIDE6_IP", "UNDERLAY6", "converged", "node_ipv6", "node_subnet6", "node_up", "outside_up",
            "pod_ipv6", "settings", "underlay_up"]
 
-UNDERLAY6 = IPv6Network("fd00:1ab::/64")
 NETWORK6 = IPv6Network("fd00:10:244::/56")
 OUTSIDE6_GW = IPv6Address("fd00:203::1")
 OUTSIDE6_IP = IPv6Address("fd00:203::10")
@@ -49,6 +54,8 @@ def _ip(netns: str, *args: str) -> None:
 
 
 def underlay_up(state: LabState) -> None:
+    if state.ipv6_only and state.backend not in ("vxlan", "host-gw"):
+        raise ValueError(f"an IPv6-only lab needs the vxlan or host-gw backend, not {state.backend}")
     if state.ipv6:
         _ip(state.underlay_ns, "-6", "addr", "add", f"{UNDERLAY6.network_address + 1}/64", "dev", "ul0", "nodad")
         subprocess.run(["ip", "netns", "exec", state.underlay_ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
@@ -64,6 +71,10 @@ def outside_up(state: LabState) -> None:
 
 
 def node_up(state: LabState, netns: str, index: int) -> None:
+    """Node ``index``'s underlay addresses and default routes (its eth0 is up): IPv4 unless IPv6-only, IPv6 if on."""
+    if not state.ipv6_only:
+        _ip(netns, "addr", "add", f"{UNDERLAY.network_address + 10 + index}/{UNDERLAY.prefixlen}", "dev", "eth0")
+        _ip(netns, "route", "add", "default", "via", str(state.etcd_ip))
     if state.ipv6:
         _ip(netns, "-6", "addr", "add", f"{node_ipv6(index)}/64", "dev", "eth0", "nodad")
         _ip(netns, "-6", "route", "add", "default", "via", str(UNDERLAY6.network_address + 1))

@@ -36,7 +36,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
 __all__ = [
@@ -61,6 +61,7 @@ OUTSIDE_NET = IPv4Network("203.0.113.0/24")  # TEST-NET-3: never a real destinat
 OUTSIDE_IP = IPv4Address("203.0.113.10")
 OUTSIDE_GW = IPv4Address("203.0.113.1")
 ETCD_PORT = 2379
+UNDERLAY6 = IPv6Network("fd00:1ab::/64")  # a dual-stack or IPv6-only lab's underlay (lab_dualstack)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$")
 
 
@@ -120,6 +121,7 @@ class LabState:
     pods: dict[str, PodState] = field(default_factory=dict)
     faults: list[FaultState] = field(default_factory=list)
     ipv6: bool = False  # dual stack: IPv6 underlay addresses and an IPv6 pod network (lab_dualstack)
+    ipv6_only: bool = False  # (with ipv6) no IPv4 on nodes and pods; etcd is reached over IPv6
 
     @property
     def dir(self) -> str:
@@ -143,6 +145,8 @@ class LabState:
 
     @property
     def etcd_endpoint(self) -> str:
+        if self.ipv6_only:
+            return f"http://[{UNDERLAY6.network_address + 1}]:{ETCD_PORT}"
         return f"http://{self.etcd_ip}:{ETCD_PORT}"
 
     def node_dir(self, node: str) -> str:

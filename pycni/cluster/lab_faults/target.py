@@ -81,6 +81,8 @@ class Target:
         subnet = self.lab.node_subnet(self.node)
         if subnet is None:
             raise LabError(f"node {self.node} has no subnet yet (is its agent running?)")
+        if not isinstance(subnet, IPv4Network):
+            raise LabError(f"node {self.node} has the IPv6 subnet {subnet}: lab faults need an IPv4 lab")
         return subnet
 
 
