@@ -24,14 +24,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 from typing import Any, TypeVar
 
 from pycni.cluster import lab_bgp, lab_dualstack
 from pycni.cluster.lab_state import (
     DEFAULT_NETWORK,
     DEFAULT_ROOT,
-    ETCD_PORT,
     OUTSIDE_GW,
     OUTSIDE_IP,
     OUTSIDE_NET,
@@ -113,7 +112,7 @@ class Lab:
     @classmethod
     def up(cls, nodes: int = 3, backend: str = "vxlan", *, root: str = DEFAULT_ROOT, lab_id: str | None = None,
            network: IPv4Network = DEFAULT_NETWORK, wait: float = 60.0, route_reflectors: Sequence[str] = (),
-           ipv6: bool = False) -> Lab:
+           ipv6: bool = False, ipv6_only: bool = False) -> Lab:
         """Build a lab of ``nodes`` nodes; on any failure everything made so far is removed.
 
         With ``bgp``, the underlay router runs a top-of-rack bird (lab_bgp) and the nodes a mesh, or peer
@@ -128,7 +127,8 @@ class Lab:
         lab_id = lab_id or "pl" + os.urandom(3).hex()
         if os.path.exists(os.path.join(root, lab_id)):
             raise LabError(f"lab '{lab_id}' already exists under {root}")
-        lab = cls(LabState(id=lab_id, root=root, backend=backend, network=str(network), ipv6=ipv6))
+        lab = cls(LabState(id=lab_id, root=root, backend=backend, network=str(network), ipv6=ipv6 or ipv6_only,
+                           ipv6_only=ipv6_only))
         lab.state.save()
         try:
             lab._install_plugins()
@@ -245,11 +245,10 @@ class Lab:
         lab_dualstack.outside_up(self.state)
 
     def start_etcd(self, wait: float = 20.0) -> None:
-        ip = self.state.etcd_ip
-        data_dir = os.path.join(self.state.dir, "etcd")
+        url, data_dir = self.state.etcd_endpoint, os.path.join(self.state.dir, "etcd")
         cmd = [
             "etcd", "--name", self.state.id, "--data-dir", data_dir,
-            "--listen-client-urls", f"http://{ip}:{ETCD_PORT}", "--advertise-client-urls", f"http://{ip}:{ETCD_PORT}",
+            "--listen-client-urls", url, "--advertise-client-urls", url,
             "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
             "--initial-cluster", f"{self.state.id}=http://127.0.0.1:2380", "--max-txn-ops", str(MAX_TXN_OPS),
         ]
@@ -291,7 +290,8 @@ class Lab:
         from pycni.cluster.subnets import SubnetManager
 
         bgp = lab_bgp.lab_settings(self.state.etcd_ip, route_reflectors) if backend == "bgp" else None
-        config = ClusterConfig(network=network, subnet_len=24, backend=BackendConfig(type=backend, bgp=bgp),
+        v4 = None if self.state.ipv6_only else network
+        config = ClusterConfig(network=v4, subnet_len=24, backend=BackendConfig(type=backend, bgp=bgp),
                                ipv6=lab_dualstack.settings(self.state))
         self.with_kv(lambda kv: SubnetManager(kv, PREFIX).init_config(config))
 
@@ -302,17 +302,16 @@ class Lab:
         name = check_name(name or f"n{index}", "node")
         if name in self.state.nodes:
             raise LabError(f"lab {self.state.id} already has a node '{name}'")
-        node = NodeState(name=name, index=index, netns=f"{self.state.id}-{name}", ip=str(node_ip(index)))
+        node = NodeState(name=name, index=index, netns=f"{self.state.id}-{name}",
+                         ip=str(lab_dualstack.node_ipv6(index) if self.state.ipv6_only else node_ip(index)))
         self.state.nodes[name] = node
         self._add_netns(node.netns)
         ul = self.state.underlay_ns
         port = f"v{name}"[:15]
         _ip(ul, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
         _ip(ul, "link", "set", port, "master", "ul0", "up")
-        _ip(node.netns, "addr", "add", f"{node.ip}/{UNDERLAY.prefixlen}", "dev", "eth0")
         _ip(node.netns, "link", "set", "eth0", "up")
-        lab_dualstack.node_up(self.state, node.netns, index)
-        _ip(node.netns, "route", "add", "default", "via", str(self.state.etcd_ip))
+        lab_dualstack.node_up(self.state, node.netns, index)  # its addresses and default routes
         for sub in ("net.d", "run", "ipam", "cache"):
             os.makedirs(os.path.join(self.state.node_dir(name), sub), exist_ok=True)
         self.start_agent(name)
@@ -364,7 +363,7 @@ class Lab:
         shutil.rmtree(self.state.node_dir(name), ignore_errors=True)
         self.state.save()
 
-    def node_subnet(self, name: str) -> IPv4Network | None:
+    def node_subnet(self, name: str) -> IPv4Network | IPv6Network | None:
         """The node's subnet from its subnet.env (None until the agent wrote it)."""
         path = os.path.join(self.state.node_dir(name), "run", "subnet.env")
         try:
@@ -372,13 +371,14 @@ class Lab:
                 values = dict(line.strip().split("=", 1) for line in f if "=" in line)
         except FileNotFoundError:
             return None
-        return IPv4Network(values["PYCNI_SUBNET"], strict=False)
+        text = values.get("PYCNI_SUBNET") or values.get("PYCNI_IPV6_SUBNET")  # IPv6 in an IPv6-only lab
+        return ip_network(text, strict=False) if text else None
 
-    def owned_routes(self, name: str) -> set[IPv4Network]:
+    def owned_routes(self, name: str) -> set[IPv4Network | IPv6Network]:
         """Destinations of the routes to other nodes' pods (``ip route show proto 124``; ``proto bird`` with bgp)."""
-        proto = "bird" if self.state.backend == "bgp" else "124"
-        out = _run("ip", "-n", self.state.nodes[name].netns, "-j", "-4", "route", "show", "proto", proto).stdout
-        return {IPv4Network(r["dst"]) for r in json.loads(out or "[]") if r.get("type") != "blackhole"}
+        proto, family = "bird" if self.state.backend == "bgp" else "124", "-6" if self.state.ipv6_only else "-4"
+        out = _run("ip", "-n", self.state.nodes[name].netns, "-j", family, "route", "show", "proto", proto).stdout
+        return {ip_network(r["dst"]) for r in json.loads(out or "[]") if r.get("type") != "blackhole"}
 
     def converged(self) -> bool:
         """Every node has its subnet and a route to every other node's subnet, and nothing more."""
