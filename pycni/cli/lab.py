@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     up.add_argument("--id", help="lab id (default: pl + 6 random hex digits)")
     up.add_argument("--ipv6", action="store_true", help="dual stack: IPv6 underlay addresses and pod network "
                     "fd00:10:244::/56 (vxlan and host-gw)")
+    up.add_argument("--ipv6-only", action="store_true", help="IPv6-only: nodes and pods get only IPv6 addresses, "
+                    "pod network fd00:10:244::/56 (vxlan and host-gw)")
     sub.add_parser("down", help="stop and remove everything the lab made")
     sub.add_parser("status", help="nodes, subnets, pods and their addresses")
     node = sub.add_parser("node", help="add or remove nodes").add_subparsers(dest="node_command", required=True)
@@ -145,7 +147,7 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if args.lab_command == "up":
             reflectors = [n.strip() for n in args.bgp_route_reflectors.split(",") if n.strip()]
             lab = Lab.up(args.nodes, args.backend, root=root, lab_id=args.id, network=IPv4Network(args.network),
-                         route_reflectors=reflectors, ipv6=args.ipv6)
+                         route_reflectors=reflectors, ipv6=args.ipv6, ipv6_only=args.ipv6_only)
             print(f"lab {lab.state.id} is up ({args.backend}, {args.nodes} nodes); state in {lab.state.dir}")
             _print_status(lab)
             return 0
@@ -168,7 +170,7 @@ def cmd_lab(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 apply_pod_objects(lab, args.namespace, args.name, parse_labels(args.labels),
                                   [parse_port(spec) for spec in args.port])
                 pod = lab.add_pod(args.node, args.name, namespace=args.namespace)
-                print(f"pod {pod.name} on {pod.node}: {pod.ip}{' ' + pod.ipv6 if pod.ipv6 else ''}")
+                print(f"pod {pod.name} on {pod.node}: {pod.ip}{' ' + pod.ipv6 if pod.ipv6 not in ('', pod.ip) else ''}")
             else:
                 namespace = lab.state.pods[args.name].namespace if args.name in lab.state.pods else None
                 lab.del_pod(args.name)
