@@ -111,6 +111,10 @@ class KV(Protocol):
         """Keys under ``prefix`` in key order, and the store revision of the read."""
         ...
 
+    def list_prefixes(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
+        """``list_prefix`` of each of ``prefixes``, all read at one store revision (which it returns)."""
+        ...
+
     def txn(self, checks: Sequence[tuple[str, int]], puts: Sequence[Put] = (), deletes: Sequence[str] = ()) -> int:
         """Atomically: if every ``(key, mod_revision)`` check holds (0 = absent), apply puts and deletes.
 

@@ -30,7 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Literal
 
@@ -52,9 +52,10 @@ from pycni.cluster.lease import (
     history_value,
     lease_value,
     normalize_prefix,
-    subnet_from_key,
     v6_side,
 )
+from pycni.cluster.lease_snapshot import Snapshot as _Snapshot
+from pycni.cluster.lease_snapshot import read_snapshot
 from pycni.spec.errors import InvalidConfig, TryAgainLater
 
 __all__ = ["SubnetManager"]
@@ -62,17 +63,6 @@ __all__ = ["SubnetManager"]
 log = logging.getLogger("pycni.cluster")
 
 _MAX_ATTEMPTS = 100
-
-
-@dataclass
-class _Snapshot:
-    """Everything under the prefix, read at one revision."""
-
-    revision: int
-    config: ClusterConfig | None
-    live: dict[AnyNetwork, KeyValue]  # every subnets/ key, parsable or not: each one blocks its subnet
-    leases: dict[AnyNetwork, Lease]
-    history: dict[AnyNetwork, History]
 
 
 class SubnetManager:
@@ -200,7 +190,7 @@ class SubnetManager:
                 now = self._clock()
                 if self._stamp_expiries(snap, now):
                     continue  # histories changed: read them again
-                mine = [lease for lease in snap.leases.values() if lease.node == node]
+                mine = snap.leases_of(node)
                 current = next((lease for lease in mine if cfg.contains(lease.subnet)), None)
                 if current is not None:
                     side = v6_side(cfg, current.subnet, v6)
@@ -212,7 +202,8 @@ class SubnetManager:
                         log.info("node %s keeps its subnet %s", node, current.subnet)
                         return self._made(node, current.subnet, public_ip, cfg, data, revision, lease_id, now, side)
                     continue
-                subnet = choose_subnet(cfg, snap.live, snap.history, node, quarantine=self.quarantine, now=now,
+                idle = snap.idle_history()
+                subnet = choose_subnet(cfg, snap.live, idle, node, quarantine=self.quarantine, now=now,
                                        rng=self._rng if collided else None, prefer=prefer)
                 side = v6_side(cfg, subnet, v6)
                 value = lease_value(node, public_ip, cfg.backend.type, data, side)
@@ -261,9 +252,8 @@ class SubnetManager:
             snap = self._read()
             now = self._clock()
             conflict = False
-            for subnet, lease in sorted(snap.leases.items()):
-                if lease.node != node:
-                    continue
+            for lease in sorted(snap.leases_of(node), key=lambda lease: lease.subnet):
+                subnet = lease.subnet
                 hist = snap.history.get(subnet)
                 value = history_value(node, str(lease.public_ip), hist.acquired_at if hist else None,
                                             now, released=True)
@@ -280,8 +270,8 @@ class SubnetManager:
                 log.info("released subnet %s of node %s", subnet, node)
             if conflict:
                 continue
-            for subnet, hist in sorted(snap.history.items()):
-                if hist.node != node or hist.released or subnet in snap.live:
+            for subnet, hist in sorted(snap.idle_history().items()):
+                if hist.node != node or hist.released:
                     continue
                 value = history_value(node, hist.public_ip, hist.acquired_at, hist.expired_at or now,
                                             released=True)
@@ -351,33 +341,13 @@ class SubnetManager:
     # -- internals ----------------------------------------------------------------------
 
     def _read(self) -> _Snapshot:
-        kvs, revision = self.kv.list_prefix(self.prefix + "/")
-        snap = _Snapshot(revision, None, {}, {}, {})
-        for kv in kvs:
-            if kv.key == self.config_key:
-                try:
-                    snap.config = self._parse_config(kv)
-                except InvalidConfig as exc:
-                    raise InvalidConfig(f"{exc.msg}; fix it with 'pycni cluster init --force'") from None
-            elif kv.key.startswith(self.subnets_prefix):
-                try:
-                    subnet = subnet_from_key(kv.key)
-                except ValueError:
-                    log.warning("ignoring key %s: not a subnet", kv.key)
-                    continue
-                snap.live[subnet] = kv
-                try:
-                    snap.leases[subnet] = decode_lease(kv)
-                except ValueError as exc:
-                    log.warning("subnet %s is held by a lease that does not parse: %s", subnet, exc)
-            elif kv.key.startswith(self.history_prefix):
-                try:
-                    hist = decode_history(kv)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    log.warning("ignoring unreadable history %s: %s", kv.key, exc)
-                    continue
-                snap.history[hist.subnet] = hist
-        return snap
+        def parse_config(kv: KeyValue) -> ClusterConfig:
+            try:
+                return self._parse_config(kv)
+            except InvalidConfig as exc:
+                raise InvalidConfig(f"{exc.msg}; fix it with 'pycni cluster init --force'") from None
+
+        return read_snapshot(self.kv, self.prefix, parse_config)
 
     def _config_of(self, snap: _Snapshot) -> ClusterConfig:
         if snap.config is None:
@@ -390,8 +360,8 @@ class SubnetManager:
 
     def _stamp_expiries(self, snap: _Snapshot, now: float) -> bool:
         stamped = False
-        for subnet, hist in snap.history.items():
-            if subnet not in snap.live and hist.expired_at is None and not hist.released:
+        for hist in snap.idle_history().values():
+            if hist.expired_at is None and not hist.released:
                 self._stamp(hist, now)
                 stamped = True
         return stamped

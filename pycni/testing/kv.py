@@ -110,6 +110,11 @@ class MemoryKV:
             kvs = [self._data[k] for k in sorted(self._data) if k.startswith(prefix)]
             return kvs, self._revision
 
+    def list_prefixes(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
+        with self._enter("list_prefixes"):
+            keys = sorted(self._data)
+            return [[self._data[k] for k in keys if k.startswith(prefix)] for prefix in prefixes], self._revision
+
     def txn(self, checks: Sequence[tuple[str, int]], puts: Sequence[Put] = (), deletes: Sequence[str] = ()) -> int:
         with self._enter("txn"):
             for key, revision in checks:

@@ -103,6 +103,17 @@ def test_list_prefix_is_sorted_scoped_and_revisioned(store: Store) -> None:
     assert kv.list_prefix(f"{p}/nothing/") == ([], kv.list_prefix(f"{p}/nothing/")[1])
 
 
+def test_list_prefixes_reads_each_prefix_sorted_at_one_revision(store: Store) -> None:
+    kv, p = store.kv, store.prefix
+    for key in ("x/b", "x/a", "y/c", "z/d"):
+        assert kv.create(f"{p}/{key}", key.encode())
+    (xs, ys, none, exact), revision = kv.list_prefixes([f"{p}/x/", f"{p}/y/", f"{p}/w/", f"{p}/z/d"])
+    assert [k.key for k in xs] == [f"{p}/x/a", f"{p}/x/b"]
+    assert [(k.key, k.value) for k in ys] == [(f"{p}/y/c", b"y/c")]
+    assert none == [] and [k.key for k in exact] == [f"{p}/z/d"]
+    assert revision == kv.list_prefix(f"{p}/")[1]
+
+
 def test_txn_is_all_or_nothing(store: Store) -> None:
     kv, p = store.kv, store.prefix
     assert kv.create(f"{p}/a", b"1")

@@ -186,8 +186,8 @@ class SameSnapshotKV(MemoryKV):
         self.barrier = threading.Barrier(parties)
         self.seen: set[str] = set()
 
-    def list_prefix(self, prefix: str) -> Any:
-        result = super().list_prefix(prefix)
+    def list_prefixes(self, prefixes: Any) -> Any:
+        result = super().list_prefixes(prefixes)
         me = threading.current_thread().name
         if me.startswith("racer-") and me not in self.seen:
             self.seen.add(me)
