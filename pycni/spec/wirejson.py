@@ -61,8 +61,11 @@ def loads(data: str | bytes, parse_constant: Callable[[str], Any] | None = None)
         try:
             scanner = _json.make_scanner(_ScannerContext(parse_constant))  # type: ignore[arg-type]  # duck-typed
             value, end = scanner(text, start)
-        except (StopIteration, ValueError, RecursionError):
-            pass  # json.loads raises the same error, as json.JSONDecodeError where it would
+        except Exception:
+            # json.loads raises the error (as JSONDecodeError where it would): the
+            # scanner itself cannot build one unless json.decoder is imported, and
+            # raises SystemError instead
+            pass
         else:
             if not text[end:].strip(_WHITESPACE):
                 return value

@@ -89,3 +89,20 @@ def test_success_imports_neither_json_nor_re() -> None:
     )
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_error_in_a_fresh_process_is_jsons() -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {root!r})\n"
+        "from pycni.spec.wirejson import loads\n"
+        "for text in (b'{not json', b'[1,', b'{\"a\":1} x', b''):\n"
+        "    try:\n"
+        "        loads(text)\n"
+        "    except ValueError as exc:\n"
+        "        assert type(exc).__name__ == 'JSONDecodeError', repr(exc)\n"
+        "    else:\n"
+        "        raise AssertionError(text)\n"
+    )
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
