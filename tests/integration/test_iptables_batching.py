@@ -6,7 +6,10 @@
 - ``canonical`` is what iptables prints back, for every rule the plugins write;
 - DEL removes exactly its own lines, also when another process deletes
   one of them between the read and the write;
-- each operation starts at most one read and one write process per family.
+- each operation starts at most one read and one write process per family;
+- with iptables-nft, DEL starts none and ADD (shared chains in place) one
+  restore per family (the in-process paths); the tests of the tool path
+  turn those off (``tool_path_only``).
 
 The host's tables are shared with other tests: every name here is unique,
 addresses come from the documentation ranges, and only lines that carry
@@ -30,6 +33,7 @@ from pycni.net.firewall.iptables import state as iptables_state
 from pycni.net.firewall.iptables import tool as iptables
 from pycni.net.firewall.iptables.save_restore import quote, restore
 from pycni.net.firewall.iptables.tool import Family
+from pycni.plugins.firewall import iptables_backend
 from pycni.plugins.firewall import rules as r
 from pycni.plugins.firewall.backend import Attachment
 from pycni.plugins.firewall.iptables_backend import IptablesBackend
@@ -114,6 +118,13 @@ def names() -> Iterator[Names]:
             for att in (n.att(), n.att2()):
                 backend.delete(att)
             backend.prune_bridges(lambda bridge: bridge not in (n.br0, n.br1))
+
+
+@pytest.fixture
+def tool_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The firewall backend without its iptables-nft shortcuts: every change is a save and a restore."""
+    monkeypatch.setattr(IptablesBackend, "_delete_in_process", staticmethod(lambda family, tag: False))
+    monkeypatch.setattr(IptablesBackend, "_append_in_process", lambda self, att, version: False)
 
 
 def own_lines(names: Names) -> list[str]:
@@ -201,6 +212,7 @@ def test_canonical_is_what_iptables_prints(family: Family) -> None:
 # -- DEL: exactly its own lines, also when racing -----------------------------------------
 
 
+@pytest.mark.usefixtures("tool_path_only")
 def test_delete_survives_a_concurrent_deletion(names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = IptablesBackend("CNI-ADMIN")
     backend.add(names.att())
@@ -280,6 +292,7 @@ def starts(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str]]:
     return take
 
 
+@pytest.mark.usefixtures("tool_path_only")
 def test_firewall_process_budget(names: Names, starts: Callable[[], list[str]]) -> None:
     backend = IptablesBackend("CNI-ADMIN")
     att = names.att()
@@ -295,6 +308,7 @@ def test_firewall_process_budget(names: Names, starts: Callable[[], list[str]]) 
     assert set(starts()) <= {"ip6tables-save", "iptables-save"}
 
 
+@pytest.mark.usefixtures("tool_path_only")
 def test_firewall_del_skips_a_family_holding_no_pod_rules(
     names: Names, starts: Callable[[], list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -311,6 +325,59 @@ def test_firewall_del_skips_a_family_holding_no_pod_rules(
     backend.delete(att)
     assert sorted(starts()) == ["iptables-restore", "iptables-save"]
     assert own_lines(names) == [line for line in own_lines(names) if names.cid2 not in line]
+
+
+def _needs_iptables_nft() -> None:
+    if iptables.variant(4) != "nf_tables" or iptables.variant(6) != "nf_tables":
+        pytest.skip("iptables-legacy: no in-process path")
+
+
+def test_firewall_process_budget_with_iptables_nft(names: Names, starts: Callable[[], list[str]]) -> None:
+    _needs_iptables_nft()
+    backend = IptablesBackend("CNI-ADMIN")
+    att = Attachment(names.net, names.cid, "eth0", (ip_address(names.ip4a), ip_address(names.ip6a)))  # open
+    backend.add(att)  # both families; may create the shared chains (a save and a restore each) or find them
+    backend.delete(att)
+    starts()
+    backend.add(att)  # shared chains in place: one restore per family, no save
+    assert sorted(starts()) == ["ip6tables-restore", "iptables-restore"]
+    backend.add(att)  # already there: the read-edit-write path finds nothing to change
+    assert sorted(starts()) == ["ip6tables-save", "iptables-save"]
+    before = own_lines(names)
+    starts()  # own_lines ran iptables-save
+    backend.delete(att)  # by handle, in-process
+    assert starts() == []
+    assert own_lines(names) == [line for line in before if att.tag not in line]
+    starts()
+    backend.delete(att)
+    assert starts() == []
+    backend.add(att)
+    starts()
+    assert own_lines(names) == before
+
+
+def test_in_process_delete_survives_a_concurrent_deletion(names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One of the attachment's rules deleted between the dump and the delete: the batch fails whole, read again."""
+    _needs_iptables_nft()
+    backend = IptablesBackend("CNI-ADMIN")
+    backend.add(names.att())
+    backend.add(names.att2())
+    before = own_lines(names)
+    victim = r.iptables_allow_rules(ip_address(names.ip4a), names.att().tag)[1]
+    real = iptables_backend._tagged_handles
+    reads: list[int] = []
+
+    def racing(family: Family, tag: str) -> list[int]:
+        handles = real(family, tag)
+        reads.append(family)
+        if family == 4 and reads.count(4) == 1:
+            iptables.run(4, "-t", "filter", "-D", r.CNI_FORWARD, *victim)
+        return handles
+
+    monkeypatch.setattr(iptables_backend, "_tagged_handles", racing)
+    backend.delete(names.att())
+    assert reads.count(4) == 2
+    assert own_lines(names) == [line for line in before if names.att().tag not in line]
 
 
 def test_nft_rule_verdicts_reads_iptables_nft_chains(names: Names) -> None:

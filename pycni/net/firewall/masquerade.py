@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from collections.abc import Iterable, Sequence
 from functools import partial
 from ipaddress import IPv4Interface, IPv6Interface, ip_network
@@ -171,7 +170,7 @@ def _nft_tagged() -> list[tuple[int, str]]:
 
 
 def _nft_delete(handles: Iterable[int]) -> None:
-    nft.apply_json([{"delete": {"rule": _obj(chain=MASQ_CHAIN, handle=h)}} for h in handles])
+    nft_dump.delete_rules("inet", TABLE, MASQ_CHAIN, list(handles))
 
 
 _nft_known_usable = False
@@ -235,12 +234,8 @@ def _ipt_teardown(edit: TableEdit, chain: str, addresses: Sequence[IPInterface])
 
 def _ipt_families() -> list[iptables.Family]:
     """The families whose iptables tool is installed."""
-    families: list[iptables.Family] = []
-    if shutil.which("iptables"):
-        families.append(4)
-    if shutil.which("ip6tables"):
-        families.append(6)
-    return families
+    both: tuple[iptables.Family, ...] = (4, 6)
+    return [family for family in both if iptables.installed(family)]
 
 
 # -- the operations -----------------------------------------------------------

@@ -7,8 +7,7 @@ namespace, so a plain context is safe to use from run_in_netns threads.
 Contract:
 - ``apply(script)`` runs an nft script (``add table ...`` lines) as one
   atomic transaction; failure raises NftError with nft's own message.
-  ``apply_json(commands)`` does the same for libnftables JSON commands;
-  ``delete_rules`` deletes rules by handle (any table, iptables-nft's too).
+  ``apply_json(commands)`` does the same for libnftables JSON commands.
 - ``list_json(what)`` returns the "nftables" array of ``nft -j list <what>``,
   or [] when the object does not exist (so teardown can be idempotent).
 - ``rules(family, table, chain=None)`` returns nft's JSON rule objects,
@@ -20,14 +19,12 @@ Contract:
 from __future__ import annotations
 
 import json
-import re
 import threading
 from typing import Any
 
 from pycni.net.errors import NetError
 
 _local = threading.local()
-_PLAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # needs no quoting in a script
 
 
 class NftError(NetError):
@@ -74,17 +71,6 @@ def apply_json(commands: list[dict[str, Any]]) -> None:
         raise NftError(f"nft: {str(error).strip() or 'command failed'}", json.dumps(commands)[:2000])
 
 
-def delete_rules(family: str, table: str, chain: str, handles: list[int]) -> None:
-    """Delete rules by handle in one transaction (NftError when one of them is gone: nothing is deleted then)."""
-    if not handles:
-        return
-    if _PLAIN_NAME.fullmatch(table) and _PLAIN_NAME.fullmatch(chain):
-        apply("\n".join(f"delete rule {family} {table} {chain} handle {handle}" for handle in handles))
-    else:
-        apply_json([{"delete": {"rule": {"family": family, "table": table, "chain": chain, "handle": handle}}}
-                    for handle in handles])
-
-
 def list_json(what: str) -> list[dict[str, Any]]:
     """``nft -j list <what>``; [] when the table/chain does not exist."""
     ctx = _context()
@@ -115,7 +101,6 @@ __all__ = [
     "NftError",
     "apply",
     "apply_json",
-    "delete_rules",
     "list_json",
     "rules",
     "table_exists",

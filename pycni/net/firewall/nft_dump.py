@@ -14,7 +14,8 @@ namespace ("" for a rule without comment), and [] when the table or the
 chain does not exist. ``chain_rules`` returns a ``RuleSummary`` per rule
 (also the iptables comment, the expression kinds and the verdict: what
 iptables-nft's rules are recognised by), [] likewise; ``chain_exists``
-tells a missing chain from an empty one. Other kernel errors raise ``NftError``. Pure decoding
+tells a missing chain from an empty one; ``delete_rules`` deletes rules by
+handle in one batch (no libnftables cache to build). Other kernel errors raise ``NftError``. Pure decoding
 (``parse_rule``, ``summarize_rule``) is separate from the socket round trip.
 
 Sockets: closing a netfilter netlink socket waits until the kernel has
@@ -37,12 +38,24 @@ from typing import NamedTuple
 
 from pycni.net.firewall.nft import NftError
 
-__all__ = ["FAMILIES", "RuleSummary", "chain_exists", "chain_rules", "parse_rule", "rule_comments", "summarize_rule"]
+__all__ = [
+    "FAMILIES",
+    "RuleSummary",
+    "chain_exists",
+    "chain_rules",
+    "delete_rules",
+    "parse_rule",
+    "rule_comments",
+    "summarize_rule",
+]
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETCHAIN = 4
 NFT_MSG_GETRULE = 7
+NFT_MSG_DELRULE = 8
+NFNL_MSG_BATCH_BEGIN = 0x10
+NFNL_MSG_BATCH_END = 0x11
 NFTA_CHAIN_NAME = 3
 NFTA_RULE_TABLE = 1
 NFTA_RULE_CHAIN = 2
@@ -274,6 +287,49 @@ def chain_rules(family: str, table: str, chain: str, containing: str | None = No
 def chain_exists(family: str, table: str, chain: str) -> bool:
     """Whether ``family table`` holds ``chain`` (one NFT_MSG_GETCHAIN round trip)."""
     return _dump(family, table, chain, NFT_MSG_GETCHAIN) is not None
+
+
+def _batch_message(msg_type: int, seq: int, family: int, body: bytes, flags: int = 0) -> bytes:
+    payload = _NFGENMSG.pack(family, 0, socket.htons(NFNL_SUBSYS_NFTABLES) if msg_type < 0x100 else 0) + body
+    return _HEADER.pack(_HEADER.size + len(payload), msg_type, _NLM_F_REQUEST | flags, seq, 0) + payload
+
+
+def delete_rules(family: str, table: str, chain: str, handles: list[int]) -> None:
+    """Delete rules by handle in one transaction (one nfnetlink batch): all of them, or none and NftError.
+
+    A rule already gone fails the whole batch (ENOENT): the caller reads the chain again.
+    """
+    if not handles:
+        return
+    names = _nla(NFTA_RULE_TABLE, table.encode() + b"\0") + _nla(NFTA_RULE_CHAIN, chain.encode() + b"\0")
+    delete = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELRULE
+    messages = [_batch_message(NFNL_MSG_BATCH_BEGIN, 1, 0, b"")]
+    messages += [_batch_message(delete, 2 + i, FAMILIES[family], names + _nla(NFTA_RULE_HANDLE, h.to_bytes(8, "big")),
+                                _NLM_F_ACK) for i, h in enumerate(handles)]
+    messages.append(_batch_message(NFNL_MSG_BATCH_END, 2 + len(handles), 0, b""))
+    failed = 0
+    try:
+        with _sockets.get() as sock:
+            sock.settimeout(10.0)
+            sock.send(b"".join(messages))
+            answered = 0
+            while answered < len(handles) and not failed:
+                data = sock.recv(1 << 16)
+                offset = 0
+                while offset + _HEADER.size <= len(data):
+                    length, msg_type, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
+                    if length < _HEADER.size:
+                        raise OSError(errno.EIO, "malformed netlink answer")
+                    if msg_type == _NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+                        answered += 1
+                        failed = failed or code
+                    offset += (length + 3) & ~3
+            sock.settimeout(None)
+            if failed:
+                raise OSError(failed, os.strerror(failed))  # acks may be left unread: the socket is not reused
+    except OSError as exc:
+        raise NftError(f"failed to delete rules {handles} of {family} {table} {chain}: {exc.strerror or exc}") from exc
 
 
 def _collect(sock: socket.socket) -> tuple[list[bytes], int]:

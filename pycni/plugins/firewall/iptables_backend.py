@@ -17,7 +17,7 @@ restore pair was ~10 ms of CPU and ~20 ms of wall time per pod):
 
 - DEL finds the attachment's rules in one nfnetlink dump of CNI-FORWARD
   (the tag is the comment of their ``comment`` match) and deletes them by
-  handle in one nft transaction: no tool process.
+  handle in one nfnetlink batch: no tool process.
 - ADD of an ``open`` attachment, when the dumps show the shared chains and
   both jumps in place and no rule of its tag yet, appends its rules with
   one ``iptables-restore --noflush`` and no ``iptables-save`` (the tool
@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import shutil
 from collections.abc import Callable, Collection, Sequence
 
 from pycni.net.errors import NetError
-from pycni.net.firewall import nft, nft_dump
+from pycni.net.firewall import nft_dump
 from pycni.net.firewall.iptables import tool as iptables
 from pycni.net.firewall.iptables.save_restore import quote as _quote
 from pycni.net.firewall.iptables.save_restore import restore
@@ -47,12 +46,8 @@ FILTER = "filter"
 
 
 def _families() -> list[iptables.Family]:
-    out: list[iptables.Family] = []
-    if shutil.which("iptables"):
-        out.append(4)
-    if shutil.which("ip6tables"):
-        out.append(6)
-    return out
+    both: tuple[iptables.Family, ...] = (4, 6)
+    return [family for family in both if iptables.installed(family)]
 
 
 def _family(version: int) -> iptables.Family:
@@ -232,7 +227,7 @@ class IptablesBackend:
             return False
         for _ in range(3):  # a rule deleted meanwhile fails the whole transaction: look again
             try:
-                nft.delete_rules(_NFT_FAMILY[family], FILTER, r.CNI_FORWARD, _tagged_handles(family, tag))
+                nft_dump.delete_rules(_NFT_FAMILY[family], FILTER, r.CNI_FORWARD, _tagged_handles(family, tag))
             except NetError:
                 continue
             return True

@@ -47,9 +47,25 @@ _variants: dict[str, str] = {}  # resolved binary -> "nf_tables" | "legacy"
 _usable: set[tuple[str, int]] = set()  # (resolved binary, family) that listed the nat table once
 
 
+_found: dict[tuple[str, str], str] = {}  # (binary, PATH) -> resolved path, once found
+
+
 def _resolved(family: Family) -> str | None:
-    path = shutil.which(_binary(family))
-    return None if path is None else os.path.realpath(path)
+    """The tool's binary, symlinks resolved; a find is remembered per PATH (a lookup costs ~0.2 ms per call)."""
+    binary = _binary(family)
+    key = (binary, os.environ.get("PATH", ""))
+    real = _found.get(key)
+    if real is None:
+        path = shutil.which(binary)
+        if path is None:
+            return None  # asked again next time: the tool may be installed later
+        real = _found[key] = os.path.realpath(path)
+    return real
+
+
+def installed(family: Family) -> bool:
+    """Whether ``iptables`` (4) or ``ip6tables`` (6) is on PATH."""
+    return _resolved(family) is not None
 
 
 def available(family: Family = 4) -> bool:
@@ -202,6 +218,7 @@ def list_rules(family: Family, table: str, chain: str | None = None) -> list[str
 __all__ = [
     "IptablesError",
     "available",
+    "installed",
     "list_rules",
     "nft_chains",
     "nft_rule_count",
