@@ -200,7 +200,39 @@ def _run_in_process(plugin_type: str, stdin: bytes | None) -> None:
         sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
     from pycni.plugins import run
 
-    run(plugin_type)
+    try:
+        run(plugin_type)
+    except SystemExit as exc:
+        _exit_now(exc)
+        raise
+    _exit_now(SystemExit(0))
+
+
+def _exit_now(exc: SystemExit) -> None:
+    """Exit as ``raise exc`` would, without the interpreter's teardown, when nothing is left for it to do.
+
+    Tearing down the modules of a plugin call costs ~5 ms of a cold call's
+    50 ms budget. Returns (the caller raises ``exc``: the normal exit) when
+    an atexit handler is registered, a non-daemon thread still runs (the
+    normal exit waits for it), the code is not None or an int, or flushing
+    stdout or stderr fails (the normal exit reports that). Otherwise the
+    output is flushed and the process exits with ``SystemExit``'s status.
+    """
+    import atexit
+
+    threading = sys.modules.get("threading")
+    code = exc.code
+    if atexit._ncallbacks() or (threading is not None and threading.active_count() > 1):
+        return
+    if code is not None and not isinstance(code, int):
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # what the interpreter's teardown would report: leave it to that
+            return
+    posix._exit(0 if code is None else code & 0xFF)
 
 
 def _emit(code: int, stdout: bytes, stderr: bytes) -> None:
