@@ -8,7 +8,7 @@ for the node (it is not renewing).
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import ip_network
 
 from pycni.cluster.backends.bgp import BIRD_ROUTE_PROTO
 from pycni.cluster.owned_routes import ROUTE_PROTO
@@ -90,7 +90,7 @@ def cidr_mismatch(snap: Snapshot) -> CheckResult:
     if lease is None:
         return skip(cid, f"no lease for {snap.options.node_name} (see agent-down)")
     problems: list[str] = []
-    if not isinstance(lease.subnet, IPv4Network) or not lease.subnet.subnet_of(store.network):
+    if lease.subnet.version != store.network.version or not lease.subnet.subnet_of(store.network):  # type: ignore[arg-type]
         problems.append(f"lease {lease.subnet} is outside the cluster network {store.network}")
     winner = snap.winner
     if winner is not None and winner.ranges and tuple(winner.ranges) != (lease.subnet,):
@@ -99,15 +99,18 @@ def cidr_mismatch(snap: Snapshot) -> CheckResult:
     env = snap.subnet_env
     if env is not None:
         try:
-            env_subnet = IPv4Network(env.get("PYCNI_SUBNET", ""), strict=False)
-            env_network = IPv4Network(env.get("PYCNI_NETWORK", ""))
+            v6 = "_IPV6" if store.network.version == 6 else ""  # an IPv6-only node writes only PYCNI_IPV6_*
+            env_subnet = ip_network(env.get(f"PYCNI{v6}_SUBNET", ""), strict=False)
+            env_network = ip_network(env.get(f"PYCNI{v6}_NETWORK", ""))
         except ValueError:
             problems.append(f"subnet.env is malformed: {dict(env)}")
         else:
             if env_subnet != lease.subnet:
-                problems.append(f"subnet.env says PYCNI_SUBNET={env.get('PYCNI_SUBNET')}, the lease is {lease.subnet}")
+                problems.append(f"subnet.env says PYCNI{v6}_SUBNET={env.get(f'PYCNI{v6}_SUBNET')}, the lease is "
+                                f"{lease.subnet}")
             if env_network != store.network:
-                problems.append(f"subnet.env says PYCNI_NETWORK={env_network}, the cluster network is {store.network}")
+                problems.append(f"subnet.env says PYCNI{v6}_NETWORK={env_network}, the cluster network is "
+                                f"{store.network}")
     if problems:
         return fail(cid, "the node's files do not match its lease", problems,
                     "restart the agent so it rewrites the conflist and subnet.env from its lease")
@@ -121,14 +124,15 @@ def node_ip(snap: Snapshot) -> CheckResult:
         return skip(cid, "no lease for this node (see datastore / agent-down)")
     if snap.node is None:
         return skip(cid, f"cannot list the node's addresses: {snap.errors.get('node', 'unknown error')}")
-    holders = [link.name for link in snap.node.links if any(a.ip == lease.public_ip for a in link.addresses)]
+    holders = [link.name for link in snap.node.links
+               if any(a.ip == lease.public_ip for a in link.all_addresses)]
     iface = snap.options.iface
     if holders and iface and iface not in holders:
         return fail(cid, f"the lease publishes {lease.public_ip}, which is on {holders[0]}, not on --iface {iface}",
                     [f"{iface} has no {lease.public_ip}"], "restart the agent with the --iface peers reach it by")
     if not holders:
-        present = [f"{link.name}: {', '.join(str(a) for a in link.addresses)}" for link in snap.node.links
-                   if link.addresses]
+        present = [f"{link.name}: {', '.join(str(a) for a in link.all_addresses)}"
+                   for link in snap.node.links if link.addresses or link.addresses6]
         return fail(cid, f"the lease publishes {lease.public_ip}, which no interface of this node has", present,
                     "restart the agent so it leases again with the node's current address")
     return passed(cid, f"{lease.public_ip} (published in the lease) is on {holders[0]}")
@@ -142,7 +146,8 @@ def cidr_overlap(snap: Snapshot) -> CheckResult:
         return skip(cid, "no cluster network to compare with (see datastore)")
     if snap.node is None:
         return skip(cid, f"cannot list the node's addresses and routes: {snap.errors.get('node', 'unknown error')}")
-    ours = {snap.options.bridge, f"pycni.{store.vni if store.vni is not None else 1}", "pycni-wg"}
+    vni = store.vni if store.vni is not None else 1
+    ours = {snap.options.bridge, f"pycni.{vni}", f"pycni6.{vni}", "pycni-wg"}
     if snap.winner is not None and snap.winner.bridge:
         ours.add(snap.winner.bridge)
     found = [f"{link.name}: {address}" for link in snap.node.links if link.name not in ours

@@ -32,6 +32,7 @@ OWN_TABLES = frozenset({
     ("inet", "pycni-portmap"), ("inet", "pycni-firewall"),
 })
 IP_FORWARD = "net.ipv4.ip_forward"
+IP6_FORWARD = "net.ipv6.conf.all.forwarding"  # what an IPv6-only node forwards with
 BRIDGE_NF = "net.bridge.bridge-nf-call-iptables"
 
 
@@ -43,6 +44,12 @@ def _sysctl(snap: Snapshot, cid: str, key: str) -> tuple[str | None, CheckResult
 
 def ip_forward(snap: Snapshot) -> CheckResult:
     cid = "ip-forward"
+    if snap.store is not None and snap.store.network is not None and snap.store.network.version == 6:
+        value, skipped = _sysctl(snap, cid, IP6_FORWARD)
+        if skipped or value == "1":
+            return skipped or passed(cid, f"{IP6_FORWARD} = 1 (an IPv6-only cluster)")
+        return fail(cid, "IPv6 forwarding is off: pods cannot reach other nodes or the outside",
+                    [f"{IP6_FORWARD} = {value}"], f"sysctl -w {IP6_FORWARD}=1 (and persist it in /etc/sysctl.d/)")
     value, skipped = _sysctl(snap, cid, IP_FORWARD)
     if skipped:
         return skipped

@@ -447,14 +447,15 @@ def collect_store(options: Options, timeout: float, tls: tuple[str | None, str |
     views = []
     for lease in leases:
         data = lease.backend_data
-        mac = data.get("vtepMAC") or data.get("VtepMAC")
+        v6_data = lease.v6.backend_data if lease.v6 is not None and lease.subnet.version == 6 else {}
+        mac = v6_data.get("vtepMAC") or data.get("vtepMAC") or data.get("VtepMAC")  # IPv6-only: the v6 device's
         mtu = data.get("podMTU")
         key = data.get("PublicKey")
         views.append(LeaseView(lease.node, lease.subnet, lease.public_ip, lease.backend_type,
                                str(mac) if mac else None, mtu if isinstance(mtu, int) else None,
                                key if isinstance(key, str) else None))
     backend = config.backend
-    return StoreView(error=None, network=config.network, backend_type=backend.type,
+    return StoreView(error=None, network=config.lease_network, backend_type=backend.type,
                      vxlan_port=backend.port if backend.type == "vxlan" else None,
                      vni=backend.vni if backend.type == "vxlan" else None, leases=tuple(views),
                      bgp=backend.bgp if backend.type == "bgp" else None)

@@ -13,7 +13,8 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import Literal
 
 from pycni.doctor.snapshot import FirewallView, LinkView, NodeView, PeerEntries, RouteView
 
@@ -24,7 +25,8 @@ _CHAIN_HOOKS = ("forward", "input")
 
 
 def sysctl_keys(devices: Iterable[str]) -> list[str]:
-    keys = ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.rp_filter"]
+    keys = ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.ipv4.conf.all.rp_filter",
+            "net.ipv6.conf.all.forwarding"]
     return keys + [f"net.ipv4.conf.{dev}.rp_filter" for dev in devices]
 
 
@@ -46,29 +48,37 @@ def _sysctl(key: str) -> str | None:
 
 def collect_node(vxlan_device: str | None = None) -> NodeView:
     """The node's links, routes, sysctls and counters; the overlay's entries of ``vxlan_device`` (default: the
-    agent's ``pycni.<VNI>`` device found among the links, so this needs nothing from the datastore)."""
+    agent's ``pycni.<VNI>`` device found among the links, else an IPv6-only node's ``pycni6.<VNI>``, so this needs
+    nothing from the datastore). Global IPv6 addresses and IPv6 routes are collected after the IPv4 ones."""
     from pycni.net import addrs, links, routes
 
     infos = links.list_links()
     if vxlan_device is None:
-        vxlan_device = next((i.name for i in infos if i.kind == "vxlan" and i.name.startswith("pycni.")), None)
+        vxlan_device = next((i.name for i in infos if i.kind == "vxlan" and i.name.startswith("pycni.")), None) or (
+            next((i.name for i in infos if i.kind == "vxlan" and i.name.startswith("pycni6.")), None))
     names = {info.index: info.name for info in infos}
     views = []
     for info in infos:
         addresses = tuple(a for a in addrs.list_addresses(info.name, 4) if isinstance(a, IPv4Interface))
+        addresses6 = tuple(a for a in addrs.list_addresses(info.name, 6)
+                           if isinstance(a, IPv6Interface) and not a.ip.is_link_local and not a.ip.is_loopback)
         views.append(LinkView(name=info.name, kind=info.kind, mtu=info.mtu, mac=info.mac.lower(), up=info.up,
-                              addresses=addresses, master=names.get(info.master) if info.master else None))
+                              addresses=addresses, addresses6=addresses6,
+                              master=names.get(info.master) if info.master else None))
     route_views = tuple(
         RouteView(dst=r.dst, gw=r.gw if isinstance(r.gw, IPv4Address) else None, dev=r.dev, protocol=r.protocol)
-        for r in routes.list_routes(family=4) if isinstance(r.dst, IPv4Network))
+        for r in routes.list_routes(family=4) if isinstance(r.dst, IPv4Network)) + tuple(
+        RouteView(dst=r.dst, gw=r.gw if isinstance(r.gw, IPv6Address) else None, dev=r.dev, protocol=r.protocol)
+        for r in routes.list_routes(family=6) if isinstance(r.dst, IPv6Network) and not r.dst.is_link_local)
     entries = None
     if vxlan_device is not None and vxlan_device in names.values():
         from pycni.net import vxlan
 
+        family: Literal[4, 6] = 6 if vxlan_device.startswith("pycni6.") else 4
         entries = PeerEntries(
-            fdb=frozenset((e.mac, e.dst) for e in vxlan.list_fdb(vxlan_device) if isinstance(e.dst, IPv4Address)),
-            neighbours=frozenset((n.ip, n.mac) for n in vxlan.list_neighbours(vxlan_device)
-                                 if n.permanent and isinstance(n.ip, IPv4Address)))
+            fdb=frozenset((e.mac, e.dst) for e in vxlan.list_fdb(vxlan_device) if e.dst is not None),
+            neighbours=frozenset((n.ip, n.mac) for n in vxlan.list_neighbours(vxlan_device, family)
+                                 if n.permanent))
     devices = [v.name for v in views if v.kind in ("bridge", "vxlan") or v.addresses]
     sysctls = {key: _sysctl(key) for key in sysctl_keys(devices)}
     count = _read("/proc/sys/net/netfilter/nf_conntrack_count")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import Any
 
 from pycni.cluster.backends.bgp_config import BgpSettings
@@ -118,7 +118,7 @@ class StoreView:
     """The datastore as seen from this node: the cluster config and every lease, or why not."""
 
     error: str | None  # set when etcd could not be reached or refused us
-    network: IPv4Network | None = None
+    network: IPv4Network | IPv6Network | None = None  # the network leases cut: IPv6 in an IPv6-only cluster
     backend_type: str | None = None
     vxlan_port: int | None = None
     vni: int | None = None
@@ -134,15 +134,20 @@ class LinkView:
     mac: str
     up: bool
     addresses: tuple[IPv4Interface, ...] = ()
+    addresses6: tuple[IPv6Interface, ...] = ()  # global IPv6 addresses (an IPv6-only node's underlay)
     master: str | None = None
     managed_by: str | None = None  # NetworkManager/networkd when known to manage it
     tx_checksum: bool | None = None  # tx-checksum-ip-generic, when known
 
+    @property
+    def all_addresses(self) -> tuple[IPv4Interface | IPv6Interface, ...]:
+        return (*self.addresses, *self.addresses6)
+
 
 @dataclass(frozen=True)
 class RouteView:
-    dst: IPv4Network
-    gw: IPv4Address | None
+    dst: IPv4Network | IPv6Network
+    gw: IPv4Address | IPv6Address | None
     dev: str
     protocol: int
 
@@ -151,8 +156,8 @@ class RouteView:
 class PeerEntries:
     """The VXLAN device's FDB entries (MAC, dst) and permanent neighbours (IP, MAC)."""
 
-    fdb: frozenset[tuple[str, IPv4Address]] = frozenset()
-    neighbours: frozenset[tuple[IPv4Address, str]] = frozenset()
+    fdb: frozenset[tuple[str, IPv4Address | IPv6Address]] = frozenset()  # IPv6 on an IPv6-only node's device
+    neighbours: frozenset[tuple[IPv4Address | IPv6Address, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -231,12 +236,12 @@ class SyntheticResult:
 @dataclass(frozen=True)
 class ProbeResult:
     peer: str
-    target: IPv4Address
+    target: IPv4Address | IPv6Address
     reachable: bool
     df_size: int | None  # payload of the don't-fragment ping; None when not tried
     df_ok: bool | None
     df_error: str | None = None  # what ping said when the big ping failed ("local error: message too long, ...")
-    gateway: IPv4Address | None = None  # vxlan: the peer's pod gateway, pinged besides its VTEP
+    gateway: IPv4Address | IPv6Address | None = None  # vxlan: the peer's pod gateway, pinged besides its VTEP
     gateway_ok: bool | None = None
 
 
@@ -274,10 +279,11 @@ class Snapshot:
 
     @property
     def vxlan_device(self) -> str | None:
-        """The agent's VXLAN device (``pycni.<VNI>``) when the cluster runs vxlan."""
+        """The agent's VXLAN device (``pycni.<VNI>``; ``pycni6.<VNI>`` if IPv6-only) when the cluster runs vxlan."""
         if self.store is None or self.store.backend_type != "vxlan":
             return None
-        return f"pycni.{self.store.vni if self.store.vni is not None else 1}"
+        family = "6" if self.store.network is not None and self.store.network.version == 6 else ""
+        return f"pycni{family}.{self.store.vni if self.store.vni is not None else 1}"
 
     @property
     def underlay(self) -> str | None:
@@ -290,6 +296,6 @@ class Snapshot:
         lease = self.own_lease
         if lease is not None:
             for link in self.node.links:
-                if any(a.ip == lease.public_ip for a in link.addresses):
+                if any(a.ip == lease.public_ip for a in link.all_addresses):
                     return link.name
         return next((r.dev for r in self.node.routes if r.dst.prefixlen == 0), None)
