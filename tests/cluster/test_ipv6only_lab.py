@@ -20,6 +20,7 @@ from pycni.cluster.lab_dualstack import NETWORK6, OUTSIDE6_IP, UNDERLAY6, node_i
 from pycni.cluster.lease import Lease
 from pycni.cluster.subnets import SubnetManager
 from tests.cluster.conftest import _missing, leftovers
+from tests.doctor.faults import HOST_WIDE
 from tests.support.wait import wait_until
 
 
@@ -125,3 +126,14 @@ def test_del_releases_the_pods_address(lab: Lab) -> None:
     assert pod.ip in os.listdir(reservations)
     lab.del_pod("n1-gone")
     assert pod.ip not in os.listdir(reservations)
+
+
+def test_doctor_finds_an_ipv6_only_node_healthy(lab: Lab) -> None:
+    """``pycni lab doctor`` (probes on: pings and a don't-fragment ping at pod MTU - 48 over IPv6)."""
+    proc = subprocess.run([sys.executable, "-m", "pycni", "lab", "--root", lab.state.root, "--lab", lab.state.id,
+                           "doctor", "n1", *(f"--ignore={cid}" for cid in sorted(HOST_WIDE))],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    passed = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("✔")}
+    assert {"datastore", "cidr-mismatch", "node-ip", "ip-forward", "peer-state", "vtep-mac", "mtu"} <= passed
+    assert "1 peer(s) answer pings" in proc.stdout
