@@ -42,6 +42,7 @@ __all__ = [
     "FAMILIES",
     "RuleSummary",
     "chain_exists",
+    "chain_expressions",
     "chain_rules",
     "delete_rules",
     "parse_rule",
@@ -282,6 +283,15 @@ def chain_rules(family: str, table: str, chain: str, containing: str | None = No
         wanted = containing.encode()
         messages = [message for message in messages if wanted in message]
     return [summarize_rule(message) for message in messages]
+
+
+def chain_expressions(family: str, table: str, chain: str) -> list[bytes]:
+    """Each rule's expressions as the kernel encodes them (no handle, no position): what a rule does, comparable."""
+    found = []
+    for message in _dump(family, table, chain) or []:
+        found.append(b"".join(payload for kind, payload in _attributes(message, _HEADER.size + _NFGENMSG.size)
+                              if kind == NFTA_RULE_EXPRESSIONS))
+    return found
 
 
 def chain_exists(family: str, table: str, chain: str) -> bool:
