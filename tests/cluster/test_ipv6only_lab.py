@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pycni.cluster.config import ClusterConfig
+from pycni.cluster.conflist import render_subnet_env
 from pycni.cluster.lab import Lab
 from pycni.cluster.lab_dualstack import NETWORK6, OUTSIDE6_IP, UNDERLAY6, node_ipv6
 from pycni.cluster.lease import Lease
@@ -137,3 +138,39 @@ def test_doctor_finds_an_ipv6_only_node_healthy(lab: Lab) -> None:
     passed = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("✔")}
     assert {"datastore", "cidr-mismatch", "node-ip", "ip-forward", "peer-state", "vtep-mac", "mtu"} <= passed
     assert "1 peer(s) answer pings" in proc.stdout
+
+
+def _leases(lab: Lab) -> dict[str, object]:
+    return lab.with_kv(lambda kv: {lease.node: lease.subnet for lease in SubnetManager(kv, "/pycni").list_leases()[0]})
+
+
+def _bridge_addresses(lab: Lab, node: str) -> list[IPv6Address]:
+    out = lab.exec(node, ["ip", "-j", "-6", "addr", "show", "dev", "cni0"]).stdout
+    return [IPv6Address(a["local"]) for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
+
+
+def test_a_node_that_loses_its_subnet_moves_and_reports_its_stranded_pod(lab: Lab) -> None:
+    """Last in the module: it changes the lab. n2's lease is released by mistake while its agent is down and
+    n3, whose subnet.env says it held that subnet, takes it: n2 moves to a new IPv6 subnet, takes the old
+    gateway off its bridge and reports its pod left on the old one; new pods on both reach each other."""
+    old = lab.node_subnet("n2")
+    assert isinstance(old, IPv6Network)
+    lab.stop_agent("n2")
+    lab.with_kv(lambda kv: SubnetManager(kv, "/pycni").release("n2"))
+    n3_run = Path(lab.state.node_dir("n3")) / "run"
+    n3_run.mkdir(parents=True)
+    (n3_run / "subnet.env").write_text(render_subnet_env(None, None, 1430, lab.state.backend, ipv6=(NETWORK6, old)))
+    lab.add_node("n3", wait=0)
+    wait_until(lambda: _leases(lab).get("n3") == old, 60, "n3 to lease n2's old subnet", step=0.5)
+    lab.start_agent("n2")
+    wait_until(lambda: _leases(lab).get("n2") not in (None, old), 60, "n2 to lease another subnet", step=0.5)
+    lab.wait_ready(60)
+    wait_until(lambda: not any(ip in old for ip in _bridge_addresses(lab, "n2")), 30,
+               "n2 to take the old IPv6 gateway off its bridge", step=0.5)
+    stranded = Path(lab.state.node_dir("n2")) / "run" / "stranded-pods.json"
+    wait_until(stranded.exists, 30, "n2 to report its stranded pod", step=0.5)
+    assert [p["ip"] for p in json.loads(stranded.read_text())] == [lab.state.pods["n2-p1"].ip]
+    mover, owner = lab.add_pod("n2", "n2-p2"), lab.add_pod("n3", "n3-p1")
+    assert IPv6Address(owner.ip) in old and IPv6Address(mover.ip) not in old
+    wait_until(lambda: lab.ping("n2-p2", owner.ip) and lab.ping("n1-p1", owner.ip) and lab.ping("n3-p1", mover.ip),
+               30, "IPv6 pings between the moved node, the new owner and n1", step=1)
