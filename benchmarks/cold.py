@@ -10,6 +10,10 @@ interleaved call by call so the machine's load hits them alike:
   (the bridge exists: the first pod's ADD, which creates it, is not counted);
 - ``python -I -S -c pass``: the floor, the cost of starting the interpreter.
 
+``--reference DIR`` adds a third variant in the same run: the same shims
+importing pycni from another source tree (``git archive <commit> pycni |
+tar -x -C DIR``), to compare a change with what it started from.
+
 Each figure is the median wall time and the median CPU time (user + system of
 the process, from its rusage), and pycni's ratio against Go. ``--imports`` also
 prints the modules a cold bridge ADD imports that cost most (``python -X
@@ -39,6 +43,7 @@ from benchmarks.harness import (
     GO_PLUGIN_DIR,
     NETWORK_PREFIX,
     PATH,
+    REPO_ROOT,
     Cleanup,
     Pod,
     bridge_plugin,
@@ -84,10 +89,27 @@ class Chain:
         return timed([os.path.join(self.plugin_dir, "bridge")], env, json.dumps(conf).encode())
 
 
-def measure(calls: int, cleanup: Cleanup, shim_dir: Path) -> dict[str, dict[str, list[float]]]:
+def reference_shims(shim_dir: Path, ref_dir: Path, reference: Path) -> None:
+    """The shims of ``shim_dir`` again in ``ref_dir``, importing pycni from the source tree ``reference``."""
+    from pycni.shimfile import patch_config, read_cshim_config
+
+    for name in ("bridge", "host-local"):
+        binary = (shim_dir / name).read_bytes()
+        config = read_cshim_config(binary)
+        if config is None:
+            raise RuntimeError(f"{shim_dir / name} is not a C shim: --reference needs a C compiler")
+        roots = [str(reference), *(root for root in config["root"] if root != str(REPO_ROOT))]
+        (ref_dir / name).write_bytes(patch_config(binary, name, config["python"][0], roots, config["socket"][0]))
+        (ref_dir / name).chmod(0o755)
+
+
+def measure(calls: int, cleanup: Cleanup, shim_dir: Path, ref_dir: Path | None) -> dict[str, dict[str, list[float]]]:
     """Per figure and variant, the wall and CPU seconds of every call."""
     chains = {"go": Chain(cleanup, "go", GO_PLUGIN_DIR, {}), "pycni": Chain(cleanup, "py", str(shim_dir), _NO_EXECUTOR)}
     version = {"go": [os.path.join(GO_PLUGIN_DIR, "bridge")], "pycni": [str(shim_dir / "bridge")]}
+    if ref_dir is not None:
+        chains["reference"] = Chain(cleanup, "rf", str(ref_dir), _NO_EXECUTOR)
+        version["reference"] = [str(ref_dir / "bridge")]
     request = b'{"cniVersion":"1.1.0"}'
     spent: dict[str, dict[str, list[float]]] = {}
 
@@ -97,7 +119,7 @@ def measure(calls: int, cleanup: Cleanup, shim_dir: Path) -> dict[str, dict[str,
         slot["cpu"].append(cpu)
 
     for i in range(-1, calls):  # call -1 creates the bridges and warms the page cache: not counted
-        order = ["go", "pycni"] if i % 2 == 0 else ["pycni", "go"]
+        order = list(chains) if i % 2 == 0 else list(reversed(chains))
         for variant in order:
             wall, cpu, _ = timed(version[variant], {"PATH": PATH, "CNI_COMMAND": "VERSION", **chains[variant].env},
                                  request)
@@ -119,7 +141,7 @@ def measure(calls: int, cleanup: Cleanup, shim_dir: Path) -> dict[str, dict[str,
     return spent
 
 
-def import_costs(shim_dir: Path, cleanup: Cleanup, calls: int, top: int = 15) -> list[tuple[str, float]]:
+def import_costs(shim_dir: Path, cleanup: Cleanup, calls: int) -> list[tuple[str, float]]:
     """The top-level modules a cold bridge ADD imports, by their minimum cumulative import time (ms)."""
     from pycni.shimfile import import_roots
 
@@ -143,7 +165,7 @@ def import_costs(shim_dir: Path, cleanup: Cleanup, calls: int, top: int = 15) ->
             if match:
                 name, cumulative = match.group(2), int(match.group(1)) / 1000
                 best[name] = min(best.get(name, cumulative), cumulative)
-    return sorted(best.items(), key=lambda item: -item[1])[:top]
+    return sorted(best.items(), key=lambda item: -item[1])
 
 
 def main() -> int:
@@ -151,6 +173,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=30, help="calls per figure and variant (default 30)")
     parser.add_argument("--imports", action="store_true", help="also list the costliest imports of a cold ADD")
     parser.add_argument("--json", help="write the figures to this file too")
+    parser.add_argument("--reference", type=Path, help="a pycni source tree to measure too (see the docstring)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root (network namespaces, a bridge)", file=sys.stderr)
@@ -160,7 +183,11 @@ def main() -> int:
     try:
         shim_dir = cleanup.tmpdir()
         install_shims(shim_dir, ["bridge", "host-local"])
-        spent = measure(args.calls, cleanup, shim_dir)
+        ref_dir = None
+        if args.reference is not None:
+            ref_dir = cleanup.tmpdir()
+            reference_shims(shim_dir, ref_dir, args.reference.resolve())
+        spent = measure(args.calls, cleanup, shim_dir, ref_dir)
         imports = import_costs(shim_dir, cleanup, min(args.calls, 10)) if args.imports else []
     finally:
         leftovers = cleanup.run()
@@ -174,12 +201,19 @@ def main() -> int:
         target = f"<= {TARGETS_MS[figure]:.0f}" if figure in TARGETS_MS else ""
         print(f"{figure:<16}{go['wall']:>9.1f}{go['cpu']:>7.1f}{py['wall']:>12.1f}{py['cpu']:>7.1f}"
               f"{py['wall'] / go['wall']:>11.2f}x{target:>9}")
+    if args.reference is not None:
+        print(f"reference tree {args.reference}, same run:")
+        for figure in ("VERSION", "bridge ADD", "bridge DEL"):
+            ref, py = medians[f"{figure}|reference"], medians[f"{figure}|pycni"]
+            print(f"{figure:<16}{'':>9}{'':>7}{ref['wall']:>12.1f}{ref['cpu']:>7.1f}"
+                  f"   pycni/reference wall {py['wall'] / ref['wall']:.2f}x, CPU {py['cpu'] / ref['cpu']:.2f}x")
     floor = medians["python -I -S|floor"]
     print(f"{'python -I -S':<16}{'':>9}{'':>7}{floor['wall']:>12.1f}{floor['cpu']:>7.1f}"
           f"   (pycni VERSION = {medians['VERSION|pycni']['wall'] / floor['wall']:.2f}x a bare interpreter)")
     if imports:
         print("\ncostliest top-level imports of a cold bridge ADD (min cumulative ms, python -X importtime):")
-        for name, ms in imports:
+        print(f"  {sum(ms for _, ms in imports):7.1f}  all {len(imports)} together (interpreter start-up's included)")
+        for name, ms in imports[:15]:
             print(f"  {ms:7.1f}  {name}")
     if args.json:
         Path(args.json).write_text(json.dumps({"medians_ms": medians, "imports_ms": imports}, indent=2))
