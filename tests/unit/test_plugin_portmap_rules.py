@@ -115,6 +115,14 @@ def test_repeated_add_replaces_own_elements_and_adds_no_rules() -> None:
     assert len(deletes) == 9 and all(TAG not in line for line in deletes)  # deleted by key
 
 
+def test_add_on_a_complete_table_declares_nothing_again() -> None:
+    script = nft.render_forward(kernel_state(), ATT, [V4, V6], conf())
+    declarations = ("add table", "add chain", "add map", "add set")
+    assert not [line for line in script.splitlines() if line.startswith(declarations)]
+    empty = nft.render_forward(nft.TableState(), ATT, [V4, V6], conf()).splitlines()
+    assert empty[0] == "add table inet pycni-portmap" and sum(line.startswith("add map") for line in empty) == 4
+
+
 def test_changed_conditions_replace_the_network_rules() -> None:
     script = nft.render_forward(kernel_state(), ATT, [V4], conf(conditions_v4=("iifname", "eth9")))
     lines = script.splitlines()

@@ -293,17 +293,21 @@ def render_forward(state: TableState, att: Attachment, targets: Sequence[FamilyT
     tag = att.tag
     wanted = desired_elements(nid, tag, targets, conf)
     _check_conflicts(state, wanted, tag)
-    lines = [f"add table {_T}"]
-    for chain in (HOSTIP_CHAIN, HOSTPORTS_CHAIN, MASQ_CHAIN):
-        lines.append(f"add chain {_T} {chain}")
-    for chain, spec in _BASE_CHAINS:
-        lines.append(f"add chain {_T} {chain} {{ {spec} }}")
     present = {(r.chain, r.comment) for r in state.rules}
-    for chain, body in _BASE_RULES:
-        comment = f"{BASE_TAG}: {body}"
-        if (chain, _clip(comment)) not in present:
-            lines.append(f"add rule {_T} {chain} {body} {_comment(comment)}")
-    lines += _set_decls(nid)
+    missing_base = [(chain, body) for chain, body in _BASE_RULES
+                    if (chain, _clip(f"{BASE_TAG}: {body}")) not in present]
+    lines = []
+    # The base rules jump to every chain, so with all of them and this network's sets read back, the
+    # declarations would change nothing: left out, the transaction is a few lines instead of twenty.
+    if not state.exists or missing_base or not set(_set_names(nid).values()) <= state.sets:
+        lines.append(f"add table {_T}")
+        for chain in (HOSTIP_CHAIN, HOSTPORTS_CHAIN, MASQ_CHAIN):
+            lines.append(f"add chain {_T} {chain}")
+        for chain, spec in _BASE_CHAINS:
+            lines.append(f"add chain {_T} {chain} {{ {spec} }}")
+        for chain, body in missing_base:
+            lines.append(f"add rule {_T} {chain} {body} {_comment(f'{BASE_TAG}: {body}')}")
+        lines += _set_decls(nid)
     expected = _network_rules(nid, att.network, conf)
     expected_ids = {(chain, comment) for chain, _body, comment in expected}
     for rule in state.rules:
