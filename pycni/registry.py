@@ -24,7 +24,7 @@ strings, so it imports no plugin.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from pycni.spec import version_info
 from pycni.spec.version_info import SUPPORTED_VERSIONS
@@ -147,14 +147,14 @@ def plugin_info(plugin_type: str, request: bytes) -> bytes:
 
 def import_plugin(plugin_type: str) -> ModuleType:
     """Import the module that implements ``plugin_type`` (LookupError, or the import's own error)."""
-    return importlib.import_module(registration(plugin_type).module)
+    return _import_module(registration(plugin_type).module)
 
 
 def _lazy(module: str, function: str) -> Callable[[CmdArgs], Any]:
     """``module.function``, imported when the handler is first called."""
 
     def handler(args: CmdArgs) -> Any:
-        return getattr(importlib.import_module(module), function)(args)
+        return getattr(_import_module(module), function)(args)
 
     handler.__name__ = handler.__qualname__ = function
     return handler
@@ -182,3 +182,9 @@ def load_plugin(plugin_type: str) -> Plugin:
         )
         _loaded[plugin_type] = plugin
     return plugin
+
+
+def _import_module(name: str) -> ModuleType:
+    """``importlib.import_module`` for an absolute name, without importing importlib (and warnings) on the cold path."""
+    __import__(name)
+    return sys.modules[name]
