@@ -127,3 +127,16 @@ def test_an_answer_reads_back_as_pyroute2_reads_it() -> None:
     assert answer.get_attr("IFA_LABEL") == "x"
     assert answer.get_attr("IFA_LOCAL") is None
     assert answer.get_attr("IFA_CACHEINFO") is None  # not known here: pyroute2 decodes it
+
+
+def test_a_value_of_another_shape_is_left_to_pyroute2_or_read_as_text() -> None:
+    from ipaddress import ip_address
+
+    as_object = messages.addr_msg(2, 24, 5, [("IFA_ADDRESS", ip_address("10.1.2.3"))])
+    as_text = messages.addr_msg(2, 24, 5, [("IFA_ADDRESS", "10.1.2.3")])
+    for msg in (as_object, as_text):
+        messages._set_header(msg, RTM_NEWADDR, 0)
+        msg.encode()
+    assert as_object.data == as_text.data
+    with pytest.raises(Unencodable):
+        messages.link_msg(5, attrs=[("IFLA_MTU", "not a number")]).encode()

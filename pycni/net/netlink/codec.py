@@ -10,7 +10,8 @@ Contract:
 - ``encode()`` puts the whole message (netlink header included) in
   ``msg.data``, the same bytes pyroute2 encodes. A name this module does
   not know raises ``Unencodable`` before anything is sent: the caller then
-  encodes the message with pyroute2 (``messages.request`` does).
+  encodes the message with pyroute2 (``messages.request`` does); so does
+  a value of a shape it does not handle.
 - ``RtMessage.decoded(kind, raw)`` reads one answer: header fields, and
   ``get_attr(name)`` for the attributes known here (addresses as text, as
   pyroute2 gives them); any other name is asked of pyroute2's own decoding
@@ -123,7 +124,12 @@ class RtMessage:
     # -- encoding ------------------------------------------------------------------
 
     def encode(self) -> None:
-        body = _encode_message(self.kind, self.fields)
+        try:
+            body = _encode_message(self.kind, self.fields)
+        except Unencodable:
+            raise
+        except Exception as exc:  # a value of a shape not handled here: pyroute2 may take it
+            raise Unencodable(str(exc)) from exc
         header = self.header
         self.data = (
             HEADER.pack(
@@ -208,9 +214,10 @@ def _encode_value(codec: str, value: Any, kind: str) -> bytes:
     if codec == "ip":
         from _socket import inet_pton
 
-        return inet_pton(_AF_INET6 if ":" in value else _AF_INET, value)
+        text = str(value)
+        return inet_pton(_AF_INET6 if ":" in text else _AF_INET, text)
     if codec == "l2addr":
-        return bytes(int(part, 16) for part in value.split(":"))
+        return bytes(int(part, 16) for part in str(value).split(":"))
     if codec == "ifinfmsg":
         return _encode_message("ifinfmsg", value)
     if codec == "info_data":
