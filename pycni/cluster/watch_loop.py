@@ -12,8 +12,11 @@ the store's watch from that listing's revision. Events are neither lost nor repe
 
 A changed lease (same subnet, new public IP or backend data) comes as ``removed`` (old) then
 ``added`` (new). Seeing a lease removed and not replaced, it has the manager stamp the expiry that
-starts the subnet's quarantine (``SubnetManager.note_expiry``) on a timer thread a random 0.1-1 s
-later: off the watch's path, and a little later on each node, so the nodes don't all read at once.
+starts the subnet's quarantine (``SubnetManager.note_expiry``) a random 0.1-1 s later, on one
+daemon thread per process (``_Later``): off the watch's path, and a little later on each node, so
+the nodes don't all read at once. (A ``threading.Timer`` per removal made the watch wait for a thread
+to start before passing the removal on: with 200 simulated nodes in one process, 200 thread starts
+queued on the interpreter lock.)
 
 This is the one loop that follows leases: the agent's ``PeerWatcher`` runs it, and so do the tests
 and the convergence benchmark. The diffing itself is the pure ``LeaseWatcher``'s.
@@ -21,10 +24,13 @@ and the convergence benchmark. The diffing itself is the pure ``LeaseWatcher``'s
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import random
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 from pycni.cluster.kv import Compacted, KVError, KVUnavailable
 from pycni.cluster.lease import Lease
@@ -66,7 +72,37 @@ def watch_leases(manager: SubnetManager, stop: threading.Event, *, known: Iterab
 def _noticing(manager: SubnetManager, events: list[LeaseEvent], watcher: LeaseWatcher) -> Iterator[LeaseEvent]:
     for event in events:
         if event.type == "removed" and event.lease.key not in watcher.known:
-            timer = threading.Timer(random.uniform(0.1, 1.0), manager.note_expiry, args=(event.lease,))
-            timer.daemon = True
-            timer.start()
+            _later.call(random.uniform(0.1, 1.0), manager.note_expiry, event.lease)
         yield event
+
+
+class _Later:
+    """Calls run a given delay from now, in order, on one daemon thread started on first use."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Callable[[Lease], None], Lease]] = []
+        self._order = itertools.count()  # ties in time keep their order (and never compare callables)
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def call(self, delay: float, function: Callable[[Lease], None], lease: Lease) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + delay, next(self._order), function, lease))
+            if self._thread is None or not self._thread.is_alive():  # (a forked child has no thread)
+                self._thread = threading.Thread(target=self._run, name="pycni-lease-expiries", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, function, lease = heapq.heappop(self._due)
+            try:
+                function(lease)
+            except Exception:  # best effort, as note_expiry is: the thread must outlive a failed call
+                log.exception("noting the expiry of %s failed", lease.subnet)
+
+
+_later = _Later()
