@@ -22,7 +22,8 @@ Scenarios:
    each N of --cores: how churn grows with cores
 
 With the podman and churn scenarios it prints the executor's CPU (user +
-system, all its processes, from /proc) per pod, ADD+DEL.
+system, all its processes, from /proc) per pod, ADD+DEL, and apart from it
+the CPU of the tool processes the executor ran (iptables-restore).
 
 Targets (issue 15; pycni+executor / go): podman ADD+DEL <= 0.25, bridge
 ADD+DEL <= 0.8, churn >= 3.0; executor CPU per podman-chain pod <= 15 ms.
@@ -247,14 +248,18 @@ def executor_pids(executor: Executor) -> list[int]:
     return [pid]
 
 
-def executor_cpu_seconds(executor: Executor) -> float:
-    """CPU time (user + system) the executor and its worker processes have used so far."""
+def executor_cpu_seconds(executor: Executor, *, children: bool = False) -> float:
+    """CPU time (user + system) the executor and its worker processes have used so far.
+
+    ``children``: instead, the CPU of the processes they ran and reaped (iptables-restore and the like).
+    """
     pids = executor_pids(executor)
     total = 0.0
+    first = 13 if children else 11
     for pid in pids:
         with contextlib.suppress(OSError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -327,7 +332,8 @@ def report(results: dict[str, object], variants_by_scenario: dict[str, list[Vari
                 f"{name} {last[name] / first[name]:.2f}x" for name in names if first.get(name)))
     cpu = results.get("executor_cpu_ms_per_pod")
     if isinstance(cpu, dict) and cpu:
-        lines.append("\nexecutor CPU (user + system, all its processes) per pod of the chain, ADD+DEL (ms)")
+        lines.append("\nexecutor CPU (user + system, all its processes; the tool processes it ran apart) per pod of "
+                     "the chain, ADD+DEL (ms)")
         lines.extend(f"  {scenario:<20} {ms:>7.1f}" for scenario, ms in cpu.items())
     data = results.get("floor")
     if isinstance(data, dict):
@@ -407,12 +413,15 @@ def main(argv: list[str] | None = None) -> int:
                 variants_by_scenario[scenario] = variants
             mark = executor.mark()
             cpu_before, calls_before = executor_cpu_seconds(executor), executor.calls()
+            tools_before = executor_cpu_seconds(executor, children=True)
             results[scenario] = measure([make_network(cleanup, v, chain) for v in variants])
             if scenario in ("podman", "churn"):
                 pods_through_executor = (executor.calls() - calls_before) / (2 * (1 + len(PODMAN_META)))
                 if pods_through_executor:
                     spent = (executor_cpu_seconds(executor) - cpu_before) * 1000 / pods_through_executor
                     cpu_per_pod[scenario] = spent
+                    tools = executor_cpu_seconds(executor, children=True) - tools_before
+                    cpu_per_pod[f"{scenario}, tools it ran"] = tools * 1000 / pods_through_executor
             if scenario in ("bridge", "podman"):
                 results[f"{scenario}_inside_executor_ms"] = executor.durations(since=mark)
         results["executor_calls"] = executor.calls()
