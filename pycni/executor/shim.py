@@ -213,8 +213,8 @@ def _exit_now(exc: SystemExit) -> None:
 
     Tearing down the modules of a plugin call costs ~5 ms of a cold call's
     50 ms budget. Returns (the caller raises ``exc``: the normal exit) when
-    an atexit handler is registered, a non-daemon thread still runs (the
-    normal exit waits for it), the code is not None or an int, or flushing
+    an atexit handler is registered, another thread still runs (the normal
+    exit may wait for it), the code is not None or an int, or flushing
     stdout or stderr fails (the normal exit reports that). Otherwise the
     output is flushed and the process exits with ``SystemExit``'s status.
     """
