@@ -10,7 +10,9 @@ Contract:
   values), ``hash``, ``repr`` (``Name(a=1, b='x')``), ``__match_args__``,
   and assignment or deletion of an attribute raising
   ``dataclasses.FrozenInstanceError``. Fields of a base ``@record`` come
-  first; ``ClassVar`` annotations are not fields.
+  first; ``ClassVar`` annotations are not fields. A class's own
+  ``__init__``, ``__repr__``, ``__eq__`` or ``__hash__`` is kept, as a
+  dataclass keeps it.
 - ``replace(obj, **changes)`` is ``dataclasses.replace`` for a record.
 - The standard library sees a dataclass: ``dataclasses.replace``,
   ``fields``, ``asdict`` and ``is_dataclass`` work on records, through a
@@ -99,7 +101,12 @@ def record(cls: _C) -> _C:
     klass.__record_defaults__ = defaults
     setattr(klass, "__match_args__", tuple(names))  # noqa: B010  # mypy forbids assigning it
     for method in (_init, _repr, _eq, _hash, _setattr, _delattr):
-        setattr(klass, method.__name__.replace("_", "__", 1) + "__", method)
+        name = method.__name__.replace("_", "__", 1) + "__"
+        if name not in cls.__dict__:
+            setattr(klass, name, method)
+        elif method in (_setattr, _delattr):
+            raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")  # as dataclasses says
+        # else the class's own, as a dataclass keeps it
     klass.__dataclass_fields__ = _DataclassFields()
     return cls
 

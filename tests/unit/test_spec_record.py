@@ -102,3 +102,22 @@ def test_defining_records_imports_no_dataclasses() -> None:
     )
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_class_keeps_its_own_methods_as_a_dataclass_does() -> None:
+    @record
+    class Shown:
+        name: str
+
+        def __repr__(self) -> str:
+            return f"<{self.name}>"
+
+    assert repr(Shown("x")) == "<x>" and Shown("x") == Shown("x")
+    with pytest.raises(TypeError, match="Cannot overwrite"):
+
+        @record
+        class Mutable:
+            name: str
+
+            def __setattr__(self, name: str, value: object) -> None:
+                object.__setattr__(self, name, value)
