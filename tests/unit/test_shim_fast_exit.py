@@ -41,3 +41,15 @@ def test_the_normal_exit_when_something_is_left_for_it(setup: str) -> None:
     status = "'bye'" if "message" in setup else "0"
     proc = _run(f"{setup}\n_exit_now(SystemExit({status}))\nprint('returned')")
     assert "returned" in proc.stdout and proc.returncode == 0
+
+
+@pytest.mark.parametrize(("argv", "collecting"), [(["-c"], False), (["-c", "daemon"], True)])
+def test_a_single_call_runs_without_the_cyclic_collector(argv: list[str], collecting: bool) -> None:
+    proc = _run(
+        f"import gc, pycni.plugins\n"
+        f"pycni.plugins.run = lambda plugin_type: print(gc.isenabled())\n"
+        f"sys.argv = {argv!r}\n"
+        "from pycni.executor.shim import _run_in_process\n"
+        "_run_in_process('bridge', None)\n"
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, str(collecting)), proc.stderr
