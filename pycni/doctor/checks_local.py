@@ -9,7 +9,7 @@ cached attachment whose namespace is gone is stale. Both are what
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 
 from pycni.doctor.explain import explain
 from pycni.doctor.result import CheckResult, fail, passed, skip, warn
@@ -37,10 +37,11 @@ def bridge_stale_addr(snap: Snapshot) -> CheckResult:
     bridge = snap.node.link(winner.bridge or snap.options.bridge)
     if bridge is None:
         return passed(cid, f"no bridge {winner.bridge} yet (the first pod creates it)")
-    stale = [a for a in bridge.addresses if a != winner.gateway]
+    present = bridge.addresses6 if winner.gateway.version == 6 else bridge.addresses  # IPv6-only: its gateway
+    stale = [a for a in present if a != winner.gateway]
     if stale:
         return fail(cid, f"{bridge.name} already has an IP address different from {winner.gateway}: "
-                    "every ADD fails", [f"{bridge.name}: {', '.join(str(a) for a in bridge.addresses)}"],
+                    "every ADD fails", [f"{bridge.name}: {', '.join(str(a) for a in present)}"],
                     f"ip addr del {stale[0]} dev {bridge.name}")
     return passed(cid, f"{bridge.name} carries {winner.gateway}")
 
@@ -59,7 +60,7 @@ def ipam_exhausted(snap: Snapshot) -> CheckResult:
     if snap.ipam is None or snap.ipam.error:
         return skip(cid, f"cannot read the IPAM data dir: {snap.ipam.error if snap.ipam else 'not collected'}")
     used = [r for r in snap.ipam.reservations
-            if any(IPv4Address(r.ip) in rng for rng in winner.ranges if _is_v4(r.ip))]
+            if any(ip_address(r.ip) in rng for rng in winner.ranges if _is_ip(r.ip))]
     size = _usable(snap)
     evidence = [f"{len(used)} of {size} addresses of {', '.join(map(str, winner.ranges))} reserved in "
                 f"{snap.ipam.directory}"]
@@ -70,9 +71,9 @@ def ipam_exhausted(snap: Snapshot) -> CheckResult:
     return passed(cid, evidence[0])
 
 
-def _is_v4(text: str) -> bool:
+def _is_ip(text: str) -> bool:
     try:
-        IPv4Address(text)
+        ip_address(text)
     except ValueError:
         return False
     return True

@@ -15,7 +15,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import Any, TypeVar
 
 from pycni.doctor.snapshot import (
@@ -102,8 +102,10 @@ def _conf_file(path: str) -> ConfFile:
     except CniError as exc:
         return ConfFile(name=name, error=str(exc.msg))
     types: list[str] = []
-    ranges: list[IPv4Network] = []
-    gateway = mtu = bridge = data_dir = None
+    ranges: list[IPv4Network | IPv6Network] = []
+    ranges6: list[tuple[IPv6Network, IPv6Interface]] = []  # used only when no range is IPv4 (IPv6-only)
+    gateway: IPv4Interface | IPv6Interface | None = None
+    mtu = bridge = data_dir = None
     for plugin in netlist.plugins:
         types.append(plugin.type)
         ipam = plugin.raw.get("ipam")
@@ -115,6 +117,7 @@ def _conf_file(path: str) -> ConfFile:
                     try:
                         subnet = IPv4Network(str(rng.get("subnet")), strict=False)
                     except ValueError:
+                        ranges6 += _ipv6_range(rng)
                         continue
                     ranges.append(subnet)
                     if gateway is None:
@@ -123,6 +126,8 @@ def _conf_file(path: str) -> ConfFile:
         if plugin.type == "bridge":
             mtu = plugin.raw.get("mtu") if isinstance(plugin.raw.get("mtu"), int) else None
             bridge = str(plugin.raw.get("bridge") or "cni0")
+    if not ranges and ranges6:
+        ranges, gateway = [subnet for subnet, _ in ranges6], ranges6[0][1]
     try:
         raw = json.loads(netlist.raw_bytes) if netlist.raw_bytes else {}
     except ValueError:
@@ -420,6 +425,15 @@ def collect_policy(conflist: Any) -> tuple[bool, str] | None:
 
 
 # -- the datastore -----------------------------------------------------------------------
+
+
+def _ipv6_range(rng: Any) -> list[tuple[IPv6Network, IPv6Interface]]:
+    """A host-local IPv6 range and its gateway (``::1`` of the subnet by default); [] when it is not one."""
+    try:
+        subnet = IPv6Network(str(rng.get("subnet")), strict=False)
+        return [(subnet, IPv6Interface(f"{rng.get('gateway') or subnet[1]}/{subnet.prefixlen}"))]
+    except ValueError:
+        return []
 
 
 def collect_store(options: Options, timeout: float, tls: tuple[str | None, str | None, str | None]) -> StoreView:

@@ -70,8 +70,9 @@ class ConfFile:
     error: str | None = None
     cni_version: str | None = None
     types: tuple[str, ...] = ()  # every plugin ``type`` and ``ipam.type``, in chain order
-    ranges: tuple[IPv4Network, ...] = ()  # host-local subnets of its IPAM
-    gateway: IPv4Interface | None = None  # bridge gateway (first range's gateway with its prefix)
+    # host-local subnets of its IPAM: the IPv4 ones, or the IPv6 ones of a config without any (IPv6-only)
+    ranges: tuple[IPv4Network | IPv6Network, ...] = ()
+    gateway: IPv4Interface | IPv6Interface | None = None  # bridge gateway (first range's gateway with its prefix)
     mtu: int | None = None  # the bridge plugin's mtu
     bridge: str | None = None
     ipam_data_dir: str | None = None

@@ -136,7 +136,8 @@ def test_doctor_finds_an_ipv6_only_node_healthy(lab: Lab) -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     passed = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("✔")}
-    assert {"datastore", "cidr-mismatch", "node-ip", "ip-forward", "peer-state", "vtep-mac", "mtu"} <= passed
+    assert {"datastore", "cidr-mismatch", "node-ip", "ip-forward", "peer-state", "vtep-mac", "mtu", "bridge-stale-addr",
+            "ipam-exhausted"} <= passed
     assert "1 peer(s) answer pings" in proc.stdout
 
 

@@ -6,8 +6,27 @@ from dataclasses import replace
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 
 from pycni.cluster.status_file import AgentStatus
-from pycni.doctor.snapshot import LeaseView, LinkView, PeerEntries, ProbeResult, RouteView, Snapshot
-from tests.unit.doctor.snapshots import NOW, OWN_MAC, PEER_MAC, conflist, failing, healthy, with_node, with_sysctl
+from pycni.doctor.snapshot import (
+    IpamView,
+    LeaseView,
+    LinkView,
+    PeerEntries,
+    ProbeResult,
+    Reservation,
+    RouteView,
+    Snapshot,
+)
+from tests.unit.doctor.snapshots import (
+    NOW,
+    OWN_MAC,
+    PEER_MAC,
+    conflist,
+    failing,
+    healthy,
+    verdicts,
+    with_node,
+    with_sysctl,
+)
 
 NETWORK6 = IPv6Network("fd00:10:244::/56")
 OWN6 = IPv6Network("fd00:10:244:1::/64")
@@ -39,7 +58,8 @@ def ipv6_only() -> Snapshot:
     return replace(
         with_node(snap, links=links, routes=routes, peer_entries=entries,
                   sysctls={**snap.node.sysctls, "net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "1"}),
-        conf=(conflist(ranges=(), gateway=None, mtu=1430),),
+        conf=(conflist(ranges=(OWN6,), gateway=IPv6Interface("fd00:10:244:1::1/64"), mtu=1430),),
+        ipam=IpamView("/lab/n1/ipam/pycni", (Reservation("fd00:10:244:1::2", "c1", "eth0"),)),
         agent=replace(snap.agent, status=status),
         subnet_env={"PYCNI_IPV6_NETWORK": str(NETWORK6), "PYCNI_IPV6_SUBNET": "fd00:10:244:1::1/64",
                     "PYCNI_MTU": "1430"},
@@ -51,6 +71,17 @@ def ipv6_only() -> Snapshot:
 
 def test_a_healthy_ipv6_only_node_passes() -> None:
     assert failing(ipv6_only()) == []
+    found = verdicts(ipv6_only())
+    assert [cid for cid in ("bridge-stale-addr", "ipam-exhausted", "cidr-mismatch") if found[cid] != "pass"] == []
+
+
+def test_a_stale_ipv6_address_on_the_bridge_fails_bridge_stale_addr() -> None:
+    snap = ipv6_only()
+    assert snap.node is not None
+    stale = IPv6Interface("fd00:10:244:7::1/64")
+    links = tuple(replace(link, addresses6=(*link.addresses6, stale)) if link.name == "cni0" else link
+                  for link in snap.node.links)
+    assert failing(with_node(snap, links=links)) == ["bridge-stale-addr"]
 
 
 def test_ipv6_forwarding_off_fails_ip_forward() -> None:
