@@ -88,6 +88,13 @@ def install_shims(bin_dir: Path, plugin_types: Sequence[str]) -> None:
             sys.stdout = stdout
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: SIGTERM the child when the thread that started it ends (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class Executor:
     """``pycni executor`` on a private socket, started and killed by PID."""
 
@@ -99,6 +106,7 @@ class Executor:
              *args],
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd="/",
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # a benchmark killed before its cleanup leaves no executor behind
         )
         deadline = time.monotonic() + 120
         while '"event": "listening"' not in (self.log.read_text() if self.log.exists() else ""):

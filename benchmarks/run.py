@@ -39,6 +39,7 @@ import itertools
 import json
 import os
 import queue
+import signal
 import statistics
 import sys
 import threading
@@ -380,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
 
+    # SIGTERM (timeout(1), a CI step cancelled) unwinds like Ctrl-C: the finally below removes what the run made
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cleanup = Cleanup()
     executor = Executor(cleanup.tmpdir(), *(["--processes", str(args.executor_processes)]
                                             if args.executor_processes else []))

@@ -87,6 +87,17 @@ class RunningExecutor:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def die_with_parent() -> None:
+    """``preexec_fn``: SIGTERM the child when the thread that started it ends.
+
+    A test process that is killed (a CI timeout, kill -9 of a worker) runs no finalizer; without this its
+    executor would serve on, unowned, for hours.
+    """
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_executor(*args: str, directory: Path | None = None, timeout: float = 90) -> RunningExecutor:
     """Start an executor (on ``directory``'s socket, e.g. to restart one) and wait until it listens."""
     directory = directory or Path(tempfile.mkdtemp(prefix="pcx-", dir="/tmp"))
@@ -96,6 +107,7 @@ def start_executor(*args: str, directory: Path | None = None, timeout: float = 9
              "--log-file", str(directory / "executor.log"), *args],
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, cwd="/",
+            preexec_fn=die_with_parent,
         )
     running = RunningExecutor(proc, directory, args)
     try:
