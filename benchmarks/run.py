@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                                             if args.executor_processes else []))
     results: dict[str, object] = {"pods": args.pods, "churn_pods": args.churn_pods, "workers": args.workers}
     variants_by_scenario: dict[str, list[Variant]] = {}
-    failures = Failures(limit=max(5, args.pods // 3))
+    failures = Failures(limit=max(10, (args.pods + args.churn_pods) // 4))  # each failed pod is measured again
     cpu_per_pod: dict[str, float] = {}
     results["executor_cpu_ms_per_pod"] = cpu_per_pod
     try:
