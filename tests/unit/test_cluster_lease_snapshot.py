@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
+from pycni.cluster.kv import KeyValue
 from pycni.cluster.lease_snapshot import read_snapshot
 from pycni.cluster.subnets import SubnetManager
 from pycni.testing.kv import MemoryKV
@@ -21,7 +23,7 @@ class CountingLists(MemoryKV):
         super().__init__()
         self.listed: list[str] = []
 
-    def list_prefixes(self, prefixes):  # type: ignore[no-untyped-def]
+    def list_prefixes(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
         self.listed += prefixes
         return super().list_prefixes(prefixes)
 
