@@ -33,7 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 GO_PLUGIN_DIR = "/usr/lib/cni"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETNS_PREFIX = "pcxb-"
-NETWORK_PREFIX = "pcxb-"  # network names; owner tags carry them (pycni/<plugin>/<network>/...)
+# Network names, unique to this run: owner tags and the Go plugins' comments carry them, and the cleanup removes
+# the rules that name them, so another benchmark running beside this one keeps its own.
+NETWORK_PREFIX = f"pcxb-{uuid.uuid4().hex[:6]}-"
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -288,7 +290,7 @@ class Cleanup:
         return path
 
     def _remove_tagged_iptables_rules(self) -> list[str]:
-        """Rules the Go plugins tagged with our network names that a failed DEL left (and their chains)."""
+        """Rules the Go plugins tagged with this run's network names that a failed DEL left (and their chains)."""
         import shlex
 
         from tests.support.host_firewall import SHARED_CNI_CHAINS

@@ -39,11 +39,13 @@ import itertools
 import json
 import os
 import queue
+import random
 import signal
 import statistics
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,7 +71,7 @@ from benchmarks.harness import (
 TARGETS = {"bridge": 0.8, "podman": 0.25}
 CHURN_TARGET = 3.0
 CPU_TARGET_MS = 15.0
-_ports = itertools.count(20000)
+_ports = itertools.count(random.randrange(20000, 40000, 100))  # host ports: another run beside this one uses others
 
 
 def make_variants(cleanup: Cleanup, types: list[str], executor: Executor | None,
@@ -90,7 +92,7 @@ def make_variants(cleanup: Cleanup, types: list[str], executor: Executor | None,
 
 def make_network(cleanup: Cleanup, variant: Variant, chain: str) -> Network:
     tag = "go" if variant.name == "go" else ("ex" if "executor" in variant.name else "ip")
-    bridge = f"pcxb{tag}{next(_ports) % 10000:04d}"
+    bridge = f"pcxb{tag}{uuid.uuid4().hex[:6]}"
     cleanup.bridges.append(bridge)
     data_dir = cleanup.tmpdir()
     subnet = free_subnet()
