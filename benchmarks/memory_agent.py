@@ -10,9 +10,16 @@ plus ``--endpoints`` endpoint records: three ``acquire`` s (a start, a
 restart, a lost lease), a ``list_leases`` and 200 renewals. It prints each
 process's resident memory before and after, and its peak (``ru_maxrss``).
 
+``--lab-pods N`` measures a whole agent instead: a one-node host-gw lab
+(``pycni lab``, no policy) whose node attaches and detaches N pods one
+after the other (``Lab.add_pod`` / ``del_pod``, ~0.75 s a pod here), with
+the agent's resident memory every ``--every`` pods; the lab is torn down
+at the end. Needs root.
+
 Run from the repository: ``.venv/bin/python benchmarks/memory_agent.py
-[--endpoints 10000]`` (starts its own etcd from Debian's etcd-server on
-loopback and removes it at the end). Not part of the test suite.
+[--endpoints 10000] [--lab-pods 300 --every 50]`` (starts its own etcd from
+Debian's etcd-server on loopback and removes it at the end). Not part of
+the test suite.
 """
 
 from __future__ import annotations
@@ -95,11 +102,45 @@ def child(endpoint: str) -> dict[str, float]:
     return {"before_mb": before, "after_mb": after, "peak_mb": peak}
 
 
+def _process_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def lab_pods(pods: int, every: int) -> None:
+    """A whole agent's memory while its node attaches and detaches ``pods`` pods."""
+    from pycni.cluster.lab import Lab
+
+    lab = Lab.up(nodes=1, backend="host-gw", root=tempfile.mkdtemp(prefix="pycni-bench-agent-"))
+    try:
+        node = next(iter(lab.state.nodes.values()))
+        assert node.agent_pid is not None
+        started = time.monotonic()
+        print("agent of a one-node host-gw lab: pods, resident MB, s per pod", flush=True)
+        print(f"{0:>7}{_process_rss_mb(node.agent_pid):>9.1f}", flush=True)
+        for i in range(1, pods + 1):
+            lab.add_pod(node.name, f"m{i}")
+            lab.del_pod(f"m{i}")
+            if i % every == 0 or i == pods:
+                per_pod = (time.monotonic() - started) / i
+                print(f"{i:>7}{_process_rss_mb(node.agent_pid):>9.1f}{per_pod:>8.2f}", flush=True)
+    finally:
+        lab.down()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--endpoints", type=int, default=10000, help="endpoint records in the store (default 10000)")
+    parser.add_argument("--lab-pods", type=int, default=0, help="measure a whole agent in a lab through N pods")
+    parser.add_argument("--every", type=int, default=50, help="with --lab-pods: a sample every N pods (default 50)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run the agent's part against this etcd
     args = parser.parse_args()
+    if args.lab_pods:
+        lab_pods(args.lab_pods, args.every)
+        return 0
     if args.child:
         print(json.dumps(child(args.child)))
         return 0
