@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -114,7 +115,8 @@ def lab_pods(pods: int, every: int) -> None:
     """A whole agent's memory while its node attaches and detaches ``pods`` pods."""
     from pycni.cluster.lab import Lab
 
-    lab = Lab.up(nodes=1, backend="host-gw", root=tempfile.mkdtemp(prefix="pycni-bench-agent-"))
+    root = tempfile.mkdtemp(prefix="pycni-bench-agent-")
+    lab = Lab.up(nodes=1, backend="host-gw", root=root)
     try:
         node = next(iter(lab.state.nodes.values()))
         assert node.agent_pid is not None
@@ -129,6 +131,7 @@ def lab_pods(pods: int, every: int) -> None:
                 print(f"{i:>7}{_process_rss_mb(node.agent_pid):>9.1f}{per_pod:>8.2f}", flush=True)
     finally:
         lab.down()
+        os.rmdir(root)  # empty once the lab is down; an error here shows what it left behind
 
 
 def main() -> int:
