@@ -67,7 +67,7 @@ class AgentMetrics:
                 series = [((name, ()), 0.0)]
             for (_, labels), value in series:
                 label_text = "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
-                lines.append(f"{name}{label_text} {value:g}")
+                lines.append(f"{name}{label_text} {value:.17g}")
         return "\n".join(lines) + "\n" + "".join(render() for render in self._collectors)
 
 
