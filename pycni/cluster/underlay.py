@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import Literal
 
 from pycni.cluster.backends.base import Underlay
 from pycni.spec.errors import InvalidConfig
@@ -26,19 +27,9 @@ def find_underlay(iface: str | None, public_ip: IPv4Address | None, *, ipv6: boo
                   public_ipv6: IPv6Address | None = None, ipv4: bool = True) -> Underlay:
     if not ipv4:
         return _ipv6_only_underlay(iface, public_ipv6)
-    from pycni.net import addrs, links, routes
+    from pycni.net import addrs, links
 
-    if iface is None and public_ip is not None:
-        for link in links.list_links():
-            if any(a.ip == public_ip for a in addrs.list_addresses(link.name, 4)):
-                iface = link.name
-                break
-        else:
-            raise InvalidConfig(f"--public-ip: no interface carries {public_ip}")
-    if iface is None:
-        iface = routes.default_route_interface(4)
-        if iface is None:
-            raise InvalidConfig("no --iface or --public-ip given and there is no default route to pick one from")
+    iface = _pick_interface(iface, public_ip, 4, "--public-ip", "default route")
     link = links.get_link(iface)
     addresses4 = [a for a in addrs.list_addresses(iface, 4) if isinstance(a, IPv4Interface)]
     if public_ip is None:
@@ -55,20 +46,27 @@ def find_underlay(iface: str | None, public_ip: IPv4Address | None, *, ipv6: boo
     return replace(underlay, ipv6=public_ipv6, networks6=tuple(a.network for a in globals6))
 
 
-def _ipv6_only_underlay(iface: str | None, public_ipv6: IPv6Address | None) -> Underlay:
+def _pick_interface(iface: str | None, public: IPv4Address | IPv6Address | None, family: Literal[4, 6], flag: str,
+                    route: str) -> str:
+    """The interface named, else the one carrying ``public``, else the one of the family's default route."""
     from pycni.net import addrs, links, routes
 
-    if iface is None and public_ipv6 is not None:
+    if iface is None and public is not None:
         for link in links.list_links():
-            if any(a.ip == public_ipv6 for a in addrs.list_addresses(link.name, 6)):
-                iface = link.name
-                break
-        else:
-            raise InvalidConfig(f"--public-ipv6: no interface carries {public_ipv6}")
+            if any(a.ip == public for a in addrs.list_addresses(link.name, family)):
+                return link.name
+        raise InvalidConfig(f"{flag}: no interface carries {public}")
     if iface is None:
-        iface = routes.default_route_interface(6)
+        iface = routes.default_route_interface(family)
         if iface is None:
-            raise InvalidConfig("no --iface or --public-ipv6 given and there is no IPv6 default route to pick one from")
+            raise InvalidConfig(f"no --iface or {flag} given and there is no {route} to pick one from")
+    return iface
+
+
+def _ipv6_only_underlay(iface: str | None, public_ipv6: IPv6Address | None) -> Underlay:
+    from pycni.net import addrs, links
+
+    iface = _pick_interface(iface, public_ipv6, 6, "--public-ipv6", "IPv6 default route")
     link = links.get_link(iface)
     globals6 = [a for a in addrs.list_addresses(iface, 6)
                 if isinstance(a, IPv6Interface) and not a.ip.is_link_local and not a.ip.is_loopback]
