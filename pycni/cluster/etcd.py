@@ -36,6 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -200,13 +201,17 @@ class EtcdKV:
         kvs = result.get("kvs") or []
         return _kv(kvs[0]) if kvs else None
 
-    def list_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
-        body = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix.encode())), "sort_order": "ASCEND",
-                "sort_target": "KEY"}
+    def list_prefix(self, prefix: str, revision: int = 0) -> tuple[list[KeyValue], int]:
+        body: dict[str, Any] = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix.encode())),
+                                "sort_order": "ASCEND", "sort_target": "KEY"}
+        if revision:  # as the store was then (Compacted when that is gone)
+            body["revision"] = revision
         result = self._call("list", "/kv/range", body)
-        return [_kv(item) for item in result.get("kvs") or []], _revision(result)
+        return [_kv(item) for item in result.get("kvs") or []], revision or _revision(result)
 
-    def list_prefixes(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
+    def list_prefixes(self, prefixes: Sequence[str], *, concurrently: bool = False) -> tuple[list[list[KeyValue]], int]:
+        if concurrently and len(prefixes) > 1:
+            return self._list_concurrently(prefixes)
         # One read-only transaction of ranges: one round trip, one revision. etcd returns a range's keys
         # in key order when no sort is asked for.
         ranges = [{"request_range": {"key": _b64(p), "range_end": _b64(prefix_end(p.encode()))}} for p in prefixes]
@@ -216,6 +221,17 @@ class EtcdKV:
             raise KVError(f"etcd answered {len(answers)} of {len(prefixes)} ranges")
         listed = [[_kv(item) for item in (answer.get("response_range") or {}).get("kvs") or []] for answer in answers]
         return listed, _revision(result)
+
+    def _list_concurrently(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
+        # The gateway turns a range into JSON on one core: a policy agent's 21k keys took ~0.45 s in one
+        # answer and ~0.25 s split in two on two cores. Each read is at the store's revision when it
+        # ran; those read before the latest one are read again at it, so all are one revision's.
+        with ThreadPoolExecutor(len(prefixes), thread_name_prefix="etcd-list") as pool:
+            first = list(pool.map(self.list_prefix, prefixes))
+            revision = max(read_at for _, read_at in first)
+            stale = [i for i, (_, read_at) in enumerate(first) if read_at != revision]
+            again = dict(zip(stale, pool.map(lambda i: self.list_prefix(prefixes[i], revision)[0], stale), strict=True))
+        return [again.get(i, kvs) for i, (kvs, _) in enumerate(first)], revision
 
     def txn(self, checks: Sequence[tuple[str, int]], puts: Sequence[Put] = (), deletes: Sequence[str] = ()) -> int:
         compare = []

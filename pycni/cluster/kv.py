@@ -111,8 +111,12 @@ class KV(Protocol):
         """Keys under ``prefix`` in key order, and the store revision of the read."""
         ...
 
-    def list_prefixes(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
-        """``list_prefix`` of each of ``prefixes``, all read at one store revision (which it returns)."""
+    def list_prefixes(self, prefixes: Sequence[str], *, concurrently: bool = False) -> tuple[list[list[KeyValue]], int]:
+        """``list_prefix`` of each of ``prefixes``, all read at one store revision (which it returns).
+
+        ``concurrently``: for large prefixes, one request each, all at once (the store may build the
+        answers in parallel) instead of one transaction; the same result.
+        """
         ...
 
     def txn(self, checks: Sequence[tuple[str, int]], puts: Sequence[Put] = (), deletes: Sequence[str] = ()) -> int:

@@ -110,7 +110,7 @@ class MemoryKV:
             kvs = [self._data[k] for k in sorted(self._data) if k.startswith(prefix)]
             return kvs, self._revision
 
-    def list_prefixes(self, prefixes: Sequence[str]) -> tuple[list[list[KeyValue]], int]:
+    def list_prefixes(self, prefixes: Sequence[str], *, concurrently: bool = False) -> tuple[list[list[KeyValue]], int]:
         with self._enter("list_prefixes"):
             keys = sorted(self._data)
             return [[self._data[k] for k in keys if k.startswith(prefix)] for prefix in prefixes], self._revision

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from pycni.cluster.etcd import EtcdKV
-from pycni.cluster.kv import KV, Compacted, KVUnavailable, LeaseExpired, Put, WatchEvent
+from pycni.cluster.kv import KV, Compacted, KeyValue, KVUnavailable, LeaseExpired, Put, WatchEvent
 from pycni.testing.kv import MemoryKV
 from tests.cluster_etcd.etcd_server import EtcdServer
 from tests.support.wait import wait_until
@@ -112,6 +112,43 @@ def test_list_prefixes_reads_each_prefix_sorted_at_one_revision(store: Store) ->
     assert [(k.key, k.value) for k in ys] == [(f"{p}/y/c", b"y/c")]
     assert none == [] and [k.key for k in exact] == [f"{p}/z/d"]
     assert revision == kv.list_prefix(f"{p}/")[1]
+
+
+def test_list_prefixes_concurrently_reads_at_one_revision(store: Store) -> None:
+    kv, p = store.kv, store.prefix
+    for key in ("x/b", "x/a", "y/c"):
+        assert kv.create(f"{p}/{key}", key.encode())
+    (xs, ys, none), revision = kv.list_prefixes([f"{p}/x/", f"{p}/y/", f"{p}/w/"], concurrently=True)
+    assert [k.key for k in xs] == [f"{p}/x/a", f"{p}/x/b"] and [k.key for k in ys] == [f"{p}/y/c"]
+    assert none == [] and revision == kv.list_prefix(f"{p}/")[1]
+
+
+def test_concurrent_reads_that_straddle_a_write_are_read_again_at_the_later_revision(etcd_server: EtcdServer,
+                                                                                     prefix: str) -> None:
+    # x is read, then a key is written under x, then y is read: x's answer is one revision behind
+    # y's, so x is read again at y's revision and the late key is in it.
+    kv = EtcdKV([etcd_server.endpoint], retry_for=5)
+    assert kv.create(f"{prefix}/x/a", b"a")
+    x_read, reads = threading.Event(), []
+    plain = kv.list_prefix
+
+    def racing(key: str, revision: int = 0) -> tuple[list[KeyValue], int]:
+        reads.append((key, revision))
+        if key.endswith("/y/") and not revision:
+            assert x_read.wait(5)
+            assert kv.create(f"{prefix}/x/late", b"late")
+        answer = plain(key, revision)
+        if key.endswith("/x/"):
+            x_read.set()
+        return answer
+
+    kv.list_prefix = racing  # type: ignore[method-assign]
+    try:
+        (xs, ys), revision = kv.list_prefixes([f"{prefix}/x/", f"{prefix}/y/"], concurrently=True)
+    finally:
+        kv.close()
+    assert [k.key for k in xs] == [f"{prefix}/x/a", f"{prefix}/x/late"] and ys == []
+    assert (f"{prefix}/x/", revision) in reads and revision == max(k.mod_revision for k in xs)
 
 
 def test_txn_is_all_or_nothing(store: Store) -> None:
