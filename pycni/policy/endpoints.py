@@ -67,17 +67,18 @@ def encode(endpoint: Endpoint) -> bytes:
 
 def from_fields(data: Mapping[str, Any], node: str) -> Endpoint:
     """An endpoint from a plugin request or a stored value; EndpointError names the bad field."""
-    def text(field: str, required: bool = True) -> str:
-        value = data.get(field, "")
-        if not isinstance(value, str) or (required and not value):
-            raise EndpointError(f"{field}: must be a non-empty string")
-        return value
-
     ips = data.get("ips", [])
     if not isinstance(ips, list) or not all(isinstance(ip, str) and ip for ip in ips):
         raise EndpointError("ips: must be a list of addresses")
-    return Endpoint(text("namespace"), text("name"), node, tuple(ips), text("containerID"), text("ifname"),
-                    text("netns", required=False), text("network", required=False))
+    return Endpoint(_text(data, "namespace"), _text(data, "name"), node, tuple(ips), _text(data, "containerID"),
+                    _text(data, "ifname"), _text(data, "netns", False), _text(data, "network", False))
+
+
+def _text(data: Mapping[str, Any], field: str, required: bool = True) -> str:
+    value = data.get(field, "")
+    if not isinstance(value, str) or (required and not value):
+        raise EndpointError(f"{field}: must be a non-empty string")
+    return value
 
 
 def decode(value: bytes) -> Endpoint:

@@ -49,21 +49,23 @@ class PolicyState:
         self._changed: set[str] | None = None  # pod keys changed since the last view; None: not known
 
     def load(self, kvs: Iterable[KeyValue], revision: int) -> list[str]:
-        """Replace everything with a snapshot; returns the keys that did not decode."""
-        self.namespaces.clear()
-        self.pod_objects.clear()
-        self.policies.clear()
-        self.admin_policies.clear()
-        self.baseline = None
-        self.endpoints.clear()
-        self._endpoint_keys.clear()
-        self._merged.clear()
-        bad = [kv.key for kv in kvs if not self.put(kv)]
+        """Replace everything with a snapshot; returns the keys that did not decode.
+
+        All or nothing: the snapshot is decoded aside, so when its iterator raises (a page that did
+        not arrive) the state is the one before, never half of each.
+        """
+        fresh = PolicyState(self.store)
+        bad = [kv.key for kv in kvs if not fresh.put(kv, remerge=False)]
+        for pod_key in {*fresh.pod_objects, *fresh._endpoint_keys}:  # once per pod, not once per key
+            fresh._remerge(pod_key)
+        self.namespaces, self.pod_objects, self.policies = fresh.namespaces, fresh.pod_objects, fresh.policies
+        self.admin_policies, self.baseline = fresh.admin_policies, fresh.baseline
+        self.endpoints, self._endpoint_keys, self._merged = fresh.endpoints, fresh._endpoint_keys, fresh._merged
         self.revision = revision
         self._changed = None  # everything may have changed
         return bad
 
-    def put(self, kv: KeyValue) -> bool:
+    def put(self, kv: KeyValue, *, remerge: bool = True) -> bool:
         """Take one key's new value; False when it did not decode (the key is then dropped)."""
         self.revision = max(self.revision, kv.mod_revision)
         if kv.key.startswith(self.endpoint_prefix):
@@ -77,13 +79,14 @@ class PolicyState:
                 self._drop(kv.key)
             self.endpoints[kv.key] = endpoint
             self._endpoint_keys.setdefault(endpoint.pod_key, set()).add(kv.key)
-            self._remerge(endpoint.pod_key)
+            if remerge:
+                self._remerge(endpoint.pod_key)
             return True
         ref = self.store.ref_of_key(kv.key)
         if ref is None:
             return True
         try:
-            model = self.store.decode(kv).model()
+            model = self.store.decode(kv, ref).model()
         except (StoreError, ValidationError):
             self._drop(kv.key)
             return False
@@ -91,7 +94,8 @@ class PolicyState:
             self.namespaces[model.name] = model
         elif isinstance(model, Pod):
             self.pod_objects[model.key] = model
-            self._remerge(model.key)
+            if remerge:
+                self._remerge(model.key)
         elif isinstance(model, AdminNetworkPolicy):
             self.admin_policies[model.name] = model
         elif isinstance(model, BaselineAdminNetworkPolicy):
@@ -129,8 +133,9 @@ class PolicyState:
 
     def _remerge(self, pod_key: str) -> None:
         """Recompute one pod from its Pod object and endpoints (the same rule as ``pods_with_endpoints``)."""
-        endpoints = sorted((self.endpoints[k] for k in self._endpoint_keys.get(pod_key, ())),
-                           key=lambda e: (e.container_id, e.ifname))
+        keys = self._endpoint_keys.get(pod_key, ())
+        endpoints = [self.endpoints[k] for k in keys] if len(keys) < 2 else sorted(
+            (self.endpoints[k] for k in keys), key=lambda e: (e.container_id, e.ifname))
         if not endpoints:
             if self._merged.pop(pod_key, None) is not None and self._changed is not None:
                 self._changed.add(pod_key)
@@ -138,7 +143,7 @@ class PolicyState:
             return
         first = endpoints[0]
         base = self.pod_objects.get(pod_key) or Pod(first.namespace, first.name)
-        ips = tuple(dict.fromkeys(ip for e in endpoints for ip in e.ips))
+        ips = first.ips if len(endpoints) == 1 else tuple(dict.fromkeys(ip for e in endpoints for ip in e.ips))
         merged = replace(base, ips=ips, node=first.node)
         if self._merged.get(pod_key) != merged:
             self._merged[pod_key] = merged

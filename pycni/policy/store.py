@@ -238,8 +238,9 @@ class ObjectStore:
             return None
         return ObjectRef(kind, parts[1], parts[2]) if kind.namespaced else ObjectRef(kind, "", parts[1])
 
-    def decode(self, kv: KeyValue) -> StoredObject:
-        ref = self.ref_of_key(kv.key)
+    def decode(self, kv: KeyValue, ref: ObjectRef | None = None) -> StoredObject:
+        """The object a key holds (``ref``: its ``ref_of_key``, when the caller has it already)."""
+        ref = ref or self.ref_of_key(kv.key)
         if ref is None:
             raise StoreError(f"{kv.key}: not an object key")
         try:

@@ -74,8 +74,13 @@ def test_start_replaces_the_whole_table(world: tuple[MemoryKV, Kernel, PolicyAge
 
 def test_loaded_state_is_out_of_the_collectors_sweeps(world: tuple[MemoryKV, Kernel, PolicyAgent, str]) -> None:
     # A full collection walks every tracked object; the agent's state must not be among them after start.
+    # The sync thread settles once the first table is in force: wait for it.
     _, _, agent, _ = world
-    assert gc.get_freeze_count() > 0
+    deadline = time.monotonic() + 2
+    while gc.get_freeze_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with agent._lock:  # settled under the lock: holding it, the freeze is complete
+        assert gc.get_freeze_count() > 0
     tracked = gc.get_objects(generation=2)
     assert not any(o is agent.state or o is agent.compiler for o in tracked)
 
