@@ -290,6 +290,7 @@ def main() -> None:
     parser.add_argument("--local", type=int, default=200)
     parser.add_argument("--changes", type=int, default=40, help="label changes and policy edits measured")
     parser.add_argument("--iperf-seconds", type=int, default=3)
+    parser.add_argument("--cold-starts", type=int, default=3, help="agent starts timed (the last one keeps running)")
     parser.add_argument("--rounds", type=int, default=5, help="data path rounds, each with and without the table")
     args = parser.parse_args()
 
@@ -313,11 +314,21 @@ def main() -> None:
         print(f"etcd holds {n_ns} namespaces, {len(all_pods)} pods and endpoints ({args.local} on {NODE}), "
               f"{len(all_policies)} policies (written in {time.perf_counter() - started:.1f} s)")
 
-        agent = AgentProcess(etcd.endpoint, f"/run/netns/{world.node}", str(Path(tmp.name) / "policy.sock"))
-        agent.wait(lambda: bool(agent and agent.ready), timeout=120)
-        cold = agent.ready["cold_seconds"]
-        print(f"cold start: snapshot + compile + load {cold:.2f} s ({agent.ready['commands']} nft commands)"
-              f"   target <= 2 s")
+        # Cold start, several times: an agent restart on a node that has the table already (the kernel
+        # kept enforcing it meanwhile) replaces it whole, as the first start does; the last one stays.
+        colds, phases = [], []
+        for _ in range(args.cold_starts):
+            if agent is not None:
+                agent.stop()
+            started_agent = AgentProcess(etcd.endpoint, f"/run/netns/{world.node}", str(Path(tmp.name) / "policy.sock"))
+            started_agent.wait(lambda a=started_agent: bool(a.ready), timeout=120)
+            colds.append(started_agent.ready["cold_seconds"])
+            phases.append(started_agent.ready["phases"])
+            agent = started_agent
+        print(f"cold start: snapshot + compile + load, median {statistics.median(colds):.2f} s of "
+              f"{', '.join(f'{c:.2f}' for c in colds)} ({agent.ready['commands']} nft commands)   target <= 2 s")
+        print("  medians of its phases: " + ", ".join(
+            f"{name} {statistics.median(p[name] for p in phases):.2f} s" for name in phases[0]))
 
         # Label changes: a remote pod flips tier web <-> db, changing peer sets on this node.
         label_ms, watch_ms = [], []

@@ -95,7 +95,7 @@ def main() -> None:
     agent._on_event = reporting_on_event  # type: ignore[method-assign]
     start = time.perf_counter()
     agent.start()
-    report({"event": "ready", "cold_seconds": time.perf_counter() - start,
+    report({"event": "ready", "cold_seconds": time.perf_counter() - start, "phases": agent.stats.start_seconds,
             "commands": agent.stats.last_sync.commands if agent.stats.last_sync else 0})
     for line in sys.stdin:
         if line.strip() == "rss":
