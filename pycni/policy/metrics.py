@@ -119,6 +119,10 @@ class PolicyMetrics:
                  {(("op", op),): count for op, count in dict(stats.plugin_requests).items()})
         _counter(lines, "pycni_policy_counter_read_errors_total", "Scrapes whose nft table listing failed.",
                  {(): read_errors})
+        lines += ["# HELP pycni_policy_start_seconds The agent's cold start by phase (read, decode, compile, kernel).",
+                  "# TYPE pycni_policy_start_seconds gauge"]
+        lines.extend(f'pycni_policy_start_seconds{{phase="{phase}"}} {seconds:.6f}'
+                     for phase, seconds in dict(stats.start_seconds).items())
         return "\n".join(lines) + "\n"
 
     def _packets(self) -> dict[PacketKey, int]:

@@ -102,6 +102,8 @@ def test_render_reads_the_table_only_when_scraped_and_observes_syncs() -> None:
     assert "pycni_policy_sync_failures_total 0" in text
     assert "pycni_policy_apply_to_enforced_seconds_count 1" in text
     assert 'pycni_policy_apply_to_enforced_seconds_bucket{le="+Inf"} 1' in text
+    for phase in ("read", "decode", "compile", "kernel"):  # where the cold start went
+        assert f'pycni_policy_start_seconds{{phase="{phase}"}} ' in text
     assert text.startswith("# HELP pycni_agent_")  # after the node agent's own series
     assert collector.read_errors == 0
 
