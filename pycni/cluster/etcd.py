@@ -31,48 +31,33 @@ import binascii
 import contextlib
 import json
 import logging
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 
+from pycni.cluster.etcd_common import (
+    DEFAULT_ENDPOINT,
+    check_tls,
+    endpoint_url,
+    parse_endpoints,
+    permanent,
+    short_reason,
+    unreachable,
+)
 from pycni.cluster.kv import Compacted, KeyValue, KVError, KVUnavailable, LeaseExpired, Put, WatchEvent, prefix_end
-from pycni.spec.errors import InvalidConfig
 
-__all__ = ["EtcdKV", "parse_endpoints"]
+__all__ = ["DEFAULT_ENDPOINT", "EtcdKV", "parse_endpoints"]
 
 log = logging.getLogger("pycni.cluster.etcd")
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 _GUARD_LINGER = 5.0  # how long a watch stream's stop guard outlives the stream, at most
-
-
-def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, str, int]]:
-    """``"http://a:2379,https://[::1]:2379"`` or a list of them -> [(scheme, host, port)]."""
-    items = endpoints.split(",") if isinstance(endpoints, str) else [e for part in endpoints for e in part.split(",")]
-    out = []
-    for raw in (item.strip() for item in items):
-        if not raw:
-            continue
-        url = urlsplit(raw if "://" in raw else f"http://{raw}")
-        if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
-            raise InvalidConfig(f"etcd endpoint: {raw!r} is not a URL like http://127.0.0.1:2379")
-        try:
-            port = url.port or 2379
-        except ValueError:
-            raise InvalidConfig(f"etcd endpoint: {raw!r} has a bad port") from None
-        out.append((url.scheme, url.hostname, port))
-    if not out:
-        raise InvalidConfig("etcd endpoint: none given")
-    return out
 
 
 class _KeepaliveAdapter(HTTPAdapter):
@@ -92,7 +77,7 @@ class _Endpoint:
                  key_file: str | None, timeout: float) -> None:
         import etcd3gw
 
-        self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+        self.url = endpoint_url(scheme, host, port)
         self.timeout = timeout
         session = requests.Session()
         session.mount("http://", _KeepaliveAdapter())
@@ -173,10 +158,7 @@ class EtcdKV:
         retry_for: float = 10.0,
     ) -> None:
         parsed = parse_endpoints(endpoints)
-        if (cert_file is None) != (key_file is None):
-            raise InvalidConfig("etcd TLS: a client certificate needs its key (--etcd-certfile with --etcd-keyfile)")
-        if (ca_file or cert_file) and any(scheme != "https" for scheme, _, _ in parsed):
-            raise InvalidConfig("etcd TLS: certificates given but an endpoint is not https://")
+        check_tls(parsed, ca_file, cert_file, key_file)
         self._endpoints = [
             _Endpoint(scheme, host, port, ca_file=ca_file, cert_file=cert_file, key_file=key_file, timeout=timeout)
             for scheme, host, port in parsed
@@ -360,10 +342,7 @@ class EtcdKV:
                 self._current = (self._current + 1) % len(self._endpoints)
         give_up = _permanent(exc) and attempt + 1 >= len(self._endpoints)
         if give_up or time.monotonic() - since >= self.retry_for:
-            urls = ", ".join(self.endpoints)
-            raise KVUnavailable(
-                f"etcd is unreachable at {urls} ({what}, tried for {time.monotonic() - since:.0f}s): {_short(exc)}"
-            ) from exc
+            raise unreachable(self.endpoints, what, time.monotonic() - since, _short(exc)) from exc
 
     def _call(self, what: str, path: str, body: dict[str, Any], *, lease: int = 0) -> dict[str, Any]:
         from etcd3gw import exceptions as etcd_errors
@@ -462,13 +441,9 @@ def _shut_on_stop(response: requests.Response, stop: threading.Event, done: thre
             return
 
 
-_TLS_VERIFY = "TLS certificate verification failed (is --etcd-cafile the CA that signed etcd's certificate?)"
-_TLS_REFUSED = "etcd refused the client certificate (--etcd-certfile/--etcd-keyfile)"
-
-
 def _permanent(exc: BaseException) -> bool:
     """A failure that retrying the same endpoint cannot fix (TLS set up wrong)."""
-    return _short(exc).startswith(("TLS", "etcd refused the client"))
+    return permanent(_short(exc))
 
 
 def _short(exc: BaseException) -> str:
@@ -479,16 +454,4 @@ def _short(exc: BaseException) -> str:
     detail = getattr(exc, "detail_text", None)
     if detail:
         text = _message(detail)
-    for needle, short in (("refused", "connection refused"), ("timed out", "timed out"),
-                          ("Name or service not known", "unknown host"), ("No route to host", "no route to host"),
-                          ("CERTIFICATE_VERIFY_FAILED", _TLS_VERIFY),
-                          ("BAD_CERTIFICATE", _TLS_REFUSED), ("CERTIFICATE_REQUIRED", _TLS_REFUSED),
-                          ("SSLError", "TLS handshake failed"), ("reset by peer", "connection reset")):
-        if needle in text:
-            if short.startswith("TLS handshake"):
-                reason = re.search(r"\[SSL: ([A-Z0-9_]+)\]|(EOF occurred[^'\"]*)", text)
-                short += f" ({(reason.group(1) or reason.group(2)) if reason else 'see etcd log'}; check "
-                short += "--etcd-cafile, --etcd-certfile, --etcd-keyfile)"
-            return short
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
+    return short_reason(text, type(exc).__name__)

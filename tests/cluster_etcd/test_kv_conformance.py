@@ -1,8 +1,10 @@
 """The KV contract (pycni/cluster/kv.py), held by MemoryKV and by EtcdKV against a real etcd alike.
 
-Every test runs twice: on the in-memory fake (its clock advanced by hand)
-and on etcd (real time, TTLs of a few seconds), so the fake the unit tests
-trust is checked against the real thing.
+Every test runs three times: on the in-memory fake (its clock advanced by
+hand), and on etcd (real time, TTLs of a few seconds) through its JSON
+gateway (``EtcdKV``) and through gRPC (``EtcdGrpcKV``), so the fake the unit
+tests trust is checked against the real thing, and both clients hold the same
+contract.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KV, Compacted, KeyValue, KVUnavailable, LeaseExpired, Put, WatchEvent
 from pycni.testing.kv import MemoryKV
 from tests.cluster_etcd.etcd_server import EtcdServer
@@ -29,7 +32,7 @@ class Store:
     compact: Callable[[int], None]
 
 
-@pytest.fixture(params=["memory", "etcd"])
+@pytest.fixture(params=["memory", "etcd", "etcd-grpc"])
 def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
     if request.param == "memory":
         memory = MemoryKV()
@@ -37,7 +40,7 @@ def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
         memory.close()
         return
     server: EtcdServer = request.getfixturevalue("etcd_server")
-    etcd = EtcdKV([server.endpoint], retry_for=5)
+    etcd: EtcdKV | EtcdGrpcKV = (EtcdKV if request.param == "etcd" else EtcdGrpcKV)([server.endpoint], retry_for=5)
 
     def let_expire(lease: int, ttl: int, key: str) -> None:
         # etcd reports the TTL as gone first, then deletes the keys (its lessor checks every 500 ms)
@@ -123,11 +126,12 @@ def test_list_prefixes_concurrently_reads_at_one_revision(store: Store) -> None:
     assert none == [] and revision == kv.list_prefix(f"{p}/")[1]
 
 
-def test_concurrent_reads_that_straddle_a_write_are_read_again_at_the_later_revision(etcd_server: EtcdServer,
-                                                                                     prefix: str) -> None:
+@pytest.mark.parametrize("client", [EtcdKV, EtcdGrpcKV])
+def test_concurrent_reads_that_straddle_a_write_are_read_again_at_the_later_revision(
+        etcd_server: EtcdServer, prefix: str, client: type[EtcdKV | EtcdGrpcKV]) -> None:
     # x is read, then a key is written under x, then y is read: x's answer is one revision behind
     # y's, so x is read again at y's revision and the late key is in it.
-    kv = EtcdKV([etcd_server.endpoint], retry_for=5)
+    kv = client([etcd_server.endpoint], retry_for=5)
     assert kv.create(f"{prefix}/x/a", b"a")
     x_read, reads = threading.Event(), []
     plain = kv.list_prefix
