@@ -70,6 +70,8 @@ _NEEDLES = (("refused", "connection refused"), ("timed out", "timed out"), ("Dea
             ("CERTIFICATE_VERIFY_FAILED", TLS_VERIFY),
             ("BAD_CERTIFICATE", TLS_REFUSED), ("CERTIFICATE_REQUIRED", TLS_REFUSED),
             ("SSLError", "TLS handshake failed"), ("Ssl handshake failed", "TLS handshake failed"),
+            # gRPC, TLS 1.3: a refused client certificate arrives as an alert after the client's handshake
+            ("TSI_DATA_CORRUPTED", "TLS handshake failed"),
             ("reset by peer", "connection reset"))
 
 
@@ -78,7 +80,7 @@ def short_reason(text: str, fallback: str) -> str:
     for needle, short in _NEEDLES:
         if needle in text:
             if short.startswith("TLS handshake"):
-                reason = re.search(r"\[SSL: ([A-Z0-9_]+)\]|(EOF occurred[^'\"]*)|SSL_ERROR_[A-Z_]+", text)
+                reason = re.search(r"\[SSL: ([A-Z0-9_]+)\]|(EOF occurred[^'\"]*)|SSL_ERROR_[A-Z_]+|TSI_[A-Z_]+", text)
                 detail = (reason.group(1) or reason.group(2) or reason.group(0)) if reason else "see etcd log"
                 short += f" ({detail}; check --etcd-cafile, --etcd-certfile, --etcd-keyfile)"
             return short

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,12 +36,32 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+# gRPC's core logs failed handshakes and broken connections to stderr on its own; this client reports
+# them (as KVUnavailable, in the log), so the core stays quiet unless the user asks for it.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import grpc  # type: ignore[import-untyped]
 from pyetcd.etcdrpc import rpc_pb2 as pb  # type: ignore[import-untyped]
 from pyetcd.etcdrpc import rpc_pb2_grpc as pb_grpc
 
-from pycni.cluster.etcd_common import check_tls, endpoint_url, parse_endpoints, permanent, short_reason, unreachable
-from pycni.cluster.kv import Compacted, KeyValue, KVError, KVUnavailable, LeaseExpired, Put, WatchEvent, prefix_end
+from pycni.cluster.etcd_common import (
+    check_tls,
+    endpoint_url,
+    parse_endpoints,
+    permanent,
+    short_reason,
+    unreachable,
+)
+from pycni.cluster.kv import (
+    Compacted,
+    KeyValue,
+    KVError,
+    KVUnavailable,
+    LeaseExpired,
+    Put,
+    WatchEvent,
+    prefix_end,
+)
 
 __all__ = ["EtcdGrpcKV"]
 

@@ -1,4 +1,4 @@
-"""EtcdKV and the cluster commands against an etcd that serves https and wants client certificates."""
+"""EtcdKV, EtcdGrpcKV and the cluster commands against an etcd that serves https and wants client certificates."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KVUnavailable
 from pycni.cluster.subnets import SubnetManager
 from pycni.cluster.watch_loop import watch_leases
@@ -16,17 +17,21 @@ from pycni.spec.errors import InvalidConfig
 from tests.cluster_etcd.etcd_server import EtcdServer
 from tests.cluster_etcd.test_cli_cluster import ok, one_line_error, pycni
 
+CLIENTS = pytest.mark.parametrize("kind", [EtcdKV, EtcdGrpcKV])
 
-def client(server: EtcdServer, **kw: object) -> EtcdKV:
+
+def client(server: EtcdServer, kind: type[EtcdKV | EtcdGrpcKV] = EtcdKV, **kw: object) -> EtcdKV | EtcdGrpcKV:
     assert server.tls is not None
     files = {"ca_file": str(server.tls.ca), "cert_file": str(server.tls.client_cert),
              "key_file": str(server.tls.client_key)}
     files.update({k: v for k, v in kw.items() if isinstance(v, str) or v is None})  # type: ignore[misc]
-    return EtcdKV(server.endpoint, retry_for=1, **files)  # type: ignore[arg-type]
+    return kind(server.endpoint, retry_for=1, **files)  # type: ignore[arg-type]
 
 
-def test_leases_and_watch_over_tls_with_a_client_certificate(tls_etcd: EtcdServer, prefix: str) -> None:
-    kv = client(tls_etcd)
+@CLIENTS
+def test_leases_and_watch_over_tls_with_a_client_certificate(tls_etcd: EtcdServer, prefix: str,
+                                                             kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+    kv = client(tls_etcd, kind)
     sm = SubnetManager(kv, prefix)
     sm.init_config(ClusterConfig(network=IPv4Network("10.60.0.0/16")))
     leases, _ = sm.list_leases()
@@ -38,17 +43,18 @@ def test_leases_and_watch_over_tls_with_a_client_certificate(tls_etcd: EtcdServe
     kv.close()
 
 
-def test_tls_mistakes_are_clear(tls_etcd: EtcdServer, tmp_path: object) -> None:
+@CLIENTS
+def test_tls_mistakes_are_clear(tls_etcd: EtcdServer, kind: type[EtcdKV | EtcdGrpcKV]) -> None:
     assert tls_etcd.tls is not None
     with pytest.raises(KVUnavailable, match=r"TLS certificate verification failed"):
-        client(tls_etcd, ca_file=str(tls_etcd.tls.client_cert)).get("/x")  # not the CA that signed etcd's
+        client(tls_etcd, kind, ca_file=str(tls_etcd.tls.client_cert)).get("/x")  # not the CA that signed etcd's
     # etcd's alert arrives as "bad certificate" or, with TLS 1.3 timing, as a broken handshake
     with pytest.raises(KVUnavailable, match=r"etcd refused the client certificate|TLS handshake failed"):
-        client(tls_etcd, cert_file=None, key_file=None).get("/x")  # etcd wants a client certificate
+        client(tls_etcd, kind, cert_file=None, key_file=None).get("/x")  # etcd wants a client certificate
     with pytest.raises(InvalidConfig, match=r"certificates given but an endpoint is not https://"):
-        EtcdKV("http://127.0.0.1:2379", ca_file=str(tls_etcd.tls.ca))
+        kind("http://127.0.0.1:2379", ca_file=str(tls_etcd.tls.ca))
     with pytest.raises(InvalidConfig, match=r"needs its key"):
-        EtcdKV(tls_etcd.endpoint, cert_file=str(tls_etcd.tls.client_cert))
+        kind(tls_etcd.endpoint, cert_file=str(tls_etcd.tls.client_cert))
 
 
 def test_cli_with_tls_flags(tls_etcd: EtcdServer, prefix: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KVUnavailable, WatchEvent
 from pycni.cluster.lease import Lease, NetworkFull
 from pycni.cluster.subnets import SubnetManager
@@ -145,8 +146,13 @@ def collect_lease_events(sm: SubnetManager, known: list[Lease], stop: threading.
     return thread
 
 
-def test_lease_watch_resumes_after_etcd_restarts(own_etcd: EtcdServer, prefix: str) -> None:
-    kv, writer_kv = EtcdKV(own_etcd.endpoint, retry_for=30), EtcdKV(own_etcd.endpoint, retry_for=30)
+CLIENTS = pytest.mark.parametrize("kind", [EtcdKV, EtcdGrpcKV])
+
+
+@CLIENTS
+def test_lease_watch_resumes_after_etcd_restarts(own_etcd: EtcdServer, prefix: str,
+                                                 kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+    kv, writer_kv = kind(own_etcd.endpoint, retry_for=30), kind(own_etcd.endpoint, retry_for=30)
     sm, writer = SubnetManager(kv, prefix), SubnetManager(writer_kv, prefix)
     writer.init_config(ClusterConfig(network=IPv4Network("10.8.0.0/16")))
     leases, _ = sm.list_leases()
@@ -172,8 +178,10 @@ def test_lease_watch_resumes_after_etcd_restarts(own_etcd: EtcdServer, prefix: s
     writer_kv.close()
 
 
-def test_kv_watch_delivers_every_event_once_across_a_restart(own_etcd: EtcdServer, prefix: str) -> None:
-    kv, writer = EtcdKV(own_etcd.endpoint, retry_for=30), EtcdKV(own_etcd.endpoint, retry_for=30)
+@CLIENTS
+def test_kv_watch_delivers_every_event_once_across_a_restart(own_etcd: EtcdServer, prefix: str,
+                                                             kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+    kv, writer = kind(own_etcd.endpoint, retry_for=30), kind(own_etcd.endpoint, retry_for=30)
     _, revision = kv.list_prefix(prefix)
     stop, cond = threading.Event(), threading.Condition()
     got: list[WatchEvent] = []
@@ -203,9 +211,10 @@ def test_kv_watch_delivers_every_event_once_across_a_restart(own_etcd: EtcdServe
     writer.close()
 
 
-def test_an_unreachable_etcd_is_kv_unavailable_after_the_retry_window() -> None:
+@CLIENTS
+def test_an_unreachable_etcd_is_kv_unavailable_after_the_retry_window(kind: type[EtcdKV | EtcdGrpcKV]) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    kv = EtcdKV(dead, retry_for=1.0)
+    kv = kind(dead, retry_for=1.0)
     started = time.monotonic()
     with pytest.raises(KVUnavailable, match=rf"etcd is unreachable at {dead} .*connection refused"):
         kv.get("/x")
@@ -215,13 +224,15 @@ def test_an_unreachable_etcd_is_kv_unavailable_after_the_retry_window() -> None:
             pass
 
 
-def test_fails_over_to_the_next_endpoint(etcd_server: EtcdServer, prefix: str) -> None:
-    kv = EtcdKV([f"http://127.0.0.1:{free_port()}", etcd_server.endpoint], retry_for=5)
+@CLIENTS
+def test_fails_over_to_the_next_endpoint(etcd_server: EtcdServer, prefix: str,
+                                         kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+    kv = kind([f"http://127.0.0.1:{free_port()}", etcd_server.endpoint], retry_for=5)
     assert kv.create(f"{prefix}/f", b"1")
     created = kv.get(f"{prefix}/f")
     assert created is not None
     stop = threading.Event()
-    kv2 = EtcdKV(f"http://127.0.0.1:{free_port()},{etcd_server.endpoint}", retry_for=5)
+    kv2 = kind(f"http://127.0.0.1:{free_port()},{etcd_server.endpoint}", retry_for=5)
     first = next(iter(kv2.watch_prefix(prefix + "/", created.mod_revision, stop)))
     stop.set()
     assert first.kv.key == f"{prefix}/f"
