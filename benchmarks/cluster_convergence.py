@@ -24,6 +24,17 @@ lease either way. ``full nodes p50`` is the last full node alone. ``etcd
 CPU`` is what etcd spent (user + system) per newcomer, from its acquire
 until every node saw it, when the benchmark runs its own etcd.
 
+``--client gateway,grpc`` runs each size with each etcd client in turn
+(alternating, same etcd, same run). ``gateway``: ``EtcdKV`` (etcd's JSON
+gateway) for every full node, the newcomer and the admin, light watchers as
+raw HTTP watch streams read as above. ``grpc``: ``EtcdGrpcKV`` for all of
+those, and the light watchers are gRPC watch streams, one per light node, on
+4 shared HTTP/2 channels, read by one asyncio loop in a process of their own
+(``GrpcLightWatchers``): gRPC's bytes cannot be stamped by the kernel, so the
+stamp is the loop's clock when the decoded event reaches Python, which counts
+that process's own work behind it (decoding up to 800 events in turn) against
+gRPC: a remote node would only read its one event.
+
 Run from the repository: ``.venv/bin/python benchmarks/cluster_convergence.py``
 (starts its own etcd from Debian's etcd-server on loopback, removes it at the
 end; ``--etcd URL`` uses a running one; ``--nodes 10,50`` for a quick run).
@@ -33,6 +44,7 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import multiprocessing
@@ -55,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KVUnavailable, prefix_end
 from pycni.cluster.lease import Lease
 from pycni.cluster.subnets import SubnetManager
@@ -63,6 +76,7 @@ from tests.cluster_etcd.etcd_server import EtcdServer
 
 TTL = 30
 SO_TIMESTAMPNS = 35  # Linux's SO_TIMESTAMPNS and SCM_TIMESTAMPNS (the socket module names neither)
+CLIENTS: dict[str, type[EtcdKV] | type[EtcdGrpcKV]] = {"gateway": EtcdKV, "grpc": EtcdGrpcKV}
 
 
 @dataclass
@@ -70,11 +84,12 @@ class SimNode:
     name: str
     endpoint: str
     prefix: str
+    client: str
     seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (type, node) -> perf_counter
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def start(self, stop: threading.Event, index: int) -> None:
-        self.kv = EtcdKV(self.endpoint)
+        self.kv = CLIENTS[self.client](self.endpoint)
         self.sm = SubnetManager(self.kv, self.prefix, ttl=TTL)
         self.lease: Lease = self.sm.acquire(self.name, IPv4Address(f"10.99.{index // 250}.{index % 250 + 1}"),
                                             {"VtepMAC": f"02:00:00:00:{index // 256:02x}:{index % 256:02x}"})
@@ -176,6 +191,89 @@ class LightWatchers:
             sock.close()
 
 
+class GrpcLightWatchers:
+    """``LightWatchers`` over gRPC: one watch stream per light node on 4 shared channels, in a child process.
+
+    The child runs one asyncio loop over every stream and stamps each event with its clock when the
+    decoded response reaches Python (perf_counter is CLOCK_MONOTONIC, one clock for every process).
+    """
+
+    def __init__(self, endpoint: str, prefix: str, names: list[str], start_revision: int) -> None:
+        self.names = names
+        context = multiprocessing.get_context("spawn")
+        self._conn, their_end = context.Pipe()
+        self._process = context.Process(target=_grpc_light_child,
+                                        args=(endpoint, f"{prefix}/subnets/", len(names), start_revision, their_end))
+        self._process.start()
+        if self._conn.recv() != "ready":
+            raise RuntimeError("the gRPC light watchers did not start")
+
+    def run(self, stop: threading.Event) -> None:  # the child reads; nothing to do here
+        stop.wait()
+
+    def arrival(self, kind: str, node: str, timeout: float) -> list[float]:
+        self._conn.send((kind, node, timeout))
+        answer: list[float] | str = self._conn.recv()
+        if isinstance(answer, str):
+            raise TimeoutError(answer)
+        return answer
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._process.join(30)
+
+
+def _grpc_light_child(endpoint: str, key_prefix: str, count: int, start_revision: int, conn: Connection) -> None:
+    import grpc  # type: ignore[import-untyped]
+    from pyetcd.etcdrpc import rpc_pb2 as pb  # type: ignore[import-untyped]
+    from pyetcd.etcdrpc import rpc_pb2_grpc as pb_grpc
+
+    seen: dict[tuple[str, str], list[float]] = {}
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def watch(stub: pb_grpc.WatchStub, created: list[int]) -> None:
+        key = key_prefix.encode()
+        create = pb.WatchCreateRequest(key=key, range_end=prefix_end(key), start_revision=start_revision)
+        call = stub.Watch()
+        await call.write(pb.WatchRequest(create_request=create))
+        async for response in call:
+            now = time.perf_counter()
+            if response.created:
+                created.append(1)
+                if len(created) == count:
+                    ready.set()
+                continue
+            for event in response.events:
+                if event.type == 1:
+                    found = ("removed", f"subnet:{event.kv.key.decode()}")
+                else:
+                    found = ("added", str(json.loads(event.kv.value).get("Node")))
+                seen.setdefault(found, []).append(now)
+
+    async def main() -> None:
+        target = endpoint.removeprefix("http://")
+        channels = [grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(4)]
+        stubs = [pb_grpc.WatchStub(channel) for channel in channels]
+        created: list[int] = []
+        tasks = [asyncio.ensure_future(watch(stubs[i % 4], created)) for i in range(count)]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True).start()
+    if not ready.wait(300):
+        conn.send("not ready")
+        return
+    conn.send("ready")
+    while (order := conn.recv()) is not None:
+        kind, node, timeout = order
+        deadline = time.monotonic() + timeout
+        while len(seen.get((kind, node), ())) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stamps = list(seen.get((kind, node), ()))
+        conn.send(stamps if len(stamps) >= count else f"{count - len(stamps)} light watchers never saw {kind} {node}")
+
+
 def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float:
     """The receive time the kernel put on a read (CLOCK_REALTIME) as a perf_counter value."""
     for level, kind, data in ancillary:
@@ -205,13 +303,13 @@ def _event_of(line: bytes, kind: str) -> str | None:
     return None
 
 
-def newcomer(endpoint: str, prefix: str, conn: Connection) -> None:
+def newcomer(endpoint: str, prefix: str, conn: Connection, client: str) -> None:
     """The newcomer node, in a process of its own (as on a real cluster): acquire or release when told.
 
     Answers each order with (perf_counter at the start, seconds it took, the lease key); perf_counter
     is CLOCK_MONOTONIC, the same clock in every process.
     """
-    kv = EtcdKV(endpoint)
+    kv = CLIENTS[client](endpoint)
     manager = SubnetManager(kv, prefix, ttl=TTL)
     while (order := conn.recv()) is not None:
         what, name, r = order
@@ -230,16 +328,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(endpoint: str, n: int, rounds: int, full: int, etcd_pid: int | None = None) -> dict[str, list[float]]:
+def run(endpoint: str, n: int, rounds: int, full: int, etcd_pid: int | None = None,
+        client: str = "gateway") -> dict[str, list[float]]:
     """Convergence with ``n`` nodes, ``full`` of them full watchers (the rest light: ``LightWatchers``)."""
     prefix = f"/bench-{uuid.uuid4().hex[:8]}"
-    admin_kv = EtcdKV(endpoint)
+    admin_kv = CLIENTS[client](endpoint)
     admin = SubnetManager(admin_kv, prefix, ttl=TTL)
     # a /24 per node, with room for the probe and the newcomers: a /16 holds 256 nodes, a /12 4,096
     admin.init_config(ClusterConfig(network=IPv4Network("10.244.0.0/16" if n < 250 else "10.240.0.0/12")))
     stop = threading.Event()
     full = min(full, n)
-    nodes = [SimNode(f"node{i:04d}", endpoint, prefix) for i in range(full)]
+    nodes = [SimNode(f"node{i:04d}", endpoint, prefix, client) for i in range(full)]
     for i, node in enumerate(nodes):
         node.start(stop, i)
     light_names = [f"light{i:04d}" for i in range(n - full)]
@@ -247,11 +346,12 @@ def run(endpoint: str, n: int, rounds: int, full: int, etcd_pid: int | None = No
     light_ids = [light_leases.acquire(name, IPv4Address(f"10.99.{i // 250}.{i % 250 + 1}"),
                                       {"VtepMAC": "02:00:00:00:00:01"}).lease_id
                  for i, name in enumerate(light_names, start=full)]
-    light = LightWatchers(endpoint, prefix, light_names, admin.list_leases()[1] + 1) if light_names else None
+    watchers = LightWatchers if client == "gateway" else GrpcLightWatchers
+    light = watchers(endpoint, prefix, light_names, admin.list_leases()[1] + 1) if light_names else None
     if light is not None:
         threading.Thread(target=light.run, args=(stop,), daemon=True, name="light-watchers").start()
     # warm up: every watcher is following (its watch stream is open) once it reports a probe
-    probe_kv = EtcdKV(endpoint)
+    probe_kv = CLIENTS[client](endpoint)
     probe = SubnetManager(probe_kv, prefix, ttl=TTL)
     probe_lease = probe.acquire("probe", IPv4Address("10.98.0.1"), {})
     for node in nodes:
@@ -267,7 +367,7 @@ def run(endpoint: str, n: int, rounds: int, full: int, etcd_pid: int | None = No
     results: dict[str, list[float]] = {"acquire": [], "added": [], "added_full": [], "added_median": [],
                                        "after_write": [], "removed": [], "etcd_cpu": []}
     orders, their_end = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=newcomer, args=(endpoint, prefix, their_end))
+    process = multiprocessing.get_context("spawn").Process(target=newcomer, args=(endpoint, prefix, their_end, client))
     process.start()
 
     def tell(what: str, name: str, r: int) -> tuple[float, float, str | None]:
@@ -315,8 +415,14 @@ def main() -> int:
                         help="at most this many full nodes (threads of this process); the rest are light watchers "
                              "(default 200)")
     parser.add_argument("--etcd", help="use this etcd client URL instead of starting one")
+    parser.add_argument("--client", default="gateway",
+                        help="etcd client(s), comma-separated, each size run with each in turn: gateway (etcd's "
+                             "JSON gateway, EtcdKV), grpc (EtcdGrpcKV) (default gateway)")
     args = parser.parse_args()
     counts = [int(x) for x in args.nodes.split(",")]
+    clients = [c.strip() for c in args.client.split(",")]
+    if unknown := [c for c in clients if c not in CLIENTS]:
+        parser.error(f"--client: unknown {', '.join(unknown)} (gateway, grpc)")
 
     def ms(values: list[float], q: float | None = None) -> str:
         value = statistics.median(values) if q is None else percentile(values, q)
@@ -324,11 +430,11 @@ def main() -> int:
 
     print(f"lease convergence over {args.rounds} newcomers per size (ms; 'all' = until the last node saw it; "
           "p99 of 20 or fewer is the largest)")
-    header = ("nodes", "full", "acquire p50", "added p50 node", "added all p50", "added all p99", "after write p50",
-              "full nodes p50", "removed all p50", "removed all p99", "etcd CPU p50")
+    header = ("client", "nodes", "full", "acquire p50", "added p50 node", "added all p50", "added all p99",
+              "after write p50", "full nodes p50", "removed all p50", "removed all p99", "etcd CPU p50")
     widths = [max(len(h), 7) for h in header]
     print("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(header)), flush=True)
-    table: dict[int, dict[str, list[float]]] = {}
+    table: dict[tuple[str, int], dict[str, list[float]]] = {}
     server = None
     with tempfile.TemporaryDirectory(prefix="pycni-bench-etcd-") as tmp:
         if args.etcd:
@@ -337,21 +443,27 @@ def main() -> int:
             server = EtcdServer(Path(tmp) / "data", progress_notify="10m").start()
             endpoint = server.endpoint
         try:
-            for n in counts:  # a row as each size is done: 1,000 nodes take minutes to start
-                r = table[n] = run(endpoint, n, args.rounds, args.full,
-                                   server.process.pid if server is not None and server.process is not None else None)
-                row = (str(n), str(min(n, args.full)), ms(r["acquire"]), ms(r["added_median"]), ms(r["added"]),
+            pid = server.process.pid if server is not None and server.process is not None else None
+            for n, client in ((n, c) for n in counts for c in clients):  # a row as each is done
+                r = table[client, n] = run(endpoint, n, args.rounds, args.full, pid, client)
+                row = (client, str(n), str(min(n, args.full)), ms(r["acquire"]), ms(r["added_median"]), ms(r["added"]),
                        ms(r["added"], 0.99), ms(r["after_write"]), ms(r["added_full"]), ms(r["removed"]),
                        ms(r["removed"], 0.99), ms(r["etcd_cpu"]) if server is not None else "-")
                 print("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(row)), flush=True)
         finally:
             if server is not None:
                 server.stop()
-    if len(counts) >= 2:
+    for client in clients if len(counts) >= 2 else ():
         small, large = counts[0], counts[-1]
-        grow = statistics.median(table[large]["added"]) / statistics.median(table[small]["added"])
-        print(f"{large} vs {small} nodes: {large / small:.0f}x the nodes, {grow:.2f}x the time until all saw a "
-              "newcomer")
+        grow = statistics.median(table[client, large]["added"]) / statistics.median(table[client, small]["added"])
+        print(f"{client}: {large} vs {small} nodes: {large / small:.0f}x the nodes, {grow:.2f}x the time until all "
+              "saw a newcomer")
+    if len(clients) >= 2:
+        for n in counts:
+            ratios = [statistics.median(table[c, n]["added"]) / statistics.median(table[clients[0], n]["added"])
+                      for c in clients[1:]]
+            print(f"{n} nodes, added all p50 against {clients[0]}: " + ", ".join(
+                f"{c} {ratio:.2f}x" for c, ratio in zip(clients[1:], ratios, strict=True)))
     return 0
 
 
