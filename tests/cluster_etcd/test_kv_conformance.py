@@ -146,7 +146,7 @@ def test_concurrent_reads_that_straddle_a_write_are_read_again_at_the_later_revi
             x_read.set()
         return answer
 
-    kv.list_prefix = racing  # type: ignore[method-assign]
+    kv.list_prefix = racing  # type: ignore[method-assign,assignment]
     try:
         (xs, ys), revision = kv.list_prefixes([f"{prefix}/x/", f"{prefix}/y/"], concurrently=True)
     finally:
