@@ -40,6 +40,7 @@ import json
 import os
 import queue
 import random
+import resource
 import signal
 import statistics
 import sys
@@ -126,6 +127,9 @@ class Failures:
 def latency(networks: list[Network], pods: int, failures: Failures, warmup: int = 2) -> dict[str, dict[str, float]]:
     """Median ADD and DEL time of each network's chain, pods interleaved across networks."""
     times: dict[str, dict[str, list[float]]] = {n.variant.name: {"add": [], "del": []} for n in networks}
+    # CPU (user, system) of the processes each pod's calls exec'd (plugins, or pycni's shims) and reaped,
+    # their own tools included: calls run one at a time here, so the delta is the pod's.
+    cpu: dict[str, list[tuple[float, float]]] = {n.variant.name: [] for n in networks}
     i = 0
     while i < warmup + pods:
         order = networks if i % 2 == 0 else list(reversed(networks))
@@ -133,11 +137,13 @@ def latency(networks: list[Network], pods: int, failures: Failures, warmup: int 
             while True:
                 pod = new_pod(next(_ports))
                 try:
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     start = time.perf_counter()
                     network.add(pod)
                     added = time.perf_counter()
                     network.delete(pod)
                     deleted = time.perf_counter()
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
                     break
                 except RuntimeError as exc:
                     failures.record(network, pod, exc)
@@ -146,6 +152,7 @@ def latency(networks: list[Network], pods: int, failures: Failures, warmup: int 
             if i >= warmup:
                 times[network.variant.name]["add"].append(added - start)
                 times[network.variant.name]["del"].append(deleted - added)
+                cpu[network.variant.name].append((after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime))
         i += 1
         print(".", end="", flush=True, file=sys.stderr)
     print(file=sys.stderr)
@@ -156,6 +163,8 @@ def latency(networks: list[Network], pods: int, failures: Failures, warmup: int 
             "add": statistics.median(t["add"]) * 1000,
             "del": statistics.median(t["del"]) * 1000,
             "add+del": statistics.median(a + d for a, d in zip(t["add"], t["del"], strict=True)) * 1000,
+            "exec_cpu_user": statistics.mean(u for u, _ in cpu[name]) * 1000,
+            "exec_cpu_system": statistics.mean(k for _, k in cpu[name]) * 1000,
         }
         for name, t in times.items()
     }
@@ -256,14 +265,19 @@ def executor_cpu_seconds(executor: Executor, *, children: bool = False) -> float
 
     ``children``: instead, the CPU of the processes they ran and reaped (iptables-restore and the like).
     """
-    pids = executor_pids(executor)
-    total = 0.0
+    return sum(executor_cpu_split(executor, children=children))
+
+
+def executor_cpu_split(executor: Executor, *, children: bool = False) -> tuple[float, float]:
+    """``executor_cpu_seconds`` as (user, system): system is the kernel's work done in its calls."""
+    user = system = 0.0
     first = 13 if children else 11
-    for pid in pids:
+    for pid in executor_pids(executor):
         with contextlib.suppress(OSError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[first]) + int(fields[first + 1])) / os.sysconf("SC_CLK_TCK")
-    return total
+            user += int(fields[first]) / os.sysconf("SC_CLK_TCK")
+            system += int(fields[first + 1]) / os.sysconf("SC_CLK_TCK")
+    return user, system
 
 
 def pin(cpus: set[int], executor: Executor) -> None:
@@ -361,6 +375,17 @@ def report(results: dict[str, object], variants_by_scenario: dict[str, list[Vari
         lines.append(f"  churn    pods/s  {ratio:.2f} (target >= {CHURN_TARGET}) "
                      f"{'met' if ratio >= CHURN_TARGET else 'MISSED'}")
     cpu = results.get("executor_cpu_ms_per_pod")
+    podman = results.get("podman")
+    if isinstance(cpu, dict) and "podman" in cpu and isinstance(podman, dict) and "pycni+executor" in podman:
+        # The whole CPU a pod costs the node, kernel work in its calls included, against Go's processes.
+        go, ours = podman["go"], podman["pycni+executor"]
+        go_total = go["exec_cpu_user"] + go["exec_cpu_system"]
+        shims = ours["exec_cpu_user"] + ours["exec_cpu_system"]
+        whole = shims + cpu["podman"] + cpu.get("podman, tools it ran", 0.0)
+        lines.append(f"  CPU per podman pod, ADD+DEL, all processes (ms): go {go_total:.1f} (system "
+                     f"{go['exec_cpu_system']:.1f}); pycni {whole:.1f} = shims {shims:.1f} + executor "
+                     f"{cpu['podman']:.1f} (system {cpu.get('podman, of which system', 0.0):.1f}) + its tools "
+                     f"{cpu.get('podman, tools it ran', 0.0):.1f}: {whole / go_total:.2f}x Go")
     if isinstance(cpu, dict) and "podman" in cpu:
         lines.append(f"  executor CPU per podman pod {cpu['podman']:.1f} ms (target <= {CPU_TARGET_MS:g}) "
                      f"{'met' if cpu['podman'] <= CPU_TARGET_MS else 'MISSED'}")
@@ -417,14 +442,16 @@ def main(argv: list[str] | None = None) -> int:
                 variants = [v for v in variants if v.name != "pycni in-process"]
                 variants_by_scenario[scenario] = variants
             mark = executor.mark()
-            cpu_before, calls_before = executor_cpu_seconds(executor), executor.calls()
+            split_before, calls_before = executor_cpu_split(executor), executor.calls()
             tools_before = executor_cpu_seconds(executor, children=True)
             results[scenario] = measure([make_network(cleanup, v, chain) for v in variants])
             if scenario in ("podman", "churn"):
                 pods_through_executor = (executor.calls() - calls_before) / (2 * (1 + len(PODMAN_META)))
                 if pods_through_executor:
-                    spent = (executor_cpu_seconds(executor) - cpu_before) * 1000 / pods_through_executor
-                    cpu_per_pod[scenario] = spent
+                    user, system = (now - then for now, then in zip(executor_cpu_split(executor), split_before,
+                                                                    strict=True))
+                    cpu_per_pod[scenario] = (user + system) * 1000 / pods_through_executor
+                    cpu_per_pod[f"{scenario}, of which system"] = system * 1000 / pods_through_executor
                     tools = executor_cpu_seconds(executor, children=True) - tools_before
                     cpu_per_pod[f"{scenario}, tools it ran"] = tools * 1000 / pods_through_executor
             if scenario in ("bridge", "podman"):
