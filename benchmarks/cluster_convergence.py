@@ -25,7 +25,7 @@ CPU`` is what etcd spent (user + system) per newcomer, from its acquire
 until every node saw it, when the benchmark runs its own etcd.
 
 ``--client gateway,grpc`` runs each size with each etcd client in turn
-(alternating, same etcd, same run). ``gateway``: ``EtcdKV`` (etcd's JSON
+(alternating, same etcd, same run). ``gateway``: ``EtcdGatewayKV`` (etcd's JSON
 gateway) for every full node, the newcomer and the admin, light watchers as
 raw HTTP watch streams read as above. ``grpc``: ``EtcdGrpcKV`` for all of
 those, and the light watchers are gRPC watch streams, one per light node, on
@@ -66,7 +66,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pycni.cluster.config import ClusterConfig
-from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_gateway import EtcdGatewayKV
 from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KVUnavailable, prefix_end
 from pycni.cluster.lease import Lease
@@ -76,7 +76,7 @@ from tests.cluster_etcd.etcd_server import EtcdServer
 
 TTL = 30
 SO_TIMESTAMPNS = 35  # Linux's SO_TIMESTAMPNS and SCM_TIMESTAMPNS (the socket module names neither)
-CLIENTS: dict[str, type[EtcdKV] | type[EtcdGrpcKV]] = {"gateway": EtcdKV, "grpc": EtcdGrpcKV}
+CLIENTS: dict[str, type[EtcdGatewayKV] | type[EtcdGrpcKV]] = {"gateway": EtcdGatewayKV, "grpc": EtcdGrpcKV}
 
 
 @dataclass
@@ -415,9 +415,9 @@ def main() -> int:
                         help="at most this many full nodes (threads of this process); the rest are light watchers "
                              "(default 200)")
     parser.add_argument("--etcd", help="use this etcd client URL instead of starting one")
-    parser.add_argument("--client", default="gateway",
+    parser.add_argument("--client", default="grpc",
                         help="etcd client(s), comma-separated, each size run with each in turn: gateway (etcd's "
-                             "JSON gateway, EtcdKV), grpc (EtcdGrpcKV) (default gateway)")
+                             "JSON gateway, EtcdGatewayKV), grpc (EtcdGrpcKV, the agent's EtcdKV) (default grpc)")
     args = parser.parse_args()
     counts = [int(x) for x in args.nodes.split(",")]
     clients = [c.strip() for c in args.client.split(",")]

@@ -8,7 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from pycni.cluster.config import ClusterConfig
-from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_gateway import EtcdGatewayKV
 from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KVUnavailable
 from pycni.cluster.subnets import SubnetManager
@@ -17,10 +17,13 @@ from pycni.spec.errors import InvalidConfig
 from tests.cluster_etcd.etcd_server import EtcdServer
 from tests.cluster_etcd.test_cli_cluster import ok, one_line_error, pycni
 
-CLIENTS = pytest.mark.parametrize("kind", [EtcdKV, EtcdGrpcKV])
+CLIENTS = pytest.mark.parametrize("kind", [EtcdGatewayKV, EtcdGrpcKV])
 
 
-def client(server: EtcdServer, kind: type[EtcdKV | EtcdGrpcKV] = EtcdKV, **kw: object) -> EtcdKV | EtcdGrpcKV:
+Client = EtcdGatewayKV | EtcdGrpcKV
+
+
+def client(server: EtcdServer, kind: type[Client] = EtcdGrpcKV, **kw: object) -> Client:
     assert server.tls is not None
     files = {"ca_file": str(server.tls.ca), "cert_file": str(server.tls.client_cert),
              "key_file": str(server.tls.client_key)}
@@ -30,7 +33,7 @@ def client(server: EtcdServer, kind: type[EtcdKV | EtcdGrpcKV] = EtcdKV, **kw: o
 
 @CLIENTS
 def test_leases_and_watch_over_tls_with_a_client_certificate(tls_etcd: EtcdServer, prefix: str,
-                                                             kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+                                                             kind: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     kv = client(tls_etcd, kind)
     sm = SubnetManager(kv, prefix)
     sm.init_config(ClusterConfig(network=IPv4Network("10.60.0.0/16")))
@@ -44,7 +47,7 @@ def test_leases_and_watch_over_tls_with_a_client_certificate(tls_etcd: EtcdServe
 
 
 @CLIENTS
-def test_tls_mistakes_are_clear(tls_etcd: EtcdServer, kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+def test_tls_mistakes_are_clear(tls_etcd: EtcdServer, kind: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     assert tls_etcd.tls is not None
     with pytest.raises(KVUnavailable, match=r"TLS certificate verification failed"):
         client(tls_etcd, kind, ca_file=str(tls_etcd.tls.client_cert)).get("/x")  # not the CA that signed etcd's

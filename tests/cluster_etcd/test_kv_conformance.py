@@ -2,9 +2,9 @@
 
 Every test runs three times: on the in-memory fake (its clock advanced by
 hand), and on etcd (real time, TTLs of a few seconds) through its JSON
-gateway (``EtcdKV``) and through gRPC (``EtcdGrpcKV``), so the fake the unit
-tests trust is checked against the real thing, and both clients hold the same
-contract.
+gateway (``EtcdGatewayKV``) and through gRPC (``EtcdGrpcKV``, the
+``EtcdKV`` users get), so the fake the unit tests trust is checked against
+the real thing, and both clients hold the same contract.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_gateway import EtcdGatewayKV
 from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KV, Compacted, KeyValue, KVUnavailable, LeaseExpired, Put, WatchEvent
 from pycni.testing.kv import MemoryKV
@@ -32,7 +32,7 @@ class Store:
     compact: Callable[[int], None]
 
 
-@pytest.fixture(params=["memory", "etcd", "etcd-grpc"])
+@pytest.fixture(params=["memory", "etcd-gateway", "etcd-grpc"])
 def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
     if request.param == "memory":
         memory = MemoryKV()
@@ -40,7 +40,8 @@ def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[Store]:
         memory.close()
         return
     server: EtcdServer = request.getfixturevalue("etcd_server")
-    etcd: EtcdKV | EtcdGrpcKV = (EtcdKV if request.param == "etcd" else EtcdGrpcKV)([server.endpoint], retry_for=5)
+    kind = EtcdGatewayKV if request.param == "etcd-gateway" else EtcdGrpcKV
+    etcd: EtcdGatewayKV | EtcdGrpcKV = kind([server.endpoint], retry_for=5)
 
     def let_expire(lease: int, ttl: int, key: str) -> None:
         # etcd reports the TTL as gone first, then deletes the keys (its lessor checks every 500 ms)
@@ -126,9 +127,9 @@ def test_list_prefixes_concurrently_reads_at_one_revision(store: Store) -> None:
     assert none == [] and revision == kv.list_prefix(f"{p}/")[1]
 
 
-@pytest.mark.parametrize("client", [EtcdKV, EtcdGrpcKV])
+@pytest.mark.parametrize("client", [EtcdGatewayKV, EtcdGrpcKV])
 def test_concurrent_reads_that_straddle_a_write_are_read_again_at_the_later_revision(
-        etcd_server: EtcdServer, prefix: str, client: type[EtcdKV | EtcdGrpcKV]) -> None:
+        etcd_server: EtcdServer, prefix: str, client: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     # x is read, then a key is written under x, then y is read: x's answer is one revision behind
     # y's, so x is read again at y's revision and the late key is in it.
     kv = client([etcd_server.endpoint], retry_for=5)

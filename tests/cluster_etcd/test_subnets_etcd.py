@@ -15,6 +15,7 @@ import pytest
 
 from pycni.cluster.config import ClusterConfig
 from pycni.cluster.etcd import EtcdKV
+from pycni.cluster.etcd_gateway import EtcdGatewayKV
 from pycni.cluster.etcd_grpc import EtcdGrpcKV
 from pycni.cluster.kv import KVUnavailable, WatchEvent
 from pycni.cluster.lease import Lease, NetworkFull
@@ -146,12 +147,12 @@ def collect_lease_events(sm: SubnetManager, known: list[Lease], stop: threading.
     return thread
 
 
-CLIENTS = pytest.mark.parametrize("kind", [EtcdKV, EtcdGrpcKV])
+CLIENTS = pytest.mark.parametrize("kind", [EtcdGatewayKV, EtcdGrpcKV])
 
 
 @CLIENTS
 def test_lease_watch_resumes_after_etcd_restarts(own_etcd: EtcdServer, prefix: str,
-                                                 kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+                                                 kind: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     kv, writer_kv = kind(own_etcd.endpoint, retry_for=30), kind(own_etcd.endpoint, retry_for=30)
     sm, writer = SubnetManager(kv, prefix), SubnetManager(writer_kv, prefix)
     writer.init_config(ClusterConfig(network=IPv4Network("10.8.0.0/16")))
@@ -180,7 +181,7 @@ def test_lease_watch_resumes_after_etcd_restarts(own_etcd: EtcdServer, prefix: s
 
 @CLIENTS
 def test_kv_watch_delivers_every_event_once_across_a_restart(own_etcd: EtcdServer, prefix: str,
-                                                             kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+                                                             kind: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     kv, writer = kind(own_etcd.endpoint, retry_for=30), kind(own_etcd.endpoint, retry_for=30)
     _, revision = kv.list_prefix(prefix)
     stop, cond = threading.Event(), threading.Condition()
@@ -212,7 +213,7 @@ def test_kv_watch_delivers_every_event_once_across_a_restart(own_etcd: EtcdServe
 
 
 @CLIENTS
-def test_an_unreachable_etcd_is_kv_unavailable_after_the_retry_window(kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+def test_an_unreachable_etcd_is_kv_unavailable_after_the_retry_window(kind: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     kv = kind(dead, retry_for=1.0)
     started = time.monotonic()
@@ -226,7 +227,7 @@ def test_an_unreachable_etcd_is_kv_unavailable_after_the_retry_window(kind: type
 
 @CLIENTS
 def test_fails_over_to_the_next_endpoint(etcd_server: EtcdServer, prefix: str,
-                                         kind: type[EtcdKV | EtcdGrpcKV]) -> None:
+                                         kind: type[EtcdGatewayKV | EtcdGrpcKV]) -> None:
     kv = kind([f"http://127.0.0.1:{free_port()}", etcd_server.endpoint], retry_for=5)
     assert kv.create(f"{prefix}/f", b"1")
     created = kv.get(f"{prefix}/f")
