@@ -21,11 +21,13 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -47,9 +49,11 @@ __all__ = [
     "is_netns_path",
     "netlink_session",
     "open_netns",
+    "pids_in_netns",
     "run_in_netns",
     "same_netns",
     "setns",
+    "stop_netns_processes",
 ]
 
 NetnsRef = str | os.PathLike[str] | int
@@ -152,6 +156,45 @@ def _identity(ref: NetnsRef) -> tuple[int, int]:
 def same_netns(a: NetnsRef, b: NetnsRef) -> bool:
     """True if both refer to the same namespace (same nsfs inode)."""
     return _identity(a) == _identity(b)
+
+
+def pids_in_netns(ref: NetnsRef) -> list[int]:
+    """The processes whose network namespace is ``ref`` (what ``ip netns pids`` lists)."""
+    wanted = _identity(ref)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                st = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:  # gone, or a kernel thread's
+                continue
+            if (st.st_dev, st.st_ino) == wanted:
+                pids.append(int(entry))
+    return pids
+
+
+def stop_netns_processes(ref: NetnsRef, timeout: float = 3.0) -> list[int]:
+    """SIGTERM every process in the namespace, SIGKILL what is left after ``timeout``; returns their pids.
+
+    Deleting a namespace's name does not end what runs in it: a server started inside lives on,
+    unreachable, holding the namespace.
+    """
+    import signal  # here: it imports enum, which the plugins' cold path does without
+
+    try:
+        pids = pids_in_netns(ref)
+    except NetnsNotFound:  # no namespace, nothing in it
+        return []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if os.path.exists(f"/proc/{p}")]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 def netlink_session() -> AbstractContextManager[None]:

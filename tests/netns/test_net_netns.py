@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pycni.net.errors import NetnsNotFound, NotANetns
-from pycni.net.netns import current_netns_path, is_netns_path, open_netns, run_in_netns, same_netns
+from pycni.net.netns import (
+    current_netns_path,
+    is_netns_path,
+    open_netns,
+    pids_in_netns,
+    run_in_netns,
+    same_netns,
+    stop_netns_processes,
+)
 from pycni.net.sysctl import read_sysctl, write_sysctl
 from tests.support.netns import Netns, unique
 
@@ -109,3 +122,28 @@ def test_sysctl_in_netns_does_not_touch_the_host(ctrns: Netns) -> None:
     assert ctrns.call(read_sysctl, "net.ipv4.ip_forward") == wanted
     assert ctrns.run("cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == wanted
     assert read_sysctl("net.ipv4.ip_forward") == host_before
+
+
+def test_processes_in_a_namespace_are_found_and_stopped(make_netns: Callable[[], Netns]) -> None:
+    # What `pycni lab down` relies on: a server started with `lab exec ... &` must not outlive its pod.
+    ns = make_netns()
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+                "time.sleep(300)")
+    procs = [subprocess.Popen(["ip", "netns", "exec", ns.name, "sleep", "300"]),
+             subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", stubborn],
+                              stdout=subprocess.PIPE, text=True)]  # the second: only SIGKILL ends it
+    try:
+        assert procs[1].stdout is not None and procs[1].stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 5
+        started = {p.pid for p in procs}
+        while not started <= set(pids_in_netns(ns.path)) and time.monotonic() < deadline:
+            time.sleep(0.02)  # until `ip netns exec` has entered and exec'd
+        assert sorted(pids_in_netns(ns.path)) == sorted(started)
+        assert sorted(stop_netns_processes(ns.path, timeout=0.5)) == sorted(started)
+        assert [p.wait(timeout=5) for p in procs] == [-signal.SIGTERM, -signal.SIGKILL]
+        assert pids_in_netns(ns.path) == []
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()  # reaps it and closes its pipe
+    assert stop_netns_processes("/run/netns/" + unique("pycni-missing-")) == []
