@@ -42,6 +42,7 @@ from pycni.cluster.lab_state import (
     node_ip,
 )
 from pycni.cluster.lab_wireguard import stop_wireguard
+from pycni.net.netns import stop_netns_processes
 
 __all__ = ["Lab", "LabError", "find_lab"]
 
@@ -159,6 +160,7 @@ class Lab:
         with contextlib.suppress(FileNotFoundError):
             names |= {n for n in os.listdir("/run/netns") if n.startswith(self.state.id + "-")}
         for name in sorted(names, key=lambda n: (not n.startswith(f"{self.state.id}-p-"), n)):
+            removed += [f"pid {pid} in {name}" for pid in stop_netns_processes(f"/run/netns/{name}")]  # `lab exec &`
             if _run("ip", "netns", "delete", name, check=False).returncode == 0:
                 removed.append(f"netns {name}")
         shutil.rmtree(self.state.dir, ignore_errors=True)
