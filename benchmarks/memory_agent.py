@@ -25,16 +25,22 @@ the test suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import gc
 import json
 import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,6 +109,33 @@ def child(endpoint: str) -> dict[str, float]:
     return {"before_mb": before, "after_mb": after, "peak_mb": peak}
 
 
+# Loaded by the lab's agent (and only it) through PYTHONPATH when tracing: on SIGUSR2 the first time it
+# starts tracemalloc, each time after it writes a snapshot and live objects by type. Not in pycni's code.
+_TRACE_HOOK = """
+import os, sys
+if os.environ.get("PYCNI_MEMTRACE_DIR") and sys.orig_argv[1:4] == ["-m", "pycni", "agent"]:
+    import collections, gc, json, pickle, signal, tracemalloc
+    _out = os.environ["PYCNI_MEMTRACE_DIR"]
+    def _dump(signum, frame):
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(12)
+            n = 0
+        else:
+            n = len([f for f in os.listdir(_out) if f.endswith(".types.json")]) + 1
+            gc.collect()
+            with open(os.path.join(_out, f"{n}.snap.tmp"), "wb") as f:
+                pickle.dump(tracemalloc.take_snapshot(), f)
+            os.replace(os.path.join(_out, f"{n}.snap.tmp"), os.path.join(_out, f"{n}.snap"))
+            counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+            with open(os.path.join(_out, f"{n}.types.tmp"), "w") as f:
+                json.dump(counts, f)
+            os.replace(os.path.join(_out, f"{n}.types.tmp"), os.path.join(_out, f"{n}.types.json"))
+        with open(os.path.join(_out, f"ack{n}"), "w"):
+            pass
+    signal.signal(signal.SIGUSR2, _dump)
+"""
+
+
 def _process_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -111,27 +144,140 @@ def _process_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def lab_pods(pods: int, every: int) -> None:
-    """A whole agent's memory while its node attaches and detaches ``pods`` pods."""
+def _thread_safe(state: Any) -> None:
+    """Lets threads add and delete pods at once: the lab saves its state from a copy, one thread at a time.
+
+    ``Lab.add_pod`` / ``del_pod`` are otherwise safe to run together here: each pod has its own name and
+    namespace, and host-local's IPAM locks its directory. Only ``LabState.save`` is not (a shared temporary
+    file, and the pods dict serialised while another thread changes it); copying a dict or a list is atomic
+    under the GIL.
+    """
+    lock = threading.Lock()
+    save = type(state).save
+
+    def locked_save() -> None:
+        with lock:
+            save(dataclasses.replace(state, pods=dict(state.pods), namespaces=list(state.namespaces)))
+
+    state.save = locked_save
+
+
+class _Tracer:
+    """Asks the agent (started with ``_TRACE_HOOK``) for tracemalloc snapshots and diffs them."""
+
+    def __init__(self, pid: int, out: str) -> None:
+        self.pid, self.out, self.taken = pid, out, 0
+
+    def signal(self) -> None:
+        os.kill(self.pid, signal.SIGUSR2)
+        ack = os.path.join(self.out, f"ack{self.taken}")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(ack):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the agent did not answer SIGUSR2: is the trace hook loaded?")
+            time.sleep(0.1)
+        self.taken += 1
+
+    def report(self) -> None:
+        import pickle
+        import tracemalloc
+
+        def load(n: int) -> tuple[tracemalloc.Snapshot, dict[str, int]]:
+            with open(os.path.join(self.out, f"{n}.snap"), "rb") as f:
+                snap = pickle.load(f)
+            with open(os.path.join(self.out, f"{n}.types.json")) as f:
+                return snap, json.load(f)
+
+        first, first_types = load(1)
+        last, last_types = load(self.taken - 1)
+        stats = last.compare_to(first, "lineno")
+        grown = sum(s.size_diff for s in stats)
+        print(f"tracemalloc, snapshot 1 -> {self.taken - 1}: {grown / 1024:+.1f} KiB traced "
+              f"({sum(s.size for s in stats) / 1024:.0f} KiB in all); biggest changes by line:")
+        for s in sorted(stats, key=lambda s: -abs(s.size_diff))[:12]:
+            print(f"  {s.size_diff / 1024:+9.1f} KiB {s.count_diff:+7d} blocks  {s.traceback[0]}")
+        by_file = last.compare_to(first, "traceback")
+        for s in sorted(by_file, key=lambda s: -s.size_diff)[:3]:
+            print(f"  {s.size_diff / 1024:+9.1f} KiB allocated at:")
+            for line in s.traceback.format()[-10:]:
+                print("     " + line)
+        diff = {t: last_types.get(t, 0) - first_types.get(t, 0) for t in set(first_types) | set(last_types)}
+        top = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:10]
+        print("live objects by type, change: " + ", ".join(f"{t} {d:+d}" for t, d in top))
+
+
+def lab_pods(pods: int, every: int, parallel: int, trace: list[int]) -> None:
+    """A whole agent's memory while its node attaches and detaches ``pods`` pods, ``parallel`` at a time."""
     from pycni.cluster.lab import Lab
 
     root = tempfile.mkdtemp(prefix="pycni-bench-agent-")
+    trace_dir = tempfile.mkdtemp(prefix="pycni-bench-trace-") if trace else None
+    if trace_dir:
+        with open(os.path.join(trace_dir, "sitecustomize.py"), "w") as f:
+            f.write(_TRACE_HOOK)
+        os.environ["PYCNI_MEMTRACE_DIR"] = trace_dir
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (trace_dir, os.environ.get("PYTHONPATH")) if p)
     lab = Lab.up(nodes=1, backend="host-gw", root=root)
     try:
+        _thread_safe(lab.state)
         node = next(iter(lab.state.nodes.values()))
         assert node.agent_pid is not None
+        agent_pid: int = node.agent_pid
+        tracer = _Tracer(agent_pid, trace_dir) if trace_dir else None
+        if tracer:
+            tracer.signal()  # tracemalloc starts; snapshot 1 is at the first traced count
         started = time.monotonic()
-        print("agent of a one-node host-gw lab: pods, resident MB, s per pod", flush=True)
-        print(f"{0:>7}{_process_rss_mb(node.agent_pid):>9.1f}", flush=True)
-        for i in range(1, pods + 1):
-            lab.add_pod(node.name, f"m{i}")
-            lab.del_pod(f"m{i}")
-            if i % every == 0 or i == pods:
-                per_pod = (time.monotonic() - started) / i
-                print(f"{i:>7}{_process_rss_mb(node.agent_pid):>9.1f}{per_pod:>8.2f}", flush=True)
+        done, lock, failed = 0, threading.Lock(), threading.Event()
+        print(f"agent of a one-node host-gw lab, {parallel} pod(s) in flight: pods, resident MB, s per pod",
+              flush=True)
+        print(f"{0:>7}{_process_rss_mb(agent_pid):>9.1f}", flush=True)
+
+        def worker(first: int) -> None:
+            nonlocal done
+            try:
+                for i in range(first, pods + 1, parallel):
+                    if failed.is_set():
+                        return
+                    name = f"m{i}"
+                    pod = lab.add_pod(node.name, name)
+                    lab.del_pod(name)
+                    with contextlib.suppress(ValueError):
+                        lab.state.namespaces.remove(pod.netns)  # gone: keeps the state file small
+                    with lock:
+                        done += 1
+                        if done % every == 0 or done == pods:
+                            per_pod = (time.monotonic() - started) / done
+                            print(f"{done:>7}{_process_rss_mb(agent_pid):>9.1f}{per_pod:>8.3f}", flush=True)
+                        if tracer and done in trace:
+                            tracer.signal()
+            except BaseException:
+                failed.set()
+                raise
+
+        threads = [threading.Thread(target=worker, args=(w + 1,), name=f"pods-{w}") for w in range(parallel)]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                t.join()
+        finally:  # interrupted too: the workers finish the pod in hand, then the lab goes down
+            failed.set()
+            for t in threads:
+                t.join()
+        if any(t.is_alive() for t in threads) or done < pods:
+            raise RuntimeError("a worker failed (its traceback is above)")
+        print(f"wall time {time.monotonic() - started:.0f} s", flush=True)
+        if tracer:
+            tracer.report()
     finally:
         lab.down()
         os.rmdir(root)  # empty once the lab is down; an error here shows what it left behind
+        if trace_dir:
+            shutil.rmtree(trace_dir)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -139,10 +285,17 @@ def main() -> int:
     parser.add_argument("--endpoints", type=int, default=10000, help="endpoint records in the store (default 10000)")
     parser.add_argument("--lab-pods", type=int, default=0, help="measure a whole agent in a lab through N pods")
     parser.add_argument("--every", type=int, default=50, help="with --lab-pods: a sample every N pods (default 50)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="with --lab-pods: workers, each attaching and detaching its own pods (default 1)")
+    parser.add_argument("--trace", default="",
+                        help="with --lab-pods: pod counts (e.g. 500,1500) at which the agent's allocations are "
+                             "snapshotted with tracemalloc and diffed at the end")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run the agent's part against this etcd
     args = parser.parse_args()
     if args.lab_pods:
-        lab_pods(args.lab_pods, args.every)
+        signal.signal(signal.SIGTERM, _interrupt)  # a killed run still takes its lab down
+        lab_pods(args.lab_pods, args.every, args.parallel,
+                 [int(n) for n in args.trace.split(",") if n])
         return 0
     if args.child:
         print(json.dumps(child(args.child)))
