@@ -2,7 +2,7 @@
 
 - ``config``: the cluster config document (Flannel's field names), pure.
 - ``kv``: the narrow revisioned key-value seam; ``etcd.EtcdKV`` implements it on etcd's
-  v3 gateway, ``pycni.testing.kv.MemoryKV`` in memory.
+  v3 gRPC API (``etcd_gateway.EtcdGatewayKV`` on its JSON gateway), ``pycni.testing.kv.MemoryKV`` in memory.
 - ``lease``: the key layout, the lease and history values and their codec, pure.
 - ``allocation``: which subnet a node may take (quarantine included), pure.
 - ``subnets``: ``SubnetManager``: acquire, renew, release and list leases over ``kv``.
