@@ -70,7 +70,6 @@ log = logging.getLogger("pycni.cluster.etcd")
 T = TypeVar("T")
 
 _GUARD_LINGER = 5.0  # how long a watch stream's stop guard outlives the stream, at most
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", -1),  # a policy agent's listing is tens of MB; etcd sends up to 2 GB
     ("grpc.max_send_message_length", -1),
@@ -341,7 +340,7 @@ class EtcdGrpcKV:
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
                 message = str(exc.details() if hasattr(exc, "details") else "") or str(code)
-                if code in _RETRYABLE and "etcdserver:" not in message:
+                if _retryable(code, message):
                     self._failed(endpoint, exc, since, what, attempt)
                     attempt += 1
                     if attempt % len(self._endpoints) == 0:
@@ -352,6 +351,18 @@ class EtcdGrpcKV:
                 if "compacted" in message:
                     raise Compacted(0) from None
                 raise KVError(f"etcd refused to {what}: {message}") from None
+
+
+def _retryable(code: Any, message: str) -> bool:
+    """Whether a failed call may go to the next endpoint and be tried again.
+
+    UNAVAILABLE and DEADLINE_EXCEEDED: the endpoint could not be reached, or etcd had no leader, was
+    changing leaders or timed the request out ("etcdserver: leader changed"). UNKNOWN only from the
+    transport (a reset stream), not from etcd: everything else etcd says is an answer.
+    """
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return True
+    return bool(code == grpc.StatusCode.UNKNOWN and not message.startswith(("etcdserver:", "mvcc:")))
 
 
 def _cancel_on_stop(stream: Any, stop: threading.Event, done: threading.Event) -> None:
