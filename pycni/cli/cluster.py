@@ -19,7 +19,7 @@ from pycni.cli import wireguard as wg
 
 if TYPE_CHECKING:
     from pycni.cluster.config import ClusterConfig
-    from pycni.cluster.etcd import EtcdKV
+    from pycni.cluster.kv import KV
     from pycni.cluster.subnets import SubnetManager
 
 __all__ = [
@@ -99,11 +99,11 @@ def add_node_arguments(p: argparse.ArgumentParser) -> None:
     wg.add_rotate_parser(sub, add_etcd_arguments)
 
 
-def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> EtcdKV:
-    from pycni.cluster.etcd import EtcdKV
+def connect(args: argparse.Namespace, environ: Mapping[str, str]) -> KV:
+    from pycni.cluster.etcd import etcd_client  # `pycni apply` on a lab runs in a thread in the lab's underlay
 
     endpoints = args.etcd_endpoints or environ.get("PYCNI_ETCD_ENDPOINTS") or DEFAULT_ENDPOINTS
-    return EtcdKV(endpoints, ca_file=args.etcd_cafile, cert_file=args.etcd_certfile, key_file=args.etcd_keyfile,
+    return etcd_client(endpoints, ca_file=args.etcd_cafile, cert_file=args.etcd_certfile, key_file=args.etcd_keyfile,
                   retry_for=5.0)
 
 

@@ -9,6 +9,7 @@ library's long failure text into the few words users see in
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -16,7 +17,8 @@ from urllib.parse import urlsplit
 from pycni.cluster.kv import KVUnavailable
 from pycni.spec.errors import InvalidConfig
 
-__all__ = ["DEFAULT_ENDPOINT", "check_tls", "parse_endpoints", "permanent", "short_reason", "unreachable"]
+__all__ = ["DEFAULT_ENDPOINT", "check_tls", "parse_endpoints", "permanent", "short_reason", "thread_in_process_netns",
+           "unreachable"]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
 
@@ -42,6 +44,22 @@ def parse_endpoints(endpoints: str | Sequence[str]) -> list[tuple[str, str, int]
     if not out:
         raise InvalidConfig("etcd endpoint: none given")
     return out
+
+
+def thread_in_process_netns() -> bool:
+    """False in a thread that entered another network namespace (``pycni.net.netns.run_in_netns``).
+
+    gRPC connects from threads of its own, which stay in the namespace of
+    the thread that started them: a gRPC client made in such a thread would
+    reach the address in the wrong namespace (another lab's etcd, or out
+    of the machine). The gateway client connects from the calling thread.
+    """
+    try:
+        here = os.stat("/proc/thread-self/ns/net")
+        process = os.stat(f"/proc/{os.getpid()}/ns/net")
+    except OSError:  # no /proc: nothing to compare, the plain case
+        return True
+    return (here.st_dev, here.st_ino) == (process.st_dev, process.st_ino)
 
 
 def endpoint_url(scheme: str, host: str, port: int) -> str:

@@ -50,6 +50,7 @@ from pycni.cluster.etcd_common import (
     parse_endpoints,
     permanent,
     short_reason,
+    thread_in_process_netns,
     unreachable,
 )
 from pycni.cluster.kv import (
@@ -131,6 +132,9 @@ class EtcdGrpcKV:
         timeout: float = 5.0,
         retry_for: float = 10.0,
     ) -> None:
+        if not thread_in_process_netns():
+            raise KVError("the gRPC etcd client cannot run in a thread that entered another network namespace: "
+                          "its connections would leave from the process's (use pycni.cluster.etcd.etcd_client)")
         parsed = parse_endpoints(endpoints)
         check_tls(parsed, ca_file, cert_file, key_file)
         self._endpoints = [_Endpoint(scheme, host, port, ca_file=ca_file, cert_file=cert_file, key_file=key_file)

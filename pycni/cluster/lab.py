@@ -275,11 +275,11 @@ class Lab:
 
     def with_kv(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(kv)`` with an etcd client made inside the underlay namespace (etcd is not reachable elsewhere)."""
-        from pycni.cluster.etcd import EtcdKV
+        from pycni.cluster.etcd import etcd_client
         from pycni.net.netns import run_in_netns
 
         def inside() -> T:
-            kv = EtcdKV([self.state.etcd_endpoint])
+            kv = etcd_client([self.state.etcd_endpoint])  # the gateway's: gRPC would connect from outside
             try:
                 return fn(kv)
             finally:

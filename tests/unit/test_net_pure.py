@@ -32,7 +32,7 @@ def test_importing_pycni_net_does_not_import_pyroute2() -> None:
         (errors, {"AddressConflict", "LinkExists", "LinkNotFound", "LinkNotUp", "NetError", "NetnsNotFound",
                   "NotANetns", "UnsupportedKernelFeature"}),
         (netns, {"CLONE_NEWNET", "NetnsRef", "current_netns_path", "is_netns_path", "netlink_session", "open_netns",
-                 "run_in_netns", "same_netns", "setns"}),
+                 "pids_in_netns", "run_in_netns", "same_netns", "setns", "stop_netns_processes"}),
         (sysctl, {"enable_ip_forward", "ensure_sysctl", "iface_key", "read_sysctl", "sysctl_path", "write_sysctl"}),
         (configure, {"DAD_POLL", "DAD_TIMEOUT", "configure_iface", "settle_ipv6_addresses"}),
         (addrs, {"AddressState", "add_address", "del_address", "ensure_address_on_bridge", "list_address_states",
