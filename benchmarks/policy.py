@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -283,6 +284,10 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policies", type=int, default=1000)
@@ -293,6 +298,7 @@ def main() -> None:
     parser.add_argument("--cold-starts", type=int, default=3, help="agent starts timed (the last one keeps running)")
     parser.add_argument("--rounds", type=int, default=5, help="data path rounds, each with and without the table")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed run still removes its namespaces, etcd and agent
 
     world = World().build(["ns0/p0", "ns0/p1"])
     tmp = tempfile.TemporaryDirectory(prefix="pycni-bench-policy-")
