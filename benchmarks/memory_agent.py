@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import json
 import os
@@ -47,7 +46,6 @@ import threading
 import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -151,24 +149,6 @@ def _process_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _thread_safe(state: Any) -> None:
-    """Lets threads add and delete pods at once: the lab saves its state from a copy, one thread at a time.
-
-    ``Lab.add_pod`` / ``del_pod`` are otherwise safe to run together here: each pod has its own name and
-    namespace, and host-local's IPAM locks its directory. Only ``LabState.save`` is not (a shared temporary
-    file, and the pods dict serialised while another thread changes it); copying a dict or a list is atomic
-    under the GIL.
-    """
-    lock = threading.Lock()
-    save = type(state).save
-
-    def locked_save() -> None:
-        with lock:
-            save(dataclasses.replace(state, pods=dict(state.pods), namespaces=list(state.namespaces)))
-
-    state.save = locked_save
-
-
 class _Tracer:
     """Asks the agent (started with ``_TRACE_HOOK``) for tracemalloc snapshots and diffs them."""
 
@@ -226,7 +206,6 @@ def lab_pods(pods: int, every: int, parallel: int, trace: list[int]) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (trace_dir, os.environ.get("PYTHONPATH")) if p)
     lab = Lab.up(nodes=1, backend="host-gw", root=root)
     try:
-        _thread_safe(lab.state)
         node = next(iter(lab.state.nodes.values()))
         assert node.agent_pid is not None
         agent_pid: int = node.agent_pid

@@ -35,7 +35,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
@@ -61,6 +62,7 @@ OUTSIDE_NET = IPv4Network("203.0.113.0/24")  # TEST-NET-3: never a real destinat
 OUTSIDE_IP = IPv4Address("203.0.113.10")
 OUTSIDE_GW = IPv4Address("203.0.113.1")
 ETCD_PORT = 2379
+_SAVE_LOCK = threading.Lock()  # one writer of a lab's state.json per process at a time
 UNDERLAY6 = IPv6Network("fd00:1ab::/64")  # a dual-stack or IPv6-only lab's underlay (lab_dualstack)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$")
 
@@ -171,11 +173,18 @@ class LabState:
         raise KeyError(f"lab {self.id} has no pod or node named {name!r}")
 
     def save(self) -> None:
+        """Write state.json whole (a temporary file per writer, then a rename): two threads, or two
+        ``pycni lab`` commands, saving at once leave one complete file, never a mixed one."""
         os.makedirs(self.dir, exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(asdict(self), f, indent=2)
-        os.replace(tmp, self.path)
+        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        # copies taken first (one C call each, atomic under the GIL): add_pod in another thread may be
+        # changing them while asdict walks
+        copy = replace(self, namespaces=list(self.namespaces), nodes=dict(self.nodes), pods=dict(self.pods),
+                       faults=list(self.faults))
+        with _SAVE_LOCK:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(asdict(copy), f, indent=2)
+            os.replace(tmp, self.path)
 
     @classmethod
     def load(cls, root: str, lab_id: str) -> LabState:

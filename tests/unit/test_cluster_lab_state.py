@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,27 @@ def test_active_faults_round_trip_and_old_state_files_load(tmp_path: Path) -> No
     del data["faults"]  # a state file written before lab faults existed
     Path(state.path).write_text(json.dumps(data))
     assert LabState.load(str(tmp_path), "pl0a0b0d").faults == []
+
+
+def test_threads_adding_pods_and_saving_at_once_leave_a_whole_state_file(tmp_path: Path) -> None:
+    state = LabState(id="pl0a0b0e", root=str(tmp_path), backend="vxlan")
+    failures: list[BaseException] = []
+
+    def add_and_save(worker: int) -> None:
+        try:
+            for i in range(60):
+                name = f"w{worker}p{i}"
+                state.pods[name] = PodState(name=name, node="n1", netns=state.pod_netns(name))
+                state.save()
+        except BaseException as exc:  # any thread's failure is the test's
+            failures.append(exc)
+
+    threads = [threading.Thread(target=add_and_save, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    state.save()
+    assert len(LabState.load(str(tmp_path), "pl0a0b0e").pods) == 240
+    assert [p.name for p in tmp_path.joinpath("pl0a0b0e").iterdir()] == ["state.json"]  # no temporary left
