@@ -14,6 +14,7 @@ import pytest
 from pycni.plugins.portmap import iptables_backend as ipt
 from pycni.plugins.portmap import nft_backend as nft
 from pycni.plugins.portmap.conf import Attachment, FamilyTarget, Forward, PortMapConf, PortMapping
+from pycni.plugins.portmap.nft_io import NftBackend
 from pycni.spec.errors import CniError, InvalidConfig
 from pycni.testing.iptables import FakeIptables
 from pycni.testing.nft import FakeNft
@@ -194,7 +195,7 @@ def test_check_state() -> None:
 
 def test_backend_shell_locks_only_when_it_writes() -> None:
     fake = FakeNft(json.loads((FIXTURES / "portmap_nft_table.json").read_text()), listing="table inet pycni-portmap")
-    backend = nft.NftBackend(fake, fake.lock)
+    backend = NftBackend(fake, fake.lock)
     assert backend.unforward(Attachment("net1", "gone", "eth0")) == []
     assert fake.locks == 0 and fake.scripts == []
     assert backend.gc("net2", {("ctr2", "eth0")}) == []
@@ -217,7 +218,7 @@ def test_removal_applies_what_it_read_and_reads_again_only_if_the_table_moved() 
         return real_list(what)
 
     fake.list_json = counting_list  # type: ignore[method-assign]
-    backend = nft.NftBackend(fake, fake.lock)
+    backend = NftBackend(fake, fake.lock)
     assert [f.host_port for f in backend.unforward(Attachment("net1", "ctr1", "eth0"))]
     assert (reads, len(fake.scripts)) == (1, 1)
 

@@ -51,17 +51,17 @@ Consistency: every change is one nft transaction, and the read-decide-write
 of ADD, DEL and GC runs under a host lock, so the table is deleted (when the
 last element goes) without racing a concurrent ADD.
 
-The ``render_*`` and ``check_state`` functions are pure (state in, script
-or problems out); ``NftBackend`` is the thin I/O shell around them.
+The ``plan_*``, ``render_*`` and ``check_state`` functions are pure (state
+in, transaction or problems out); ``nft_io.NftBackend`` is the I/O shell
+around them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from pycni.net.errors import NetError
 from pycni.plugins.common import parse_owner_tag
 from pycni.plugins.portmap.conf import (
     Attachment,
@@ -72,18 +72,20 @@ from pycni.plugins.portmap.conf import (
     masq_sources,
     short_hash,
 )
-from pycni.spec.errors import CniError, InvalidConfig
+from pycni.spec.errors import InvalidConfig
 
 __all__ = [
     "FAMILY",
     "TABLE",
     "Element",
-    "NftBackend",
-    "NftRunner",
+    "Plan",
+    "Rule",
     "TableState",
     "check_state",
     "network_id",
     "parse_state",
+    "plan_forward",
+    "plan_remove",
     "render_forward",
     "render_remove",
 ]
@@ -283,8 +285,32 @@ def desired_elements(nid: str, tag: str, targets: Sequence[FamilyTarget], conf: 
     return out
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A transaction: ``lines`` of nft script (tables, chains, rules, sets), then element deletions and additions.
+
+    A plan without ``lines`` changes only elements, which the backend writes without libnftables."""
+
+    lines: tuple[str, ...] = ()
+    deletes: tuple[Element, ...] = ()
+    adds: tuple[Element, ...] = ()
+
+    def script(self) -> str:
+        out = list(self.lines)
+        out += [f"delete element {_T} {e.set} {{ {e.key_text()} }}" for e in self.deletes]
+        for e in self.adds:
+            value = f" : {' . '.join(e.value)}" if e.value else ""
+            out.append(f"add element {_T} {e.set} {{ {e.key_text()} {_comment(e.comment)}{value} }}")
+        return "\n".join(out) + "\n" if out else ""
+
+
 def render_forward(state: TableState, att: Attachment, targets: Sequence[FamilyTarget], conf: PortMapConf) -> str:
-    """The transaction that installs ``att``'s mappings on top of ``state``.
+    """The transaction that installs ``att``'s mappings on top of ``state`` (``plan_forward``, as nft script)."""
+    return plan_forward(state, att, targets, conf).script()
+
+
+def plan_forward(state: TableState, att: Attachment, targets: Sequence[FamilyTarget], conf: PortMapConf) -> Plan:
+    """What installs ``att``'s mappings on top of ``state``.
 
     Elements the attachment already owns are replaced (a repeated ADD).
     A host port another attachment holds raises InvalidConfig.
@@ -316,13 +342,8 @@ def render_forward(state: TableState, att: Attachment, targets: Sequence[FamilyT
     for chain, body, comment in expected:
         if (chain, comment) not in present:
             lines.append(f"add rule {_T} {chain} {body} {_comment(comment)}")
-    for old in state.elements:
-        if old.comment == tag:
-            lines.append(f"delete element {_T} {old.set} {{ {old.key_text()} }}")
-    for element in wanted:
-        value = f" : {' . '.join(element.value)}" if element.value else ""
-        lines.append(f"add element {_T} {element.set} {{ {element.key_text()} {_comment(tag)}{value} }}")
-    return "\n".join(lines) + "\n"
+    old = tuple(e for e in state.elements if e.comment == tag)
+    return Plan(tuple(lines), old, tuple(wanted))
 
 
 def _check_conflicts(state: TableState, wanted: Sequence[Element], tag: str) -> None:
@@ -350,27 +371,41 @@ def _check_conflicts(state: TableState, wanted: Sequence[Element], tag: str) -> 
 
 
 def render_remove(state: TableState, network: str, owned: Callable[[str], bool]) -> tuple[str, list[Element]]:
-    """The transaction removing the elements of ``network`` whose comment ``owned`` accepts.
+    """``plan_remove`` as nft script ("" when there is nothing to do), and the removed elements."""
+    plan = plan_remove(state, network, owned)
+    return plan.script(), list(plan.deletes)
+
+
+def plan_remove(state: TableState, network: str, owned: Callable[[str], bool]) -> Plan:
+    """What removes the elements of ``network`` whose comment ``owned`` accepts (``deletes``).
 
     Also removes the network's lookup rules and sets once they hold nothing,
-    and the whole table once no network has anything left. Returns the
-    script ("" when there is nothing to do) and the removed elements.
+    and the whole table once no network has anything left (``lines``; the
+    deletes are then implied and not written). An empty plan: nothing to do.
     """
     nid = network_id(network)
     names = set(_set_names(nid).values())
-    removed = [e for e in state.elements_of(names) if owned(e.comment)]
+    removed = tuple(e for e in state.elements_of(names) if owned(e.comment))
     if not removed:
-        return "", []
+        return Plan()
     remaining = [e for e in state.elements if e not in removed]
     if not remaining:
-        return f"delete table {_T}\n", removed
+        return _Teardown((f"delete table {_T}",), removed)
+    if any(e.set in names for e in remaining):
+        return Plan((), removed)
     lines = [f"delete element {_T} {e.set} {{ {e.key_text()} }}" for e in removed]
-    if not any(e.set in names for e in remaining):
-        for rule in state.rules:
-            if rule.comment.startswith(f"pycni/portmap/{nid}/"):
-                lines.append(f"delete rule {_T} {rule.chain} handle {rule.handle}")
-        lines += [f"delete {'set' if 'masq' in name else 'map'} {_T} {name}" for name in sorted(names & state.sets)]
-    return "\n".join(lines) + "\n", removed
+    for rule in state.rules:
+        if rule.comment.startswith(f"pycni/portmap/{nid}/"):
+            lines.append(f"delete rule {_T} {rule.chain} handle {rule.handle}")
+    lines += [f"delete {'set' if 'masq' in name else 'map'} {_T} {name}" for name in sorted(names & state.sets)]
+    return _Teardown(tuple(lines), removed)
+
+
+class _Teardown(Plan):
+    """A removal whose ``lines`` already delete what ``deletes`` lists (elements, then their sets or table)."""
+
+    def script(self) -> str:
+        return "\n".join(self.lines) + "\n"
 
 
 def forwards_from(elements: Iterable[Element]) -> list[Forward]:
@@ -409,68 +444,3 @@ def check_state(state: TableState, att: Attachment, targets: Sequence[FamilyTarg
             value = f" : {' . '.join(element.value)}" if element.value else ""
             problems.append(f"element {{ {element.key_text()}{value} }} of {att.tag} is missing from {element.set}")
     return problems
-
-
-# -- the I/O shell ------------------------------------------------------------------
-
-
-class NftRunner(Protocol):
-    """What the backend needs from pycni.net.nft (a fake in tests)."""
-
-    def list_json(self, what: str) -> list[dict[str, Any]]: ...
-
-    def apply(self, script: str) -> None: ...
-
-
-class NftBackend:
-    """forward / check / unforward / gc over the kernel's ruleset."""
-
-    def __init__(self, runner: NftRunner | None = None, lock: Callable[[], Any] | None = None) -> None:
-        if runner is None:
-            from pycni.net.firewall import nft
-
-            runner = nft
-        self._nft = runner
-        self._lock = lock or _default_lock
-
-    def _read(self) -> TableState:
-        return parse_state(self._nft.list_json(f"table {_T}"))
-
-    def forward(self, att: Attachment, targets: Sequence[FamilyTarget], conf: PortMapConf) -> None:
-        with self._lock():
-            script = render_forward(self._read(), att, targets, conf)
-            self._nft.apply(script)
-
-    def check(self, att: Attachment, targets: Sequence[FamilyTarget], conf: PortMapConf) -> None:
-        problems = check_state(self._read(), att, targets, conf)
-        if problems:
-            raise CniError(f"portmap: nftables rules of {att.tag} are incomplete: {problems[0]}", "; ".join(problems))
-
-    def unforward(self, att: Attachment) -> list[Forward]:
-        return self._remove(att.network, lambda comment: comment == att.tag)
-
-    def gc(self, network: str, valid: set[tuple[str, str]]) -> list[Forward]:
-        def stale(comment: str) -> bool:
-            parsed = parse_owner_tag(comment)
-            return parsed is not None and parsed[0] == "portmap" and (parsed[2], parsed[3]) not in valid
-
-        return self._remove(network, stale)
-
-    def _remove(self, network: str, owned: Callable[[str], bool]) -> list[Forward]:
-        script, removed = render_remove(self._read(), network, owned)
-        if not script:  # nothing of ours: no lock, no write
-            return []
-        with self._lock():
-            try:  # what we read is almost always still true: removing by handle fails as a whole if not
-                self._nft.apply(script)
-            except NetError:
-                script, removed = render_remove(self._read(), network, owned)
-                if script:
-                    self._nft.apply(script)
-        return forwards_from(removed)
-
-
-def _default_lock() -> Any:
-    from pycni.rundir import host_lock
-
-    return host_lock("portmap-nft")

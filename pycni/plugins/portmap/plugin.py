@@ -80,7 +80,7 @@ def load_backend(name: str) -> Backend:
         from pycni.plugins.portmap.iptables_backend import IptablesBackend
 
         return IptablesBackend()
-    from pycni.plugins.portmap.nft_backend import NftBackend
+    from pycni.plugins.portmap.nft_io import NftBackend
 
     return NftBackend()
 
