@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import grpc  # type: ignore[import-untyped]
 import pytest
 
-from pycni.cluster.etcd_grpc import _retryable
+from pycni.cluster.etcd_grpc import _retryable  # first: it sets gRPC's environment before grpc is imported
+
+import grpc  # type: ignore[import-untyped]  # isort: skip
 
 
 @pytest.mark.parametrize(("code", "message"), [
