@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +28,8 @@ from pycni.net.firewall.nft import apply as nft_apply
 from pycni.net.netns import run_in_netns
 from pycni.policy.agent import PolicyAgent
 from pycni.policy.enforcer import SyncStats
+from pycni.policy.nftdiff import ElementChange
+from pycni.policy.node_service import apply_elements
 from pycni.policy.ruleset import Ruleset
 
 _PRINT = threading.Lock()
@@ -48,34 +51,41 @@ def rss_mb() -> float:
 
 
 class NetnsApplier:
-    """Runs nft scripts from one thread that entered the namespace once (one libnftables context)."""
+    """Runs nft scripts and element batches from one thread that entered the namespace once."""
 
     def __init__(self, netns: str) -> None:
-        self.requests: queue.Queue[tuple[str, queue.Queue[BaseException | None]]] = queue.Queue()
+        self.requests: queue.Queue[tuple[Callable[[], None], queue.Queue[BaseException | None]]] = queue.Queue()
         threading.Thread(target=run_in_netns, args=(netns, self._serve), daemon=True).start()
 
     def _serve(self) -> None:
         while True:
-            script, answer = self.requests.get()
+            work, answer = self.requests.get()
             try:
-                nft_apply(script)
+                work()
                 answer.put(None)
             except BaseException as exc:
                 answer.put(exc)
 
-    def apply(self, script: str) -> None:
+    def _run(self, work: Callable[[], None]) -> None:
         answer: queue.Queue[BaseException | None] = queue.Queue()
-        self.requests.put((script, answer))
+        self.requests.put((work, answer))
         failure = answer.get()
         if failure is not None:
             raise failure
+
+    def apply(self, script: str) -> None:
+        self._run(lambda: nft_apply(script))
+
+    def apply_elements(self, changes: list[ElementChange]) -> None:
+        self._run(lambda: apply_elements(changes))
 
 
 def main() -> None:
     endpoint, prefix, node, netns, socket_path = sys.argv[1:6]
     kv = EtcdKV(endpoint)
-    agent = PolicyAgent(kv, node, NetnsApplier(netns).apply, prefix=prefix, socket_path=socket_path,
-                        resync_seconds=3600)
+    applier = NetnsApplier(netns)
+    agent = PolicyAgent(kv, node, applier.apply, prefix=prefix, socket_path=socket_path, resync_seconds=3600,
+                        apply_elements=applier.apply_elements)
     enforce = agent.enforcer.enforce
 
     def reporting_enforce(desired: Ruleset) -> SyncStats:

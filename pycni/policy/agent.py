@@ -44,7 +44,7 @@ from typing import Any
 from pycni.cluster.kv import KV, KeyValue, KVError, Put
 from pycni.policy.compile import Compiler
 from pycni.policy.endpoints import Endpoint, EndpointError, encode, endpoint_key, from_fields
-from pycni.policy.enforcer import Enforcer, SyncStats
+from pycni.policy.enforcer import ApplyElements, Enforcer, SyncStats
 from pycni.policy.state import PolicyState
 from pycni.policy.store import ObjectStore
 from pycni.policy.table_audit import ruleset_summary
@@ -83,12 +83,13 @@ def settle_heap() -> None:
 class PolicyAgent:
     def __init__(self, kv: KV, node: str, apply_nft: Callable[[str], None], *, prefix: str = "/pycni",
                  socket_path: str = "", resync_seconds: float = 300.0,
-                 netns_exists: Callable[[str], bool] = os.path.exists) -> None:
+                 netns_exists: Callable[[str], bool] = os.path.exists,
+                 apply_elements: ApplyElements | None = None) -> None:
         self.kv = kv
         self.node = node
         self.store = ObjectStore(kv, prefix)
         self.state = PolicyState(self.store)
-        self.enforcer = Enforcer(apply_nft)
+        self.enforcer = Enforcer(apply_nft, apply_elements=apply_elements)
         self.compiler = Compiler()  # keeps what did not change between syncs
         self.socket_path = socket_path
         self.resync_seconds = resync_seconds

@@ -8,6 +8,11 @@ the kernel on the hot path:
 - the first ``enforce`` (and every ``resync``) replaces the whole table in
   one transaction (add, delete and re-add: no moment without the table);
 - later calls apply ``render_diff(committed, desired)``, nothing when equal;
+  when the difference is only elements of plain sets (a label changed, a
+  pod came or went) and an ``apply_elements`` was given, it writes them
+  with that instead (nfnetlink, no libnftables cache of the whole
+  ruleset: ``pycni.net.firewall.nft_sets``), and falls back to the
+  script if that fails;
 - when a partial transaction fails (someone changed the table under us),
   the same call falls back to a full replacement; when that fails too the
   error propagates and the kernel keeps what it had (transactions are
@@ -24,10 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pycni.policy.nftdiff import count_changes, render_diff, render_full
+from pycni.policy.nftdiff import ElementChange, count_changes, element_changes, render_diff, render_full
 from pycni.policy.ruleset import Ruleset
 
-__all__ = ["Enforcer", "SyncStats"]
+__all__ = ["ApplyElements", "Enforcer", "SyncStats"]
+
+ApplyElements = Callable[[list[ElementChange]], None]
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,10 @@ class SyncStats:
 
 
 class Enforcer:
-    def __init__(self, apply: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, apply: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
+                 apply_elements: ApplyElements | None = None) -> None:
         self._apply = apply
+        self._apply_elements = apply_elements
         self._clock = clock
         self.committed: Ruleset | None = None
 
@@ -48,6 +57,19 @@ class Enforcer:
         if self.committed is None:
             return self.resync(desired)
         start = self._clock()
+        if self._apply_elements is not None:
+            changes = element_changes(self.committed, desired)
+            if changes == []:
+                return SyncStats("none", 0, self._clock() - start)
+            if changes is not None:
+                try:
+                    self._apply_elements(changes)
+                except Exception:  # the script path below says why in nft's words, or works
+                    pass
+                else:
+                    self.committed = desired
+                    return SyncStats("partial", sum(len(gone) + len(came) for _, gone, came in changes),
+                                     self._clock() - start)
         script = render_diff(self.committed, desired)
         if not script:
             return SyncStats("none", 0, self._clock() - start)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from pycni.policy.ruleset import FAMILY, TABLE, Chain, Map, Ruleset, Set
 
-__all__ = ["count_changes", "render_diff", "render_full"]
+__all__ = ["ElementChange", "count_changes", "element_changes", "render_diff", "render_full"]
 
 _T = f"{FAMILY} {TABLE}"
 _CHUNK = 1000  # elements per command: keeps each netlink message well inside its size limit
@@ -104,6 +104,42 @@ def render_diff(old: Ruleset, new: Ruleset) -> str:
     lines += [f"delete set {_T} {name}" for name in old.sets if name not in new.sets]
     lines += [f"delete map {_T} {name}" for name in old.maps if name not in new.maps]
     return "\n".join(lines) + "\n" if lines else ""
+
+
+ElementChange = tuple[Set, frozenset[str], frozenset[str]]  # a set, its elements to delete, to add
+
+
+def element_changes(old: Ruleset, new: Ruleset, limit: int = 2000) -> list[ElementChange] | None:
+    """``render_diff(old, new)`` as element changes of plain (non-interval) sets, when that is all it holds.
+
+    None when anything else differs (a set, map or chain added, removed or changed; an interval set's
+    elements, which the kernel stores as ranges libnftables merges; more than ``limit`` elements): the
+    diff is then written as nft script. What a label change or a pod's arrival usually is: pods'
+    addresses in and out of peer sets and named-port sets.
+    """
+    if (old.sets.keys() != new.sets.keys() or old.maps.keys() != new.maps.keys()
+            or old.chains.keys() != new.chains.keys()):
+        return None
+    for name, c in new.chains.items():
+        if old.chains[name] is not c and old.chains[name] != c:
+            return None
+    for name, m in new.maps.items():
+        if old.maps[name] is not m and old.maps[name].elements != m.elements:
+            return None
+    changes: list[ElementChange] = []
+    count = 0
+    for name, s in new.sets.items():
+        before = old.sets[name]
+        if before is s or before.elements == s.elements:
+            continue
+        if s.interval or before.interval or before.type != s.type:
+            return None
+        gone, came = before.elements - s.elements, s.elements - before.elements
+        count += len(gone) + len(came)
+        if count > limit:
+            return None
+        changes.append((s, gone, came))
+    return changes
 
 
 def count_changes(script: str) -> int:

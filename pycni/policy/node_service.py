@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING
 
 from pycni.cluster.kv import KV
 from pycni.policy.agent import PolicyAgent
+from pycni.policy.ruleset import FAMILY, TABLE
 
 if TYPE_CHECKING:
     from pycni.cluster.agent_metrics import AgentMetrics
     from pycni.policy.denylog import DenyLog
     from pycni.policy.metrics import PolicyMetrics
+    from pycni.policy.nftdiff import ElementChange
 
 log = logging.getLogger("pycni.policy")
 
@@ -62,6 +64,18 @@ def _apply_nft(script: str) -> None:
     apply(script)
 
 
+def apply_elements(changes: list[ElementChange]) -> None:
+    """Plain sets' element changes in one nfnetlink batch (``Enforcer``; no libnftables cache to build)."""
+    from pycni.net.firewall import nft_sets
+
+    deletes, adds = [], []
+    for s, gone, came in changes:
+        view = nft_sets.set_view(s.name, s.type)
+        deletes += [(view, nft_sets.SetElement(tuple(e.split(" . ")))) for e in sorted(gone)]
+        adds += [(view, nft_sets.SetElement(tuple(e.split(" . ")))) for e in sorted(came)]
+    nft_sets.change_elements(FAMILY, TABLE, deletes, adds)
+
+
 class PolicyService:
     def __init__(self, kv: KV, node: str, *, prefix: str, socket_path: str, metrics: AgentMetrics | None = None,
                  run_dir: str | None = None) -> None:
@@ -81,7 +95,8 @@ class PolicyService:
         check_br_netfilter()
         for key in BRIDGE_SYSCTLS:
             ensure_sysctl(key, 1)
-        agent = PolicyAgent(self.kv, self.node, _apply_nft, prefix=self.prefix, socket_path=self.socket_path)
+        agent = PolicyAgent(self.kv, self.node, _apply_nft, prefix=self.prefix, socket_path=self.socket_path,
+                            apply_elements=apply_elements)
         if self.metrics is not None:
             from pycni.policy.metrics import PolicyMetrics
 

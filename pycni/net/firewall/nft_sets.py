@@ -34,7 +34,7 @@ from ipaddress import ip_address, ip_network
 from pycni.net.firewall import nft_dump as nl  # the netlink framing, sockets and dump reader it shares
 from pycni.net.firewall.nft import NftError
 
-__all__ = ["RuleView", "SetElement", "SetView", "TableView", "change_elements", "read_table"]
+__all__ = ["RuleView", "SetElement", "SetView", "TableView", "change_elements", "read_table", "set_view"]
 
 NFT_MSG_GETSET = 10
 NFT_MSG_NEWSETELEM = 12
@@ -294,16 +294,44 @@ def _encode_element(view: SetView, element: SetElement, *, with_data: bool) -> b
     return _nest(nl.NFTA_LIST_ELEM, body)
 
 
+def set_view(name: str, key_type: str, data_type: str = "", *, interval: bool = False) -> SetView:
+    """A set as declared in nft script (``"ipv4_addr . inet_service"``), for writing to it without reading it."""
+    def split(text: str) -> tuple[str, ...]:
+        kinds = tuple(part.strip() for part in text.split(".")) if text else ()
+        unknown = [kind for kind in kinds if kind not in _WIDTHS]
+        if unknown:
+            raise NftError(f"set {name}: field type {unknown[0]} is not one nft_sets encodes")
+        return kinds
+
+    return SetView(name, split(key_type), split(data_type), interval)
+
+
+_PER_MESSAGE = 256  # elements per NEWSETELEM/DELSETELEM message (libnftables puts ~1000 in one command)
+
+
 def change_elements(family: str, table: str, deletes: Sequence[tuple[SetView, SetElement]],
                     adds: Sequence[tuple[SetView, SetElement]]) -> None:
     """Delete then add elements in one transaction (one batch): all of it, or none and NftError."""
+    try:
+        _send(family, table, deletes, adds)
+    except (OSError, ValueError, KeyError) as exc:  # the kernel's refusal, or a token that is no such value
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise NftError(f"failed to change elements of {family} {table}: {reason}") from exc
+
+
+def _send(family: str, table: str, deletes: Sequence[tuple[SetView, SetElement]],
+          adds: Sequence[tuple[SetView, SetElement]]) -> None:
     messages: list[bytes] = []
     seq = 2
     for message_type, items, flags in ((NFT_MSG_DELSETELEM, deletes, 0), (NFT_MSG_NEWSETELEM, adds, _NLM_F_CREATE)):
+        groups: list[tuple[SetView, list[bytes]]] = []
         for view, element in items:
+            if not groups or groups[-1][0] is not view or len(groups[-1][1]) >= _PER_MESSAGE:
+                groups.append((view, []))
+            groups[-1][1].append(_encode_element(view, element, with_data=message_type == NFT_MSG_NEWSETELEM))
+        for view, encoded in groups:
             attrs = (nl._nla(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + nl._nla(NFTA_SET_ELEM_LIST_SET, _strz(view.name))
-                     + _nest(NFTA_SET_ELEM_LIST_ELEMENTS,
-                             _encode_element(view, element, with_data=message_type == NFT_MSG_NEWSETELEM)))
+                     + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, b"".join(encoded)))
             messages.append(nl._batch_message((nl.NFNL_SUBSYS_NFTABLES << 8) | message_type, seq,
                                               nl.FAMILIES[family], attrs, nl._NLM_F_ACK | flags))
             seq += 1
@@ -311,10 +339,7 @@ def change_elements(family: str, table: str, deletes: Sequence[tuple[SetView, Se
         return
     batch = [nl._batch_message(nl.NFNL_MSG_BATCH_BEGIN, 1, 0, b""), *messages,
              nl._batch_message(nl.NFNL_MSG_BATCH_END, seq, 0, b"")]
-    try:
-        _transact(b"".join(batch), len(messages))
-    except OSError as exc:
-        raise NftError(f"failed to change elements of {family} {table}: {exc.strerror or exc}") from exc
+    _transact(b"".join(batch), len(messages))
 
 
 def _transact(batch: bytes, expected: int) -> None:
