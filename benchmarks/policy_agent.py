@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pycni.cluster.etcd import EtcdKV
 from pycni.cluster.kv import KeyValue
 from pycni.net.firewall.nft import apply as nft_apply
+from pycni.net.firewall.nft_dump import keep_sockets_here
 from pycni.net.netns import run_in_netns
 from pycni.policy.agent import PolicyAgent
 from pycni.policy.enforcer import SyncStats
@@ -58,6 +59,7 @@ class NetnsApplier:
         threading.Thread(target=run_in_netns, args=(netns, self._serve), daemon=True).start()
 
     def _serve(self) -> None:
+        keep_sockets_here()  # as an agent running in its node's namespace reuses its nfnetlink sockets
         while True:
             work, answer = self.requests.get()
             try:

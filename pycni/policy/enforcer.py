@@ -24,6 +24,7 @@ Not thread-safe: the agent calls it from one thread.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from pycni.policy.ruleset import Ruleset
 __all__ = ["ApplyElements", "Enforcer", "SyncStats"]
 
 ApplyElements = Callable[[list[ElementChange]], None]
+
+log = logging.getLogger("pycni.policy")
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,8 @@ class Enforcer:
             if changes is not None:
                 try:
                     self._apply_elements(changes)
-                except Exception:  # the script path below says why in nft's words, or works
-                    pass
+                except Exception as exc:  # the script path below says why in nft's words, or works
+                    log.info("element batch refused (%s); writing the difference as nft script", exc)
                 else:
                     self.committed = desired
                     return SyncStats("partial", sum(len(gone) + len(came) for _, gone, came in changes),

@@ -117,3 +117,19 @@ def test_portmap_adds_and_removes_a_pod_without_libnftables_once_its_network_exi
     assert added is not None
     assert ("tcp", "8090") in {e.key for s in added.sets.values() for e in s.elements}
     assert [(f.host_port, f.pod_ip) for f in removed] == [(8090, "10.1.0.6")]
+
+
+def test_a_thread_that_stays_in_a_namespace_can_keep_its_sockets(hostns: Netns) -> None:
+    from pycni.net.firewall import nft_dump
+
+    def run() -> tuple[int, int]:
+        nft.apply("add table inet pycni-keep\nadd chain inet pycni-keep c")
+        nft_dump.rule_comments("inet", "pycni-keep", "c")
+        before = sum(len(idle) for idle in nft_dump._sockets._idle.values())
+        nft_dump.keep_sockets_here()
+        nft_dump.rule_comments("inet", "pycni-keep", "c")
+        nft_dump.rule_comments("inet", "pycni-keep", "c")
+        return before, sum(len(idle) for idle in nft_dump._sockets._idle.values())
+
+    before, after = hostns.call(run)
+    assert after == before + 1  # closed before it was asked, kept and reused after

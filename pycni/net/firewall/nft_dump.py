@@ -22,7 +22,9 @@ Sockets: closing a netfilter netlink socket waits until the kernel has
 freed what the last transactions deleted (an RCU grace period, 10-30 ms
 here, on every close that follows a delete). The process's own network
 namespace (the host's, where the plugins' tables live) keeps its dump
-sockets open and reuses them; dumps in other namespaces open and close one.
+sockets open and reuses them; dumps in other namespaces open and close one,
+unless a thread that stays there asked for them to be kept
+(``keep_sockets_here``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "chain_expressions",
     "chain_rules",
     "delete_rules",
+    "keep_sockets_here",
     "parse_rule",
     "rule_comments",
     "summarize_rule",
@@ -215,21 +218,33 @@ class _Sockets:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle: list[socket.socket] = []
+        self._idle: dict[tuple[int, int] | None, list[socket.socket]] = {}
         self._home: tuple[int, int] | None = None
+        self._kept: set[tuple[int, int]] = set()  # other namespaces whose sockets are kept (keep_sockets_here)
         self._pid = 0
+
+    def _after_fork_locked(self) -> None:
+        if self._pid != os.getpid():  # a forked child does not share its parent's sockets
+            self._idle, self._kept, self._pid = {}, set(), os.getpid()
+            with contextlib.suppress(OSError):
+                st = os.stat(f"/proc/{os.getpid()}/ns/net")
+                self._home = (st.st_dev, st.st_ino)
+
+    def keep_here(self) -> None:
+        here = _netns()
+        if here is not None:
+            with self._lock:
+                self._after_fork_locked()
+                self._kept.add(here)
 
     @contextlib.contextmanager
     def get(self) -> Iterator[socket.socket]:
         here = _netns()
         with self._lock:
-            if self._pid != os.getpid():  # a forked child does not share its parent's sockets
-                self._idle, self._pid = [], os.getpid()
-                with contextlib.suppress(OSError):
-                    st = os.stat(f"/proc/{os.getpid()}/ns/net")
-                    self._home = (st.st_dev, st.st_ino)
-            reuse = here is not None and here == self._home
-            sock = self._idle.pop() if reuse and self._idle else None
+            self._after_fork_locked()
+            reuse = here is not None and (here == self._home or here in self._kept)
+            idle = self._idle.setdefault(here, []) if reuse else []
+            sock = idle.pop() if idle else None
         if sock is None:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
         try:
@@ -242,12 +257,22 @@ class _Sockets:
         if reuse:
             with self._lock:
                 if self._pid == os.getpid():
-                    self._idle.append(sock)
+                    self._idle.setdefault(here, []).append(sock)
                     return
         sock.close()
 
 
 _sockets = _Sockets()
+
+
+def keep_sockets_here() -> None:
+    """Keep this thread's network namespace's sockets open for reuse, as the process's own namespace's are.
+
+    For a long-lived thread that stays in a namespace of its own and commits often (a policy agent
+    applying inside a node's namespace): each close after a delete would wait for an RCU grace period.
+    Never for a pod's namespace: a kept socket keeps its namespace alive.
+    """
+    _sockets.keep_here()
 
 
 def _dump(family: str, table: str, chain: str, message: int = NFT_MSG_GETRULE) -> list[bytes] | None:
