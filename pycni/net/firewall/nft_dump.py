@@ -51,6 +51,7 @@ __all__ = [
     "parse_rule",
     "rule_comments",
     "summarize_rule",
+    "transact",
 ]
 
 NETLINK_NETFILTER = 12
@@ -342,29 +343,37 @@ def delete_rules(family: str, table: str, chain: str, handles: list[int]) -> Non
     messages += [_batch_message(delete, 2 + i, FAMILIES[family], names + _nla(NFTA_RULE_HANDLE, h.to_bytes(8, "big")),
                                 _NLM_F_ACK) for i, h in enumerate(handles)]
     messages.append(_batch_message(NFNL_MSG_BATCH_END, 2 + len(handles), 0, b""))
-    failed = 0
     try:
-        with _sockets.get() as sock:
-            sock.settimeout(10.0)
-            sock.send(b"".join(messages))
-            answered = 0
-            while answered < len(handles) and not failed:
-                data = sock.recv(1 << 16)
-                offset = 0
-                while offset + _HEADER.size <= len(data):
-                    length, msg_type, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
-                    if length < _HEADER.size:
-                        raise OSError(errno.EIO, "malformed netlink answer")
-                    if msg_type == _NLMSG_ERROR:
-                        code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
-                        answered += 1
-                        failed = failed or code
-                    offset += (length + 3) & ~3
-            sock.settimeout(None)
-            if failed:
-                raise OSError(failed, os.strerror(failed))  # acks may be left unread: the socket is not reused
+        transact(b"".join(messages), len(handles))
     except OSError as exc:
         raise NftError(f"failed to delete rules {handles} of {family} {table} {chain}: {exc.strerror or exc}") from exc
+
+
+def transact(batch: bytes, expected: int) -> None:
+    """Send one nfnetlink batch and read the acks of its ``expected`` messages; OSError with the first refusal.
+
+    The kernel applies a batch whole or not at all. After a refusal acks may be left unread, so that
+    socket is closed, not reused.
+    """
+    with _sockets.get() as sock:
+        sock.settimeout(10.0)
+        sock.send(batch)
+        answered, failed = 0, 0
+        while answered < expected and not failed:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, msg_type, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
+                if length < _HEADER.size:
+                    raise OSError(errno.EIO, "malformed netlink answer")
+                if msg_type == _NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+                    answered += 1
+                    failed = failed or code
+                offset += (length + 3) & ~3
+        sock.settimeout(None)
+        if failed:
+            raise OSError(failed, os.strerror(failed))
 
 
 def _collect(sock: socket.socket) -> tuple[list[bytes], int]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
@@ -339,27 +338,4 @@ def _send(family: str, table: str, deletes: Sequence[tuple[SetView, SetElement]]
         return
     batch = [nl._batch_message(nl.NFNL_MSG_BATCH_BEGIN, 1, 0, b""), *messages,
              nl._batch_message(nl.NFNL_MSG_BATCH_END, seq, 0, b"")]
-    _transact(b"".join(batch), len(messages))
-
-
-def _transact(batch: bytes, expected: int) -> None:
-    with nl._sockets.get() as sock:
-        sock.settimeout(10.0)
-        sock.send(batch)
-        answered, failed = 0, 0
-        while answered < expected and not failed:
-            data = sock.recv(1 << 16)
-            offset = 0
-            while offset + nl._HEADER.size <= len(data):
-                length, msg_type, _flags, _seq, _pid = nl._HEADER.unpack_from(data, offset)
-                if length < nl._HEADER.size:
-                    raise OSError(errno.EIO, "malformed netlink answer")
-                if msg_type == nl._NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + nl._HEADER.size)[0]
-                    answered += 1
-                    failed = failed or code
-                offset += (length + 3) & ~3
-        sock.settimeout(None)
-        if failed:
-            raise OSError(failed, os.strerror(failed))  # acks may be left unread: the socket is not reused
-
+    nl.transact(b"".join(batch), len(messages))
