@@ -40,3 +40,36 @@ def test_a_missing_table_or_chain_is_empty(hostns: Netns, table: str, chain: str
         return nft_dump.rule_comments("inet", table, chain)
 
     assert hostns.call(setup_then_dump) == []
+
+
+def test_a_dump_the_ruleset_changes_under_is_read_again_not_half_read(hostns: Netns) -> None:
+    """Rules that stay put are in every dump, while other rules of the chain come and go meanwhile."""
+    import threading
+
+    stable = 600
+
+    def fill() -> None:
+        nft.apply("add table inet pycni-intr\nadd chain inet pycni-intr c\n" + "".join(
+            f'add rule inet pycni-intr c ip saddr 10.7.{i // 250}.{i % 250 + 1} accept comment "stable-{i}"\n'
+            for i in range(stable)))
+
+    def churn(stop: threading.Event) -> None:
+        while not stop.is_set():
+            nft.apply('insert rule inet pycni-intr c ip daddr 10.8.0.1 accept comment "churn"\n')  # shifts every index
+            handles = [h for h, c in nft_dump.rule_comments("inet", "pycni-intr", "c") if c == "churn"]
+            nft_dump.delete_rules("inet", "pycni-intr", "c", handles)
+
+    def dumps() -> list[int]:
+        return [sum(1 for _, c in nft_dump.rule_comments("inet", "pycni-intr", "c") if c.startswith("stable-"))
+                for _ in range(300)]
+
+    hostns.call(fill)
+    stop = threading.Event()
+    churner = threading.Thread(target=hostns.call, args=(churn, stop))
+    churner.start()
+    try:
+        seen = hostns.call(dumps)
+    finally:
+        stop.set()
+        churner.join()
+    assert set(seen) == {stable}

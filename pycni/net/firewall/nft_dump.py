@@ -43,6 +43,7 @@ from pycni.net.firewall.nft import NftError
 __all__ = [
     "FAMILIES",
     "RuleSummary",
+    "ask",
     "chain_exists",
     "chain_expressions",
     "chain_rules",
@@ -84,6 +85,7 @@ FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 _NLM_F_REQUEST = 0x1
 _NLM_F_ACK = 0x4
 _NLM_F_DUMP = 0x300
+_NLM_F_DUMP_INTR = 0x10  # the dump was interrupted by a change: it may be inconsistent
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
 _HEADER = struct.Struct("=IHHII")
@@ -276,15 +278,29 @@ def keep_sockets_here() -> None:
     _sockets.keep_here()
 
 
+def ask(request: bytes, tries: int = 20) -> tuple[list[bytes], int]:
+    """Send one request and collect its answer: (messages, 0) or ([], the kernel's errno).
+
+    A dump the ruleset changed under (the kernel marks it NLM_F_DUMP_INTR: it may lack objects that
+    were there all along) is asked again, as libnftables does; still interrupted after ``tries``: EINTR.
+    """
+    code = errno.EINTR
+    for _ in range(tries):
+        try:
+            with _sockets.get() as sock:
+                sock.send(request)
+                messages, code = _collect(sock)
+        except OSError as exc:
+            return [], exc.errno or errno.EIO
+        if code != errno.EINTR:
+            return (messages, 0) if code == 0 else ([], code)
+    return [], code
+
+
 def _dump(family: str, table: str, chain: str, message: int = NFT_MSG_GETRULE) -> list[bytes] | None:
     """The answer's messages (a chain's rules; or the chain itself); None on ENOENT."""
-    try:
-        with _sockets.get() as sock:
-            flags = _NLM_F_DUMP if message == NFT_MSG_GETRULE else _NLM_F_ACK
-            sock.send(_request(family, table, chain, message, flags))
-            messages, code = _collect(sock)
-    except OSError as exc:
-        code = exc.errno or errno.EIO
+    flags = _NLM_F_DUMP if message == NFT_MSG_GETRULE else _NLM_F_ACK
+    messages, code = ask(_request(family, table, chain, message, flags))
     if code == errno.ENOENT:
         return None
     if code:
@@ -377,19 +393,21 @@ def transact(batch: bytes, expected: int) -> None:
 
 
 def _collect(sock: socket.socket) -> tuple[list[bytes], int]:
-    """The messages of one complete answer, and the kernel's error code (0: none)."""
+    """The messages of one complete answer, and the kernel's error code (0: none; EINTR: an interrupted dump)."""
     found: list[bytes] = []
+    interrupted = False
     while True:
         data = sock.recv(1 << 20)
         if not data:
             raise OSError(errno.EIO, "netlink socket closed mid-dump")
         offset = 0
         while offset + _HEADER.size <= len(data):
-            length, msg_type, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
+            length, msg_type, msg_flags, _seq, _pid = _HEADER.unpack_from(data, offset)
             if length < _HEADER.size:
                 raise OSError(errno.EIO, "malformed netlink answer")
+            interrupted = interrupted or bool(msg_flags & _NLM_F_DUMP_INTR)
             if msg_type == _NLMSG_DONE:
-                return found, 0
+                return found, errno.EINTR if interrupted else 0
             if msg_type == _NLMSG_ERROR:
                 return found, -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
             found.append(data[offset : offset + length])

@@ -212,12 +212,7 @@ def _request(message: int, family: str, attrs: bytes, flags: int = nl._NLM_F_DUM
 
 
 def _ask(request: bytes, what: str) -> list[bytes] | None:
-    try:
-        with nl._sockets.get() as sock:
-            sock.send(request)
-            messages, code = nl._collect(sock)
-    except OSError as exc:
-        code = exc.errno or errno.EIO
+    messages, code = nl.ask(request)
     if code == errno.ENOENT:
         return None
     if code:
