@@ -100,18 +100,14 @@ class TableView:
 
 
 def _types(type_id: int) -> tuple[str, ...]:
-    ids = []
-    while type_id:
-        ids.append(type_id & ((1 << _TYPE_BITS) - 1))
-        type_id >>= _TYPE_BITS
+    ids, rest = [], type_id
+    while rest:
+        ids.append(rest & ((1 << _TYPE_BITS) - 1))
+        rest >>= _TYPE_BITS
     try:
         return tuple(_FIELDS[i][0] for i in reversed(ids))
     except KeyError:
-        raise NftError(f"set field type {type_id} is not one nft_sets decodes") from None
-
-
-def _width(kind: str) -> int:
-    return _WIDTHS[kind]
+        raise NftError(f"set type {type_id:#x} has a field nft_sets does not decode") from None
 
 
 def _decode_field(kind: str, raw: bytes) -> str:
@@ -152,7 +148,7 @@ def _encode_field(kind: str, token: str, *, end: bool = False) -> bytes:
     else:
         low, _, high = token.partition("-")
         raw = int(high if end and high else low).to_bytes(2, "big")
-    return raw + b"\0" * (_width(kind) - len(raw))
+    return raw + b"\0" * (_WIDTHS[kind] - len(raw))
 
 
 def _layout(kinds: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
