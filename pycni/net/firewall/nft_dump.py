@@ -16,7 +16,9 @@ chain does not exist. ``chain_rules`` returns a ``RuleSummary`` per rule
 iptables-nft's rules are recognised by), [] likewise; ``chain_exists``
 tells a missing chain from an empty one; ``delete_rules`` deletes rules by
 handle in one batch (no libnftables cache to build). Other kernel errors raise ``NftError``. Pure decoding
-(``parse_rule``, ``summarize_rule``) is separate from the socket round trip.
+(``parse_rule``, ``summarize_rule``) is separate from the socket round trip. ``ask`` (one request, an
+interrupted dump asked again) and ``transact`` (one batch, all or nothing) are the round trips
+themselves, shared with ``nft_sets``.
 
 Sockets: closing a netfilter netlink socket waits until the kernel has
 freed what the last transactions deleted (an RCU grace period, 10-30 ms

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycni.net.errors import NetError
 from pycni.plugins.common import parse_owner_tag
@@ -34,6 +34,9 @@ from pycni.plugins.portmap.nft_backend import (
     plan_remove,
 )
 from pycni.spec.errors import CniError
+
+if TYPE_CHECKING:
+    from pycni.net.firewall.nft_sets import SetElement, SetView, TableView
 
 __all__ = ["NftBackend", "NftRunner"]
 
@@ -59,7 +62,7 @@ class NftBackend:
             runner = nft
         self._nft = runner
         self._lock = lock or _default_lock
-        self._sets: dict[str, Any] | None = None  # nft_sets.SetView by name, from the last nfnetlink read
+        self._sets: dict[str, SetView] | None = None  # by name, from the last nfnetlink read
 
     def _read(self) -> TableState:
         self._sets = None
@@ -79,9 +82,10 @@ class NftBackend:
         if not plan.lines and self._sets is not None and (plan.deletes or plan.adds):
             from pycni.net.firewall import nft_sets
 
-            def pairs(elements: Sequence[Element]) -> list[tuple[Any, Any]]:
-                return [(self._sets[e.set], nft_sets.SetElement(e.key, e.value, e.comment))  # type: ignore[index]
-                        for e in elements]
+            sets = self._sets
+
+            def pairs(elements: Sequence[Element]) -> list[tuple[SetView, SetElement]]:
+                return [(sets[e.set], nft_sets.SetElement(e.key, e.value, e.comment)) for e in elements]
 
             try:
                 nft_sets.change_elements(FAMILY, TABLE, pairs(plan.deletes), pairs(plan.adds))
@@ -124,8 +128,8 @@ class NftBackend:
         return forwards_from(plan.deletes)
 
 
-def _state(view: Any) -> TableState:
-    """A ``TableState`` from an ``nft_sets.TableView`` (None: no table)."""
+def _state(view: TableView | None) -> TableState:
+    """A ``TableState`` from what ``nft_sets.read_table`` read (None: no table)."""
     if view is None:
         return TableState()
     elements = tuple(Element(name, e.key, e.value, e.comment) for name, s in view.sets.items() for e in s.elements)
