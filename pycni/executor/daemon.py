@@ -47,6 +47,7 @@ import fcntl
 import os
 import queue
 import select
+import signal
 import socket
 import struct
 import sys
@@ -68,6 +69,7 @@ __all__ = ["DEFAULT_SOCKET", "SYSFS_READERS", "Executor", "Options"]
 DEFAULT_SOCKET = protocol.DEFAULT_SOCKET
 #: How long an idle connection thread waits for the next connection before it ends.
 _HANDLER_IDLE = 30.0
+_SHUTDOWN = b"x"  # what shutdown() writes to the wake pipe; signal numbers (1-64) are other bytes
 #: Plugins reading /sys/class/net-style entries, which show the netns of whoever mounted /sys.
 SYSFS_READERS = frozenset({"host-device"})
 
@@ -125,9 +127,15 @@ class Executor:
         self.listener.setblocking(False)
         real_stderr, real_stdout = sys.stderr, sys.stdout
         sys.stderr, sys.stdout = OutputRouter(real_stderr), OutputRouter(real_stdout)
+        # Any thread may take a signal the process is sent (an idle connection thread, a plugin's), and
+        # the main thread, asleep in epoll, would not wake for it: the signal's byte in the wake pipe wakes it.
+        in_main = threading.current_thread() is threading.main_thread()
+        earlier_wakeup = signal.set_wakeup_fd(self._wake_w) if in_main else -1
         try:
             self._accept_loop()
         finally:
+            if in_main:
+                signal.set_wakeup_fd(earlier_wakeup)
             self._wait_idle(self.options.shutdown_grace)
             sys.stderr, sys.stdout = real_stderr, real_stdout
             os.close(self._wake_r)
@@ -137,7 +145,14 @@ class Executor:
     def shutdown(self) -> None:
         """Stop accepting (safe from a signal handler or another thread)."""
         with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+            os.write(self._wake_w, _SHUTDOWN)
+
+    def _woken_to_stop(self) -> bool:
+        """Drain the wake pipe: ``shutdown()`` wrote b"x"; a signal's number alone means its handler runs next."""
+        try:
+            return _SHUTDOWN in os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            return False
 
     def _accept_loop(self) -> None:
         while True:
@@ -145,7 +160,7 @@ class Executor:
                 ready = [fd for fd, _ in self._poller.poll()]
             except InterruptedError:
                 continue
-            if self._wake_r in ready:
+            if self._wake_r in ready and self._woken_to_stop():
                 return
             try:
                 conn, _ = self.listener.accept()

@@ -31,6 +31,9 @@ Contract:
 - SIGTERM/SIGINT are passed to the workers (each stops accepting and lets
   its running calls finish) and ``serve_in_processes`` returns once all
   have exited; SIGHUP is passed on too (each worker reopens the log).
+  Whichever thread the kernel gives a signal to, the main thread wakes
+  for it (``signal.set_wakeup_fd``): the supervisor waits on its wake pipe
+  and the workers' pidfds, not in ``waitpid``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal
 import socket
 import threading
@@ -126,7 +130,11 @@ class _Supervisor:
         self.metrics_in, self.metrics_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.metrics_out.settimeout(1.0)
         self.lifeline_r, self.lifeline_w = os.pipe2(os.O_CLOEXEC)
+        # The metrics relay's (or the metrics server's) thread may take a signal; the main thread, asleep
+        # waiting for workers, wakes for its byte in this pipe (signal.set_wakeup_fd) and then handles it.
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.workers: dict[int, float] = {}  # pid -> start time
+        self.pidfds: dict[int, int] = {}  # pid -> pidfd: readable once the worker has exited
         self.stopping = False
         threading.Thread(target=_collect, args=(self.metrics_in, metrics), name="pycni-metrics-relay",
                          daemon=True).start()
@@ -158,14 +166,18 @@ class _Supervisor:
             finally:
                 os._exit(status)
         self.workers[pid] = time.monotonic()
+        self.pidfds[pid] = os.pidfd_open(pid)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
         if self.stopping:  # SIGTERM came while forking: this one may have missed it
             os.kill(pid, signal.SIGTERM)
         self.log("worker_started", worker_pid=pid, workers=len(self.workers))
 
     def _worker(self) -> int:
+        signal.set_wakeup_fd(-1)  # the supervisor's pipe; the worker's Executor sets its own
         self.workers.clear()
-        os.close(self.lifeline_w)
+        for fd in (*self.pidfds.values(), self.wake_r, self.wake_w, self.lifeline_w):
+            os.close(fd)
+        self.pidfds.clear()
         self.metrics_in.close()
         for sock in self.not_inherited:
             sock.close()
@@ -182,22 +194,37 @@ class _Supervisor:
     def run(self, serving: Callable[[], None]) -> None:
         for signum in _HANDLED:
             signal.signal(signum, self._forward)
-        serving()  # before forking: what it closes (the daemon's ready pipe) must not live on in the workers
-        for _ in range(self.processes):
-            if not self.stopping:
-                self.spawn()
-        while self.workers:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
-            started = self.workers.pop(pid, None)
-            if started is None:
-                continue  # not a worker (a plugin's child is reaped by its own worker)
-            if self.stopping:
-                continue
+        earlier_wakeup = signal.set_wakeup_fd(self.wake_w)
+        try:
+            serving()  # before forking: what it closes (the daemon's ready pipe) must not live on in the workers
+            for _ in range(self.processes):
+                if not self.stopping:
+                    self.spawn()
+            while self.workers:
+                for pid in self._wait_for_exits():
+                    self._exited(pid)
+        finally:
+            signal.set_wakeup_fd(earlier_wakeup)
+
+    def _wait_for_exits(self) -> list[int]:
+        """Sleep until a worker exits or a signal comes (its handler runs once this returns); the exited pids."""
+        try:
+            ready, _, _ = select.select([self.wake_r, *self.pidfds.values()], [], [])
+        except InterruptedError:
+            return []
+        if self.wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_r, 4096)
+        return [pid for pid, fd in self.pidfds.items() if fd in ready]
+
+    def _exited(self, pid: int) -> None:
+        os.close(self.pidfds.pop(pid))
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = 0
+        started = self.workers.pop(pid)
+        if not self.stopping:
             lived = time.monotonic() - started
             self.log("worker_exited", "error", worker_pid=pid, status=_describe(status), lived_s=round(lived, 3))
             if lived < _MIN_LIFETIME:
@@ -206,8 +233,9 @@ class _Supervisor:
                 self.spawn()
 
     def close(self) -> None:
-        os.close(self.lifeline_w)
-        os.close(self.lifeline_r)
+        for fd in (*self.pidfds.values(), self.wake_r, self.wake_w, self.lifeline_w, self.lifeline_r):
+            os.close(fd)
+        self.pidfds.clear()
         self.metrics_in.close()
         self.metrics_out.close()
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.executor.running import RunningExecutor
 from tests.executor.shims import bridge_config, install_slow_ipam, run_shim, shim_env
@@ -97,3 +100,47 @@ def test_no_worker_outlives_a_killed_executor(executor_factory: Callable[..., Ru
     pids = workers(executor)
     executor.kill(signal.SIGKILL)
     wait_until(lambda: not any(pid_alive(pid) for pid in pids), 30, "every worker ended")
+
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    """Send ``sig`` to one thread of ``pid``, as the kernel does when it picks that thread for a process's signal."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(234, pid, tid, sig) != 0:  # SYS_tgkill on x86_64
+        raise OSError(ctypes.get_errno(), f"tgkill {pid}/{tid}")
+
+
+def _threads_taking_sigterm(pid: int) -> list[int]:
+    """``pid``'s threads other than its main one that do not block SIGTERM."""
+    found = []
+    for tid in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.M).group(1), 16)  # type: ignore[union-attr]
+        if tid != pid and not blocked & (1 << (signal.SIGTERM - 1)):
+            found.append(tid)
+    return found
+
+
+@pytest.mark.parametrize("where", ["single-process", "supervisor", "worker"])
+def test_a_sigterm_any_thread_takes_stops_the_executor(
+        lab: CniLab, executor_factory: Callable[..., RunningExecutor], where: str) -> None:
+    """The kernel gives a process's signal to any thread that does not block it, and a main thread asleep
+    in epoll or waitpid does not wake for one another thread took. Whichever thread takes the SIGTERM
+    (an idle connection thread, the supervisor's metrics relay), the executor stops and removes its socket."""
+    lab.install_pycni("bridge")
+    executor = executor_factory("--processes", "1" if where == "single-process" else "2", "--no-preload")
+    assert run_shim(lab, "bridge", shim_env(lab, "VERSION", socket=str(executor.socket)), b"{}").returncode == 0
+    if where == "worker":  # the worker that served the call keeps its connection thread for a while
+        target = next(pid for pid in workers(executor) if _threads_taking_sigterm(pid))
+    else:
+        target = executor.pid
+    threads = _threads_taking_sigterm(target)
+    assert threads, f"{where}: no thread but the main one takes SIGTERM: nothing to test"
+    _tgkill(target, threads[0], signal.SIGTERM)
+    if where == "worker":  # a worker that stops is replaced; what matters is that it stopped
+        wait_until(lambda: not pid_alive(target), 15, f"worker {target} stops")
+        return
+    executor.proc.wait(timeout=15)
+    assert not executor.socket.exists()
