@@ -75,6 +75,9 @@ protocol bgp nodes {{
   neighbor range {underlay} as {cluster_asn};
   hold time 9;
   keepalive time 3;
+  # A node's session that failed (its address moved, its bird restarted) is refused until this wait
+  # ends: bird's default, 60 s growing to 300, outlasts a lab's faults; the nodes' birds use the same.
+  error wait time 5, 30;
   graceful restart on;
   ipv4 {{
     import filter {{ if net ~ [ {network}{{{subnet_len},{subnet_len}}} ] then accept; reject; }};

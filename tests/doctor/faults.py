@@ -32,7 +32,7 @@ HOST_WIDE = frozenset({"netns-leak", "conntrack", "csum-offload", "link-managers
 PROBED = frozenset({"peer-state", "vtep-mac", "node-ip", "mtu", "vxlan-port", "forward-drop", "bird"})
 # Faults whose heal leaves a legitimate warning for a while: a bird restarted with -R refuses to show its
 # exports ("No valid tables") until its graceful restart recovery ends (seconds; bird.conf says at most 30 s);
-# on bgp, sessions an address change reset come back after bird's connect retry and error wait (5-30 s).
+# on bgp, sessions an address change reset come back after the birds' connect retry and error wait (5-30 s, ToR too).
 SETTLE = {"bird": 60.0, "node-ip": 60.0}
 Checks = dict[str, dict[str, Any]]
 
