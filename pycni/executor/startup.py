@@ -137,7 +137,7 @@ def run(options: Options, log: JsonLog, *, metrics_addr: str | None = None, do_p
         if options.processes > 1:
             from pycni.executor.workers import serve_in_processes
 
-            serve_in_processes(listener, options, log, metrics, serving, own_sockets)
+            serve_in_processes(listener, options, log, metrics if metrics_addr else None, serving, own_sockets)
         else:
             executor = Executor(listener, options, log, metrics)
             signal.signal(signal.SIGTERM, lambda *_: executor.shutdown())

@@ -17,9 +17,10 @@ Contract:
   undo rules of ``daemon`` and ``call`` hold per call as before. Limits
   (``max_workers``, ``max_connections``) are split between the workers.
 - The supervisor (the process started as ``pycni executor``, whose pid
-  the pid file holds) accepts nothing itself. It keeps the metrics: each
-  worker sends what it counts over a datagram socket (``MetricsRelay``)
-  and ``/metrics`` renders the sum.
+  the pid file holds) accepts nothing itself. It keeps the metrics when
+  they are served (``metrics`` not None): each worker sends what it
+  counts over a datagram socket (``MetricsRelay``) and ``/metrics``
+  renders the sum. Unserved, nothing is relayed.
 - A worker that dies (killed, a crash in a C extension) is logged
   (``worker_exited``) and replaced at once; the calls it was running end
   as when a whole executor dies: the shim sees the connection close after
@@ -118,7 +119,7 @@ def _collect(sock: socket.socket, metrics: Metrics) -> None:
 
 
 class _Supervisor:
-    def __init__(self, listener: socket.socket, options: Options, log: JsonLog, metrics: Metrics,
+    def __init__(self, listener: socket.socket, options: Options, log: JsonLog, metrics: Metrics | None,
                  processes: int, not_inherited: list[socket.socket]) -> None:
         self.listener = listener
         self.not_inherited = not_inherited
@@ -127,8 +128,11 @@ class _Supervisor:
         share = max(1, processes)
         self.worker_options = replace(options, max_workers=max(1, -(-options.max_workers // share)),
                                       max_connections=max(1, -(-options.max_connections // share)))
-        self.metrics_in, self.metrics_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.metrics_out.settimeout(1.0)
+        # Relayed only when something serves them: three datagrams per call cost ~3 ms of CPU per pod.
+        self.relay: tuple[socket.socket, socket.socket] | None = None
+        if metrics is not None:
+            self.relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.relay[1].settimeout(1.0)
         self.lifeline_r, self.lifeline_w = os.pipe2(os.O_CLOEXEC)
         # The metrics relay's (or the metrics server's) thread may take a signal; the main thread, asleep
         # waiting for workers, wakes for its byte in this pipe (signal.set_wakeup_fd) and then handles it.
@@ -136,8 +140,9 @@ class _Supervisor:
         self.workers: dict[int, float] = {}  # pid -> start time
         self.pidfds: dict[int, int] = {}  # pid -> pidfd: readable once the worker has exited
         self.stopping = False
-        threading.Thread(target=_collect, args=(self.metrics_in, metrics), name="pycni-metrics-relay",
-                         daemon=True).start()
+        if self.relay is not None and metrics is not None:
+            threading.Thread(target=_collect, args=(self.relay[0], metrics), name="pycni-metrics-relay",
+                             daemon=True).start()
 
     # -- signals (main thread) ---------------------------------------------
 
@@ -178,10 +183,13 @@ class _Supervisor:
         for fd in (*self.pidfds.values(), self.wake_r, self.wake_w, self.lifeline_w):
             os.close(fd)
         self.pidfds.clear()
-        self.metrics_in.close()
+        metrics = Metrics()  # counted here, read by nobody: no server
+        if self.relay is not None:
+            self.relay[0].close()
+            metrics = MetricsRelay(self.relay[1])
         for sock in self.not_inherited:
             sock.close()
-        executor = Executor(self.listener, self.worker_options, self.log, MetricsRelay(self.metrics_out))
+        executor = Executor(self.listener, self.worker_options, self.log, metrics)
         threading.Thread(target=_die_with_supervisor, args=(self.lifeline_r,), name="pycni-lifeline",
                          daemon=True).start()
         signal.signal(signal.SIGTERM, lambda *_: executor.shutdown())
@@ -236,8 +244,8 @@ class _Supervisor:
         for fd in (*self.pidfds.values(), self.wake_r, self.wake_w, self.lifeline_w, self.lifeline_r):
             os.close(fd)
         self.pidfds.clear()
-        self.metrics_in.close()
-        self.metrics_out.close()
+        for sock in self.relay or ():
+            sock.close()
 
 
 def _die_with_supervisor(lifeline: int) -> None:
@@ -260,13 +268,14 @@ def _describe(status: int) -> str:
     return f"exit {os.waitstatus_to_exitcode(status)}"
 
 
-def serve_in_processes(listener: socket.socket, options: Options, log: JsonLog, metrics: Metrics,
+def serve_in_processes(listener: socket.socket, options: Options, log: JsonLog, metrics: Metrics | None,
                        serving: Callable[[], None] = lambda: None,
                        not_inherited: list[socket.socket] | None = None) -> None:
     """Serve with ``options.processes`` workers until SIGTERM/SIGINT and every worker has ended.
 
     ``serving`` runs once the signals are handled, before the workers are forked (connections wait in
     the socket's backlog meanwhile);
+    ``metrics``: where workers' counts go (None: nothing serves them, so nothing is relayed);
     ``not_inherited``: sockets of the supervisor's own (the metrics server's) that workers close.
     """
     supervisor = _Supervisor(listener, options, log, metrics, options.processes, not_inherited or [])

@@ -128,9 +128,11 @@ def test_a_sigterm_any_thread_takes_stops_the_executor(
         lab: CniLab, executor_factory: Callable[..., RunningExecutor], where: str) -> None:
     """The kernel gives a process's signal to any thread that does not block it, and a main thread asleep
     in epoll or waitpid does not wake for one another thread took. Whichever thread takes the SIGTERM
-    (an idle connection thread, the supervisor's metrics relay), the executor stops and removes its socket."""
+    (an idle connection thread, the supervisor's metrics relay or server), the executor stops and removes its socket."""
     lab.install_pycni("bridge")
-    executor = executor_factory("--processes", "1" if where == "single-process" else "2", "--no-preload")
+    # metrics served: the supervisor runs the relay's and the HTTP server's threads
+    metrics = ["--metrics", "127.0.0.1:0"] if where == "supervisor" else []
+    executor = executor_factory("--processes", "1" if where == "single-process" else "2", "--no-preload", *metrics)
     assert run_shim(lab, "bridge", shim_env(lab, "VERSION", socket=str(executor.socket)), b"{}").returncode == 0
     if where == "worker":  # the worker that served the call keeps its connection thread for a while
         target = next(pid for pid in workers(executor) if _threads_taking_sigterm(pid))

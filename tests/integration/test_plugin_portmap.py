@@ -275,6 +275,11 @@ class World:
         for rt in list(self.to_delete.values()):  # what a failed test left behind
             with contextlib.suppress(CniError):
                 self.cni.del_network_list(self.netlist, rt)
+        if self.backend == "nftables" and (self.lab.bin_dir / "portmap").exists():
+            # the network's maps and lookup rules outlive its last DEL (as the reference's chains do): drop them
+            conf = self.portmap_conf(version="1.1.0")
+            conf["cni.dev/valid-attachments"] = []
+            self.exec_portmap("GC", conf)
 
     # direct calls of the portmap binary (one plugin, not the chain)
 
@@ -287,6 +292,18 @@ class World:
             env.update(CNI_CONTAINERID=pod.rt.container_id, CNI_NETNS=pod.rt.netns, CNI_IFNAME=pod.rt.ifname)
         return subprocess.run([str(self.lab.bin_dir / "portmap")], input=json.dumps(conf).encode(), env=env,
                               capture_output=True, timeout=60, check=False)
+
+    def assert_gone_after_gc(self, before: list[str]) -> None:
+        """After the last DEL only the network's declarations may stay (no pod's line); a GC that keeps no
+        attachment (the runtime dropping the network) then leaves nothing of it."""
+        pods = [pod.rt.container_id for pod in self.pods]
+        left = portmap_diff(before, ruleset_lines(), self.markers())
+        assert [line for line in left if any(cid in line for cid in pods)] == []
+        conf = self.portmap_conf(version="1.1.0")
+        conf["cni.dev/valid-attachments"] = []
+        done = self.exec_portmap("GC", conf)
+        assert done.returncode == 0, done.stdout
+        assert portmap_diff(before, ruleset_lines(), self.markers()) == []
 
     def portmap_conf(self, pod: Pod | None = None, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
         conf: dict[str, Any] = {"cniVersion": version, "name": self.network, "type": "portmap",
@@ -359,7 +376,7 @@ def test_tcp_mapping_from_remote_localhost_host_address_and_hairpin(
     world.delete(a)
     assert http_get(remote.host_ip4, host_port, remote.ns.name) is None
     world.delete(b)
-    assert portmap_diff(before, ruleset_lines(), world.markers()) == []
+    world.assert_gone_after_gc(before)
 
 
 @pytest.fixture
@@ -436,7 +453,7 @@ def test_ipv6_mapping_from_remote_and_hairpin(world: World, remote: Remote, make
     world.cni.check_network_list(world.netlist, pod.rt)
     world.delete(pod)
     assert http_get(remote.host_ip6, host_port, remote.ns.name) is None
-    assert portmap_diff(before, ruleset_lines(), world.markers()) == []
+    world.assert_gone_after_gc(before)
 
 
 def test_del_without_runtime_config_removes_the_rules(world: World, make_netns: Any) -> None:
@@ -448,7 +465,7 @@ def test_del_without_runtime_config_removes_the_rules(world: World, make_netns: 
     assert tag in (nft_table() if world.backend == "nftables" else iptables_nat())
     world.delete(pod, capability_args={})
     assert tag not in nft_table() + iptables_nat()
-    assert portmap_diff(before, ruleset_lines(), world.markers()) == []
+    world.assert_gone_after_gc(before)
 
 
 def test_gc_removes_a_stale_attachments_rules(world: World, remote: Remote, make_netns: Any) -> None:

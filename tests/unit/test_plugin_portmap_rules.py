@@ -154,13 +154,11 @@ def test_remove_deletes_only_the_owners_elements() -> None:
     script, removed = nft.render_remove(kernel_state(), "net1", lambda c: c == TAG)
     assert {e.comment for e in removed} == {TAG}
     lines = script.splitlines()
-    assert len(lines) == 21 and all(line.startswith("delete ") for line in lines)  # 9 elements, 6 rules, 6 maps/sets
+    # net1 is now empty, but its maps, sets and lookup rules stay (as the reference's chains do): elements only
+    assert len(lines) == 9 and all(line.startswith("delete element ") for line in lines)
     n1 = nft.network_id("net1")
     assert f"delete element inet pycni-portmap {n1}_hostip4 {{ 192.0.2.1 . tcp . 8081 }}" in lines
-    # net1 is now empty: its lookup rules and sets go; net2 keeps the table alive
-    assert f"delete map inet pycni-portmap {n1}_ports4" in lines
-    assert sum(line.startswith("delete rule") for line in lines) == 6
-    assert "delete table inet pycni-portmap" not in lines
+    assert nft.plan_remove(kernel_state(), "net1", lambda c: c == TAG).lines == ()  # written without libnftables
     assert nft.forwards_from(removed) == [
         Forward(4, "tcp", 8080, "10.1.0.5", 80),
         Forward(4, "tcp", 8081, "10.1.0.5", 80, "192.0.2.1"),
@@ -169,12 +167,33 @@ def test_remove_deletes_only_the_owners_elements() -> None:
     ]
 
 
-def test_removing_the_last_elements_deletes_the_table() -> None:
+def test_the_table_stays_when_its_last_element_goes() -> None:
     state = kernel_state()
     _, removed = nft.render_remove(state, "net1", lambda c: c == TAG)
     rest = nft.TableState(True, state.sets, tuple(e for e in state.elements if e not in removed), state.rules)
     script, _ = nft.render_remove(rest, "net2", lambda c: True)
-    assert script == "delete table inet pycni-portmap\n"
+    assert script and all(line.startswith("delete element ") for line in script.splitlines())
+
+
+def test_gc_drops_an_empty_networks_sets_and_lookup_rules() -> None:
+    script, removed = nft.render_remove(kernel_state(), "net1", lambda c: c == TAG, drop_empty=True)
+    lines = script.splitlines()
+    assert len(lines) == 21 and all(line.startswith("delete ") for line in lines)  # 9 elements, 6 rules, 6 maps/sets
+    n1 = nft.network_id("net1")
+    assert f"delete map inet pycni-portmap {n1}_ports4" in lines
+    assert sum(line.startswith("delete rule") for line in lines) == 6
+    assert "delete table inet pycni-portmap" not in lines
+    assert {e.comment for e in removed} == {TAG}
+    # a network whose elements are already gone: GC still takes its sets and rules away; then nothing is left to do
+    state = kernel_state()
+    rest = nft.TableState(True, state.sets, tuple(e for e in state.elements if e.comment != TAG), state.rules)
+    plan = nft.plan_remove(rest, "net1", lambda c: False, drop_empty=True)
+    assert plan.deletes == () and len(plan.lines) == 12
+    gone = nft.TableState(True, state.sets - {s for s in state.sets if s.startswith(n1)}, rest.elements,
+                          tuple(r for r in state.rules if not r.comment.startswith(f"pycni/portmap/{n1}/")))
+    assert nft.plan_remove(gone, "net1", lambda c: False, drop_empty=True) == nft.Plan()
+    # a network another attachment still uses keeps them
+    assert nft.plan_remove(state, "net1", lambda c: False, drop_empty=True) == nft.Plan()
 
 
 def test_remove_of_an_unknown_owner_is_a_no_op() -> None:

@@ -48,8 +48,15 @@ routed). 127.0.0.1 also needs route_localnet on the pod-facing interface
 (done by the plugin).
 
 Consistency: every change is one nft transaction, and the read-decide-write
-of ADD, DEL and GC runs under a host lock, so the table is deleted (when the
-last element goes) without racing a concurrent ADD.
+of ADD, DEL and GC runs under a host lock.
+
+Lifetime: the table and its chains are never deleted, and a network's sets
+and lookup rules stay when its last element goes (the reference keeps its
+table and chains too); GC, told every valid attachment, removes an empty
+network's sets and rules. Deleting them with the last pod made a node whose
+pods come one at a time declare them again for each, and the kernel
+re-register its conntrack hooks each time (``ct status dnat``): a walk of
+the whole conntrack table.
 
 The ``plan_*``, ``render_*`` and ``check_state`` functions are pure (state
 in, transaction or problems out); ``nft_io.NftBackend`` is the I/O shell
@@ -370,34 +377,37 @@ def _check_conflicts(state: TableState, wanted: Sequence[Element], tag: str) -> 
 # -- DEL and GC -------------------------------------------------------------------
 
 
-def render_remove(state: TableState, network: str, owned: Callable[[str], bool]) -> tuple[str, list[Element]]:
+def render_remove(state: TableState, network: str, owned: Callable[[str], bool], *,
+                  drop_empty: bool = False) -> tuple[str, list[Element]]:
     """``plan_remove`` as nft script ("" when there is nothing to do), and the removed elements."""
-    plan = plan_remove(state, network, owned)
+    plan = plan_remove(state, network, owned, drop_empty=drop_empty)
     return plan.script(), list(plan.deletes)
 
 
-def plan_remove(state: TableState, network: str, owned: Callable[[str], bool]) -> Plan:
+def plan_remove(state: TableState, network: str, owned: Callable[[str], bool], *,
+                drop_empty: bool = False) -> Plan:
     """What removes the elements of ``network`` whose comment ``owned`` accepts (``deletes``).
 
-    Also removes the network's lookup rules and sets once they hold nothing,
-    and the whole table once no network has anything left (``lines``; the
-    deletes are then implied and not written). An empty plan: nothing to do.
+    The table, its chains and a network's sets and lookup rules stay when
+    their last element goes, as the reference's table and chains do: a
+    node whose pods come and go one at a time would otherwise delete and
+    declare them again for every pod (~1.5 ms of libnftables each way, and
+    the kernel registering its NAT hooks anew). ``drop_empty`` (GC, which
+    knows every valid attachment) also removes the network's lookup rules
+    and sets once they hold nothing. An empty plan: nothing to do.
     """
     nid = network_id(network)
     names = set(_set_names(nid).values())
     removed = tuple(e for e in state.elements_of(names) if owned(e.comment))
-    if not removed:
-        return Plan()
-    remaining = [e for e in state.elements if e not in removed]
-    if not remaining:
-        return _Teardown((f"delete table {_T}",), removed)
-    if any(e.set in names for e in remaining):
+    declared = names & state.sets
+    left = [e for e in state.elements_of(names) if e not in removed]
+    if not drop_empty or left or not declared:
         return Plan((), removed)
     lines = [f"delete element {_T} {e.set} {{ {e.key_text()} }}" for e in removed]
     for rule in state.rules:
         if rule.comment.startswith(f"pycni/portmap/{nid}/"):
             lines.append(f"delete rule {_T} {rule.chain} handle {rule.handle}")
-    lines += [f"delete {'set' if 'masq' in name else 'map'} {_T} {name}" for name in sorted(names & state.sets)]
+    lines += [f"delete {'set' if 'masq' in name else 'map'} {_T} {name}" for name in sorted(declared)]
     return _Teardown(tuple(lines), removed)
 
 

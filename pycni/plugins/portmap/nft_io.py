@@ -113,17 +113,17 @@ class NftBackend:
             parsed = parse_owner_tag(comment)
             return parsed is not None and parsed[0] == "portmap" and (parsed[2], parsed[3]) not in valid
 
-        return self._remove(network, stale)
+        return self._remove(network, stale, drop_empty=True)
 
-    def _remove(self, network: str, owned: Callable[[str], bool]) -> list[Forward]:
-        plan = plan_remove(self._read(), network, owned)
-        if not plan.deletes:  # nothing of ours: no lock, no write
+    def _remove(self, network: str, owned: Callable[[str], bool], *, drop_empty: bool = False) -> list[Forward]:
+        plan = plan_remove(self._read(), network, owned, drop_empty=drop_empty)
+        if not plan.deletes and not plan.lines:  # nothing of ours: no lock, no write
             return []
         with self._lock():
             try:  # what we read is almost always still true: removing by key fails as a whole if not
                 self._write(plan)
             except NetError:
-                plan = plan_remove(self._read(), network, owned)
+                plan = plan_remove(self._read(), network, owned, drop_empty=drop_empty)
                 self._write(plan)
         return forwards_from(plan.deletes)
 
