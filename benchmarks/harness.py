@@ -336,12 +336,12 @@ class Cleanup:
         # nft tables this run created (pycni's portmap, firewall and masquerade tables, iptables-nft's): removed
         # when they hold no rule and no set element; else someone else's attachments use them now, or ours
         # were left (said so when the rules name this run's networks)
+        # portmap's table outlives a run (as the reference's does) but not this run's networks: GC drops them
+        _gc_portmap_networks(sh("nft", "list", "table", "inet", "pycni-portmap", check=False).stdout)
         for table in sorted(set(sh("nft", "list", "tables", check=False).stdout.split("\n")) - self.nft_tables):
             parts = table.split()
             if len(parts) != 3:
                 continue
-            if parts[1:] == ["inet", "pycni-portmap"]:  # drop this run's networks, as a runtime's GC does
-                _gc_portmap_networks(sh("nft", "list", "table", "inet", "pycni-portmap", check=False).stdout)
             listing = sh("nft", "-j", "list", "table", parts[1], parts[2], check=False).stdout
             try:
                 objects = json.loads(listing)["nftables"]
