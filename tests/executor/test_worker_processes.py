@@ -146,3 +146,26 @@ def test_a_sigterm_any_thread_takes_stops_the_executor(
         return
     executor.proc.wait(timeout=15)
     assert not executor.socket.exists()
+
+
+def test_metrics_are_relayed_only_when_served(
+        lab: CniLab, executor_factory: Callable[..., RunningExecutor]) -> None:
+    """Unserved, a worker's counts stay in the worker: the supervisor runs no relay thread and gets no
+    datagram per call (three per call cost ~0.25 ms of the executor's CPU each). Served, /metrics counts
+    calls whichever worker ran them."""
+    lab.install_pycni("bridge")
+    quiet = executor_factory("--processes", "2", "--no-preload")
+    assert run_shim(lab, "bridge", shim_env(lab, "VERSION", socket=str(quiet.socket)), b"{}").returncode == 0
+    assert os.listdir(f"/proc/{quiet.pid}/task") == [str(quiet.pid)], "only the supervisor's main thread"
+
+    served = executor_factory("--processes", "2", "--no-preload", "--metrics", "127.0.0.1:0")
+    for _ in range(4):
+        assert run_shim(lab, "bridge", shim_env(lab, "VERSION", socket=str(served.socket)), b"{}").returncode == 0
+    addr = served.wait_for("metrics_listening")["addr"]
+    import urllib.request
+
+    def counted() -> bool:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as reply:
+            return 'pycni_executor_requests_total{plugin="bridge",command="VERSION"} 4' in reply.read().decode()
+
+    wait_until(counted, 10, "four VERSION calls counted")
