@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeFiles", "Reconciler", "lease_to_peer"]
 
+#: The longest the reconciler waits before it looks at its stop event again.
+_STOP_POLL = 0.5
+
 log = logging.getLogger("pycni.agent")
 
 
@@ -138,14 +141,20 @@ class Reconciler:
 
     def run(self, stop: threading.Event, interval: float) -> None:
         """Reconcile when woken (a lease or peer change) and at least every ``interval`` seconds."""
+        due = time.monotonic() + interval
         while not stop.is_set():
-            if self.wake.wait(interval):
+            # Looked at ``stop`` at least every _STOP_POLL s: the SIGTERM handler that sets it runs on this
+            # (the main) thread, and a wait of the whole interval delayed it by up to ``interval``.
+            if self.wake.wait(max(0.0, min(_STOP_POLL, due - time.monotonic()))):
                 # A changed lease arrives as "removed" then "added": let such a burst settle
                 # rather than removing a peer's entries for a moment.
                 stop.wait(self.settle)
+            elif time.monotonic() < due:
+                continue
             self.wake.clear()
             if stop.is_set():
                 break
+            due = time.monotonic() + interval
             self.metrics.inc("pycni_agent_reconciles_total")
             try:
                 self.reconcile_once()

@@ -161,3 +161,18 @@ def test_reconciler_loop_runs_on_wake_and_counts_errors(tmp_path: Path, kv: Memo
         stop.set()
         rec.wake.set()
         thread.join(5)
+
+
+def test_reconciler_loop_ends_soon_after_stop_even_unwoken(tmp_path: Path) -> None:
+    """SIGTERM's handler only sets ``stop`` (on the main thread, which runs this loop): the loop must see it
+    within a fraction of a second, not at the next resync interval (SIGKILL came first under ``lab down``)."""
+    rec = Reconciler(RecordingBackend(), CLUSTER, NodeFiles(str(tmp_path / "c"), str(tmp_path / "r")),
+                     AgentMetrics(), masquerade=False)
+    stop = threading.Event()
+    thread = threading.Thread(target=rec.run, args=(stop, 60.0), daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    stopped = time.monotonic()
+    stop.set()  # and no wake: a handler knows nothing of the reconciler
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - stopped < 1.5
