@@ -33,7 +33,7 @@ PROBED = frozenset({"peer-state", "vtep-mac", "node-ip", "mtu", "vxlan-port", "f
 # Faults whose heal leaves a legitimate warning for a while: a bird restarted with -R refuses to show its
 # exports ("No valid tables") until its graceful restart recovery ends (seconds; bird.conf says at most 30 s);
 # on bgp, sessions an address change reset come back after the birds' connect retry and error wait (5-30 s, ToR too).
-SETTLE = {"bird": 60.0, "node-ip": 60.0}
+SETTLE = {"bird": 60.0, "node-ip": 60.0, "mtu": 60.0}  # mtu: a stalled etcd connection retries on TCP's backoff
 Checks = dict[str, dict[str, Any]]
 
 

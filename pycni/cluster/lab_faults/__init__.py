@@ -124,7 +124,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           kernel.cidr_overlap, kernel.heal_cidr_overlap),
     Fault("node-ip", "node-ip", "move eth0 to another address under the running agent", kernel.node_ip,
           kernel.heal_node_ip, consequences=(*PATH, "bird", "bgp-session")),  # bgp: bird busy, sessions reset
-    Fault("mtu", "mtu", "lower eth0's MTU by 100 on this node only", kernel.mtu, kernel.heal_mtu),
+    # The agent's one TCP connection to etcd (gRPC: watch and lease keep-alives share it) stalls once etcd
+    # sends a full-size segment that eth0 now drops; its lease can expire and peers drop its routes.
+    Fault("mtu", "mtu", "lower eth0's MTU by 100 on this node only", kernel.mtu, kernel.heal_mtu,
+          consequences=("agent-down", *PATH)),
     Fault("vxlan-port", "vxlan-port", "drop the overlay's UDP port 8472 on input", kernel.nft_table(
         "inet", "labfault_vxlan", "in { type filter hook input priority -10; }", "udp dport 8472 drop"),
           kernel.heal_nft, backends=("vxlan",), consequences=PATH),

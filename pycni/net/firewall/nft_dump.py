@@ -34,9 +34,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -280,14 +282,19 @@ def keep_sockets_here() -> None:
     _sockets.keep_here()
 
 
-def ask(request: bytes, tries: int = 20) -> tuple[list[bytes], int]:
+def ask(request: bytes, tries: int = 100) -> tuple[list[bytes], int]:
     """Send one request and collect its answer: (messages, 0) or ([], the kernel's errno).
 
     A dump the ruleset changed under (the kernel marks it NLM_F_DUMP_INTR: it may lack objects that
     were there all along) is asked again, as libnftables does; still interrupted after ``tries``: EINTR.
+    A dump of a long chain takes several reads, and a writer committing every few milliseconds can
+    interrupt it many times running: after the first few, each retry waits a random 0-2 ms, so it starts
+    at another point of the writer's rhythm (20 immediate retries were not enough in CI).
     """
     code = errno.EINTR
-    for _ in range(tries):
+    for attempt in range(tries):
+        if attempt >= 3:
+            time.sleep(random.uniform(0.0, 0.002))
         try:
             with _sockets.get() as sock:
                 sock.send(request)
