@@ -392,7 +392,8 @@ def plan_remove(state: TableState, network: str, owned: Callable[[str], bool], *
     their last element goes, as the reference's table and chains do: a
     node whose pods come and go one at a time would otherwise delete and
     declare them again for every pod (~1.5 ms of libnftables each way, and
-    the kernel registering its NAT hooks anew). ``drop_empty`` (GC, which
+    the kernel registering its conntrack hooks anew, which walks the whole
+    conntrack table). ``drop_empty`` (GC, which
     knows every valid attachment) also removes the network's lookup rules
     and sets once they hold nothing. An empty plan: nothing to do.
     """
@@ -400,8 +401,7 @@ def plan_remove(state: TableState, network: str, owned: Callable[[str], bool], *
     names = set(_set_names(nid).values())
     removed = tuple(e for e in state.elements_of(names) if owned(e.comment))
     declared = names & state.sets
-    left = [e for e in state.elements_of(names) if e not in removed]
-    if not drop_empty or left or not declared:
+    if not drop_empty or len(removed) < len(state.elements_of(names)) or not declared:
         return Plan((), removed)
     lines = [f"delete element {_T} {e.set} {{ {e.key_text()} }}" for e in removed]
     for rule in state.rules:
