@@ -163,12 +163,20 @@ def test_metrics_count_calls_and_errors(lab: CniLab, executor_factory: Callable[
                    b"{broken")
     assert bad.returncode == 1
     executor.wait_for("call", lambda e: e["command"] == "ADD")
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    assert 'pycni_executor_requests_total{plugin="bridge",command="VERSION"} 1' in text
-    assert 'pycni_executor_errors_total{plugin="bridge",command="ADD",code="6"} 1' in text
-    assert 'pycni_executor_request_duration_seconds_count{plugin="bridge",command="ADD"} 1' in text
-    assert "pycni_executor_in_flight 0" in text
+    expected = ['pycni_executor_requests_total{plugin="bridge",command="VERSION"} 1',
+                'pycni_executor_errors_total{plugin="bridge",command="ADD",code="6"} 1',
+                'pycni_executor_request_duration_seconds_count{plugin="bridge",command="ADD"} 1',
+                "pycni_executor_in_flight 0"]
+    # Worker processes relay their counts to the supervisor as datagrams: a scrape may come a moment early.
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        missing = [line for line in expected if line not in text]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert missing == [], text
 
 
 def test_start_executor_helper_cleans_up(short_dir: Path) -> None:
