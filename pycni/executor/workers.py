@@ -133,6 +133,8 @@ class _Supervisor:
         if metrics is not None:
             self.relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.relay[1].settimeout(1.0)
+            threading.Thread(target=_collect, args=(self.relay[0], metrics), name="pycni-metrics-relay",
+                             daemon=True).start()
         self.lifeline_r, self.lifeline_w = os.pipe2(os.O_CLOEXEC)
         # The metrics relay's (or the metrics server's) thread may take a signal; the main thread, asleep
         # waiting for workers, wakes for its byte in this pipe (signal.set_wakeup_fd) and then handles it.
@@ -140,9 +142,6 @@ class _Supervisor:
         self.workers: dict[int, float] = {}  # pid -> start time
         self.pidfds: dict[int, int] = {}  # pid -> pidfd: readable once the worker has exited
         self.stopping = False
-        if self.relay is not None and metrics is not None:
-            threading.Thread(target=_collect, args=(self.relay[0], metrics), name="pycni-metrics-relay",
-                             daemon=True).start()
 
     # -- signals (main thread) ---------------------------------------------
 
