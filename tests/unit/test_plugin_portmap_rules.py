@@ -172,7 +172,17 @@ def test_the_table_stays_when_its_last_element_goes() -> None:
     _, removed = nft.render_remove(state, "net1", lambda c: c == TAG)
     rest = nft.TableState(True, state.sets, tuple(e for e in state.elements if e not in removed), state.rules)
     script, _ = nft.render_remove(rest, "net2", lambda c: True)
-    assert script and all(line.startswith("delete element ") for line in script.splitlines())
+    lines = script.splitlines()
+    n1, n2 = nft.network_id("net1"), nft.network_id("net2")
+    # net2, emptied last, keeps its maps and rules; net1, empty and dropped without a GC, loses its own
+    assert not any(line.startswith(("delete map", "delete set")) and n2 in line for line in lines)
+    assert f"delete map inet pycni-portmap {n1}_ports4" in lines
+    assert sum(line.startswith("delete rule") for line in lines) == 6
+    assert "delete table inet pycni-portmap" not in lines
+    # with net1 gone, a DEL that empties net2 removes elements only
+    gone = nft.TableState(True, frozenset(x for x in state.sets if not x.startswith(n1)), rest.elements,
+                          tuple(r for r in state.rules if not r.comment.startswith(f"pycni/portmap/{n1}/")))
+    assert nft.plan_remove(gone, "net2", lambda c: True).lines == ()
 
 
 def test_gc_drops_an_empty_networks_sets_and_lookup_rules() -> None:

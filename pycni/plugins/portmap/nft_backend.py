@@ -395,20 +395,38 @@ def plan_remove(state: TableState, network: str, owned: Callable[[str], bool], *
     the kernel registering its conntrack hooks anew, which walks the whole
     conntrack table). ``drop_empty`` (GC, which
     knows every valid attachment) also removes the network's lookup rules
-    and sets once they hold nothing. An empty plan: nothing to do.
+    and sets once they hold nothing. A removal that empties its network
+    also removes other networks' empty maps and rules: only the network
+    emptied last keeps them. An empty plan: nothing to do.
     """
     nid = network_id(network)
     names = set(_set_names(nid).values())
     removed = tuple(e for e in state.elements_of(names) if owned(e.comment))
-    declared = names & state.sets
-    if not drop_empty or len(removed) < len(state.elements_of(names)) or not declared:
+    emptied = len(removed) == len(state.elements_of(names))
+    # Runtimes that drop a network without a GC (podman's CNI backend) would leave its empty declarations
+    # for ever: a DEL that empties its network drops the other networks' empty ones (rarely any).
+    idle = sorted(other for other in _declared_networks(state) if other != nid and not state.elements_of(
+        set(_set_names(other).values()))) if removed and emptied else []
+    dropped = ([nid] if drop_empty and emptied and names & state.sets else []) + idle
+    if not dropped:
         return Plan((), removed)
     lines = [f"delete element {_T} {e.set} {{ {e.key_text()} }}" for e in removed]
-    for rule in state.rules:
-        if rule.comment.startswith(f"pycni/portmap/{nid}/"):
-            lines.append(f"delete rule {_T} {rule.chain} handle {rule.handle}")
-    lines += [f"delete {'set' if 'masq' in name else 'map'} {_T} {name}" for name in sorted(declared)]
+    for dropped_nid in dropped:
+        lines += _network_teardown(state, dropped_nid)
     return _Teardown(tuple(lines), removed)
+
+
+def _declared_networks(state: TableState) -> set[str]:
+    """The ids of the networks whose maps the table holds."""
+    return {name.split("_", 1)[0] for name in state.sets if "_" in name and name.startswith("n")}
+
+
+def _network_teardown(state: TableState, nid: str) -> list[str]:
+    """nft script removing network ``nid``'s lookup rules, then its maps and sets."""
+    lines = [f"delete rule {_T} {rule.chain} handle {rule.handle}" for rule in state.rules
+             if rule.comment.startswith(f"pycni/portmap/{nid}/")]
+    declared = set(_set_names(nid).values()) & state.sets
+    return lines + [f"delete {'set' if 'masq' in name else 'map'} {_T} {name}" for name in sorted(declared)]
 
 
 class _Teardown(Plan):
