@@ -58,6 +58,16 @@ def test_disk_store_writes_what_go_writes(tmp_path: Path) -> None:
     assert read_files(tmp_path / "net1") == GO_FILES
 
 
+def test_last_reserved_is_rewritten_whole_when_it_gets_shorter(tmp_path: Path) -> None:
+    # Written in place and cut to length (no O_TRUNC): a shorter address must not keep the longer one's tail.
+    store = DiskStore(str(tmp_path), "net1")
+    with store.lock():
+        assert store.reserve(IP("10.0.100.200"), "c1", "eth0", 0)
+        assert store.reserve(IP("10.0.0.3"), "c2", "eth0", 0)
+    assert (tmp_path / "net1" / "last_reserved_ip.0").read_bytes() == b"10.0.0.3"
+    assert store.last_reserved_ip(0) == IP("10.0.0.3")
+
+
 def test_disk_store_file_modes(tmp_path: Path) -> None:
     store = DiskStore(str(tmp_path), "net1")
     with store.lock():

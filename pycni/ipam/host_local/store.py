@@ -30,6 +30,7 @@ the protocol, so every store answers them the same way.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -244,10 +245,16 @@ class DiskStore:
         return os.path.join(self.directory, str(ip))
 
     def _write_last_reserved(self, ip: IPAddress, range_id: int) -> None:
+        # Overwritten in place, then cut to length: O_TRUNC on a file with data makes ext4 (auto_da_alloc)
+        # start writing it back at close, ~0.1 ms of CPU and ~0.2 ms of wall time per ADD; this costs ~0.01.
+        # Callers hold the lock; a crash between the two steps leaves only a wrong round-robin hint.
         path = os.path.join(self.directory, f"{LAST_RESERVED_PREFIX}{range_id}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            _write_all(fd, str(ip).encode())
+            data = str(ip).encode()
+            if os.pwrite(fd, data, 0) != len(data):
+                raise OSError(errno.EIO, "short write")
+            os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
 
