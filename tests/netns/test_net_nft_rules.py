@@ -37,7 +37,8 @@ def test_masquerade_rule_is_encoded_as_nft_encodes_it(hostns: Netns, case: str) 
 def _delete_and_add() -> tuple[list[str], str]:
     nft.apply_json(masquerade.nft_setup_commands([], "n", "eth0", "c"))
     a, b = ip_interface("10.0.0.5/24"), ip_interface("10.0.0.6/24")
-    nft_rules.add_rules("inet", masquerade.TABLE, masquerade.MASQ_CHAIN, [nft_rules.masquerade_rule(a.ip, a.network, "a")])
+    nft_rules.add_rules("inet", masquerade.TABLE, masquerade.MASQ_CHAIN,
+                        [nft_rules.masquerade_rule(a.ip, a.network, "a")])
     [(handle, _)] = nft_dump.rule_comments("inet", masquerade.TABLE, masquerade.MASQ_CHAIN)
     nft_rules.add_rules("inet", masquerade.TABLE, masquerade.MASQ_CHAIN,
                         [nft_rules.masquerade_rule(b.ip, b.network, "b")], delete_handles=[handle])
