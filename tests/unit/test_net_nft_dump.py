@@ -1,9 +1,12 @@
-"""pycni.net.firewall.nft_dump's decoding of one rule message (the netns test compares with libnftables)."""
+"""pycni.net.firewall.nft_dump's decoding of one rule message (the netns test compares with libnftables), and
+when it takes a dump for whole."""
 
 from __future__ import annotations
 
+import errno
 import struct
 
+from pycni.net.firewall import nft_dump
 from pycni.net.firewall.nft_dump import parse_rule
 
 
@@ -44,3 +47,37 @@ def test_summary_of_an_iptables_nft_rule() -> None:
         9, "", "t", ("payload", "cmp", "match:comment", "counter", "immediate"), "jump CNI-ADMIN")
     accept = _expr(b"immediate", _nla(0x8000 | 2, _nla(0x8000 | 2, _nla(1, struct.pack(">i", 1)))))
     assert summarize_rule(_message(_nla(0x8000 | 4, accept))).verdict == "accept"
+
+
+def _dump_message(msg_type: int, res_id: int = 0, flags: int = 0) -> bytes:
+    body = nft_dump._NFGENMSG.pack(1, 0, res_id) if msg_type != nft_dump._NLMSG_DONE else b"\0\0\0\0"
+    return nft_dump._HEADER.pack(nft_dump._HEADER.size + len(body), msg_type, flags, 1, 0) + body
+
+
+def _collected(*messages: bytes) -> tuple[int, int]:
+    import socket
+
+    ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with ours, kernel:
+        kernel.send(b"".join(messages))
+        found, code = nft_dump._collect(ours)
+    return len(found), code
+
+
+RULE = (nft_dump.NFNL_SUBSYS_NFTABLES << 8) | 6  # NFT_MSG_NEWRULE
+
+
+def test_a_dump_whose_messages_come_from_one_generation_is_whole() -> None:
+    assert _collected(_dump_message(RULE, 7), _dump_message(RULE, 7), _dump_message(nft_dump._NLMSG_DONE)) == (2, 0)
+
+
+def test_a_dump_written_across_two_generations_is_asked_again() -> None:
+    # The kernel samples the generation when a part of a dump starts: a commit during the last part is not
+    # marked NLM_F_DUMP_INTR, but the messages written after it carry the new generation.
+    done = _dump_message(nft_dump._NLMSG_DONE)
+    assert _collected(_dump_message(RULE, 7), _dump_message(RULE, 8), done)[1] == errno.EINTR
+
+
+def test_a_dump_the_kernel_marks_interrupted_is_asked_again() -> None:
+    done = _dump_message(nft_dump._NLMSG_DONE, flags=nft_dump._NLM_F_DUMP_INTR)
+    assert _collected(_dump_message(RULE, 7), done)[1] == errno.EINTR

@@ -287,6 +287,9 @@ def ask(request: bytes, tries: int = 100) -> tuple[list[bytes], int]:
 
     A dump the ruleset changed under (the kernel marks it NLM_F_DUMP_INTR: it may lack objects that
     were there all along) is asked again, as libnftables does; still interrupted after ``tries``: EINTR.
+    The kernel samples the ruleset's generation when a part of the dump starts, so a commit during the
+    last part goes unmarked; but every message carries the generation it was written in (nfgenmsg's
+    res_id), and a dump whose messages disagree is asked again too (seen in CI: a rule counted twice).
     A dump of a long chain takes several reads, and a writer committing every few milliseconds can
     interrupt it many times running: after the first few, each retry waits a random 0-2 ms, so it starts
     at another point of the writer's rhythm (20 immediate retries were not enough in CI).
@@ -405,6 +408,7 @@ def _collect(sock: socket.socket) -> tuple[list[bytes], int]:
     """The messages of one complete answer, and the kernel's error code (0: none; EINTR: an interrupted dump)."""
     found: list[bytes] = []
     interrupted = False
+    generation = -1  # res_id of the first message: the ruleset's generation (low 16 bits) it was written in
     while True:
         data = sock.recv(1 << 20)
         if not data:
@@ -419,5 +423,9 @@ def _collect(sock: socket.socket) -> tuple[list[bytes], int]:
                 return found, errno.EINTR if interrupted else 0
             if msg_type == _NLMSG_ERROR:
                 return found, -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+            if length >= _HEADER.size + _NFGENMSG.size:
+                res_id = _NFGENMSG.unpack_from(data, offset + _HEADER.size)[2]
+                interrupted = interrupted or generation not in (-1, res_id)
+                generation = res_id
             found.append(data[offset : offset + length])
             offset += (length + 3) & ~3
