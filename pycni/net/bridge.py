@@ -78,8 +78,10 @@ def _ensure_bridge(name: str, mtu: int | None, promisc: bool, vlan_filtering: bo
             raise LinkExists(f'"{name}" already exists but is not a bridge', errno=errno.EEXIST)
         if vlan_filtering:
             _enable_vlan_filtering(name, info.index)
+    changed = False
     if promisc and not info.promisc:
         set_promisc(name, True)
+        changed = True
     # A bridge that learns routes from router advertisements on a container
     # segment would let any container hijack the host's routing.
     try:
@@ -87,6 +89,8 @@ def _ensure_bridge(name: str, mtu: int | None, promisc: bool, vlan_filtering: bo
     except NetError as exc:
         if exc.errno != errno.ENOENT:  # IPv6 disabled: nothing to turn off
             raise
+    if info.up and not changed:  # every ADD after the first: nothing to set, and the first lookup is current
+        return info
     set_link_up(name)
     return get_link(name)
 

@@ -72,9 +72,8 @@ def _create_in_container(
     ifname: str, host_fd: int, host_ifname: str | None, mtu: int | None, mac: str | None
 ) -> tuple[str, LinkInfo]:
     """Inside the container: create ``ifname`` with its peer pushed to the host; returns (host name, container)."""
+    # No lookup first: creating over an existing name fails with EEXIST, told apart below.
     exists = LinkExists(f"container veth name provided ({ifname}) already exists", errno=errno.EEXIST)
-    if link_exists(ifname):
-        raise exists
     for _ in range(_HOST_NAME_TRIES):
         peer_name = host_ifname or random_ifname("veth")
         try:

@@ -66,23 +66,26 @@ def plan_l3(ipam_result: Result, conf: BridgeConf) -> L3Plan:
     return L3Plan(ips=tuple(ips), routes=tuple(routes), gateways=tuple(gateways))
 
 
-def apply_gateways(link: str, bridge: str, gateways: tuple[IPInterface, ...], *, force: bool) -> None:
+def apply_gateways(link: str, bridge: str, gateways: tuple[IPInterface, ...], *, force: bool) -> str | None:
     """Give ``link`` (the bridge, or its VLAN gateway link) the gateway addresses; turn on forwarding.
 
     An address conflicting with one already there is an error unless
     ``force`` replaces it (pycni.net.addrs.ensure_address_on_bridge). The
     bridge's MAC is then set to its current value: otherwise the kernel
     lets it follow the lowest port MAC, and it would change as pods come
-    and go, breaking every container's ARP entry for the gateway.
+    and go, breaking every container's ARP entry for the gateway. Returns
+    that MAC (None without gateways): pinned, it stays the bridge's MAC.
     """
     if not gateways:
-        return
+        return None
     from pycni.net.addrs import ensure_address_on_bridge
     from pycni.net.links import get_link, set_link_mac
     from pycni.net.sysctl import enable_ip_forward
 
     for cidr in gateways:
         ensure_address_on_bridge(link, cidr, force=force)
-    set_link_mac(bridge, get_link(bridge).mac)
+    mac = get_link(bridge).mac
+    set_link_mac(bridge, mac)
     for family in sorted({cidr.version for cidr in gateways}):
         enable_ip_forward(4 if family == 4 else 6)
+    return mac

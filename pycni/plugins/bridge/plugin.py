@@ -126,7 +126,10 @@ def _add_l3(
             link = ensure_vlan_gateway_link(conf)
             gateway_link = link.name
             result = replace(result, interfaces=(*result.interfaces, Interface(name=link.name, mac=link.mac)))
-        apply_gateways(gateway_link, conf.bridge, plan.gateways, force=conf.force_address)
+        pinned_mac = apply_gateways(gateway_link, conf.bridge, plan.gateways, force=conf.force_address)
+        if pinned_mac:  # the bridge's MAC from now on: _finish need not look it up again
+            bridge = replace(result.interfaces[0], mac=pinned_mac)
+            result = replace(result, interfaces=(bridge, *result.interfaces[1:]))
 
     if conf.ip_masq:
         from pycni.net.firewall.masquerade import setup_masquerade, teardown_masquerade
@@ -156,7 +159,8 @@ def _configure_container(ifname: str, result: Result, enable_dad: bool) -> None:
 
 
 def _finish(conf: BridgeConf, host_veth: str, result: Result) -> Result:
-    """Wait for the port to come up; report the bridge's MAC as it is now (ports and addresses change it)."""
+    """Wait for the port to come up; report the bridge's MAC as it is now (ports and addresses change it,
+    unless ``apply_gateways`` pinned it: then the result has it already)."""
     from pycni.net.errors import LinkNotUp, NetError
     from pycni.net.links import get_link, wait_oper_up
 
@@ -165,6 +169,8 @@ def _finish(conf: BridgeConf, host_veth: str, result: Result) -> Result:
             wait_oper_up(host_veth)
         except LinkNotUp as exc:
             raise NetError(f"bridge port in error state: {exc.state}") from exc
+    if result.interfaces[0].mac:
+        return result
     bridge = replace(result.interfaces[0], mac=get_link(conf.bridge).mac)
     return replace(result, interfaces=(bridge, *result.interfaces[1:]))
 
