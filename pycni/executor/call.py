@@ -10,7 +10,10 @@ Contract:
   them. A thread whose namespace changed, or whose call failed with an
   unexpected error, is not reused.
 - ``Call`` owns the caller's netns descriptor and a worker slot until its
-  job ends. The job runs ``skel.dispatch`` with the caller's environment
+  job ends. A caller in the namespace of the thread that took its
+  connection (the runtime on the host, the usual case) needs no namespace
+  thread: ``execute`` runs the job on that thread and ``conclude`` follows,
+  sparing two thread hand-offs per call. The job runs ``skel.dispatch`` with the caller's environment
   and an own-netns check against the caller's namespace, keeps what the
   plugin prints (sys.stderr, and sys.stdout as skel.main sends it to stderr)
   for the caller's stderr (``OutputRouter``), and sets
@@ -184,6 +187,14 @@ class Call:
     def start(self, pool: WorkerPool) -> None:
         pool.run(self._net_fd, self._work)
 
+    def caller_namespace_is_here(self) -> bool:
+        """Whether the calling thread is in the caller's network namespace: then ``execute`` may run it here."""
+        try:
+            st = os.stat("/proc/thread-self/ns/net")
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == (self._own.st_dev, self._own.st_ino)
+
     def abort(self) -> None:
         """Give back the descriptor and the slot of a call that never started."""
         os.close(self._net_fd)
@@ -194,26 +205,52 @@ class Call:
         self._delivered = delivered
         self._verdict.set()
 
+    def execute(self) -> bool:
+        """Run the job on this thread, already in the caller's namespace: ``outcome`` and ``done`` are set after.
+
+        Returns whether the thread may serve again; ``conclude`` must follow.
+        """
+        return self._execute(None)
+
+    def conclude(self, delivered: bool) -> None:
+        """After ``execute``: undo an ADD whose outcome did not reach the caller; give back the fd and the slot."""
+        try:
+            self._undo_undelivered(delivered, None)
+        finally:
+            self._close()
+
     def _work(self, entering: BaseException | None) -> bool:
+        try:
+            healthy = self._execute(entering)
+            self._verdict.wait()
+            self._undo_undelivered(self._delivered, entering)
+        finally:
+            self._close()
+        return healthy
+
+    def _execute(self, entering: BaseException | None) -> bool:
         healthy = entering is None
         try:
-            try:
-                if entering is not None:
-                    raise entering
-                self.outcome = self._dispatch(self.request.environ)
-                healthy = error_code(self.outcome) != InternalError.code
-            except BaseException as exc:  # setns failed, or a plugin raised SystemExit: never the daemon's problem
-                healthy = False
-                self.outcome = failed(self.request.plugin_type, self.request.environ, self.request.stdin,
-                                      InternalError(f"executor: {exc or type(exc).__name__}"))
-            self.done.set()
-            self._verdict.wait()
-            if not self._delivered and self.command == "ADD" and self.outcome.exit_code == 0 and entering is None:
-                self._undo()
-        finally:
-            os.close(self._net_fd)
-            self._release()
+            if entering is not None:
+                raise entering
+            self.outcome = self._dispatch(self.request.environ)
+            healthy = error_code(self.outcome) != InternalError.code
+        except BaseException as exc:  # setns failed, or a plugin raised SystemExit: never the daemon's problem
+            healthy = False
+            self.outcome = failed(self.request.plugin_type, self.request.environ, self.request.stdin,
+                                  InternalError(f"executor: {exc or type(exc).__name__}"))
+        self.done.set()
         return healthy
+
+    def _undo_undelivered(self, delivered: bool, entering: BaseException | None) -> None:
+        outcome = self.outcome
+        if not delivered and self.command == "ADD" and outcome is not None and outcome.exit_code == 0 \
+                and entering is None:
+            self._undo()
+
+    def _close(self) -> None:
+        os.close(self._net_fd)
+        self._release()
 
     def _dispatch(self, environ: dict[str, str]) -> skel.Outcome:
         plugin = load_plugin(self.request.plugin_type)

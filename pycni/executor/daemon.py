@@ -6,9 +6,11 @@ Contract:
   the socket systemd passes); one connection per call (``protocol``).
   Peers that are not root (SO_PEERCRED) are refused. Modules (pyroute2,
   every plugin) are imported once at start-up.
-- Each call runs on a worker thread that has entered the *caller's*
-  network namespace (the descriptor the shim sent; threads are reused per
-  namespace, keeping netlink and nftables handles warm), so host-side objects
+- Each call runs on a thread in the *caller's* network namespace: the
+  connection's own thread when the caller is in the executor's namespace
+  (the runtime on the host), else a worker thread that has entered it (the
+  descriptor the shim sent; threads are reused per namespace, keeping
+  netlink and nftables handles warm), so host-side objects
   land where the runtime lives, not where the daemon does; a plugin then
   enters the container's namespace itself, exactly as in-process. The
   plugin sees the caller's environment via ``CmdArgs.environ``, and so
@@ -25,8 +27,9 @@ Contract:
 - Limits: at most ``max_workers`` calls run at once (more wait up to
   ``admission_timeout``, then are declined and run in-process by their
   shim); a request must arrive within ``io_timeout``; a call that outlives
-  ``request_timeout`` is answered with code 11 and its worker is abandoned
-  (it keeps its slot until it ends). An ADD whose outcome never reached
+  ``request_timeout`` is answered with code 11 (by the ``watchdog`` when it
+  runs on its connection's thread) and its thread is abandoned (it keeps
+  its slot until it ends). An ADD whose outcome never reached
   its caller (timeout, or the caller went away) is undone with a DEL of
   the same request once it finishes, so nothing is left half-made.
 - Nothing a plugin does kills the daemon: exceptions become error outcomes
@@ -55,12 +58,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from pycni import skel
 from pycni.executor import protocol
 from pycni.executor.call import Call, OutputRouter, WorkerPool
 from pycni.executor.logs import JsonLog
 from pycni.executor.metrics import Metrics
 from pycni.executor.outcome import error_code, failed
-from pycni.net.netns import CLONE_NEWNET, NS_GET_NSTYPE
+from pycni.executor.watchdog import Watchdog
+from pycni.net.netns import CLONE_NEWNET, NS_GET_NSTYPE, netlink_session
 from pycni.plugins import PLUGIN_MODULES, import_plugin
 from pycni.spec.errors import TryAgainLater
 
@@ -120,6 +125,7 @@ class Executor:
         self._handoff: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         self._waiting_handlers = 0  # handlers waiting for a connection that none has been promised yet
         self._handlers_lock = threading.Lock()
+        self._watchdog = Watchdog()  # times the calls that run on their connection's thread
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -189,9 +195,18 @@ class Executor:
         threading.Thread(target=self._handler, args=(conn,), name="pycni-conn", daemon=True).start()
 
     def _handler(self, conn: socket.socket) -> None:
-        """Serve ``conn``, then the connections handed over, until none comes for ``_HANDLER_IDLE`` seconds."""
+        """Serve ``conn``, then the connections handed over, until none comes for ``_HANDLER_IDLE`` seconds.
+
+        Calls from this thread's namespace run on it, so it keeps netlink handles warm as a namespace thread does;
+        a call that failed unexpectedly or moved it to another namespace ends it.
+        """
+        with netlink_session():
+            self._serve_handed_over(conn)
+
+    def _serve_handed_over(self, conn: socket.socket) -> None:
         while True:
-            self._connection(conn)
+            if not self._connection(conn):
+                return
             with self._handlers_lock:
                 self._waiting_handlers += 1
             try:
@@ -211,15 +226,17 @@ class Executor:
 
     # -- one connection ----------------------------------------------------
 
-    def _connection(self, conn: socket.socket) -> None:
+    def _connection(self, conn: socket.socket) -> bool:
+        """Serve one connection; whether this thread may serve another."""
         fds: list[int] = []
         peer_pid = 0
+        reusable = True
         try:
             peer_pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
             if uid != 0:
                 raise _Refused("not_root", f"peer uid {uid} is not root")
             request = self._receive(conn, fds)
-            self._serve(conn, request, fds, peer_pid)
+            reusable = self._serve(conn, request, fds, peer_pid)
         except _Refused as refused:
             self._refuse(conn, refused, peer_pid)
         except Exception as exc:  # a bug here must cost one connection, not the daemon
@@ -232,6 +249,7 @@ class Executor:
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
+        return reusable
 
     def _receive(self, conn: socket.socket, fds: list[int]) -> protocol.Request:
         """Read one whole request (and its descriptors, into ``fds``) within io_timeout."""
@@ -293,7 +311,7 @@ class Executor:
         except Exception as exc:
             raise _Refused("unknown_plugin", f"plugin {request.plugin_type!r} does not load: {exc}") from None
 
-    def _serve(self, conn: socket.socket, request: protocol.Request, fds: list[int], peer_pid: int) -> None:
+    def _serve(self, conn: socket.socket, request: protocol.Request, fds: list[int], peer_pid: int) -> bool:
         self._check_caller(request, fds)
         if not self._workers.acquire(timeout=self.options.admission_timeout):
             raise _Refused("busy", "all workers busy")
@@ -309,11 +327,50 @@ class Executor:
             os.close(net_fd)
             self._workers.release()
             raise _Refused("no_go", "caller did not confirm the call", answer=False)
-        self._run(conn, call, peer_pid)
+        return self._run(conn, call, peer_pid)
 
-    def _run(self, conn: socket.socket, call: Call, peer_pid: int) -> None:
-        request, started = call.request, time.monotonic()
+    def _run(self, conn: socket.socket, call: Call, peer_pid: int) -> bool:
+        """Run the call and answer it; whether this thread may serve another connection."""
+        started = time.monotonic()
         self.metrics.adjust(in_flight=1)
+        if call.caller_namespace_is_here():
+            return self._run_here(conn, call, peer_pid, started)
+        self._run_on_worker(conn, call, peer_pid, started)
+        return True
+
+    def _run_here(self, conn: socket.socket, call: Call, peer_pid: int, started: float) -> bool:
+        """On this thread, which is in the caller's namespace: the watchdog answers if it takes too long."""
+        deadline = self._watchdog.watch(self.options.request_timeout,
+                                        lambda: self._answer_timed_out(conn, call, peer_pid, started))
+        healthy = call.execute()
+        delivered = False
+        try:
+            if self._watchdog.claim(deadline):
+                self.metrics.adjust(in_flight=-1)
+                assert call.outcome is not None  # execute sets it
+                delivered = self._answer(conn, call, call.outcome, peer_pid, started, timed_out=False)
+            else:  # the caller was answered with code 11 meanwhile
+                self.metrics.adjust(abandoned_running=-1)
+        finally:
+            call.conclude(delivered)
+        return healthy and call.caller_namespace_is_here()  # a plugin that moved the thread: retire it
+
+    def _answer_timed_out(self, conn: socket.socket, call: Call, peer_pid: int, started: float) -> None:
+        """The watchdog's answer to a call still running on its connection thread."""
+        self.metrics.adjust(in_flight=-1)
+        self.metrics.timed_out(call.request.plugin_type, call.command)
+        self.metrics.adjust(abandoned_running=1)
+        self._answer(conn, call, self._timeout_outcome(call), peer_pid, started, timed_out=True)
+
+    def _timeout_outcome(self, call: Call) -> skel.Outcome:
+        request = call.request
+        timeout = TryAgainLater(f"pycni executor: {request.plugin_type} {call.command} did not finish "
+                                f"within {self.options.request_timeout:g}s")
+        return failed(request.plugin_type, request.environ, request.stdin, timeout)
+
+    def _run_on_worker(self, conn: socket.socket, call: Call, peer_pid: int, started: float) -> None:
+        """On a thread inside the caller's namespace (``WorkerPool``), waited for here up to the request timeout."""
+        request = call.request
         try:
             call.start(self._pool)
         except RuntimeError as exc:  # no thread to be had: fail the call, keep serving
@@ -326,29 +383,34 @@ class Executor:
         if finished and call.outcome is not None:
             outcome = call.outcome
         else:
-            timeout = TryAgainLater(f"pycni executor: {request.plugin_type} {call.command} did not finish "
-                                    f"within {self.options.request_timeout:g}s")
-            outcome = failed(request.plugin_type, request.environ, request.stdin, timeout)
+            outcome = self._timeout_outcome(call)
             self.metrics.timed_out(request.plugin_type, call.command)
             self.metrics.adjust(abandoned_running=1)
             call.settle(False)
             threading.Thread(target=self._count_abandoned_end, args=(call,), daemon=True).start()
+        delivered = self._answer(conn, call, outcome, peer_pid, started, timed_out=not finished)
+        if finished:
+            call.settle(delivered)
+
+    def _answer(self, conn: socket.socket, call: Call, outcome: skel.Outcome, peer_pid: int, started: float, *,
+                timed_out: bool) -> bool:
+        """Send ``outcome`` to the caller, count and log the call; whether it reached the caller."""
         delivered = True
         try:
             conn.settimeout(self.options.io_timeout)
             conn.sendall(protocol.encode_outcome(outcome.exit_code, outcome.stdout, outcome.stderr))
         except OSError:
             delivered = False
-        if finished:
-            call.settle(delivered)
         duration = time.monotonic() - started
         code = error_code(outcome)
+        request = call.request
         self.metrics.observe(request.plugin_type, call.command, duration, code)
         env = request.environ
         self.log("call", "info" if outcome.exit_code == 0 else "warning", plugin=request.plugin_type,
                  command=call.command, container_id=env.get("CNI_CONTAINERID", ""), netns=env.get("CNI_NETNS", ""),
                  ifname=env.get("CNI_IFNAME", ""), peer_pid=peer_pid, exit_code=outcome.exit_code, error_code=code,
-                 duration_ms=round(duration * 1000, 3), timed_out=not finished, delivered=delivered)
+                 duration_ms=round(duration * 1000, 3), timed_out=timed_out, delivered=delivered)
+        return delivered
 
     def _count_abandoned_end(self, call: Call) -> None:
         call.done.wait()
