@@ -58,3 +58,50 @@ def test_stale_rules_go_and_new_ones_come_in_one_transaction(hostns: Netns) -> N
     after, refused = hostns.call(_delete_and_add)
     assert after == ["b"]
     assert refused.startswith("failed to add rules to inet cni_plugins_masquerade masq_checks: ")
+
+
+# -- iptables-nft's rules: ours must be what iptables-nft itself would have written ----------------------------
+
+
+IPTABLES_CASES = [  # (address, source, replies_only)
+    ("10.1.2.3", False, True), ("10.1.2.3", True, False), ("fd00::1:2", False, True), ("fd00::1:2", True, False),
+]
+
+
+def _iptables_both_ways(address: str, source: bool, replies_only: bool) -> tuple[bytes, bytes, str, str]:
+    import subprocess
+    from ipaddress import ip_address
+
+    ip = ip_address(address)
+    tool, family = ("iptables", "ip") if ip.version == 4 else ("ip6tables", "ip6")
+    comment = "name: net1 id: " + "c" * 64
+    args = ["-A", "CNI-FORWARD", "-s" if source else "-d", f"{ip}/{ip.max_prefixlen}"]
+    if replies_only:
+        args += ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"]
+    args += ["-m", "comment", "--comment", comment, "-j", "ACCEPT"]
+    subprocess.run([tool, "-w", "-N", "CNI-FORWARD"], check=True)
+    subprocess.run([tool, "-w", *args], check=True)
+
+    def listed() -> tuple[bytes, str]:
+        saved = subprocess.run([f"{tool}-save", "-t", "filter"], check=True, capture_output=True, text=True).stdout
+        return (nft_dump.chain_expressions(family, "filter", "CNI-FORWARD")[-1],
+                next(line for line in saved.splitlines() if line.startswith("-A CNI-FORWARD")))
+
+    theirs, their_line = listed()
+    subprocess.run([tool, "-w", "-F", "CNI-FORWARD"], check=True)
+    nft_rules.add_rules(family, "filter", "CNI-FORWARD",
+                        [nft_rules.iptables_accept_rule(ip, source=source, replies_only=replies_only, comment=comment)])
+    ours, our_line = listed()
+    return ours, theirs, our_line, their_line
+
+
+@pytest.mark.parametrize(("address", "source", "replies_only"), IPTABLES_CASES)
+def test_iptables_accept_rule_is_encoded_as_iptables_nft_encodes_it(hostns: Netns, address: str, source: bool,
+                                                                    replies_only: bool) -> None:
+    from pycni.net.firewall.iptables import tool
+
+    if tool.variant(4) != "nf_tables":
+        pytest.skip("iptables here is not iptables-nft")
+    ours, theirs, our_line, their_line = hostns.call(_iptables_both_ways, address, source, replies_only)
+    assert ours == theirs
+    assert our_line == their_line  # and iptables-save shows it as its own

@@ -26,7 +26,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pycni.net.firewall import nft_dump as nl  # the netlink framing and the batch transaction it shares
 from pycni.net.firewall.nft import NftError
 
-__all__ = ["EncodedRule", "add_rules", "masquerade_rule"]
+__all__ = ["EncodedRule", "add_rules", "iptables_accept_rule", "masquerade_rule"]
 
 NFT_MSG_NEWRULE = 6
 _NLA_F_NESTED = 0x8000
@@ -108,13 +108,62 @@ def masquerade_rule(source: IPv4Address | IPv6Address, network: IPv4Network | IP
     return expressions, _comment(comment)
 
 
+# -- iptables-nft's own encoding -------------------------------------------------------
+
+_XT_CONNTRACK_STATE = 0x1  # xt_conntrack's match_flags bit for --ctstate
+_CT_STATE = {"ESTABLISHED": 1 << 1, "RELATED": 1 << 2}  # XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED / IP_CT_RELATED)
+_XT_COMMENT_SIZE = 256  # struct xt_comment_info
+_NF_ACCEPT = 1
+_NFT_REG_VERDICT = 0
+
+
+def _xt_match(name: str, revision: int, info: bytes) -> bytes:
+    return _expr("match", nl._nla(nl.NFTA_MATCH_NAME, name.encode() + b"\0") + _u32(2, revision)
+                 + nl._nla(nl.NFTA_MATCH_INFO, info))  # NAME, REV, INFO
+
+
+def _xt_conntrack_established() -> bytes:
+    """``-m conntrack --ctstate RELATED,ESTABLISHED``: struct xt_conntrack_mtinfo3, revision 3, host byte order."""
+    addresses = bytes(8 * 16)  # orig/repl src/dst addresses and masks
+    tail = struct.pack("=IIHHHHHHHHHHHHH", 0, 0, 0, 0, 0, 0, 0, _XT_CONNTRACK_STATE, 0,
+                       _CT_STATE["RELATED"] | _CT_STATE["ESTABLISHED"], 0, 0, 0, 0, 0)
+    info = addresses + tail
+    return _xt_match("conntrack", 3, info + bytes(-len(info) % 8))  # XT_ALIGN
+
+
+def _xt_comment(text: str) -> bytes:
+    raw = text.encode()[: _XT_COMMENT_SIZE - 1]
+    return _xt_match("comment", 0, raw + bytes(_XT_COMMENT_SIZE - len(raw)))
+
+
+def _counter() -> bytes:
+    return _expr("counter", nl._nla(1, bytes(8)) + nl._nla(2, bytes(8)))  # BYTES, PACKETS
+
+
+def _accept() -> bytes:
+    verdict = _nest(nl.NFTA_DATA_VERDICT, _u32(nl.NFTA_VERDICT_CODE, _NF_ACCEPT))
+    return _expr("immediate", _u32(1, _NFT_REG_VERDICT) + _nest(nl.NFTA_IMMEDIATE_DATA, verdict))  # DREG, DATA
+
+
+def iptables_accept_rule(address: IPv4Address | IPv6Address, *, source: bool, replies_only: bool,
+                         comment: str) -> EncodedRule:
+    """``-s|-d ADDRESS/32|128 [-m conntrack --ctstate RELATED,ESTABLISHED] -m comment --comment C -j ACCEPT``,
+    as iptables-nft 1.8 encodes it in its ``ip``/``ip6`` filter table (no userdata)."""
+    offset = (_SADDR_OFFSET if source else _DADDR_OFFSET)[address.version]
+    expressions = _payload(offset, len(address.packed)) + _cmp(_NFT_CMP_EQ, address.packed)
+    if replies_only:
+        expressions += _xt_conntrack_established()
+    return expressions + _xt_comment(comment) + _counter() + _accept(), b""
+
+
 def add_rules(family: str, table: str, chain: str, rules: Sequence[EncodedRule],
               delete_handles: Sequence[int] = ()) -> None:
     """Delete ``delete_handles`` then append ``rules`` to ``chain``, in one transaction; NftError if refused."""
     names = nl._nla(nl.NFTA_RULE_TABLE, table.encode() + b"\0") + nl._nla(nl.NFTA_RULE_CHAIN, chain.encode() + b"\0")
     parts = [(nl.NFT_MSG_DELRULE, nl._nla(nl.NFTA_RULE_HANDLE, handle.to_bytes(8, "big")), 0)
              for handle in delete_handles]
-    parts += [(NFT_MSG_NEWRULE, _nest(nl.NFTA_RULE_EXPRESSIONS, expressions) + nl._nla(nl.NFTA_RULE_USERDATA, userdata),
+    parts += [(NFT_MSG_NEWRULE, _nest(nl.NFTA_RULE_EXPRESSIONS, expressions)
+               + (nl._nla(nl.NFTA_RULE_USERDATA, userdata) if userdata else b""),
                _NLM_F_CREATE | _NLM_F_APPEND) for expressions, userdata in rules]
     if not parts:
         return

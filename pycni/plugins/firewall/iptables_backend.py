@@ -19,9 +19,11 @@ restore pair was ~10 ms of CPU and ~20 ms of wall time per pod):
   (the tag is the comment of their ``comment`` match) and deletes them by
   handle in one nfnetlink batch: no tool process.
 - ADD of an ``open`` attachment, when the dumps show the shared chains and
-  both jumps in place and no rule of its tag yet, appends its rules with
-  one ``iptables-restore --noflush`` and no ``iptables-save`` (the tool
-  still encodes them). Anything else takes the read-edit-write path above.
+  both jumps in place and no rule of its tag yet, appends its rules as one
+  nfnetlink batch, encoded as iptables-nft encodes them
+  (``nft_rules.iptables_accept_rule``); should the kernel refuse it, with
+  one ``iptables-restore --noflush`` and no ``iptables-save``. Anything
+  else takes the read-edit-write path above.
 """
 
 from __future__ import annotations
@@ -78,6 +80,24 @@ def _tagged_handles(family: iptables.Family, tag: str) -> list[int]:
     """Handles of CNI-FORWARD's rules whose comment is ``tag`` (iptables-nft, in-process)."""
     return [rule.handle for rule in nft_dump.chain_rules(_NFT_FAMILY[family], FILTER, r.CNI_FORWARD, containing=tag)
             if rule.xt_comment == tag]
+
+
+def _append_over_nfnetlink(family: iptables.Family, att: Attachment, version: int) -> bool:
+    """The attachment's CNI-FORWARD rules as one nfnetlink batch, encoded as iptables-nft encodes them
+    (``nft_rules.iptables_accept_rule``: a test holds the kernel's dumps and iptables-save's lines equal):
+    no iptables-restore process (~1.8 ms of CPU, ~2.5 ms of wall time per ADD). False if refused."""
+    from pycni.net.firewall import nft_rules
+
+    rules = []
+    for ip in att.addresses:
+        if ip.version == version:
+            rules.append(nft_rules.iptables_accept_rule(ip, source=False, replies_only=True, comment=att.tag))
+            rules.append(nft_rules.iptables_accept_rule(ip, source=True, replies_only=False, comment=att.tag))
+    try:
+        nft_rules.add_rules(_NFT_FAMILY[family], FILTER, r.CNI_FORWARD, rules)
+    except NetError:
+        return False
+    return True
 
 
 class IptablesBackend:
@@ -153,6 +173,8 @@ class IptablesBackend:
             )
             if not ready:
                 return False
+            if _append_over_nfnetlink(family, att, version):
+                return True
             lines = [" ".join(_quote(token) for token in ("-A", r.CNI_FORWARD, *rule))
                      for ip in att.addresses if ip.version == version
                      for rule in r.iptables_allow_rules(ip, att.tag)]
