@@ -81,3 +81,17 @@ def test_a_dump_written_across_two_generations_is_asked_again() -> None:
 def test_a_dump_the_kernel_marks_interrupted_is_asked_again() -> None:
     done = _dump_message(nft_dump._NLMSG_DONE, flags=nft_dump._NLM_F_DUMP_INTR)
     assert _collected(_dump_message(RULE, 7), done)[1] == errno.EINTR
+
+
+def _rule_message(handle: int, res_id: int = 7) -> bytes:
+    body = nft_dump._NFGENMSG.pack(1, 0, res_id) + _nla(1, b"t\0") + _nla(2, b"c\0")
+    body += _nla(3, handle.to_bytes(8, "big"))
+    return nft_dump._HEADER.pack(nft_dump._HEADER.size + len(body), RULE, 2, 1, 0) + body
+
+
+def test_a_rule_dumped_twice_means_the_dump_raced_a_batch() -> None:
+    # A batch links the rules it inserts into the chain before its commit; a dump that resumes by counting
+    # entries then sends an earlier rule again, and nothing in the kernel's answer flags it.
+    done = _dump_message(nft_dump._NLMSG_DONE)
+    assert _collected(_rule_message(4), _rule_message(5), _rule_message(5), done)[1] == errno.EINTR
+    assert _collected(_rule_message(4), _rule_message(5), _rule_message(6), done) == (3, 0)

@@ -287,9 +287,11 @@ def ask(request: bytes, tries: int = 100) -> tuple[list[bytes], int]:
 
     A dump the ruleset changed under (the kernel marks it NLM_F_DUMP_INTR: it may lack objects that
     were there all along) is asked again, as libnftables does; still interrupted after ``tries``: EINTR.
-    The kernel samples the ruleset's generation when a part of the dump starts, so a commit during the
-    last part goes unmarked; but every message carries the generation it was written in (nfgenmsg's
-    res_id), and a dump whose messages disagree is asked again too (seen in CI: a rule counted twice).
+    Two more signs of a dump that raced a writer are asked again too (CI saw a rule dumped twice):
+    a rule handle seen twice, and messages written in different ruleset generations (nfgenmsg's
+    res_id). A batch links the rules it adds into the chain's list while it is processed, inactive
+    until its commit, and a dump resumes by counting list entries, so a rule inserted ahead of the
+    resume point shifts the count and an earlier rule is sent again, with no commit yet to flag.
     A dump of a long chain takes several reads, and a writer committing every few milliseconds can
     interrupt it many times running: after the first few, each retry waits a random 0-2 ms, so it starts
     at another point of the writer's rhythm (20 immediate retries were not enough in CI).
@@ -404,11 +406,28 @@ def transact(batch: bytes, expected: int) -> None:
             raise OSError(failed, os.strerror(failed))
 
 
+_NEWRULE = (NFNL_SUBSYS_NFTABLES << 8) | 6  # NFT_MSG_NEWRULE: what a rule dump answers with
+
+
+def _rule_handle(data: bytes, offset: int, end: int) -> bytes:
+    """The raw NFTA_RULE_HANDLE of the rule message at ``data[offset:end]`` (b"" if it has none)."""
+    position = offset + _HEADER.size + _NFGENMSG.size
+    while position + 4 <= end:
+        length, attr_type = _NLA.unpack_from(data, position)
+        if length < 4:
+            break
+        if attr_type & _NLA_TYPE_MASK == NFTA_RULE_HANDLE:
+            return data[position + 4 : position + length]
+        position += (length + 3) & ~3
+    return b""
+
+
 def _collect(sock: socket.socket) -> tuple[list[bytes], int]:
     """The messages of one complete answer, and the kernel's error code (0: none; EINTR: an interrupted dump)."""
     found: list[bytes] = []
     interrupted = False
     generation = -1  # res_id of the first message: the ruleset's generation (low 16 bits) it was written in
+    handles: set[bytes] = set()  # of the rules dumped: one seen twice means the dump raced a batch
     while True:
         data = sock.recv(1 << 20)
         if not data:
@@ -427,5 +446,8 @@ def _collect(sock: socket.socket) -> tuple[list[bytes], int]:
                 res_id = _NFGENMSG.unpack_from(data, offset + _HEADER.size)[2]
                 interrupted = interrupted or generation not in (-1, res_id)
                 generation = res_id
+            if msg_type == _NEWRULE and (handle := _rule_handle(data, offset, offset + length)):
+                interrupted = interrupted or handle in handles
+                handles.add(handle)
             found.append(data[offset : offset + length])
             offset += (length + 3) & ~3
