@@ -7,9 +7,10 @@
 - DEL removes exactly its own lines, also when another process deletes
   one of them between the read and the write;
 - each operation starts at most one read and one write process per family;
-- with iptables-nft, DEL starts none and ADD (shared chains in place) one
-  restore per family (the in-process paths); the tests of the tool path
-  turn those off (``tool_path_only``).
+- with iptables-nft, DEL and ADD (shared chains in place) start none:
+  both go over nfnetlink (the in-process paths), and the rules ADD writes
+  are those iptables-save shows for the tool's own; the tests of the tool
+  path turn those off (``tool_path_only``).
 
 The host's tables are shared with other tests: every name here is unique,
 addresses come from the documentation ranges, and only lines that carry
@@ -339,8 +340,8 @@ def test_firewall_process_budget_with_iptables_nft(names: Names, starts: Callabl
     backend.add(att)  # both families; may create the shared chains (a save and a restore each) or find them
     backend.delete(att)
     starts()
-    backend.add(att)  # shared chains in place: one restore per family, no save
-    assert sorted(starts()) == ["ip6tables-restore", "iptables-restore"]
+    backend.add(att)  # shared chains in place: its rules as one nfnetlink batch per family, no tool at all
+    assert starts() == []
     backend.add(att)  # already there: the read-edit-write path finds nothing to change
     assert sorted(starts()) == ["ip6tables-save", "iptables-save"]
     before = own_lines(names)
@@ -354,6 +355,22 @@ def test_firewall_process_budget_with_iptables_nft(names: Names, starts: Callabl
     backend.add(att)
     starts()
     assert own_lines(names) == before
+
+
+def test_a_refused_nfnetlink_append_falls_back_to_one_restore(names: Names, starts: Callable[[], list[str]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _needs_iptables_nft()
+    backend = IptablesBackend("CNI-ADMIN")
+    att = Attachment(names.net, names.cid, "eth0", (ip_address(names.ip4a), ip_address(names.ip6a)))
+    backend.add(att)
+    expected = own_lines(names)
+    backend.delete(att)
+    monkeypatch.setattr(iptables_backend, "_append_over_nfnetlink", lambda family, att, version: False)
+    starts()
+    backend.add(att)
+    assert sorted(starts()) == ["ip6tables-restore", "iptables-restore"]
+    assert own_lines(names) == expected
+    backend.delete(att)
 
 
 def test_in_process_delete_survives_a_concurrent_deletion(names: Names, monkeypatch: pytest.MonkeyPatch) -> None:
