@@ -96,10 +96,16 @@ _HEADER = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")
 _NLA = struct.Struct("=HH")
 _NLA_TYPE_MASK = 0x3FFF
+_NLA_F_NESTED = 0x8000
 
 
 def _nla(attr_type: int, payload: bytes) -> bytes:
     return _NLA.pack(4 + len(payload), attr_type) + payload + b"\0" * (-len(payload) % 4)
+
+
+def _nest(attr_type: int, payload: bytes) -> bytes:
+    """A nested attribute (NLA_F_NESTED set, as libmnl sends them)."""
+    return _nla(attr_type | _NLA_F_NESTED, payload)
 
 
 def _request(family: str, table: str, chain: str, message: int = NFT_MSG_GETRULE, flags: int = _NLM_F_DUMP) -> bytes:

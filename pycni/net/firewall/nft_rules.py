@@ -29,7 +29,6 @@ from pycni.net.firewall.nft import NftError
 __all__ = ["EncodedRule", "add_rules", "iptables_accept_rule", "masquerade_rule"]
 
 NFT_MSG_NEWRULE = 6
-_NLA_F_NESTED = 0x8000
 _NLM_F_CREATE = 0x400
 _NLM_F_APPEND = 0x800
 _NFT_REG_1 = 1
@@ -46,16 +45,13 @@ _U32 = struct.Struct(">I")
 EncodedRule = tuple[bytes, bytes]
 
 
-def _nest(attr_type: int, payload: bytes) -> bytes:
-    return nl._nla(attr_type | _NLA_F_NESTED, payload)
-
-
 def _u32(attr_type: int, value: int) -> bytes:
     return nl._nla(attr_type, _U32.pack(value))
 
 
 def _expr(name: str, data: bytes) -> bytes:
-    return _nest(nl.NFTA_LIST_ELEM, nl._nla(nl.NFTA_EXPR_NAME, name.encode() + b"\0") + _nest(nl.NFTA_EXPR_DATA, data))
+    body = nl._nla(nl.NFTA_EXPR_NAME, name.encode() + b"\0") + nl._nest(nl.NFTA_EXPR_DATA, data)
+    return nl._nest(nl.NFTA_LIST_ELEM, body)
 
 
 def _meta_nfproto() -> bytes:
@@ -69,7 +65,7 @@ def _payload(offset: int, length: int) -> bytes:
 
 
 def _value(attr_type: int, data: bytes) -> bytes:
-    return _nest(attr_type, nl._nla(1, data))  # NFTA_DATA_VALUE
+    return nl._nest(attr_type, nl._nla(1, data))  # NFTA_DATA_VALUE
 
 
 def _cmp(op: int, data: bytes) -> bytes:
@@ -141,8 +137,8 @@ def _counter() -> bytes:
 
 
 def _accept() -> bytes:
-    verdict = _nest(nl.NFTA_DATA_VERDICT, _u32(nl.NFTA_VERDICT_CODE, _NF_ACCEPT))
-    return _expr("immediate", _u32(1, _NFT_REG_VERDICT) + _nest(nl.NFTA_IMMEDIATE_DATA, verdict))  # DREG, DATA
+    verdict = nl._nest(nl.NFTA_DATA_VERDICT, _u32(nl.NFTA_VERDICT_CODE, _NF_ACCEPT))
+    return _expr("immediate", _u32(1, _NFT_REG_VERDICT) + nl._nest(nl.NFTA_IMMEDIATE_DATA, verdict))  # DREG, DATA
 
 
 def iptables_accept_rule(address: IPv4Address | IPv6Address, *, source: bool, replies_only: bool,
@@ -162,7 +158,7 @@ def add_rules(family: str, table: str, chain: str, rules: Sequence[EncodedRule],
     names = nl._nla(nl.NFTA_RULE_TABLE, table.encode() + b"\0") + nl._nla(nl.NFTA_RULE_CHAIN, chain.encode() + b"\0")
     parts = [(nl.NFT_MSG_DELRULE, nl._nla(nl.NFTA_RULE_HANDLE, handle.to_bytes(8, "big")), 0)
              for handle in delete_handles]
-    parts += [(NFT_MSG_NEWRULE, _nest(nl.NFTA_RULE_EXPRESSIONS, expressions)
+    parts += [(NFT_MSG_NEWRULE, nl._nest(nl.NFTA_RULE_EXPRESSIONS, expressions)
                + (nl._nla(nl.NFTA_RULE_USERDATA, userdata) if userdata else b""),
                _NLM_F_CREATE | _NLM_F_APPEND) for expressions, userdata in rules]
     if not parts:

@@ -56,7 +56,6 @@ NFT_SET_ANONYMOUS = 0x1
 NFT_SET_INTERVAL = 0x4
 NFT_SET_MAP = 0x8
 NFTNL_UDATA_SET_ELEM_COMMENT = 0
-_NLA_F_NESTED = 0x8000
 _NLM_F_CREATE = 0x400
 _TYPE_BITS = 6  # nft composes a concatenation's type from 6 bits per field, the first field highest
 
@@ -261,27 +260,23 @@ def read_table(family: str, table: str) -> TableView | None:
 # -- writing -------------------------------------------------------------------------
 
 
-def _nest(attr_type: int, payload: bytes) -> bytes:
-    return nl._nla(attr_type | _NLA_F_NESTED, payload)
-
-
 def _encode_element(view: SetView, element: SetElement, *, with_data: bool) -> bytes:
     if len(element.key) != len(view.key_types):
         raise NftError(f"element {element.key} does not fit set {view.name} ({' . '.join(view.key_types)})")
     key = b"".join(_encode_field(kind, token) for kind, token in zip(view.key_types, element.key, strict=True))
-    body = _nest(NFTA_SET_ELEM_KEY, nl._nla(NFTA_DATA_VALUE, key))
+    body = nl._nest(NFTA_SET_ELEM_KEY, nl._nla(NFTA_DATA_VALUE, key))
     if view.interval:
         end = b"".join(_encode_field(kind, token, end=True)
                        for kind, token in zip(view.key_types, element.key, strict=True))
-        body += _nest(NFTA_SET_ELEM_KEY_END, nl._nla(NFTA_DATA_VALUE, end))
+        body += nl._nest(NFTA_SET_ELEM_KEY_END, nl._nla(NFTA_DATA_VALUE, end))
     if with_data and view.data_types:
         data = b"".join(_encode_field(kind, token)
                         for kind, token in zip(view.data_types, element.value, strict=True))
-        body += _nest(NFTA_SET_ELEM_DATA, nl._nla(NFTA_DATA_VALUE, data))
+        body += nl._nest(NFTA_SET_ELEM_DATA, nl._nla(NFTA_DATA_VALUE, data))
     if with_data and element.comment:
         text = element.comment.encode()[:127] + b"\0"
         body += nl._nla(NFTA_SET_ELEM_USERDATA, bytes([NFTNL_UDATA_SET_ELEM_COMMENT, len(text)]) + text)
-    return _nest(nl.NFTA_LIST_ELEM, body)
+    return nl._nest(nl.NFTA_LIST_ELEM, body)
 
 
 def set_view(name: str, key_type: str, data_type: str = "", *, interval: bool = False) -> SetView:
@@ -321,7 +316,7 @@ def _send(family: str, table: str, deletes: Sequence[tuple[SetView, SetElement]]
             groups[-1][1].append(_encode_element(view, element, with_data=message_type == NFT_MSG_NEWSETELEM))
         for view, encoded in groups:
             attrs = (nl._nla(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + nl._nla(NFTA_SET_ELEM_LIST_SET, _strz(view.name))
-                     + _nest(NFTA_SET_ELEM_LIST_ELEMENTS, b"".join(encoded)))
+                     + nl._nest(NFTA_SET_ELEM_LIST_ELEMENTS, b"".join(encoded)))
             messages.append(nl._batch_message((nl.NFNL_SUBSYS_NFTABLES << 8) | message_type, seq,
                                               nl.FAMILIES[family], attrs, nl._NLM_F_ACK | flags))
             seq += 1
