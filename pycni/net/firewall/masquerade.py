@@ -322,9 +322,11 @@ def setup_masquerade(
     if chosen == "nftables":
         prefix = _instance_tag(network, ifname, container_id)
         stale = [handle for handle, comment in _nft_tagged() if comment.startswith(prefix)]
-        if _nft_base_intact() and _nft_add_rules(addresses, nft_comment(network, ifname, container_id), stale):
+        intact = _nft_base_intact()
+        if intact and _nft_add_rules(addresses, nft_comment(network, ifname, container_id), stale):
             return chosen
-        stale = [handle for handle, comment in _nft_tagged() if comment.startswith(prefix)]
+        if intact:  # the batch was refused: the chain changed since it was read
+            stale = [handle for handle, comment in _nft_tagged() if comment.startswith(prefix)]
         nft.apply_json(nft_setup_commands(addresses, network, ifname, container_id, stale))
         _remember_nft_base()
         return chosen
