@@ -288,6 +288,14 @@ def _gc_portmap_networks(listing: str) -> None:
             print(f"portmap GC of {network} failed: {exc}", file=sys.stderr)
 
 
+def _base_layout_rule(rule: dict[str, Any]) -> bool:
+    """A rule of a plugin table's fixed layout, kept while the table exists: portmap's jumps into its chains,
+    masquerade's base chain (multicast returns, the goto to masq_checks); no attachment uses it."""
+    if str(rule.get("comment", "")).startswith("pycni/portmap base"):
+        return True
+    return rule.get("table") == "cni_plugins_masquerade" and rule.get("chain") == "postrouting"
+
+
 class Cleanup:
     def __init__(self) -> None:
         from tests.support.host_firewall import HostFirewallSnapshot
@@ -347,7 +355,7 @@ class Cleanup:
                 objects = json.loads(listing)["nftables"]
             except (ValueError, KeyError):
                 continue
-            in_use = any(("rule" in o and not str(o["rule"].get("comment", "")).startswith("pycni/portmap base"))
+            in_use = any(("rule" in o and not _base_layout_rule(o["rule"]))
                          or o.get("set", o.get("map", {})).get("elem") for o in objects)
             if not in_use:
                 sh("nft", "delete", "table", parts[1], parts[2], check=False)
