@@ -74,6 +74,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     for tool in ("iptables", "ip6tables"):
         _remove_chains(tool, _cni_chains(tool) - _before[tool])
     created = _nft_tables() - _before["nft"]
+    if "inet pycni-portmap" in created:
+        _gc_portmap_networks()
     for table in NFT_TABLES:
         if table in created and not _has_rules(table):
             _run("nft", "delete", "table", *table.split())
@@ -102,6 +104,19 @@ def _split(rule: str) -> list[str]:
     import shlex
 
     return shlex.split(rule)
+
+
+def _gc_portmap_networks() -> None:
+    """portmap keeps the maps and lookup rules of the network its last DEL emptied (as the reference keeps its
+    chains) until a CNI GC: in a table this run created every network is the run's, so each is collected."""
+    from pycni.plugins.portmap.nft_io import NftBackend
+
+    listing = _run("nft", "list", "table", "inet", "pycni-portmap")
+    for network in sorted(set(re.findall(r'net=([^\s"]+)', listing))):
+        try:
+            NftBackend().gc(network, set())
+        except Exception as exc:  # the table is then left, and says why
+            print(f"portmap GC of {network} at the end of the run failed: {exc}")
 
 
 def _has_rules(table: str) -> bool:
