@@ -10,16 +10,17 @@ Contract:
   them. A thread whose namespace changed, or whose call failed with an
   unexpected error, is not reused.
 - ``Call`` owns the caller's netns descriptor and a worker slot until its
-  job ends. A caller in the namespace of the thread that took its
-  connection (the runtime on the host, the usual case) needs no namespace
-  thread: ``execute`` runs the job on that thread and ``conclude`` follows,
-  sparing two thread hand-offs per call. The job runs ``skel.dispatch`` with the caller's environment
+  job ends. The job runs ``skel.dispatch`` with the caller's environment
   and an own-netns check against the caller's namespace, keeps what the
-  plugin prints (sys.stderr, and sys.stdout as skel.main sends it to stderr)
-  for the caller's stderr (``OutputRouter``), and sets
-  ``done``. It then waits for ``settle(delivered)``: an ADD that succeeded
-  but whose outcome did not reach the caller (timeout, caller gone) is
-  undone with a DEL of the same request. No exception escapes a job.
+  plugin prints (sys.stderr, and sys.stdout as skel.main sends it to
+  stderr) for the caller's stderr (``OutputRouter``), and sets ``done``.
+  On a namespace thread it then waits for ``settle(delivered)``. A caller
+  in the namespace of the thread that took its connection (the runtime on
+  the host, the usual case) needs no namespace thread: ``execute`` runs
+  the job on that thread and ``conclude(delivered)`` follows, sparing two
+  thread hand-offs per call. Either way an ADD that succeeded but whose
+  outcome did not reach the caller (timeout, caller gone) is undone with a
+  DEL of the same request. No exception escapes a job.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ __all__ = [
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETCHAIN = 4
+NFT_MSG_NEWRULE = 6
 NFT_MSG_GETRULE = 7
 NFT_MSG_DELRULE = 8
 NFNL_MSG_BATCH_BEGIN = 0x10
@@ -88,6 +89,7 @@ FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
 _NLM_F_REQUEST = 0x1
 _NLM_F_ACK = 0x4
+_NLM_F_CREATE = 0x400
 _NLM_F_DUMP = 0x300
 _NLM_F_DUMP_INTR = 0x10  # the dump was interrupted by a change: it may be inconsistent
 _NLMSG_ERROR = 2
@@ -412,7 +414,7 @@ def transact(batch: bytes, expected: int) -> None:
             raise OSError(failed, os.strerror(failed))
 
 
-_NEWRULE = (NFNL_SUBSYS_NFTABLES << 8) | 6  # NFT_MSG_NEWRULE: what a rule dump answers with
+_NEWRULE = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE  # what a rule dump answers with
 
 
 def _rule_handle(data: bytes, offset: int, end: int) -> bytes:

@@ -56,7 +56,6 @@ NFT_SET_ANONYMOUS = 0x1
 NFT_SET_INTERVAL = 0x4
 NFT_SET_MAP = 0x8
 NFTNL_UDATA_SET_ELEM_COMMENT = 0
-_NLM_F_CREATE = 0x400
 _TYPE_BITS = 6  # nft composes a concatenation's type from 6 bits per field, the first field highest
 
 #: nft's datatype ids -> (name, bytes in the key before padding to 4)
@@ -308,7 +307,7 @@ def _send(family: str, table: str, deletes: Sequence[tuple[SetView, SetElement]]
           adds: Sequence[tuple[SetView, SetElement]]) -> None:
     messages: list[bytes] = []
     seq = 2
-    for message_type, items, flags in ((NFT_MSG_DELSETELEM, deletes, 0), (NFT_MSG_NEWSETELEM, adds, _NLM_F_CREATE)):
+    for message_type, items, flags in ((NFT_MSG_DELSETELEM, deletes, 0), (NFT_MSG_NEWSETELEM, adds, nl._NLM_F_CREATE)):
         groups: list[tuple[SetView, list[bytes]]] = []
         for view, element in items:
             if not groups or groups[-1][0] is not view or len(groups[-1][1]) >= _PER_MESSAGE:

@@ -128,8 +128,7 @@ def _add_l3(
             result = replace(result, interfaces=(*result.interfaces, Interface(name=link.name, mac=link.mac)))
         pinned_mac = apply_gateways(gateway_link, conf.bridge, plan.gateways, force=conf.force_address)
         if pinned_mac:  # the bridge's MAC from now on: _finish need not look it up again
-            bridge = replace(result.interfaces[0], mac=pinned_mac)
-            result = replace(result, interfaces=(bridge, *result.interfaces[1:]))
+            result = _with_bridge_mac(result, pinned_mac)
 
     if conf.ip_masq:
         from pycni.net.firewall.masquerade import setup_masquerade, teardown_masquerade
@@ -171,7 +170,12 @@ def _finish(conf: BridgeConf, host_veth: str, result: Result) -> Result:
             raise NetError(f"bridge port in error state: {exc.state}") from exc
     if result.interfaces[0].mac:
         return result
-    bridge = replace(result.interfaces[0], mac=get_link(conf.bridge).mac)
+    return _with_bridge_mac(result, get_link(conf.bridge).mac)
+
+
+def _with_bridge_mac(result: Result, mac: str) -> Result:
+    """``result`` with the bridge (its first interface) reported with ``mac``."""
+    bridge = replace(result.interfaces[0], mac=mac)
     return replace(result, interfaces=(bridge, *result.interfaces[1:]))
 
 
